@@ -1,0 +1,1 @@
+"""Numba kernels for the hot loops, each with a plain-NumPy twin that is its test oracle."""

@@ -1,0 +1,10 @@
+"""Single-channel source separation: audio I/O, STFT transformer, separation metrics, separators."""
+
+from mixest._lazy import attach
+
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        # name: module that defines it (add one line per public name)
+    },
+)
