@@ -10,6 +10,23 @@ __getattr__, __dir__, __all__ = attach(
     __name__,
     {
         # --- tracking (mixest.tracking._metrics) ---
+        "iou_matrix": "mixest.tracking._metrics",
+        "mot_metrics": "mixest.tracking._metrics",
+        "mota_score": "mixest.tracking._metrics",
+        "idf1_score": "mixest.tracking._metrics",
+        "motp_score": "mixest.tracking._metrics",
+        "mota_scorer": "mixest.tracking._metrics",
+        "idf1_scorer": "mixest.tracking._metrics",
+        "motp_scorer": "mixest.tracking._metrics",
         # --- separation (mixest.separation._metrics) ---
+        "si_sdr": "mixest.separation._metrics",
+        "si_sdr_improvement": "mixest.separation._metrics",
+        "scale_optimal_rmse": "mixest.separation._metrics",
+        "pesq_score": "mixest.separation._metrics",
+        "estoi_score": "mixest.separation._metrics",
+        "si_sdr_scorer": "mixest.separation._metrics",
+        "si_sdri_scorer": "mixest.separation._metrics",
+        "pesq_scorer": "mixest.separation._metrics",
+        "estoi_scorer": "mixest.separation._metrics",
     },
 )

@@ -8,5 +8,6 @@ __getattr__, __dir__, __all__ = attach(
         # name: module that defines it (add one line per public name)
         "make_trajectories": "._trajectories",
         "make_tracking_mixture": "._trajectories",
+        "make_audio_mixtures": "._audio_mixtures",
     },
 )
