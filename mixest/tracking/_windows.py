@@ -1,0 +1,361 @@
+"""Fixed-length multi-source windows cut out of MOTChallenge ground truth.
+
+The paper's tracking benchmark (Lin et al., TMLR 2023, Table 2) evaluates on short windows of
+``T`` frames in which ``N`` pedestrians are visible throughout, with detections simulated from
+their ground-truth boxes. :func:`make_windows` cuts such windows; :func:`make_detection_windows`
+adds the simulated detections.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.utils import check_random_state
+
+from mixest.tracking._motchallenge import read_mot, read_seqinfo, table_to_tracks
+
+__all__ = ["make_detection_windows", "make_windows"]
+
+
+def _check_int(value: object, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}.")
+    return int(value)
+
+
+def _load_one(item: object, index: int) -> tuple[str, pd.DataFrame, tuple[int, int] | None]:
+    """Resolve a table, a ``gt.txt`` path or a sequence folder to (name, table, image size)."""
+    if isinstance(item, pd.DataFrame):
+        source = item.attrs.get("path")
+        table = item
+    elif isinstance(item, (str, os.PathLike)):
+        path = Path(item)
+        if path.is_dir():
+            path = path / "gt" / "gt.txt"
+        source = str(path)
+        table = read_mot(path)
+    else:
+        raise TypeError(
+            "gt must be a ground-truth DataFrame (from read_mot), a path to a gt.txt file or "
+            f"to a sequence folder, or a list of those; got {type(item).__name__}."
+        )
+    name, image_size = f"sequence_{index}", None
+    if source is not None:
+        path = Path(source)
+        # MOTChallenge layout: <sequence>/gt/gt.txt next to <sequence>/seqinfo.ini.
+        seq_dir = path.parent.parent if path.parent.name == "gt" else path.parent
+        name = seq_dir.name if path.parent.name == "gt" else path.stem
+        if (seq_dir / "seqinfo.ini").is_file():
+            info = read_seqinfo(seq_dir)
+            name = str(info.get("name", name))
+            if "im_width" in info and "im_height" in info:
+                image_size = (info["im_width"], info["im_height"])
+    return name, table, image_size
+
+
+def _load_sequences(gt: object) -> list[tuple[str, pd.DataFrame, tuple[int, int] | None]]:
+    items = list(gt) if isinstance(gt, (list, tuple)) else [gt]
+    if not items:
+        raise ValueError("gt is an empty list; give at least one ground-truth table or path.")
+    return [_load_one(item, i) for i, item in enumerate(items)]
+
+
+def _filter(
+    table: pd.DataFrame, classes: object, min_visibility: float, consider_only: bool, name: str
+) -> pd.DataFrame:
+    for col in ("frame", "id", "bb_left", "bb_top", "bb_width", "bb_height"):
+        if col not in table.columns:
+            raise ValueError(f"gt ({name}) lacks the column {col!r}; it has {list(table.columns)}.")
+    keep = np.ones(len(table), dtype=bool)
+    if classes is not None:
+        if "class" not in table.columns:
+            raise ValueError(
+                f"gt ({name}) has no 'class' column (not a 9-column gt.txt?); pass classes=None "
+                "to keep every box."
+            )
+        keep &= table["class"].isin(list(classes)).to_numpy()
+    if consider_only:
+        if "conf" not in table.columns:
+            raise ValueError(f"gt ({name}) has no 'conf' column; pass consider_only=False.")
+        keep &= (table["conf"] == 1).to_numpy()
+    if min_visibility > 0:
+        if "visibility" not in table.columns:
+            raise ValueError(f"gt ({name}) has no 'visibility' column; pass min_visibility=0.")
+        keep &= (table["visibility"] >= min_visibility).to_numpy()
+    return table.loc[keep]
+
+
+def _check_classes(classes: object) -> tuple[int, ...] | None:
+    if classes is None:
+        return None
+    if isinstance(classes, numbers.Integral) and not isinstance(classes, bool):
+        return (int(classes),)
+    try:
+        out = tuple(classes)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"classes must be None, an int or a sequence of ints, got {classes!r}."
+        ) from None
+    if not out or not all(isinstance(c, numbers.Integral) and not isinstance(c, bool) for c in out):
+        raise TypeError(f"classes must be None, an int or a sequence of ints, got {classes!r}.")
+    return tuple(int(c) for c in out)
+
+
+def make_windows(
+    gt: object,
+    n_sources: int = 3,
+    n_frames: int = 60,
+    *,
+    stride: int | None = None,
+    classes: object = (1,),
+    min_visibility: float = 0.0,
+    consider_only: bool = True,
+    groups_per_window: int = 1,
+    max_windows: int | None = None,
+    random_state: int | np.random.RandomState | None = None,
+    return_info: bool = False,
+) -> np.ndarray | tuple[np.ndarray, pd.DataFrame]:
+    """Cut windows of ``n_frames`` frames with ``n_sources`` fully present tracks.
+
+    A track is eligible for a window when, after filtering, it has a box in every one of the
+    window's frames. Windows are scanned from the first frame of each sequence: a window that
+    has at least ``n_sources`` eligible tracks is kept and the scan jumps ``stride`` frames
+    ahead; otherwise it moves one frame on. With the default ``stride = n_frames`` the windows
+    do not overlap (and this greedy scan finds as many as possible).
+
+    Parameters
+    ----------
+    gt : DataFrame, path, or list of them
+        Ground truth of one or more sequences: a table from :func:`read_mot` (9-column
+        ``gt.txt``), the path of a ``gt.txt`` file, or a MOTChallenge sequence folder
+        (containing ``gt/gt.txt`` and, optionally, ``seqinfo.ini``).
+    n_sources : int, default=3
+        Number of tracks ``N`` per window.
+    n_frames : int, default=60
+        Window length ``T`` in frames.
+    stride : int, optional
+        Frames between the starts of two kept windows of a sequence; default ``n_frames``
+        (non-overlapping windows).
+    classes : int, sequence of int or None, default=(1,)
+        Object classes to keep (MOT17: 1 pedestrian, 7 static person, ...); None keeps all.
+    min_visibility : float, default=0.0
+        Boxes with a smaller ``visibility`` are dropped (so a mostly occluded person breaks
+        the track's presence).
+    consider_only : bool, default=True
+        Keep only boxes whose ``conf`` ("consider") flag is 1.
+    groups_per_window : int, default=1
+        Draw up to this many disjoint groups of ``n_sources`` tracks from each window, each
+        giving one output window (more windows from busy sequences).
+    max_windows : int, optional
+        Keep at most this many windows: the first ones, or a random subset (in order) when
+        ``random_state`` is given.
+    random_state : int, RandomState instance or None, default=None
+        None chooses tracks deterministically (the smallest ids among the eligible ones);
+        otherwise tracks are drawn at random among the eligible ones.
+    return_info : bool, default=False
+        Also return a table describing every window.
+
+    Returns
+    -------
+    ground_truth : ndarray of shape (n_windows, n_frames, n_sources, 4)
+        ``"xywh"`` pixel boxes, without NaN; tracks in increasing id order within a window.
+    info : pandas.DataFrame
+        Only with ``return_info``: one row per window with ``sequence``, ``first_frame``,
+        ``last_frame`` (inclusive, 1-based), ``track_ids`` (tuple, in the order of the ``N``
+        axis), ``im_width`` and ``im_height`` (from ``seqinfo.ini``, NaN when unknown).
+
+    Raises
+    ------
+    ValueError
+        If no window qualifies (the message says how many tracks could be found), or on
+        invalid arguments.
+
+    Examples
+    --------
+    >>> gt = make_windows("MOT17-05", n_sources=3, n_frames=60)  # doctest: +SKIP
+    >>> gt.shape  # doctest: +SKIP
+    (13, 60, 3, 4)
+    """
+    n_sources = _check_int(n_sources, "n_sources", 1)
+    n_frames = _check_int(n_frames, "n_frames", 1)
+    stride = n_frames if stride is None else _check_int(stride, "stride", 1)
+    groups_per_window = _check_int(groups_per_window, "groups_per_window", 1)
+    if max_windows is not None:
+        max_windows = _check_int(max_windows, "max_windows", 1)
+    if not isinstance(min_visibility, numbers.Real) or not 0 <= min_visibility <= 1:
+        raise ValueError(f"min_visibility must be in [0, 1], got {min_visibility!r}.")
+    classes = _check_classes(classes)
+    rng = None if random_state is None else check_random_state(random_state)
+
+    windows, rows = [], []
+    best = (0, "")  # most tracks fully present in any window, for the error message
+    for name, table, image_size in _load_sequences(gt):
+        table = _filter(table, classes, float(min_visibility), bool(consider_only), name)
+        if len(table) == 0:
+            continue
+        frames = np.arange(1, int(table["frame"].max()) + 1)
+        ids = np.unique(table["id"].to_numpy(dtype=np.int64))
+        tracks = table_to_tracks(table, frames=frames, ids=ids)  # (T, n_ids, 4)
+        if len(frames) < n_frames:
+            continue
+        present = ~np.isnan(tracks).any(axis=-1)
+        # full[s, i]: track i present in every frame of the window starting at index s.
+        cum = np.concatenate([np.zeros((1, len(ids)), np.int64), np.cumsum(present, axis=0)])
+        full = (cum[n_frames:] - cum[:-n_frames]) == n_frames
+        counts = full.sum(axis=1)
+        if counts.max() > best[0]:
+            best = (int(counts.max()), name)
+        s = 0
+        while s < len(full):
+            eligible = np.flatnonzero(full[s])
+            if len(eligible) < n_sources:
+                s += 1
+                continue
+            if rng is not None:
+                eligible = rng.permutation(eligible)
+            n_groups = min(groups_per_window, len(eligible) // n_sources)
+            for g in range(n_groups):
+                chosen = np.sort(eligible[g * n_sources : (g + 1) * n_sources])
+                windows.append(tracks[s : s + n_frames, chosen])
+                rows.append(
+                    {
+                        "sequence": name,
+                        "first_frame": int(frames[s]),
+                        "last_frame": int(frames[s + n_frames - 1]),
+                        "track_ids": tuple(int(i) for i in ids[chosen]),
+                        "im_width": np.nan if image_size is None else image_size[0],
+                        "im_height": np.nan if image_size is None else image_size[1],
+                    }
+                )
+            s += stride
+    if not windows:
+        where = f" (in {best[1]})" if best[1] else ""
+        raise ValueError(
+            f"no window of n_frames={n_frames} frames has n_sources={n_sources} tracks present "
+            f"in every frame (classes={classes}, consider_only={consider_only}, "
+            f"min_visibility={min_visibility}); the best window has {best[0]} such track(s)"
+            f"{where}. Use shorter "
+            "windows, fewer sources, looser filters or more sequences."
+        )
+    keep = np.arange(len(windows))
+    if max_windows is not None and len(windows) > max_windows:
+        keep = (
+            keep[:max_windows]
+            if rng is None
+            else np.sort(rng.choice(len(windows), size=max_windows, replace=False))
+        )
+    ground_truth = np.stack([windows[i] for i in keep])
+    if not return_info:
+        return ground_truth
+    info = pd.DataFrame([rows[i] for i in keep])
+    return ground_truth, info
+
+
+def make_detection_windows(
+    gt: object,
+    n_sources: int = 3,
+    n_frames: int = 60,
+    *,
+    stride: int | None = None,
+    classes: object = (1,),
+    min_visibility: float = 0.0,
+    consider_only: bool = True,
+    groups_per_window: int = 1,
+    max_windows: int | None = None,
+    jitter: float = 0.04,
+    miss_prob: float = 0.1,
+    clutter_rate: float = 0.0,
+    shuffle: bool = False,
+    image_size: tuple[float, float] | None = None,
+    random_state: int | np.random.RandomState | None = None,
+    return_info: bool = False,
+) -> tuple[np.ndarray, ...]:
+    """Cut ground-truth windows and simulate detections of them.
+
+    The windows are those of :func:`make_windows`; detections come from
+    :func:`~mixest.tracking.simulate_detections` (Gaussian jitter proportional to the box size,
+    random misses, optional uniform clutter, optional shuffling within each frame).
+
+    Parameters
+    ----------
+    gt, n_sources, n_frames, stride, classes, min_visibility, consider_only, \
+groups_per_window, max_windows
+        As in :func:`make_windows`.
+    jitter : float, default=0.04
+        Detection noise standard deviation, as a fraction of the box width/height.
+    miss_prob : float, default=0.1
+        Probability that a detection is missed.
+    clutter_rate : float, default=0.0
+        Mean number of false detections per frame.
+    shuffle : bool, default=False
+        Put the detections of each frame in random order (otherwise row ``k < N`` is source
+        ``k``'s detection: an easy, unrealistic protocol).
+    image_size : (width, height), optional
+        Image extent for clutter; default the sequence's ``seqinfo.ini`` size when known.
+    random_state : int, RandomState instance or None, default=None
+        Seeds both the track choice (see :func:`make_windows`) and the detections. With
+        None, tracks are chosen deterministically and the detections use NumPy's global
+        random state (scikit-learn's convention), so results are not reproducible.
+    return_info : bool, default=False
+        Also return the window table of :func:`make_windows`.
+
+    Returns
+    -------
+    observations : ndarray of shape (n_windows, n_frames, K, 4)
+        Simulated ``"xywh"`` detections, NaN rows for missing ones; ``K`` is the same for all
+        windows (shorter frames padded with NaN rows).
+    ground_truth : ndarray of shape (n_windows, n_frames, n_sources, 4)
+        The true tracks.
+    info : pandas.DataFrame
+        Only with ``return_info``.
+
+    Examples
+    --------
+    >>> X, y = make_detection_windows("MOT17-05", n_frames=60, random_state=0)  # doctest: +SKIP
+    """
+    from mixest.tracking._detections import simulate_detections
+
+    rng = check_random_state(random_state)
+    ground_truth, info = make_windows(
+        gt,
+        n_sources,
+        n_frames,
+        stride=stride,
+        classes=classes,
+        min_visibility=min_visibility,
+        consider_only=consider_only,
+        groups_per_window=groups_per_window,
+        max_windows=max_windows,
+        random_state=None if random_state is None else rng,
+        return_info=True,
+    )
+    # One simulation per sequence, so that clutter uses that sequence's image size.
+    parts = []
+    for _, idx in info.groupby("sequence", sort=False).indices.items():
+        size = image_size
+        if size is None and not np.isnan(info["im_width"].iloc[idx[0]]):
+            size = (float(info["im_width"].iloc[idx[0]]), float(info["im_height"].iloc[idx[0]]))
+        obs = simulate_detections(
+            ground_truth[idx],
+            jitter=jitter,
+            miss_prob=miss_prob,
+            clutter_rate=clutter_rate,
+            shuffle=shuffle,
+            box_format="xywh",
+            image_size=size,
+            random_state=rng,
+        )
+        parts.append((idx, obs))
+    K = max(obs.shape[2] for _, obs in parts)
+    observations = np.full((*ground_truth.shape[:2], K, 4), np.nan)
+    for idx, obs in parts:
+        observations[idx, :, : obs.shape[2]] = obs
+    if return_info:
+        return observations, ground_truth, info
+    return observations, ground_truth

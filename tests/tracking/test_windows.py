@@ -1,0 +1,230 @@
+"""Window builder: exact windows on a hand-made sequence, filters, randomness, real MOT17."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mixest.tracking import make_detection_windows, make_windows, read_mot, write_mot
+
+N_FRAMES = 100
+
+
+def _box(track_id, frame):
+    # Distinct, easy to recompute boxes: x moves with the frame, y and size depend on the id.
+    return [20.0 * track_id + frame, 10.0 * track_id, 10.0 + track_id, 20.0]
+
+
+def _toy_gt() -> pd.DataFrame:
+    """Six tracks over frames 1..100, each with one reason to be in or out of a window.
+
+    id 1, 2: pedestrians present throughout.
+    id 3: pedestrian, frames 1..50 only.
+    id 4: class 2 (person on vehicle), present throughout: excluded by default.
+    id 5: pedestrian, "consider" flag 0 on frames 30..40.
+    id 6: pedestrian, visibility 0.1 on frame 70, 1 elsewhere.
+    """
+    rows = []
+    for track_id in range(1, 7):
+        last = 50 if track_id == 3 else N_FRAMES
+        for frame in range(1, last + 1):
+            conf = 0 if track_id == 5 and 30 <= frame <= 40 else 1
+            cls = 2 if track_id == 4 else 1
+            vis = 0.1 if track_id == 6 and frame == 70 else 1.0
+            rows.append([frame, track_id, *_box(track_id, frame), conf, cls, vis])
+    columns = [
+        "frame",
+        "id",
+        "bb_left",
+        "bb_top",
+        "bb_width",
+        "bb_height",
+        "conf",
+        "class",
+        "visibility",
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+@pytest.fixture
+def toy_seq(tmp_path):
+    """A MOTChallenge sequence folder: TOY-01/gt/gt.txt and seqinfo.ini."""
+    seq = tmp_path / "TOY-01"
+    write_mot(seq / "gt" / "gt.txt", _toy_gt(), kind="gt")
+    (seq / "seqinfo.ini").write_text(
+        "[Sequence]\nname=TOY-01\nframeRate=10\nseqLength=100\nimWidth=640\nimHeight=480\n"
+    )
+    return seq
+
+
+def _expected(track_ids, first_frame, n_frames):
+    return np.array(
+        [[_box(i, f) for i in track_ids] for f in range(first_frame, first_frame + n_frames)]
+    )
+
+
+def test_windows_are_the_ground_truth_boxes(toy_seq):
+    gt, info = make_windows(toy_seq, n_sources=4, n_frames=20, return_info=True)
+    # Frames 1-20: {1,2,3,5,6} eligible -> smallest ids {1,2,3,5}; 21-40: id 5 not considered
+    # -> {1,2,3,6}; 41-60, 61-80, 81-100: id 3 gone -> {1,2,5,6}.
+    assert info["first_frame"].tolist() == [1, 21, 41, 61, 81]
+    assert info["last_frame"].tolist() == [20, 40, 60, 80, 100]
+    expected_ids = [(1, 2, 3, 5), (1, 2, 3, 6), (1, 2, 5, 6), (1, 2, 5, 6), (1, 2, 5, 6)]
+    assert info["track_ids"].tolist() == expected_ids
+    assert info["sequence"].unique().tolist() == ["TOY-01"]
+    assert (info["im_width"] == 640).all() and (info["im_height"] == 480).all()
+    assert gt.shape == (5, 20, 4, 4)
+    for w, (ids, first) in enumerate(zip(expected_ids, info["first_frame"], strict=True)):
+        np.testing.assert_array_equal(gt[w], _expected(ids, first, 20))
+
+
+def test_input_kinds_agree(toy_seq):
+    from_dir = make_windows(toy_seq, n_frames=20)
+    from_file = make_windows(toy_seq / "gt" / "gt.txt", n_frames=20)
+    from_table = make_windows(read_mot(toy_seq / "gt" / "gt.txt"), n_frames=20)
+    np.testing.assert_array_equal(from_dir, from_file)
+    np.testing.assert_array_equal(from_dir, from_table)
+    both = make_windows([toy_seq, _toy_gt()], n_frames=20)
+    assert both.shape[0] == 2 * from_dir.shape[0]
+
+
+def test_filters(toy_seq):
+    # With min_visibility, id 6 is missing on frame 70: windows 61-80 fail for 4 sources, and
+    # the scan moves one frame at a time to 71-90.
+    _, info = make_windows(toy_seq, n_sources=4, n_frames=20, min_visibility=0.5, return_info=True)
+    assert info["first_frame"].tolist() == [1, 21, 41, 71]
+    # 5 sources: only frames 1-20 have five eligible pedestrians ...
+    _, info = make_windows(toy_seq, n_sources=5, n_frames=20, return_info=True)
+    assert info["track_ids"].tolist() == [(1, 2, 3, 5, 6)]
+    # ... but the class-2 track 4 joins when every class is kept, and id 5 without the flag.
+    _, info = make_windows(
+        toy_seq, n_sources=5, n_frames=20, classes=None, consider_only=False, return_info=True
+    )
+    assert info["first_frame"].tolist() == [1, 21, 41, 61, 81]
+    assert info["track_ids"].iloc[0] == (1, 2, 3, 4, 5)
+    _, info = make_windows(toy_seq, n_sources=5, n_frames=20, classes=[1, 2], return_info=True)
+    assert info["track_ids"].iloc[0] == (1, 2, 3, 4, 5)
+
+
+def test_stride_groups_and_max_windows(toy_seq):
+    _, info = make_windows(toy_seq, n_sources=2, n_frames=30, stride=10, return_info=True)
+    assert info["first_frame"].tolist() == [1, 11, 21, 31, 41, 51, 61, 71]
+    _, info = make_windows(toy_seq, n_sources=2, n_frames=20, groups_per_window=3, return_info=True)
+    # Frames 1-20 have 5 eligible pedestrians: two disjoint pairs.
+    assert info["track_ids"].tolist()[:2] == [(1, 2), (3, 5)]
+    assert len(make_windows(toy_seq, n_sources=2, n_frames=20, max_windows=2)) == 2
+
+
+def test_random_state(toy_seq):
+    kwargs = {"n_sources": 3, "n_frames": 10, "return_info": True}
+    _, a = make_windows(toy_seq, random_state=0, **kwargs)
+    _, b = make_windows(toy_seq, random_state=0, **kwargs)
+    _, c = make_windows(toy_seq, random_state=1, **kwargs)
+    _, det = make_windows(toy_seq, **kwargs)
+    assert a["track_ids"].tolist() == b["track_ids"].tolist()
+    assert a["track_ids"].tolist() != c["track_ids"].tolist()
+    assert set(det["track_ids"]) <= {(1, 2, 3), (1, 2, 5), (1, 2, 6)}  # smallest eligible ids
+    assert all(ids == tuple(sorted(ids)) for ids in a["track_ids"])
+    _, sub = make_windows(toy_seq, max_windows=3, random_state=0, **kwargs)
+    assert sub["first_frame"].is_monotonic_increasing and len(sub) == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"n_frames": 101}, ValueError, "no window of n_frames=101"),
+        ({"n_sources": 7, "n_frames": 20}, ValueError, r"best window has 5 such track"),
+        ({"n_sources": 0}, ValueError, "n_sources must be at least 1"),
+        ({"n_frames": 2.5}, TypeError, "n_frames must be an int"),
+        ({"stride": 0}, ValueError, "stride must be at least 1"),
+        ({"min_visibility": 2}, ValueError, "min_visibility"),
+        ({"classes": "1"}, TypeError, "classes must be"),
+        ({"max_windows": 0}, ValueError, "max_windows"),
+    ],
+)
+def test_bad_arguments(toy_seq, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        make_windows(toy_seq, **kwargs)
+
+
+def test_bad_gt(tmp_path):
+    with pytest.raises(TypeError, match="gt must be"):
+        make_windows(np.zeros((10, 9)))
+    with pytest.raises(ValueError, match="gt is an empty list"):
+        make_windows([])
+    with pytest.raises(FileNotFoundError):
+        make_windows(tmp_path / "nothing")
+    results = _toy_gt().drop(columns=["class", "visibility"])
+    with pytest.raises(ValueError, match="no 'class' column"):
+        make_windows(results)
+
+
+def test_detection_windows(toy_seq):
+    obs, gt = make_detection_windows(
+        toy_seq, n_frames=20, jitter=0.0, miss_prob=0.0, random_state=0
+    )
+    np.testing.assert_array_equal(gt, make_windows(toy_seq, n_frames=20, random_state=0))
+    np.testing.assert_allclose(obs, gt)  # no noise, no miss, no shuffle: row k is source k
+
+    obs, gt, info = make_detection_windows(
+        [toy_seq, _toy_gt()],
+        n_frames=20,
+        jitter=0.05,
+        miss_prob=0.3,
+        clutter_rate=1.0,
+        shuffle=True,
+        random_state=0,
+        return_info=True,
+    )
+    assert obs.shape[:2] == gt.shape[:2] and obs.shape[2] >= 3 and len(info) == len(gt)
+    assert 0.5 < np.isnan(obs[..., 0]).mean() < 1
+    again = make_detection_windows(
+        [toy_seq, _toy_gt()],
+        n_frames=20,
+        jitter=0.05,
+        miss_prob=0.3,
+        clutter_rate=1.0,
+        shuffle=True,
+        random_state=0,
+    )[0]
+    np.testing.assert_array_equal(obs, again)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(("n_frames", "n_windows"), [(60, 12), (120, 4)])
+def test_mot17_05_windows(shared_data, n_frames, n_windows):
+    seq = shared_data / "mot17" / "MOT17-05"
+    gt, info = make_windows(seq, n_sources=3, n_frames=n_frames, return_info=True)
+    assert gt.shape == (n_windows, n_frames, 3, 4)
+    assert np.isfinite(gt).all() and (gt[..., 2:] > 0).all()
+    # Spot check against the file: the first window's first track.
+    table = read_mot(seq / "gt" / "gt.txt").set_index(["id", "frame"])
+    first = info.iloc[0]
+    rows = table.loc[
+        [(first["track_ids"][0], f) for f in range(first["first_frame"], first["last_frame"] + 1)]
+    ]
+    np.testing.assert_array_equal(
+        gt[0, :, 0], rows[["bb_left", "bb_top", "bb_width", "bb_height"]].to_numpy()
+    )
+    assert (rows["class"] == 1).all() and (rows["conf"] == 1).all()
+
+
+@pytest.mark.realdata
+def test_mot17_300_frame_windows(shared_data):
+    mot17 = shared_data / "mot17"
+    # MOT17-05 never has 3 pedestrians together for 300 frames (its three longest tracks,
+    # 336-394 frames, do not overlap that long), whatever the filters: say so clearly ...
+    with pytest.raises(ValueError, match=r"best window has 2 such track"):
+        make_windows(
+            mot17 / "MOT17-05", n_sources=3, n_frames=300, classes=None, consider_only=False
+        )
+    # ... while the 30 fps sequences do.
+    obs, gt = make_detection_windows(
+        [mot17 / "MOT17-05", mot17 / "MOT17-02", mot17 / "MOT17-09"],
+        n_sources=3,
+        n_frames=300,
+        random_state=0,
+    )
+    assert gt.shape == (3, 300, 3, 4) and np.isfinite(gt).all()
+    assert obs.shape[:3] == (3, 300, 3)
