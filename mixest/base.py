@@ -115,10 +115,13 @@ class SequenceEstimator(BaseEstimator):
         or ``"waveforms"`` ``(n_mixtures, n_samples)``.
     ``_test_params``
         Small, fast keyword arguments for the common checks (a few epochs, a few iterations).
+    ``_deterministic``
+        ``True`` for estimators without random draws; all others take ``random_state``.
     """
 
     _input_kind: ClassVar[str] = "sequences"
     _test_params: ClassVar[dict] = {}
+    _deterministic: ClassVar[bool] = False
 
 
 class ConvergenceMonitor:

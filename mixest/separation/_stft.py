@@ -289,6 +289,7 @@ class STFTTransformer(TransformerMixin, BaseEstimator):
 
     # Read by tests/test_common.py: 2-D waveforms in, complex 3-D spectra out.
     _input_kind = "signals"
+    _deterministic = True  # no random draws, hence no random_state
 
     _parameter_constraints: dict = {
         "n_fft": [Interval(numbers.Integral, 2, None, closed="left")],
