@@ -18,7 +18,6 @@ import copy
 import math
 import time
 from numbers import Integral, Real
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,8 +31,9 @@ from ._vkf import _VEMTrackerBase
 
 __all__ = ["DeepARDynamics", "DeepARTracker", "load_deep_ar", "train_deep_ar"]
 
-#: Bundled weights, trained by ``benchmarks/train_deep_ar.py``: name -> file in mixest/pretrained.
-PRETRAINED_AR = {"mot-ar": "deep_ar_mot.pt"}
+#: Names of the bundled Deep AR weights (files listed in ``mixest.pretrained._registry``),
+#: trained by ``benchmarks/train_priors.py --prior mot-ar``.
+PRETRAINED_AR = ("mot-ar",)
 _SIZE_FLOOR = 1e-3  # normalised units: keeps degenerate boxes from dividing by zero
 _VAR_FLOOR = 1e-4  # in squared box sizes: the network may not claim sub-pixel certainty
 
@@ -248,14 +248,9 @@ def load_deep_ar(name: str = "mot-ar") -> dict:
     if name not in PRETRAINED_AR:
         raise ValueError(f"unknown pretrained Deep AR model {name!r}; available: "
                          f"{sorted(PRETRAINED_AR)}.")
-    import mixest.pretrained
+    from mixest.pretrained._registry import weight_path
 
-    path = Path(mixest.pretrained.__file__).resolve().parent / PRETRAINED_AR[name]
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"pretrained weights {path.name!r} are missing; recreate them with "
-            "`python benchmarks/train_deep_ar.py`."
-        )
+    path = weight_path(name)
     payload = torch.load(path, map_location="cpu", weights_only=True)
     return {
         "hidden_size": int(payload["hidden_size"]),

@@ -6,5 +6,15 @@ __getattr__, __dir__, __all__ = attach(
     __name__,
     {
         # name: module that defines it (add one line per public name)
+        "DVAE": "._estimator",
+        "DVAEModule": "._modules",
+        "DVAEState": "._modules",
+        "SRNN": "._modules",
+        "VRNN": "._modules",
+        "build_module": "._modules",
+        "gaussian_kl": "._modules",
+        "train_dvae": "._training",
+        "TrainingHistory": "._training",
+        "resolve_device": "._training",
     },
 )

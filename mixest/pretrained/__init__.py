@@ -1,1 +1,4 @@
-"""Small pretrained weights, trained by this project's own scripts (see benchmarks/train_priors.py)."""
+"""Small pretrained weights, trained by this project's own scripts.
+
+See ``benchmarks/train_priors.py`` for the exact commands and data.
+"""

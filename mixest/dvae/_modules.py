@@ -1,0 +1,671 @@
+"""PyTorch DVAE modules: the SRNN of DESIGN §3 and a VRNN, with step-by-step public methods.
+
+Both models share one skeleton (:class:`DVAEModule`). At frame ``t`` (0-based below, the paper's
+``t + 1``) a model
+
+1. *advances* its recurrent state with the previous frame ``x_{t-1}`` (nothing at ``t = 0``:
+   ``x_0 = 0`` in the model's standardised units, i.e. the training mean);
+2. draws ``z_t`` from the prior ``p(z_t | h, z_{t-1})`` or the posterior
+   ``q(z_t | h, a_t, z_{t-1})``, where ``a_t`` summarises ``x_{t:T}`` (backward LSTM) or
+   ``x_t`` alone;
+3. *decodes* ``p(x_t | h, z_t)``.
+
+The SRNN's state is ``h_t = LSTM(g(x_{t-1}), h_{t-1})``, built before ``z_t``; the VRNN's is
+``h_{t-1} = LSTM([g(x_{t-1}), g_z(z_{t-1})], h_{t-2})`` and its prior ignores ``z_{t-1}``.
+
+Every input standardisation lives in buffers, so callers work in the data's own units: boxes in
+``[0, 1]`` go in, means and variances in the same units come out. Likelihoods:
+
+``"gaussian"``
+    ``N(x_t; mu, diag v)``. With ``residual_order=1`` the network predicts ``x_t - x_{t-1}``
+    (in units of the first differences' scale), with ``residual_order=2`` the deviation from a
+    constant-velocity extrapolation ``x_t - (2 x_{t-1} - x_{t-2})`` (in units of the second
+    differences' scale), so a tiny model only learns what is not already kinematics. The
+    variance is ``v = s^2 exp(l) + min_std^2``: the floor keeps a prior trained on noise-free
+    data from claiming sub-pixel certainty inside a tracker.
+``"itakura_saito"``
+    ``x_t`` is a power spectrum ``|s_t|^2`` of a zero-mean complex Gaussian ``s_t ~ N_c(0, v)``;
+    ``-log p = sum_f log(pi v_f) + x_f / v_f``, i.e. the Itakura-Saito divergence
+    ``d_IS(x | v)`` up to terms free of ``v``. The network sees ``log(x + eps)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["DVAEModule", "DVAEState", "SRNN", "VRNN", "gaussian_kl", "build_module"]
+
+LOG_EPS = 1e-10  # power-spectrum offset before the log (inputs only)
+_LOGVAR_MIN, _LOGVAR_MAX = -18.0, 12.0  # keeps exp() finite in float32
+
+
+class DVAEState(NamedTuple):
+    """Recurrent state carried between generative steps.
+
+    Attributes
+    ----------
+    h, c : Tensor of shape (B, rnn_dim)
+        LSTM state (SRNN: ``h_{t-1}``; VRNN: ``h_{t-2}``, updated with ``x_{t-1}, z_{t-1}``).
+    z : Tensor of shape (B, z_dim)
+        The last latent ``z_{t-1}`` (zeros before the first frame).
+    x : Tensor of shape (B, x_dim)
+        The last frame fed, ``x_{t-1}``, in data units (velocity feature, residual base).
+    t : int
+        Number of frames already generated (0 before the first frame).
+    """
+
+    h: Tensor
+    c: Tensor
+    z: Tensor
+    x: Tensor
+    t: int
+
+
+def gaussian_kl(mq: Tensor, lq: Tensor, mp: Tensor, lp: Tensor) -> Tensor:
+    """KL(N(mq, e^lq) || N(mp, e^lp)) of diagonal Gaussians, summed over the last axis.
+
+    .. math:: \\tfrac12 \\sum_j \\left(l_p - l_q + (e^{l_q} + (m_q - m_p)^2) e^{-l_p} - 1\\right)
+    """
+    return 0.5 * (lp - lq + (lq.exp() + (mq - mp).pow(2)) * torch.exp(-lp) - 1.0).sum(-1)
+
+
+def _lstm_step(rnn: nn.LSTM, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """One step of a one-layer ``nn.LSTM`` with its own weights (the fused cell is several
+    times faster than calling the sequence module on a length-1 sequence)."""
+    return torch.lstm_cell(
+        x, (h, c), rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0
+    )
+
+
+def _mlp(n_in: int, dims: tuple[int, ...], n_out: int | None) -> nn.Sequential:
+    """Dense tanh layers of sizes ``dims`` then an optional linear output layer."""
+    layers: list[nn.Module] = []
+    for d in dims:
+        layers += [nn.Linear(n_in, d), nn.Tanh()]
+        n_in = d
+    if n_out is not None:
+        layers.append(nn.Linear(n_in, n_out))
+    return nn.Sequential(*layers)
+
+
+class DVAEModule(nn.Module):
+    """Shared skeleton of the DVAE modules (see the module docstring).
+
+    Parameters
+    ----------
+    x_dim : int
+        Size of one frame.
+    z_dim : int, default=4
+        Size of the latent.
+    rnn_dim : int, default=8
+        Size of the forward LSTM (and of the backward encoder LSTM).
+    dense_dims : tuple of int, default=(16, 8)
+        Hidden layers of every dense block (feature extractor, prior, encoder, decoder).
+    likelihood : {"gaussian", "itakura_saito"}, default="gaussian"
+    encoder_rnn : bool, default=True
+        Summarise ``x_{t:T}`` with a backward LSTM in the encoder (else use ``x_t`` only, which
+        makes the posterior causal).
+    residual_order : {0, 1, 2}, default=2
+        Gaussian only: the decoder mean is ``x_t`` (0), ``x_t - x_{t-1}`` (1) or
+        ``x_t - 2 x_{t-1} + x_{t-2}`` (2) rescaled; lower orders are used while fewer past frames
+        exist.
+    velocity_input : bool, optional
+        Also feed ``x_{t-1} - x_{t-2}`` to the LSTM (default: ``True`` for Gaussian data).
+    """
+
+    architecture = "base"
+    _prior_uses_z = True
+
+    def __init__(
+        self,
+        x_dim: int,
+        z_dim: int = 4,
+        rnn_dim: int = 8,
+        dense_dims: tuple[int, ...] = (16, 8),
+        likelihood: str = "gaussian",
+        encoder_rnn: bool = True,
+        residual_order: int = 2,
+        velocity_input: bool | None = None,
+    ):
+        super().__init__()
+        if likelihood not in ("gaussian", "itakura_saito"):
+            raise ValueError(f"unknown likelihood {likelihood!r}")
+        self.x_dim, self.z_dim, self.rnn_dim = int(x_dim), int(z_dim), int(rnn_dim)
+        self.dense_dims = tuple(int(d) for d in dense_dims)
+        self.likelihood = likelihood
+        self.encoder_rnn = bool(encoder_rnn)
+        if residual_order not in (0, 1, 2):
+            raise ValueError(f"residual_order must be 0, 1 or 2, got {residual_order!r}")
+        self.residual_order = int(residual_order) if likelihood == "gaussian" else 0
+        self.velocity_input = (
+            likelihood == "gaussian" if velocity_input is None else bool(velocity_input)
+        )
+        # Standardisation (data units <-> network units), set by set_normalization().
+        self.register_buffer("x_loc", torch.zeros(x_dim))
+        self.register_buffer("x_scale", torch.ones(x_dim))
+        self.register_buffer("dx_scale", torch.ones(x_dim))
+        self.register_buffer("ddx_scale", torch.ones(x_dim))
+        self.register_buffer("min_var", torch.zeros(x_dim))
+
+        n_feat = x_dim * (2 if self.velocity_input else 1)
+        feat = self.dense_dims[-1] if self.dense_dims else n_feat
+        n_out = 2 * x_dim if likelihood == "gaussian" else x_dim
+        self.feature_x = _mlp(n_feat, self.dense_dims, None)  # g(.) of the LSTM input
+        self.feature_enc = _mlp(n_feat, self.dense_dims, None)
+        if self.encoder_rnn:
+            self.rnn_enc = nn.LSTM(feat, rnn_dim, batch_first=True)
+            n_a = rnn_dim
+        else:
+            n_a = feat
+        self._build_recurrence(feat)
+        n_prior = rnn_dim + (z_dim if self._prior_uses_z else 0)
+        self.prior_net = _mlp(n_prior, self.dense_dims, 2 * z_dim)
+        self.encoder_net = _mlp(rnn_dim + n_a + z_dim, self.dense_dims, 2 * z_dim)
+        self.decoder_net = _mlp(rnn_dim + z_dim, tuple(reversed(self.dense_dims)), n_out)
+
+    # ------------------------------------------------------------------ configuration
+    def _build_recurrence(self, feat: int) -> None:
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        """Constructor keyword arguments (plain Python types), for saving."""
+        return {
+            "architecture": self.architecture,
+            "x_dim": self.x_dim,
+            "z_dim": self.z_dim,
+            "rnn_dim": self.rnn_dim,
+            "dense_dims": list(self.dense_dims),
+            "likelihood": self.likelihood,
+            "encoder_rnn": self.encoder_rnn,
+            "residual_order": self.residual_order,
+            "velocity_input": self.velocity_input,
+        }
+
+    @torch.no_grad()
+    def set_normalization(self, X: Tensor, min_std: float | Tensor = 0.0) -> None:
+        """Set the input standardisation and the variance floor from training data.
+
+        Parameters
+        ----------
+        X : Tensor of shape (n_sequences, T, x_dim)
+            Training sequences in data units.
+        min_std : float or Tensor of shape (x_dim,)
+            Floor of the decoder's standard deviation, in data units.
+        """
+        X = X.to(self.x_loc)
+        if self.likelihood == "itakura_saito":
+            X = torch.log(X + LOG_EPS)
+        flat = X.reshape(-1, self.x_dim)
+        self.x_loc.copy_(flat.mean(0))
+        self.x_scale.copy_(flat.std(0).clamp_min(1e-6))
+        if X.shape[1] > 1:
+            d = (X[:, 1:] - X[:, :-1]).reshape(-1, self.x_dim)
+            self.dx_scale.copy_(d.pow(2).mean(0).sqrt().clamp_min(1e-6))
+        if X.shape[1] > 2:
+            dd = (X[:, 2:] - 2 * X[:, 1:-1] + X[:, :-2]).reshape(-1, self.x_dim)
+            self.ddx_scale.copy_(dd.pow(2).mean(0).sqrt().clamp_min(1e-6))
+        self.min_var.copy_(torch.as_tensor(min_std, dtype=X.dtype).pow(2).expand(self.x_dim))
+
+    # ------------------------------------------------------------------ pieces
+    def _standardize(self, x: Tensor) -> Tensor:
+        if self.likelihood == "itakura_saito":
+            x = torch.log(x.clamp_min(0.0) + LOG_EPS)
+        return (x - self.x_loc) / self.x_scale
+
+    def _frame_features(self, x: Tensor, x_last: Tensor | None) -> Tensor:
+        """Network features of one frame in data units (+ velocity w.r.t. the previous one)."""
+        xs = self._standardize(x)
+        if not self.velocity_input:
+            return xs
+        if x_last is None:
+            vel = torch.zeros_like(xs)
+        else:
+            vel = (xs - self._standardize(x_last)) * (self.x_scale / self.dx_scale)
+        return torch.cat([xs, vel], -1)
+
+    def _sequence_features(self, x: Tensor) -> Tensor:
+        """Features of every frame of ``x`` (B, T, D) -> (B, T, F); velocity 0 at t = 0."""
+        xs = self._standardize(x)
+        if not self.velocity_input:
+            return xs
+        vel = torch.zeros_like(xs)
+        vel[:, 1:] = (xs[:, 1:] - xs[:, :-1]) * (self.x_scale / self.dx_scale)
+        return torch.cat([xs, vel], -1)
+
+    def encoder_summary(self, x: Tensor) -> Tensor:
+        """``a_t`` for every frame: backward-LSTM summary of ``x_{t:T}`` or features of ``x_t``."""
+        f = self.feature_enc(self._sequence_features(x))
+        if not self.encoder_rnn:
+            return f
+        a, _ = self.rnn_enc(torch.flip(f, [1]))
+        return torch.flip(a, [1])
+
+    def initial_state(self, batch_size: int) -> DVAEState:
+        """Recurrent state before the first frame (``x_0 = 0``, ``z_0 = 0``)."""
+        p = self.x_loc
+        zeros = torch.zeros(batch_size, self.rnn_dim, dtype=p.dtype, device=p.device)
+        return DVAEState(
+            zeros,
+            zeros.clone(),
+            torch.zeros(batch_size, self.z_dim, dtype=p.dtype, device=p.device),
+            torch.zeros(batch_size, self.x_dim, dtype=p.dtype, device=p.device),
+            0,
+        )
+
+    def advance(self, x_prev: Tensor | None, state: DVAEState) -> tuple[Tensor, DVAEState]:
+        """Feed ``x_{t-1}`` (data units; ignored at the first step) and return ``(h, state)``.
+
+        ``h`` is the deterministic state the prior, encoder and decoder of frame ``t`` read.
+        """
+        raise NotImplementedError
+
+    def prior_step(self, h: Tensor, z_prev: Tensor) -> tuple[Tensor, Tensor]:
+        """Prior ``p(z_t | h, z_{t-1})``: mean and log-variance, each (B, z_dim)."""
+        inp = torch.cat([h, z_prev], -1) if self._prior_uses_z else h
+        m, lv = self.prior_net(inp).chunk(2, -1)
+        return m, lv.clamp(_LOGVAR_MIN, _LOGVAR_MAX)
+
+    def posterior_step(self, h: Tensor, a_t: Tensor, z_prev: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior ``q(z_t | z_{t-1}, h, a_t)``: mean and log-variance, each (B, z_dim)."""
+        m, lv = self.encoder_net(torch.cat([h, a_t, z_prev], -1)).chunk(2, -1)
+        return m, lv.clamp(_LOGVAR_MIN, _LOGVAR_MAX)
+
+    def emission(
+        self, h: Tensor, z_t: Tensor, x_prev: Tensor | None, x_pprev: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Decoder ``p(x_t | h, z_t)`` in data units: ``(mean, var)``, each (..., x_dim).
+
+        ``x_prev`` and ``x_pprev`` (``x_{t-1}``, ``x_{t-2}``, data units, None where they do not
+        exist) are the residual base. For Itakura-Saito the mean is zeros and ``var`` the power
+        variance.
+        """
+        out = self.decoder_net(torch.cat([h, z_t], -1))
+        if self.likelihood == "itakura_saito":
+            logv = (self.x_loc + self.x_scale * out).clamp(-60.0, 60.0)
+            return torch.zeros_like(logv), logv.exp() + self.min_var
+        raw_m, raw_lv = out.chunk(2, -1)
+        order = self.residual_order
+        if x_prev is None:
+            order = 0
+        elif x_pprev is None:
+            order = min(order, 1)
+        if order == 2:
+            base, scale = 2.0 * x_prev - x_pprev, self.ddx_scale
+        elif order == 1:
+            base, scale = x_prev, self.dx_scale
+        else:
+            base, scale = self.x_loc, self.x_scale
+        mean = base + scale * raw_m
+        var = scale.pow(2) * raw_lv.clamp(_LOGVAR_MIN, _LOGVAR_MAX).exp() + self.min_var
+        return mean, var
+
+    def decode_step(
+        self, x_prev: Tensor | None, z_t: Tensor, state: DVAEState
+    ) -> tuple[Tensor, Tensor, DVAEState]:
+        """One generative step: feed ``x_{t-1}``, decode ``p(x_t | h, z_t)``.
+
+        Parameters
+        ----------
+        x_prev : Tensor of shape (B, x_dim) or None
+            Previous frame in data units (ignored, may be None, at the first step).
+        z_t : Tensor of shape (B, z_dim)
+        state : DVAEState
+            From :meth:`initial_state` or the previous call.
+
+        Returns
+        -------
+        mean, var : Tensor of shape (B, x_dim)
+            Decoder mean and variance in data units (Itakura-Saito: zeros and power variance).
+        state : DVAEState
+            State after frame ``t`` (it remembers ``z_t``).
+        """
+        x_pprev = state.x if state.t >= 2 else None
+        h, state = self.advance(x_prev, state)
+        mean, var = self.emission(h, z_t, x_prev if state.t > 1 else None, x_pprev)
+        return mean, var, state._replace(z=z_t)
+
+    # ------------------------------------------------------------------ whole sequences
+    def _noise(self, like: Tensor, generator: torch.Generator | None) -> Tensor:
+        return torch.randn(
+            like.shape, dtype=like.dtype, device=like.device, generator=generator
+        )
+
+    def _hidden_teacher_forced(self, x: Tensor) -> Tensor | None:
+        """All ``h`` at once when they do not depend on ``z`` (SRNN); else None."""
+        return None
+
+    def run(
+        self,
+        x: Tensor,
+        *,
+        sample: bool = True,
+        generator: torch.Generator | None = None,
+        z: Tensor | None = None,
+        feed_prob: float = 0.0,
+    ) -> dict[str, Tensor]:
+        """Run the inference network and the decoder over a whole sequence.
+
+        Parameters
+        ----------
+        x : Tensor of shape (B, T, x_dim)
+        sample : bool, default=True
+            Draw ``z_t`` from the posterior (reparameterised); else use its mean.
+        generator : torch.Generator, optional
+        z : Tensor of shape (B, T, z_dim), optional
+            Use these latents instead of the posterior's (teacher-forced decoding).
+        feed_prob : float, default=0.0
+            Scheduled sampling: probability, per sequence and frame, of feeding the model's own
+            decoder mean (detached) instead of the data into the recurrence (never for the
+            first two frames, whose predictions cannot know position and velocity).
+
+        Returns
+        -------
+        dict of Tensor
+            ``z``, ``z_mean``, ``z_logvar``, ``prior_mean``, ``prior_logvar`` (B, T, z_dim) and
+            ``x_mean``, ``x_var`` (B, T, x_dim).
+        """
+        B, T, _ = x.shape
+        a = self.encoder_summary(x) if z is None else None
+        if feed_prob > 0.0:
+            return self._run_fed(x, a, sample, generator, z, feed_prob)
+        # Teacher forcing: only the posterior recursion (z_t needs z_{t-1}) and, for the VRNN,
+        # the LSTM must be stepped; the prior and the decoder run once on the whole sequence.
+        hs = self._hidden_teacher_forced(x)
+        if hs is not None and z is None:
+            # First encoder layer on [h_t, a_t] for all t at once; only z_{t-1} is per step.
+            lin0 = self.encoder_net[0]
+            k = hs.shape[-1] + a.shape[-1]
+            pre = nn.functional.linear(torch.cat([hs, a], -1), lin0.weight[:, :k], lin0.bias)
+            w_z = lin0.weight[:, k:]
+        state = self.initial_state(B)
+        h_list, z_list, qm_list, qlv_list = [], [], [], []
+        for t in range(T):
+            if hs is not None:
+                h = hs[:, t]
+            else:
+                h, state = self.advance(None if t == 0 else x[:, t - 1], state)
+                h_list.append(h)
+            if z is None:
+                if hs is not None:
+                    out = self.encoder_net[1:](pre[:, t] + nn.functional.linear(state.z, w_z))
+                    qm, qlv = out.chunk(2, -1)
+                    qlv = qlv.clamp(_LOGVAR_MIN, _LOGVAR_MAX)
+                else:
+                    qm, qlv = self.posterior_step(h, a[:, t], state.z)
+                z_t = qm + (0.5 * qlv).exp() * self._noise(qm, generator) if sample else qm
+                qm_list.append(qm)
+                qlv_list.append(qlv)
+            else:
+                z_t = z[:, t]
+            z_list.append(z_t)
+            state = state._replace(z=z_t)
+        H = hs if hs is not None else torch.stack(h_list, 1)
+        Z = torch.stack(z_list, 1)
+        Z_prev = torch.cat([torch.zeros_like(Z[:, :1]), Z[:, :-1]], 1)
+        pm, plv = self.prior_step(H, Z_prev)
+        parts = [self.emission(H[:, :1], Z[:, :1], None, None)]
+        if T > 1:
+            parts.append(self.emission(H[:, 1:2], Z[:, 1:2], x[:, :1], None))
+        if T > 2:
+            parts.append(self.emission(H[:, 2:], Z[:, 2:], x[:, 1:-1], x[:, :-2]))
+        return {
+            "z": Z,
+            "z_mean": torch.stack(qm_list, 1) if qm_list else None,
+            "z_logvar": torch.stack(qlv_list, 1) if qlv_list else None,
+            "prior_mean": pm,
+            "prior_logvar": plv,
+            "x_mean": torch.cat([p[0] for p in parts], 1),
+            "x_var": torch.cat([p[1] for p in parts], 1),
+        }
+
+    def _run_fed(self, x, a, sample, generator, z, feed_prob) -> dict[str, Tensor]:
+        """Step-by-step pass with scheduled sampling (the decoder is needed inside the loop)."""
+        B, T, _ = x.shape
+        state = self.initial_state(B)
+        keys = ("z", "z_mean", "z_logvar", "prior_mean", "prior_logvar", "x_mean", "x_var")
+        out: dict[str, list[Tensor]] = {k: [] for k in keys}
+        x_fed: Tensor | None = None
+        x_pfed: Tensor | None = None
+        for t in range(T):
+            h, state = self.advance(x_fed, state)
+            z_prev = state.z
+            pm, plv = self.prior_step(h, z_prev)
+            if z is None:
+                qm, qlv = self.posterior_step(h, a[:, t], z_prev)
+                z_t = qm + (0.5 * qlv).exp() * self._noise(qm, generator) if sample else qm
+            else:
+                qm = qlv = None
+                z_t = z[:, t]
+            mean, var = self.emission(h, z_t, x_fed, x_pfed)
+            state = state._replace(z=z_t)
+            x_pfed = x_fed
+            if t < 2:
+                # The first two predictions cannot know the position and the velocity (they
+                # have seen at most one frame): feeding them would inject errors that a
+                # residual model carries forward for the rest of the sequence.
+                x_fed = x[:, t]
+            else:
+                u = torch.rand(B, 1, dtype=x.dtype, device=x.device, generator=generator)
+                x_fed = torch.where(u < feed_prob, mean.detach(), x[:, t])
+            for k, v in zip(keys, (z_t, qm, qlv, pm, plv, mean, var), strict=True):
+                out[k].append(v)
+        return {k: (torch.stack(v, 1) if v[0] is not None else None) for k, v in out.items()}
+
+    def encode(
+        self, x: Tensor, sample: bool = False, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Posterior over a whole sequence.
+
+        Parameters
+        ----------
+        x : Tensor of shape (B, T, x_dim)
+        sample : bool, default=False
+            Draw (reparameterised) ``z``; with False the means are fed forward as ``z_{t-1}``
+            and the result is deterministic.
+        generator : torch.Generator, optional
+
+        Returns
+        -------
+        z, z_mean, z_logvar : Tensor of shape (B, T, z_dim)
+        """
+        r = self.run(x, sample=sample, generator=generator)
+        return r["z"], r["z_mean"], r["z_logvar"]
+
+    def decode(self, x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        """Teacher-forced decoding: ``p(x_t | x_{<t}, z_{<=t})`` for every ``t``.
+
+        Returns
+        -------
+        mean, var : Tensor of shape (B, T, x_dim)
+        """
+        r = self.run(x, z=z)
+        return r["x_mean"], r["x_var"]
+
+    def log_likelihood(self, x: Tensor, mean: Tensor, var: Tensor) -> Tensor:
+        """Per-frame ``log p(x_t | ...)`` summed over the last axis."""
+        if self.likelihood == "itakura_saito":
+            return -(torch.log(math.pi * var) + x / var).sum(-1)
+        return -0.5 * (torch.log(2.0 * math.pi * var) + (x - mean).pow(2) / var).sum(-1)
+
+    def elbo(
+        self,
+        x: Tensor,
+        beta: float = 1.0,
+        *,
+        sample: bool = True,
+        generator: torch.Generator | None = None,
+        feed_prob: float = 0.0,
+        return_terms: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
+        """Per-frame evidence lower bound of each sequence (one reparameterised sample).
+
+        .. math:: \\frac1T \\sum_t \\mathbb E_q[\\log p(x_t | h_t, z_t)]
+                  - \\beta\\, \\mathrm{KL}(q(z_t | \\cdot) \\| p(z_t | h_t, z_{t-1}))
+
+        Parameters
+        ----------
+        x : Tensor of shape (B, T, x_dim)
+        beta : float, default=1.0
+        sample, generator, feed_prob
+            See :meth:`run`.
+        return_terms : bool, default=False
+            Also return the reconstruction and KL terms (per frame, shape (B,)).
+
+        Returns
+        -------
+        elbo : Tensor of shape (B,)
+        recon, kl : Tensor of shape (B,), only with ``return_terms``.
+        """
+        r = self.run(x, sample=sample, generator=generator, feed_prob=feed_prob)
+        recon = self.log_likelihood(x, r["x_mean"], r["x_var"]).mean(-1)
+        kl = gaussian_kl(r["z_mean"], r["z_logvar"], r["prior_mean"], r["prior_logvar"]).mean(-1)
+        elbo = recon - beta * kl
+        return (elbo, recon, kl) if return_terms else elbo
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        T: int,
+        generator: torch.Generator | None = None,
+        noise: bool = True,
+        x_start: Tensor | None = None,
+    ) -> Tensor:
+        """Draw ``n`` sequences of ``T`` frames from the generative model.
+
+        Parameters
+        ----------
+        n, T : int
+        generator : torch.Generator, optional
+        noise : bool, default=True
+            Draw ``x_t`` from the decoder (Itakura-Saito: ``v * Exp(1)`` powers); else emit and
+            feed back the decoder mean (Itakura-Saito: the variance, i.e. the expected power).
+        x_start : Tensor of shape (n, k, x_dim), optional
+            Condition on these first ``k < T`` frames (returned unchanged): the latents run
+            through the prior while the recurrence reads them, then the model continues.
+
+        Returns
+        -------
+        x : Tensor of shape (n, T, x_dim)
+        """
+        state = self.initial_state(n)
+        x_prev, x_pprev, frames = None, None, []
+        k = 0 if x_start is None else x_start.shape[1]
+        for t in range(T):
+            h, state = self.advance(x_prev, state)
+            pm, plv = self.prior_step(h, state.z)
+            z_t = pm + (0.5 * plv).exp() * self._noise(pm, generator)
+            mean, var = self.emission(h, z_t, x_prev, x_pprev)
+            state = state._replace(z=z_t)
+            if self.likelihood == "itakura_saito":
+                if noise:
+                    e = torch.rand(var.shape, dtype=var.dtype, device=var.device,
+                                   generator=generator)
+                    x_t = -var * torch.log1p(-e)  # |s|^2 of s ~ N_c(0, v) is v * Exp(1)
+                else:
+                    x_t = var
+            else:
+                x_t = mean + var.sqrt() * self._noise(mean, generator) if noise else mean
+            if t < k:
+                x_t = x_start[:, t]
+            frames.append(x_t)
+            x_prev, x_pprev = x_t, x_prev
+        return torch.stack(frames, 1)
+
+    @torch.no_grad()
+    def predict_next(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Causal one-step-ahead prediction of every frame from the frames before it.
+
+        The recurrence reads the data; ``z_t`` is the prior mean given the previous prior mean
+        (no posterior, so nothing from ``x_{t:T}`` leaks in).
+
+        Returns
+        -------
+        mean, var : Tensor of shape (B, T, x_dim)
+            ``mean[:, t]`` predicts ``x[:, t]`` from ``x[:, :t]``.
+        """
+        state = self.initial_state(x.shape[0])
+        x_prev, x_pprev, means, vars_ = None, None, [], []
+        for t in range(x.shape[1]):
+            h, state = self.advance(x_prev, state)
+            pm, _ = self.prior_step(h, state.z)
+            mean, var = self.emission(h, pm, x_prev, x_pprev)
+            state = state._replace(z=pm)
+            means.append(mean)
+            vars_.append(var)
+            x_prev, x_pprev = x[:, t], x_prev
+        return torch.stack(means, 1), torch.stack(vars_, 1)
+
+
+class SRNN(DVAEModule):
+    """Stochastic RNN (Fraccaro et al. 2016) as in DESIGN §3.
+
+    ``h_t = LSTM(g(x_{t-1}), h_{t-1})``; ``p(z_t | h_t, z_{t-1})``; ``p(x_t | h_t, z_t)``;
+    ``q(z_t | z_{t-1}, h_t, x_{t:T})``. See :class:`DVAEModule` for the parameters.
+    """
+
+    architecture = "srnn"
+    _prior_uses_z = True
+
+    def _build_recurrence(self, feat: int) -> None:
+        self.rnn = nn.LSTM(feat, self.rnn_dim, batch_first=True)
+
+    def advance(self, x_prev: Tensor | None, state: DVAEState) -> tuple[Tensor, DVAEState]:
+        if state.t == 0:  # x_0 = 0 in standardised units
+            n_feat = self.x_dim * (2 if self.velocity_input else 1)
+            f = state.x.new_zeros(state.x.shape[0], n_feat)
+            x_keep = state.x
+        else:
+            f = self._frame_features(x_prev, state.x if state.t >= 2 else None)
+            x_keep = x_prev
+        h, c = _lstm_step(self.rnn, self.feature_x(f), state.h, state.c)
+        return h, DVAEState(h, c, state.z, x_keep, state.t + 1)
+
+    def _hidden_teacher_forced(self, x: Tensor) -> Tensor:
+        # h_t reads x_{t-1}: shift the features right by one frame, x_0 = 0.
+        f = self._sequence_features(x)
+        f = torch.cat([torch.zeros_like(f[:, :1]), f[:, :-1]], 1)
+        h, _ = self.rnn(self.feature_x(f))
+        return h
+
+
+class VRNN(DVAEModule):
+    """Variational RNN (Chung et al. 2015).
+
+    ``h_{t-1} = LSTM([g(x_{t-1}), g_z(z_{t-1})], h_{t-2})``; ``p(z_t | h_{t-1})``;
+    ``p(x_t | h_{t-1}, z_t)``; ``q(z_t | z_{t-1}, h_{t-1}, x_{t:T})``.
+    See :class:`DVAEModule` for the parameters.
+    """
+
+    architecture = "vrnn"
+    _prior_uses_z = False
+
+    def _build_recurrence(self, feat: int) -> None:
+        self.feature_z = _mlp(self.z_dim, self.dense_dims[-1:], None)
+        n_z = self.dense_dims[-1] if self.dense_dims else self.z_dim
+        self.rnn = nn.LSTM(feat + n_z, self.rnn_dim, batch_first=True)
+
+    def advance(self, x_prev: Tensor | None, state: DVAEState) -> tuple[Tensor, DVAEState]:
+        if state.t == 0:  # h_0 = 0: nothing observed yet
+            return state.h, state._replace(t=1)
+        f = self._frame_features(x_prev, state.x if state.t >= 2 else None)
+        inp = torch.cat([self.feature_x(f), self.feature_z(state.z)], -1)
+        h, c = _lstm_step(self.rnn, inp, state.h, state.c)
+        return h, DVAEState(h, c, state.z, x_prev, state.t + 1)
+
+
+_ARCHITECTURES = {"srnn": SRNN, "vrnn": VRNN}
+
+
+def build_module(config: dict) -> DVAEModule:
+    """Build a module from :meth:`DVAEModule.config` output."""
+    config = dict(config)
+    arch = config.pop("architecture")
+    if arch not in _ARCHITECTURES:
+        raise ValueError(f"unknown DVAE architecture {arch!r}; known: {sorted(_ARCHITECTURES)}")
+    config["dense_dims"] = tuple(config["dense_dims"])
+    return _ARCHITECTURES[arch](**config)

@@ -1,0 +1,44 @@
+"""Names of the bundled pretrained weights and where they live."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["PRETRAINED", "weight_path"]
+
+_HERE = Path(__file__).resolve().parent
+
+#: name -> (file in this folder, one-line description)
+PRETRAINED: dict[str, tuple[str, str]] = {
+    "mot": (
+        "dvae_mot.pt",
+        "SRNN prior on image-normalised boxes (x1, y1, x2, y2), y down, trained on the synthetic "
+        "single-source trajectories by benchmarks/train_priors.py --prior mot",
+    ),
+    "mot-ar": (
+        "deep_ar_mot.pt",
+        "Deep AR (LSTM) next-box predictor for mixest.baselines.DeepARTracker, same data, trained "
+        "by benchmarks/train_priors.py --prior mot-ar (benchmarks/train_deep_ar.py)",
+    ),
+}
+
+
+def weight_path(name: str) -> Path:
+    """Path of the bundled weight file called ``name``.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is unknown.
+    FileNotFoundError
+        If the file is missing from the installation.
+    """
+    if name not in PRETRAINED:
+        raise ValueError(f"unknown pretrained model {name!r}; available: {sorted(PRETRAINED)}.")
+    path = _HERE / PRETRAINED[name][0]
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"pretrained weights {path.name!r} are missing; recreate them with "
+            f"`python benchmarks/train_priors.py --prior {name}`."
+        )
+    return path

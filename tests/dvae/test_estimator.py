@@ -1,0 +1,242 @@
+"""The DVAE estimator: training, reproducibility, persistence, validation, the bundled prior."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+
+import mixest
+from mixest.dvae import DVAE
+
+TINY = dict(DVAE._test_params)
+
+
+def _toy(n=48, T=12, D=2, seed=0):
+    """Noisy sinusoids with random phase and frequency: a small learnable problem."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(T)[None, :, None]
+    f = rng.uniform(0.2, 0.5, size=(n, 1, D))
+    ph = rng.uniform(0, 2 * np.pi, size=(n, 1, D))
+    return np.sin(f * t + ph) + 0.05 * rng.normal(size=(n, T, D))
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return DVAE(**TINY).fit(_toy())
+
+
+def test_lazy_import_and_params():
+    assert mixest.DVAE is DVAE
+    est = DVAE(z_dim=3)
+    assert est.get_params()["z_dim"] == 3
+    assert not hasattr(est, "module_")
+    assert clone(est).get_params() == est.get_params()
+
+
+def test_training_loss_decreases_on_toy_problem():
+    X = _toy(n=48)
+    params = dict(
+        z_dim=2, rnn_dim=8, dense_dims=(8,), n_epochs=15, batch_size=16, kl_warmup=0,
+        ss_max=0.0, validation_fraction=0.25, patience=None, learning_rate=1e-2,
+        residual_order=0, device="cpu", random_state=0,
+    )
+    est = DVAE(**params).fit(X)
+    loss = est.history_.train_loss
+    assert len(loss) == 15
+    assert np.mean(loss[-3:]) < np.mean(loss[:3]) - 0.5
+    h = est.history_
+    assert h.best_val_elbo == max(h.val_elbo)
+    assert est.score(X) > DVAE(**{**params, "n_epochs": 1}).fit(X).score(X) + 0.5
+
+
+def test_best_weights_are_a_real_copy():
+    # Early stopping must restore the best epoch's weights (a copy), not the last epoch's.
+    from mixest.dvae._modules import SRNN
+    from mixest.dvae._training import _mean_elbo, train_dvae
+
+    torch.manual_seed(0)
+    X = torch.as_tensor(_toy(n=40), dtype=torch.float32)
+    m = SRNN(2, z_dim=2, rnn_dim=4, dense_dims=(4,), residual_order=0)
+    m.set_normalization(X[:30])
+    h = train_dvae(
+        m, X[:30], X[30:], n_epochs=8, batch_size=8, learning_rate=0.3, beta=1.0,
+        kl_warmup=0, ss_start=0, ss_end=0, ss_max=0.0, patience=None, grad_clip=None,
+        input_noise=0.0, rng=np.random.RandomState(0),
+    )
+    val_seed = int(np.random.RandomState(0).randint(2**31 - 1))
+    assert h.best_epoch == int(np.argmax(h.val_elbo))
+    assert h.best_epoch < len(h.val_elbo) - 1  # lr 0.3: epoch 5 beats the last ones
+    restored = _mean_elbo(m, X[30:], 512, val_seed)
+    assert restored == pytest.approx(h.best_val_elbo, rel=1e-6)
+    assert restored != pytest.approx(h.val_elbo[-1], rel=1e-6)
+
+
+def test_fixed_seed_gives_identical_weights():
+    X = _toy()
+    a = DVAE(**{**TINY, "random_state": 7}).fit(X).module_.state_dict()
+    b = DVAE(**{**TINY, "random_state": 7}).fit(X).module_.state_dict()
+    c = DVAE(**{**TINY, "random_state": 8}).fit(X).module_.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_outputs(fitted):
+    X = _toy(n=5)
+    assert fitted.transform(X).shape == (5, 12, 2)
+    np.testing.assert_array_equal(fitted.transform(X), fitted.transform(X))
+    assert np.isfinite(fitted.score(X))
+    assert fitted.score_samples(X).shape == (5,)
+    s = fitted.sample(3, 9, random_state=0)
+    assert s.shape == (3, 9, 2)
+    np.testing.assert_array_equal(s, fitted.sample(3, 9, random_state=0))
+    m, v = fitted.predict_next(X)
+    assert m.shape == v.shape == (5, 12, 2) and np.all(v > 0)
+
+
+def _same_predictions(a, b):
+    X = _toy(n=4, seed=1)
+    np.testing.assert_array_equal(a.transform(X), b.transform(X))
+    np.testing.assert_array_equal(a.sample(2, 5, random_state=3), b.sample(2, 5, random_state=3))
+    assert a.score(X) == b.score(X)
+    assert a.get_params() == b.get_params()
+
+
+def test_save_load_round_trip(fitted, tmp_path):
+    path = tmp_path / "m.pt"
+    fitted.save(path)
+    loaded = DVAE.load(path)
+    _same_predictions(fitted, loaded)
+    assert loaded.n_features_in_ == 2
+    assert loaded.history_.val_elbo == fitted.history_.val_elbo
+
+
+def test_pickle_round_trip(fitted):
+    loaded = pickle.loads(pickle.dumps(fitted))
+    _same_predictions(fitted, loaded)
+    assert loaded.device_ == torch.device("cpu")
+    unfitted = pickle.loads(pickle.dumps(DVAE(z_dim=3)))
+    assert unfitted.z_dim == 3 and not hasattr(unfitted, "module_")
+
+
+def test_corrupted_or_mismatching_file_rejected(fitted, tmp_path):
+    path = tmp_path / "m.pt"
+    fitted.save(path)
+    raw = path.read_bytes()
+
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="corrupted"):
+        DVAE.load(truncated)
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a weight file at all")
+    with pytest.raises(ValueError, match="corrupted"):
+        DVAE.load(garbage)
+
+    payload = torch.load(path, weights_only=True)
+    bad = dict(payload, weights=payload["weights"].clone())
+    bad["weights"][0] += 1.0  # a flipped value: the checksum no longer matches
+    torch.save(bad, tmp_path / "flipped.pt")
+    with pytest.raises(ValueError, match="sha256"):
+        DVAE.load(tmp_path / "flipped.pt")
+
+    torch.save(dict(payload, format_version=99), tmp_path / "version.pt")
+    with pytest.raises(ValueError, match="version"):
+        DVAE.load(tmp_path / "version.pt")
+
+    torch.save({"format": "something-else"}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a mixest DVAE"):
+        DVAE.load(tmp_path / "other.pt")
+
+    cfg = dict(payload["module_config"], z_dim=payload["module_config"]["z_dim"] + 1)
+    torch.save(dict(payload, module_config=cfg), tmp_path / "mismatch.pt")
+    with pytest.raises(ValueError, match="does not match"):
+        DVAE.load(tmp_path / "mismatch.pt")
+
+
+@pytest.mark.parametrize(
+    "X, match",
+    [
+        (np.zeros((4, 5)), "shape"),
+        (np.zeros((2, 4, 5, 1)), "shape"),
+        (np.full((3, 5, 2), np.inf), "infinite"),
+        (np.where(np.eye(5)[None, :, :2] > 0, np.nan, 0.0), "NaN"),
+    ],
+)
+def test_bad_input_rejected(X, match):
+    with pytest.raises(ValueError, match=match):
+        DVAE(**TINY).fit(X)
+
+
+def test_bad_input_after_fit(fitted):
+    with pytest.raises(ValueError, match="features"):
+        fitted.transform(np.zeros((2, 5, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        fitted.score(np.full((2, 5, 2), np.nan))
+    with pytest.raises(TypeError):
+        fitted.transform("abc")
+    with pytest.raises(ValueError, match="T"):
+        fitted.sample(2, 0)
+    with pytest.raises(ValueError, match="non-negative"):
+        DVAE(**{**TINY, "likelihood": "itakura_saito"}).fit(-np.ones((3, 4, 2)))
+
+
+def test_bad_params_rejected():
+    with pytest.raises(ValueError, match="architecture"):
+        DVAE(architecture="lstm").fit(_toy(n=4))
+    with pytest.raises(ValueError, match="device"):
+        DVAE(device="tpu").fit(_toy(n=4))
+
+
+def test_itakura_saito_and_vrnn_fit():
+    P = np.abs(_toy(n=16, D=5)) ** 2 + 1e-3
+    est = DVAE(**{**TINY, "architecture": "vrnn", "likelihood": "itakura_saito"}).fit(P)
+    assert np.isfinite(est.score(P))
+    assert est.sample(2, 4, random_state=0).min() >= 0
+
+
+def test_pretrained_mot():
+    prior = DVAE.from_pretrained("mot")
+    assert prior.n_features_in_ == 4 and prior.architecture == "srnn"
+    x = prior.sample(4, 30, random_state=0)
+    assert x.shape == (4, 30, 4) and np.all(np.isfinite(x))
+    # mean continuations of real starts stay plausible boxes (x2 > x1, y2 > y1, in frame)
+    from mixest.datasets import make_trajectories
+
+    X = make_trajectories(20, n_frames=30, random_state=3)
+    c = prior.sample(20, 30, random_state=0, X_start=X[:, :2], noise=False)
+    assert np.mean(c[..., 2] > c[..., 0]) > 0.95 and np.mean(c[..., 3] > c[..., 1]) > 0.95
+    assert np.mean((c > -0.05) & (c < 1.05)) > 0.95
+    # one-step predictions on held-out data are as good as constant velocity, within 20%
+    m, v = prior.predict_next(X)
+    cv = 2 * X[:, 1:-1] - X[:, :-2]
+    assert np.abs(m[:, 2:] - X[:, 2:]).mean() < 1.2 * np.abs(cv - X[:, 2:]).mean()
+    assert np.all(v >= prior.module_.min_var.numpy().min())
+    with pytest.raises(ValueError, match="unknown pretrained"):
+        DVAE.from_pretrained("nope")
+
+
+@pytest.mark.cuda
+def test_cuda_matches_cpu_interface():
+    X = _toy(n=16)
+    est = DVAE(**{**TINY, "device": "cuda"}).fit(X)
+    assert est.module_.x_loc.is_cuda
+    assert est.transform(X).shape == (16, 12, 2)
+    cpu = pickle.loads(pickle.dumps(est))
+    assert np.isfinite(cpu.score(X))
+
+
+def test_sample_continuation(fitted):
+    X = _toy(n=3)
+    s = fitted.sample(3, 12, random_state=0, X_start=X[:, :4])
+    np.testing.assert_array_equal(s[:, :4], X[:, :4])
+    assert np.all(np.isfinite(s[:, 4:]))
+    with pytest.raises(ValueError, match="X_start"):
+        fitted.sample(2, 12, X_start=X[:, :4])
+    with pytest.raises(ValueError, match="X_start"):
+        fitted.sample(3, 4, X_start=X[:, :4])
