@@ -6,5 +6,9 @@ __getattr__, __dir__, __all__ = attach(
     __name__,
     {
         # name: module that defines it (add one line per public name)
+        "GreedyTracker": "._greedy",
+        "SORTTracker": "._sort",
+        "VKFTracker": "._vkf",
+        "DeepARTracker": "._deep_ar",
     },
 )

@@ -1,0 +1,307 @@
+"""Source dynamics plug-ins for the VEM engine.
+
+The engine in :mod:`mixest.mixture._vem` never looks inside a source model. It talks to it through
+four verbs, on a flat batch of ``M = n_sequences * n_sources`` independent sources, sequential in
+time:
+
+``begin(m0) -> state``
+    Start a forward pass; ``m0`` of shape ``(M, D)`` is the current guess of the first position.
+``predict(state, t) -> (mean, var, state)``
+    The prior of :math:`s_t` given the past, :math:`p(s_t | s_{1:t-1}) \\approx N(\\mu_t, V_t)`;
+    ``var`` has shape ``(M, D)`` (diagonal) or ``(M, D, D)``.
+``update(state, t, mean, var, info_vec, info_prec) -> (m_t, Sigma_t, state)``
+    Combine the prior with the observations assigned to each source, given in information form:
+    ``info_prec`` :math:`= \\sum_k \\eta_{tkn} \\Phi_{tk}^{-1}` and ``info_vec``
+    :math:`= \\sum_k \\eta_{tkn} \\Phi_{tk}^{-1} o_{tk}` (zero when nothing is assigned, so no
+    pseudo-observation is ever inverted). The default is the element-wise Gaussian product
+
+    .. math::
+
+        \\Sigma_t = (\\Lambda_t + V_t^{-1})^{-1}, \\qquad
+        m_t = \\Sigma_t (\\xi_t + V_t^{-1} \\mu_t).
+
+    Models with hidden state (a Kalman filter with a velocity) override it so that the update also
+    corrects the hidden part.
+``smooth(means, covs) -> (means, covs)``
+    Optional backward pass after the forward one (identity by default; an RTS smoother fits here).
+
+and one hook for the E-Z step, ``infer_latents(means, rng)`` (no-op for models without latents).
+``stochastic`` tells the engine whether ``infer_latents`` draws samples (then the lower bound need
+not increase monotonically, and the best iterate is kept).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SourceDynamics", "ConstantVelocityDynamics", "DVAEDynamics", "gaussian_product"]
+
+
+def gaussian_product(
+    mean: np.ndarray, var: np.ndarray, info_vec: np.ndarray, info_prec: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior of a Gaussian prior times Gaussian evidence in information form.
+
+    Parameters
+    ----------
+    mean : ndarray of shape (M, D)
+    var : ndarray of shape (M, D) or (M, D, D)
+        Prior covariance (diagonal or full).
+    info_vec : ndarray of shape (M, D)
+    info_prec : ndarray of shape (M, D) or (M, D, D)
+        Evidence precision (diagonal or full).
+
+    Returns
+    -------
+    m, Sigma : ndarray
+        Posterior mean ``(M, D)`` and covariance (diagonal ``(M, D)`` when both inputs are
+        diagonal, else full ``(M, D, D)``).
+    """
+    if var.ndim == 2 and info_prec.ndim == 2:
+        # element-wise: no matrix algebra at all
+        sigma = var / (1.0 + var * info_prec)
+        return sigma * (info_vec + mean / var), sigma
+    D = mean.shape[-1]
+    prior_prec = np.linalg.solve(var, np.broadcast_to(np.eye(D), var.shape)) if var.ndim == 3 else (
+        np.eye(D) / var[:, None, :]
+    )
+    prec = prior_prec + (info_prec if info_prec.ndim == 3 else info_prec[:, :, None] * np.eye(D))
+    rhs = info_vec + np.einsum("mij,mj->mi", prior_prec, mean)
+    chol = np.linalg.cholesky(prec)
+    sigma = _cho_solve(chol, np.broadcast_to(np.eye(D), prec.shape))
+    return _cho_solve(chol, rhs[..., None])[..., 0], sigma
+
+
+def _cho_solve(chol: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Solve ``L L^T x = rhs`` for a batch of lower Cholesky factors."""
+    y = np.linalg.solve(chol, rhs)
+    return np.linalg.solve(np.swapaxes(chol, -1, -2), y)
+
+
+class SourceDynamics:
+    """Interface of a source model usable by the VEM engine (see the module docstring).
+
+    Subclasses implement :meth:`begin` and :meth:`predict`; the rest has working defaults.
+    """
+
+    #: whether :meth:`infer_latents` draws random samples
+    stochastic: bool = False
+
+    def infer_latents(self, means: np.ndarray, rng: np.random.Generator) -> None:
+        """E-Z hook: update the latent posterior from the current means ``(M, T, D)``."""
+
+    def begin(self, m0: np.ndarray) -> Any:
+        """Start a forward pass from the current first positions ``m0`` of shape ``(M, D)``."""
+        raise NotImplementedError
+
+    def predict(self, state: Any, t: int) -> tuple[np.ndarray, np.ndarray, Any]:
+        """Prior mean and variance of the sources at frame ``t``."""
+        raise NotImplementedError
+
+    def update(
+        self,
+        state: Any,
+        t: int,
+        mean: np.ndarray,
+        var: np.ndarray,
+        info_vec: np.ndarray,
+        info_prec: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, Any]:
+        """Posterior of the sources at frame ``t`` (default: :func:`gaussian_product`)."""
+        m, sigma = gaussian_product(mean, var, info_vec, info_prec)
+        return m, sigma, self.observe(state, t, m, sigma)
+
+    def observe(self, state: Any, t: int, m: np.ndarray, sigma: np.ndarray) -> Any:
+        """Record the posterior at ``t`` in the state (used by the default :meth:`update`)."""
+        return state
+
+    def smooth(self, means: np.ndarray, covs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Optional backward pass over ``(M, T, D)`` means (identity by default)."""
+        return means, covs
+
+
+class ConstantVelocityDynamics(SourceDynamics):
+    """Linear-Gaussian constant-velocity model with a hidden velocity, one Kalman filter per source.
+
+    State per coordinate: position :math:`p` and velocity :math:`v`,
+    :math:`p_t = p_{t-1} + v_{t-1} + \\epsilon_p`, :math:`v_t = v_{t-1} + \\epsilon_v`. Coordinates
+    are independent, so the filter runs on 2x2 covariances element-wise (equal to the full
+    ``2D``-state Kalman filter with block-diagonal matrices). The update corrects the velocity too.
+
+    Parameters
+    ----------
+    position_noise, velocity_noise : float
+        Process noise variances of position and velocity per frame.
+    initial_position_var, initial_velocity_var : float
+        Variances of the first frame's prior.
+    """
+
+    def __init__(
+        self,
+        position_noise: float = 1e-5,
+        velocity_noise: float = 1e-6,
+        initial_position_var: float = 1e-2,
+        initial_velocity_var: float = 1e-4,
+    ):
+        self.position_noise = position_noise
+        self.velocity_noise = velocity_noise
+        self.initial_position_var = initial_position_var
+        self.initial_velocity_var = initial_velocity_var
+
+    def begin(self, m0: np.ndarray) -> dict:
+        M, D = m0.shape
+        return {
+            "p": m0.astype(float).copy(),
+            "v": np.zeros((M, D)),
+            "Ppp": np.full((M, D), self.initial_position_var),
+            "Ppv": np.zeros((M, D)),
+            "Pvv": np.full((M, D), self.initial_velocity_var),
+        }
+
+    def predict(self, state: dict, t: int) -> tuple[np.ndarray, np.ndarray, dict]:
+        if t > 0:  # the first frame's prior is the initial one
+            p, v, Ppp, Ppv, Pvv = (state[k] for k in ("p", "v", "Ppp", "Ppv", "Pvv"))
+            state = {
+                "p": p + v,
+                "v": v,
+                "Ppp": Ppp + 2.0 * Ppv + Pvv + self.position_noise,
+                "Ppv": Ppv + Pvv,
+                "Pvv": Pvv + self.velocity_noise,
+            }
+        return state["p"], state["Ppp"], state
+
+    def update(self, state, t, mean, var, info_vec, info_prec):
+        if info_prec.ndim != 2:
+            raise ValueError("ConstantVelocityDynamics supports diagonal observation noise only.")
+        p, v, Ppp, Ppv, Pvv = (state[k] for k in ("p", "v", "Ppp", "Ppv", "Pvv"))
+        # Kalman gain in information form: K = P H^T lam / (1 + lam Ppp); finite when lam = 0
+        denom = 1.0 + info_prec * Ppp
+        innov = info_vec - info_prec * p  # lam * (y - p)
+        new = {
+            "p": p + Ppp * innov / denom,
+            "v": v + Ppv * innov / denom,
+            "Ppp": Ppp / denom,
+            "Ppv": Ppv / denom,
+            "Pvv": Pvv - Ppv**2 * info_prec / denom,
+        }
+        return new["p"], new["Ppp"], new
+
+
+class DVAEDynamics(SourceDynamics):
+    """A trained DVAE (e.g. SRNN) as the source model: decoder for E-S, encoder for E-Z.
+
+    At frame ``t`` the decoder, fed with :math:`m_{t-1}` and :math:`z_t`, gives the prior
+    :math:`N(\\mu_\\theta, \\operatorname{diag} v_\\theta)`; with ``n_samples`` > 1 latent
+    draws the prior is the moment-matched mixture of the per-sample Gaussians.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Fitted DVAE module exposing ``initial_state``, ``decode_step`` and ``encode``.
+    n_samples : int, default=1
+        Number of latent samples per source in E-Z.
+    sample : bool, default=False
+        Draw ``z`` from :math:`q(z|m)`; if False use its mean (deterministic E-Z).
+    device : str, default="cpu"
+    backend : {"auto", "numpy", "torch"}, default="auto"
+        ``"numpy"`` runs the decoder steps of E-S through a verified float64 NumPy twin of the
+        module (:mod:`mixest.mixture._numpy_srnn`), faster than torch's per-call overhead for
+        tiny priors on CPU; ``"auto"`` uses it when the module is supported and on the CPU.
+        E-Z always runs the torch encoder (whole-sequence fused LSTMs).
+    propagate_uncertainty : bool, default=True
+        The decoder is fed the posterior *means* :math:`m_{t-1}, m_{t-2}`; a residual decoder
+        (``residual_order`` 1 or 2: :math:`\\mu_t = m_{t-1} + \\dots` or
+        :math:`2 m_{t-1} - m_{t-2} + \\dots`) then passes their uncertainty on. This adds the
+        first-order (delta-method) term :math:`\\Sigma_{t-1}` or
+        :math:`4 \\Sigma_{t-1} + \\Sigma_{t-2}` to :math:`v_\\theta`, so a prior trained on
+        noise-free trajectories does not claim more certainty than its noisy inputs allow.
+    """
+
+    def __init__(self, module, n_samples: int = 1, sample: bool = False, device: str = "cpu",
+                 backend: str = "auto", propagate_uncertainty: bool = True):
+        self.module = module
+        self.propagate_uncertainty = propagate_uncertainty
+        self.residual_order = int(getattr(module, "residual_order",
+                                          1 if getattr(module, "residual", False) else 0))
+        self.n_samples = n_samples
+        self.sample = sample
+        self.device = device
+        self.stochastic = bool(sample)
+        self._z = None
+        self.twin = None
+        if backend not in ("auto", "numpy", "torch"):
+            raise ValueError(f"backend must be 'auto', 'numpy' or 'torch', got {backend!r}.")
+        if backend != "torch" and str(device).startswith("cpu"):
+            from mixest.mixture._numpy_srnn import numpy_twin
+
+            self.twin = numpy_twin(module)
+        if backend == "numpy" and self.twin is None:
+            raise ValueError("this DVAE module has no verified NumPy twin; use backend='torch'.")
+
+    @property
+    def _R(self) -> int:
+        return self.n_samples if self.sample else 1
+
+    def infer_latents(self, means: np.ndarray, rng: np.random.Generator) -> None:
+        R = self._R
+        x = np.repeat(means, R, axis=0) if R > 1 else means
+        # E-Z always runs the torch module: its whole-sequence LSTMs are fused kernels, faster
+        # than stepping them in NumPy (the twin is used for E-S, which must go frame by frame)
+        import torch
+
+        xt = torch.as_tensor(x, dtype=torch.float32, device=self.device)
+        gen = None
+        if self.sample:
+            gen = torch.Generator(device=self.device)
+            gen.manual_seed(int(rng.integers(2**63 - 1)))
+        with torch.no_grad():
+            z, z_mean, _ = self.module.encode(xt, sample=self.sample, generator=gen)
+        z = (z if self.sample else z_mean).contiguous()
+        self._z = z.double().cpu().numpy() if self.twin is not None else z
+
+    def begin(self, m0: np.ndarray):
+        if self._z is None or self._z.shape[0] != m0.shape[0] * self._R:
+            raise RuntimeError("call infer_latents before begin (E-Z precedes E-S).")
+        MR = self._z.shape[0]
+        if self.twin is not None:
+            return {"x": None, "h": self.twin.initial_state(MR), "s1": None, "s2": None}
+        import torch
+
+        with torch.no_grad():
+            h = self.module.initial_state(MR)
+        return {"x": None, "h": h, "s1": None, "s2": None}
+
+    def predict(self, state: dict, t: int):
+        if self.twin is not None:
+            mu, var, h = self.twin.decode_step(state["x"], self._z[:, t], state["h"])
+        else:
+            import torch
+
+            with torch.no_grad():
+                mu, var, h = self.module.decode_step(state["x"], self._z[:, t], state["h"])
+            mu = mu.double().cpu().numpy()
+            var = var.double().cpu().numpy()
+        R = self._R
+        if R > 1:  # moment matching over the latent samples
+            M = mu.shape[0] // R
+            mu_r, var_r = mu.reshape(M, R, -1), var.reshape(M, R, -1)
+            mu = mu_r.mean(1)
+            var = (var_r + mu_r**2).mean(1) - mu**2
+        if self.propagate_uncertainty and state["s1"] is not None:
+            if self.residual_order == 2 and state["s2"] is not None:
+                var = var + 4.0 * state["s1"] + state["s2"]
+            elif self.residual_order >= 1:
+                var = var + state["s1"]
+        return mu, var, {**state, "h": h}
+
+    def observe(self, state, t, m, sigma):
+        R = self._R
+        x = np.repeat(m, R, axis=0) if R > 1 else m
+        if self.twin is None:
+            import torch
+
+            x = torch.as_tensor(x, dtype=torch.float32, device=self.device)
+        s1 = sigma if sigma.ndim == 2 else np.diagonal(sigma, axis1=1, axis2=2)
+        return {"x": x, "h": state["h"], "s1": s1, "s2": state["s1"]}

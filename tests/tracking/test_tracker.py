@@ -1,0 +1,187 @@
+"""MixDVAETracker: contract, conversions, errors, reproducibility, a small accuracy check."""
+
+import pickle
+
+import numpy as np
+import pytest
+from mixest.baselines import GreedyTracker
+from sklearn.base import clone
+
+from mixest import MixDVAETracker
+from mixest.datasets import make_tracking_mixture, make_trajectories
+
+CV = {"prior": "constant-velocity", "box_format": "xyxy", "image_size": (1.0, 1.0)}
+
+
+@pytest.fixture(scope="module")
+def tiny_dvae():
+    from mixest.dvae import DVAE
+
+    return DVAE(n_epochs=3, kl_warmup=1, ss_start=1, ss_end=2, patience=None,
+                validation_fraction=0.0, device="cpu", random_state=0).fit(
+        make_trajectories(128, 30, random_state=0))
+
+
+def test_import_does_not_load_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, mixest, mixest.tracking, mixest.mixture; "
+            "mixest.tracking.MixDVAETracker; assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=".")
+
+
+def test_init_only_stores_and_clone_pickle():
+    est = MixDVAETracker(n_sources=2, max_iter=5)
+    assert est.get_params()["n_sources"] == 2
+    assert not hasattr(est, "prior_")
+    clone(est)
+    X, _ = make_tracking_mixture(2, 2, 10, random_state=0)
+    fitted = MixDVAETracker(2, max_iter=2, **CV).fit(X)
+    again = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_allclose(again.predict(X), fitted.predict(X))
+
+
+def test_shapes_units_and_formats():
+    X, y = make_tracking_mixture(3, 3, 20, random_state=0)
+    size = np.array([640.0, 480.0])
+    scale = np.tile(size, 2)
+    Xp, yp = X * scale, y * scale
+    xywh = lambda a: np.concatenate([a[..., :2], a[..., 2:] - a[..., :2]], -1)  # noqa: E731
+    a = MixDVAETracker(3, prior="constant-velocity", box_format="xyxy", image_size=(640, 480),
+                       max_iter=3, random_state=0).fit(Xp)
+    b = MixDVAETracker(3, prior="constant-velocity", box_format="xywh", image_size=(640, 480),
+                       max_iter=3, random_state=0).fit(xywh(Xp))
+    ta, tb = a.predict(Xp), b.predict(xywh(Xp))
+    assert ta.shape == yp.shape
+    np.testing.assert_allclose(xywh(ta), tb, atol=1e-6)
+    eta = a.predict_assignments(Xp)
+    assert eta.shape == X.shape[:3] + (3,)
+    valid = ~np.isnan(X).any(-1)
+    np.testing.assert_allclose(eta.sum(-1), valid.astype(float), atol=1e-9)
+    c = MixDVAETracker(3, clutter=True, max_iter=2, **CV).fit(X)
+    assert c.predict_assignments(X).shape == X.shape[:3] + (4,)
+    for init in ("first-frame", "chunked"):
+        o = MixDVAETracker(3, init=init, exclusive=True, update_noise=True, update_weights=True,
+                           assignment_temperature=125.0, max_iter=2, **CV).fit(X)
+        assert np.isfinite(o.predict(X)).all()
+
+
+def test_list_of_tables_input():
+    from mixest.tracking import tracks_to_table
+
+    X, _ = make_tracking_mixture(2, 3, 12, random_state=0)
+    X = X * 100
+    xywh = np.concatenate([X[..., :2], X[..., 2:] - X[..., :2]], -1)
+    tables = [tracks_to_table(xywh[i]) for i in range(2)]
+    est = MixDVAETracker(3, prior="constant-velocity", image_size=(100, 100), max_iter=2)
+    out_tables = est.fit(tables).predict(tables)
+    out_array = est.predict(xywh)
+    assert out_tables.shape == (2, 12, 3, 4)
+    np.testing.assert_allclose(out_tables, out_array, atol=1e-9)
+
+
+def test_bad_input_errors():
+    est = MixDVAETracker(2, **CV)
+    X = np.zeros((2, 5, 2, 4))
+    X[0, 0, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="infinite"):
+        est.fit(X)
+    with pytest.raises(ValueError, match="shape"):
+        est.fit(np.zeros((5, 2, 4)))
+    with pytest.raises(TypeError):
+        est.fit("detections")
+    with pytest.raises(ValueError):
+        MixDVAETracker(0, **CV).fit(np.zeros((1, 5, 2, 4)))
+    with pytest.raises(ValueError, match="prior"):
+        MixDVAETracker(2, prior="nope").fit(np.zeros((1, 5, 2, 4)))
+    with pytest.raises(ValueError, match="image_size"):
+        MixDVAETracker(2, prior="constant-velocity", image_size=(0, 1)).fit(np.zeros((1, 5, 2, 4)))
+    fitted = MixDVAETracker(2, **CV).fit(np.random.default_rng(0).random((1, 5, 2, 4)))
+    with pytest.raises(ValueError, match="D"):
+        fitted.predict(np.zeros((1, 5, 2, 3)))
+
+
+@pytest.mark.parametrize("backend", ["torch", "numpy"])
+def test_dvae_dynamics_equal_teacher_forced_decoder(tiny_dvae, backend):
+    """With no evidence, E-S runs the decoder on its own means: same as module.decode.
+
+    The NumPy twin (float64) must agree with the torch module (float32) too.
+    """
+    import torch
+
+    from mixest.mixture._dynamics import DVAEDynamics
+    from mixest.mixture._vem import e_step_s
+
+    module = tiny_dvae.module_
+    x = make_trajectories(4, 15, random_state=1)
+    dyn = DVAEDynamics(module, backend=backend)
+    assert (dyn.twin is not None) == (backend == "numpy")
+    dyn.infer_latents(x, np.random.default_rng(0))
+    z = torch.as_tensor(dyn._z, dtype=torch.float32)
+    with torch.no_grad():
+        _, z_mean, _ = module.encode(torch.as_tensor(x, dtype=torch.float32))
+    np.testing.assert_allclose(z.numpy(), z_mean.numpy(), rtol=1e-4, atol=1e-5)
+    zeros = np.zeros((4, 15, 1, 4))
+    means, _, pm, pv = e_step_s(dyn, zeros, zeros, x[:, 0][:, None])
+    with torch.no_grad():
+        mean, var = module.decode(torch.as_tensor(means[:, :, 0], dtype=torch.float32), z)
+    np.testing.assert_allclose(pm[:, :, 0], mean.numpy(), rtol=1e-4, atol=1e-6)
+    # E-S adds the propagated input uncertainty, zero here (no evidence: Sigma = prior var) only
+    # at t = 0; compare the raw decoder variance without propagation
+    dyn.propagate_uncertainty = False
+    _, _, _, pv = e_step_s(dyn, zeros, zeros, x[:, 0][:, None])
+    np.testing.assert_allclose(pv[:, :, 0], var.numpy(), rtol=1e-4, atol=1e-10)
+
+
+def test_dvae_prior_reproducible_and_accurate(tiny_dvae):
+    X, y = make_tracking_mixture(6, 3, 30, jitter=0.04, miss_prob=0.1, random_state=3)
+    est = MixDVAETracker(3, prior=tiny_dvae, max_iter=5, box_format="xyxy", image_size=(1, 1),
+                         random_state=0)
+    a = est.fit(X).predict(X)
+    b = est.predict(X)
+    np.testing.assert_array_equal(a, b)
+    assert np.isfinite(est.lower_bound_).all()
+    assert est.score(X, y) >= 0.85
+    s = MixDVAETracker(3, prior=tiny_dvae, max_iter=3, n_z_samples=2, box_format="xyxy",
+                       image_size=(1, 1), random_state=1).fit(X)
+    np.testing.assert_array_equal(s.predict(X), s.predict(X))
+
+
+def test_mota_on_small_synthetic_batch_beats_floor():
+    X, y = make_tracking_mixture(8, 3, 60, jitter=0.04, miss_prob=0.1, random_state=0)
+    est = MixDVAETracker(3, max_iter=10, box_format="xyxy", image_size=(1, 1), random_state=0)
+    mota = est.fit(X).score(X, y)
+    assert mota >= 0.9
+    assert mota >= GreedyTracker(3, box_format="xyxy").fit(X).score(X, y) - 0.05
+
+
+def test_prior_trained_from_y():
+    X, y = make_tracking_mixture(4, 2, 20, random_state=0)
+    from mixest.dvae import DVAE
+
+    dvae = DVAE(n_epochs=1, patience=None, validation_fraction=0.0, device="cpu",
+                random_state=0)
+    est = MixDVAETracker(2, prior=dvae, max_iter=2, box_format="xyxy", image_size=(1, 1))
+    est.fit(X, y)
+    assert hasattr(est.prior_, "module_") and not hasattr(dvae, "module_")
+    assert est.predict(X).shape == y.shape
+
+
+def test_n_jobs_gives_same_result():
+    X, _ = make_tracking_mixture(6, 3, 15, random_state=0)
+    kw = dict(max_iter=3, batch_size=2, random_state=0, **CV)
+    a = MixDVAETracker(3, n_jobs=1, **kw).fit(X).predict(X)
+    b = MixDVAETracker(3, n_jobs=2, **kw).fit(X).predict(X)
+    np.testing.assert_allclose(a, b)
+
+
+@pytest.mark.realdata
+def test_real_windows_smoke(shared_data):
+    from mixest.tracking import make_windows
+    from mixest.tracking._detections import simulate_detections
+
+    y = make_windows(shared_data / "mot17" / "MOT17-02", 3, 30, max_windows=2, random_state=0)
+    X = simulate_detections(y, jitter=0.04, miss_prob=0.1, box_format="xywh", random_state=0)
+    est = MixDVAETracker(3, max_iter=5, random_state=0)
+    assert est.fit(X).score(X, y) > 0.5
