@@ -91,9 +91,9 @@ class GreedyTracker(SequenceEstimator):
         return self
 
     def _check_X(self, X):
-        from mixest.base import check_sequences
+        from mixest.tracking._validation import check_detections
 
-        return check_sequences(X, ndim=4, allow_nan=True, axis_names="(n_sequences, T, K, D)")
+        return check_detections(X, box_format=self.box_format, boxes_only=False)
 
     def predict(self, X) -> np.ndarray:
         """Tracks ``(n_sequences, T, n_sources, D)`` in the input's units."""

@@ -17,7 +17,8 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from mixest.base import SequenceEstimator, check_sequences
+from mixest.base import SequenceEstimator
+from mixest.tracking._validation import check_detections
 
 from ._kalman import constant_velocity_model, kalman_predict, kalman_update
 
@@ -223,9 +224,7 @@ class SORTTracker(SequenceEstimator):
         self.random_state = random_state
 
     def _check_X(self, X: object) -> np.ndarray:
-        return check_sequences(
-            X, ndim=4, allow_nan=True, last_dim=4, axis_names="(n_sequences, T, K, 4)"
-        )
+        return check_detections(X, box_format=self.box_format)
 
     def fit(self, X: object, y: object = None) -> SORTTracker:
         """Validate the parameters and ``X`` (SORT learns nothing); return ``self``.

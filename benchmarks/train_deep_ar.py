@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import torch
-    from mixest.baselines._deep_ar import _module_from_weights, _nll, train_deep_ar
 
+    from mixest.baselines._deep_ar import _module_from_weights, _nll, train_deep_ar
     from mixest.datasets import make_trajectories
 
     command = "python benchmarks/train_deep_ar.py " + " ".join(

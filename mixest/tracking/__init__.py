@@ -17,6 +17,7 @@ __getattr__, __dir__, __all__ = attach(
         "write_mot": "._motchallenge",
         "read_seqinfo": "._motchallenge",
         "detections_to_array": "._motchallenge",
+        "detection_tables_to_array": "._validation",
         "table_to_tracks": "._motchallenge",
         "tracks_to_table": "._motchallenge",
         "make_windows": "._windows",

@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-from mixest.baselines import DeepARTracker
 
+from mixest.baselines import DeepARTracker
 from mixest.datasets import make_tracking_mixture, make_trajectories
 
 FAST = dict(n_train_sequences=256, hidden_size=16, batch_size=64, learning_rate=3e-3)
@@ -35,6 +35,7 @@ def test_one_step_nll_decreases_with_training(trained):
 
 def test_stepwise_inference_equals_teacher_forced_forward(trained):
     import torch
+
     from mixest.baselines._deep_ar import DeepARDynamics, _module_from_weights
 
     module = _module_from_weights(trained.weights_)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from filterpy.kalman import KalmanFilter
+
 from mixest.baselines._kalman import (
     constant_velocity_model,
     kalman_filter,

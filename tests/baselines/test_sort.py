@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from mixest.baselines import SORTTracker
 
+from mixest.baselines import SORTTracker
 from mixest.tracking import mot_metrics
 from mixest.tracking._detections import simulate_detections
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from mixest.baselines import GreedyTracker
 
+from mixest.baselines import GreedyTracker
 from mixest.datasets import make_tracking_mixture
 
 

@@ -1,0 +1,67 @@
+"""Input validation shared by every tracker: detection arrays or MOTChallenge tables."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mixest.base import check_sequences
+from mixest.tracking._boxes import convert_boxes
+
+__all__ = ["check_detections", "detection_tables_to_array"]
+
+
+def _is_table_list(X: object) -> bool:
+    return isinstance(X, list) and len(X) > 0 and all(hasattr(x, "columns") for x in X)
+
+
+def detection_tables_to_array(tables: list, box_format: str = "xywh") -> np.ndarray:
+    """Stack per-sequence MOTChallenge detection tables into one NaN-padded array.
+
+    Parameters
+    ----------
+    tables : list of pandas.DataFrame
+        One detection table per sequence (e.g. ``read_mot("det/det.txt")``), ``xywh`` pixels.
+    box_format : {"xywh", "xyxy", "cxcywh"}, default="xywh"
+        Format of the returned boxes.
+
+    Returns
+    -------
+    X : ndarray of shape (n_sequences, T, K, 4)
+        ``T`` and ``K`` are the largest over the tables; shorter sequences and frames with fewer
+        detections are padded with NaN rows (missing detections).
+    """
+    from mixest.tracking._motchallenge import detections_to_array
+
+    arrays = [detections_to_array(table) for table in tables]
+    T = max(a.shape[0] for a in arrays)
+    K = max(a.shape[1] for a in arrays)
+    out = np.full((len(arrays), T, K, 4), np.nan)
+    for i, a in enumerate(arrays):  # one table per sequence: not a hot path
+        out[i, : a.shape[0], : a.shape[1]] = a
+    return convert_boxes(out, "xywh", box_format)
+
+
+def check_detections(
+    X: object, *, box_format: str = "xywh", boxes_only: bool = True, name: str = "X"
+) -> np.ndarray:
+    """Validate a tracker's input and return it as a float array ``(n_sequences, T, K, D)``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_sequences, T, K, D) or list of pandas.DataFrame
+        Detections with NaN rows for missing ones, or per-sequence MOTChallenge detection tables
+        (converted to ``box_format``).
+    box_format : {"xywh", "xyxy", "cxcywh"}, default="xywh"
+        Box convention the tracker works in (only used to convert tables).
+    boxes_only : bool, default=True
+        Require ``D = 4`` box coordinates; trackers that accept any ``D`` pass False.
+    name : str, default="X"
+        Argument name used in error messages.
+    """
+    if _is_table_list(X):
+        X = detection_tables_to_array(X, box_format)
+    last_dim = 4 if boxes_only else None
+    shape = f"(n_sequences, T, K, {'4' if boxes_only else 'D'})"
+    return check_sequences(
+        X, name=name, ndim=4, allow_nan=True, last_dim=last_dim, axis_names=shape
+    )
