@@ -29,7 +29,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from mixest.base import SequenceEstimator, check_sequences
+from mixest.base import SequenceEstimator
 from mixest.mixture._dynamics import SourceDynamics
 
 from ._kalman import constant_velocity_model, kalman_predict, rts_smoother
@@ -119,7 +119,24 @@ class KalmanDynamics(SourceDynamics):
         Run the RTS smoother after the filter (``False`` gives a filtering-only E-S step).
     learn_process_noise : bool, default=False
         M-step of ``q^2`` from the smoothed moments after every E-S step.
+    birth_frames : ndarray of int of shape (M,), optional
+        First frame of each source (track birth). Before it a source does not exist: its prior
+        is flat (variance :data:`ABSENT_VAR` per coordinate), it takes no evidence and its
+        posterior is that prior, so it claims no detection in E-W and adds nothing to the
+        lower bound. At its birth frame its state is drawn afresh from
+        ``N(birth_means, birth_covs)`` (no transition from the frame before). ``0`` is an
+        ordinary source; ``M`` must then be the number of sources of every forward pass
+        (the engine's ``tol=0``, which never drops converged sequences from the batch).
+    birth_means : ndarray of shape (M, 2 D), optional
+        Birth state ``[box, velocity]`` of each source. Where ``birth_frames == 0`` a NaN row
+        keeps the default first-frame prior (around the engine's ``m0``); a finite row replaces
+        it. A source with a birth law has its noises scaled by its birth box.
+    birth_covs : ndarray of shape (M, 2 D, 2 D), optional
+        Birth state covariance.
     """
+
+    #: prior variance (normalised units) of a source that does not exist yet
+    ABSENT_VAR = 1.0
 
     def __init__(
         self,
@@ -128,12 +145,18 @@ class KalmanDynamics(SourceDynamics):
         initial_velocity_std: float = 0.1,
         smooth: bool = True,
         learn_process_noise: bool = False,
+        birth_frames: np.ndarray | None = None,
+        birth_means: np.ndarray | None = None,
+        birth_covs: np.ndarray | None = None,
     ):
         self.process_noise = process_noise
         self.initial_position_std = initial_position_std
         self.initial_velocity_std = initial_velocity_std
         self.do_smooth = smooth
         self.learn_process_noise = learn_process_noise
+        self.birth_frames = birth_frames
+        self.birth_means = birth_means
+        self.birth_covs = birth_covs
         self.q2_: np.ndarray | None = None  # learned intensity per source and coordinate
 
     def _scale(self, m0: np.ndarray) -> np.ndarray:
@@ -145,6 +168,15 @@ class KalmanDynamics(SourceDynamics):
 
     def begin(self, m0: np.ndarray) -> dict:
         M, D = m0.shape
+        self._law = None
+        if self.birth_frames is not None:
+            if len(self.birth_frames) != M:
+                raise ValueError(
+                    f"birth_frames has {len(self.birth_frames)} sources, the forward pass {M}."
+                )
+            # Sources with a birth law are scaled by their birth box, not by m0.
+            self._law = (self.birth_frames > 0) | np.isfinite(self.birth_means).all(-1)
+            m0 = np.where(self._law[:, None], self.birth_means[:, :D], m0)
         scale = self._scale(m0)
         if self.q2_ is None or self.q2_.shape != (M, D):
             q2 = (self.process_noise * scale) ** 2
@@ -163,8 +195,21 @@ class KalmanDynamics(SourceDynamics):
         x, P = state["x"], state["P"]
         if t > 0:  # the first frame's prior is the initial one
             x, P = kalman_predict(x, P, self._F, self._Q)
+        if self.birth_frames is not None:
+            x, P = self._births(x, P, t)
         D = self._H.shape[0]
         return x[:, :D], np.diagonal(P[:, :D, :D], axis1=1, axis2=2).copy(), {"x": x, "P": P}
+
+    def _births(self, x: np.ndarray, P: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """Prior at ``t`` of the sources not born yet (flat) or born now (the birth law)."""
+        tb = self.birth_frames
+        absent, now = t < tb, (t == tb) & self._law
+        if not (absent.any() or now.any()):
+            return x, P
+        flat = self.ABSENT_VAR * np.eye(x.shape[-1])
+        x = np.where((absent | now)[:, None], self.birth_means, x)
+        P = np.where(absent[:, None, None], flat, np.where(now[:, None, None], self.birth_covs, P))
+        return x, P
 
     def update(
         self,
@@ -175,6 +220,10 @@ class KalmanDynamics(SourceDynamics):
         info_vec: np.ndarray,
         info_prec: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, dict]:
+        if self.birth_frames is not None:  # a source that does not exist yet observes nothing
+            here = (t >= self.birth_frames)[:, None]
+            info_vec = np.where(here, info_vec, 0.0)
+            info_prec = np.where(here if info_prec.ndim == 2 else here[..., None], info_prec, 0.0)
         x, P = kalman_update_information(state["x"], state["P"], info_vec, info_prec, self._H)
         self._history.append((x, P))
         return (*self._marginal(x, P, full=info_prec.ndim == 3), {"x": x, "P": P})
@@ -195,15 +244,28 @@ class KalmanDynamics(SourceDynamics):
         xs, Ps, cross = rts_smoother(
             xf, Pf, transition_matrix=self._F, transition_covariance=self._Q
         )
+        keep = None
+        if self.birth_frames is not None:
+            # No transition leads into a birth: before it the posterior is the flat prior.
+            before = np.arange(xs.shape[1])[None, :] < self.birth_frames[:, None]  # (M, T)
+            xs = np.where(before[..., None], xf, xs)
+            Ps = np.where(before[..., None, None], Pf, Ps)
+            keep = ~before[:, :-1] & ~(  # transitions t-1 -> t with both ends alive, no reset
+                np.arange(1, xs.shape[1])[None, :] == self.birth_frames[:, None]
+            )
         if self.learn_process_noise and xs.shape[1] > 1:
-            self.q2_ = self._m_step_q2(xs, Ps, cross)
+            self.q2_ = self._m_step_q2(xs, Ps, cross, keep)
         return self._marginal(xs, Ps, full=covs.ndim == 4)
 
-    def _m_step_q2(self, xs: np.ndarray, Ps: np.ndarray, cross: np.ndarray) -> np.ndarray:
+    def _m_step_q2(
+        self, xs: np.ndarray, Ps: np.ndarray, cross: np.ndarray, keep: np.ndarray | None = None
+    ) -> np.ndarray:
         """EM update of the acceleration intensity ``q^2`` per source and coordinate.
 
         With ``e_t = x_t - F x_{t-1}`` and ``Q = q^2 Q_0`` on every (position, velocity) pair,
-        ``q^2 = mean_t tr(Q_0^{-1} E[e_t e_t^T]) / 2`` over the 2x2 blocks of ``E[e e^T]``.
+        ``q^2 = mean_t tr(Q_0^{-1} E[e_t e_t^T]) / 2`` over the 2x2 blocks of ``E[e e^T]``
+        (over the transitions in ``keep`` (M, T-1) when given; a source with none keeps its
+        current ``q^2``).
         """
         F = self._F
         D = F.shape[0] // 2
@@ -225,11 +287,98 @@ class KalmanDynamics(SourceDynamics):
             -2,
         )  # (M, T-1, D, 2, 2)
         Q0 = np.array([[1.0 / 3.0, 0.5], [0.5, 1.0]])
-        q2 = 0.5 * np.trace(np.linalg.solve(Q0, blocks), axis1=-2, axis2=-1).mean(1)  # (M, D)
-        return np.maximum(q2, 1e-12)
+        per_t = 0.5 * np.trace(np.linalg.solve(Q0, blocks), axis1=-2, axis2=-1)  # (M, T-1, D)
+        if keep is None:
+            return np.maximum(per_t.mean(1), 1e-12)
+        n = keep.sum(1)[:, None]
+        q2 = np.where(keep[..., None], per_t, 0.0).sum(1) / np.maximum(n, 1)
+        current = np.diagonal(self._Q, axis1=-2, axis2=-1)[:, D:]  # Q_vv = q^2 (dt = 1)
+        return np.maximum(np.where(n > 0, q2, current), 1e-12)
 
     def infer_latents(self, means: np.ndarray, rng: np.random.Generator) -> None:
         """No latent variables: nothing to infer."""
+
+
+# Padding sources (when the sequences of one engine call hold different numbers of sources)
+# never exist (see KalmanDynamics.birth_frames) and rest this far outside the normalised image.
+_DUMMY_OFFSET = 10.0
+# A birth is kept only if the born source then takes at least this mean responsibility for the
+# detections of the chain that spawned it.
+_BIRTH_ACCEPT = 0.5
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU ``(..., M, P)`` of ``xyxy`` boxes ``a (..., M, 4)`` and ``b (..., P, 4)``; 0 where
+    either is NaN or the union is empty (no validation: estimated boxes may be inverted)."""
+    a, b = a[..., :, None, :], b[..., None, :, :]
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = iw * ih
+    area_a = np.clip(a[..., 2] - a[..., 0], 0, None) * np.clip(a[..., 3] - a[..., 1], 0, None)
+    area_b = np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)
+    union = area_a + area_b - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.nan_to_num(np.where(union > 0, inter / union, 0.0))
+
+
+def _unexplained_chains(
+    boxes: np.ndarray, unexplained: np.ndarray, iou_threshold: float, min_frames: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """First chain of at least ``min_frames`` unexplained detections of every sequence.
+
+    Consecutive frames are linked by mutual-best IoU (a detection's best match in the next frame
+    whose best match back is that detection), accepted when the IoU reaches ``iou_threshold``.
+
+    Parameters
+    ----------
+    boxes : ndarray of shape (B, T, K, 4)
+        Normalised ``xyxy`` detections (NaN rows are missing).
+    unexplained : ndarray of bool, shape (B, T, K)
+    iou_threshold : float
+    min_frames : int
+
+    Returns
+    -------
+    chain : ndarray of int, shape (B, T)
+        Detection index of the chain in every frame, ``-1`` outside it: the chain that starts
+        first (the longest of those starting in the same frame).
+    start, length : ndarray of int, shape (B,)
+        First frame and number of frames of that chain (``length = 0`` when there is none).
+    """
+    B, T, K, _ = boxes.shape
+    cand = np.where(unexplained[..., None], boxes, np.nan)
+    iou = _iou(cand[:, :-1], cand[:, 1:])
+    nxt, prv = iou.argmax(-1), iou.argmax(-2)  # (B, T-1, K): best match forward / backward
+    ks = np.arange(K)
+    fwd = (np.take_along_axis(iou, nxt[..., None], -1)[..., 0] >= iou_threshold) & (
+        np.take_along_axis(prv, nxt, -1) == ks
+    )
+    bwd = (np.take_along_axis(iou, prv[..., None, :], -2)[..., 0, :] >= iou_threshold) & (
+        np.take_along_axis(nxt, prv, -1) == ks
+    )
+    # Frames left in the chain from each detection on (a backward recursion over t).
+    rest = np.zeros((B, T, K), dtype=int)
+    rest[:, -1] = unexplained[:, -1]
+    for t in range(T - 2, -1, -1):
+        after = np.take_along_axis(rest[:, t + 1], nxt[:, t], -1)
+        rest[:, t] = np.where(unexplained[:, t], 1 + np.where(fwd[:, t], after, 0), 0)
+    is_start = unexplained.copy()
+    is_start[:, 1:] &= ~bwd
+    total = np.where(is_start, rest, 0)
+    # The earliest chain long enough (the longest of those starting in that frame).
+    total = np.where(total >= min_frames, total, 0)
+    start = total.any(-1).argmax(1)
+    k = total[np.arange(B), start].argmax(-1)
+    length = total[np.arange(B), start, k]
+    chain = np.full((B, T), -1)
+    alive = np.zeros(B, dtype=bool)
+    rows = np.arange(B)
+    for t in range(T):  # follow the forward links, all sequences at once
+        alive |= (t == start) & (length > 0)
+        chain[:, t] = np.where(alive, k, -1)
+        if t < T - 1:  # k stays the start's detection until the chain begins
+            k, alive = np.where(alive, nxt[rows, t, k], k), alive & fwd[rows, t, k]
+    return chain, start, length
 
 
 class _VEMTrackerBase(SequenceEstimator):
@@ -260,23 +409,9 @@ class _VEMTrackerBase(SequenceEstimator):
     }
 
     def _check_X(self, X: object) -> np.ndarray:
-        if isinstance(X, list) and X and hasattr(X[0], "columns"):
-            # MOTChallenge-style detection tables, one per sequence (xywh pixels)
-            from mixest.tracking._boxes import convert_boxes
-            from mixest.tracking._motchallenge import detections_to_array
+        from mixest.tracking._validation import check_detections
 
-            arrays = [detections_to_array(table) for table in X]
-            T = max(a.shape[0] for a in arrays)
-            K = max(a.shape[1] for a in arrays)
-            out = np.full((len(arrays), T, K, 4), np.nan)
-            for i, a in enumerate(arrays):  # one table per sequence: not a hot path
-                out[i, : a.shape[0], : a.shape[1]] = a
-            X = convert_boxes(out, "xywh", self.box_format)
-        if self._boxes_only:
-            return check_sequences(
-                X, ndim=4, allow_nan=True, last_dim=4, axis_names="(n_sequences, T, K, 4)"
-            )
-        X = check_sequences(X, ndim=4, allow_nan=True, axis_names="(n_sequences, T, K, D)")
+        X = check_detections(X, box_format=self.box_format, boxes_only=self._boxes_only)
         if hasattr(self, "n_features_in_") and X.shape[-1] != self.n_features_in_:
             raise ValueError(
                 f"X has D = {X.shape[-1]} coordinates, the tracker was fitted with "
@@ -310,32 +445,44 @@ class _VEMTrackerBase(SequenceEstimator):
         raise NotImplementedError
 
     def _run(self, X: object) -> Any:
-        from mixest.mixture._vem import run_vem
-
         check_is_fitted(self, "n_features_in_")
         X = self._check_X(X)
         Xn = self._normalise(X)
         rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
-        dynamics = self._dynamics()
-        result = run_vem(
+        result = self._run_vem(Xn, rng)
+        self.n_iter_ = result.n_iter
+        return result
+
+    def _run_vem(
+        self,
+        Xn: np.ndarray,
+        rng: np.random.Generator,
+        n_sources: int | None = None,
+        dynamics: SourceDynamics | None = None,
+        init: str | None = None,
+        init_dynamics: SourceDynamics | None = None,
+        tol: float | None = None,
+    ) -> Any:
+        """One call of the shared engine on normalised detections ``Xn``."""
+        from mixest.mixture._vem import run_vem
+
+        return run_vem(
             Xn,
-            dynamics,
-            n_sources=self.n_sources,
+            self._dynamics() if dynamics is None else dynamics,
+            n_sources=self.n_sources if n_sources is None else n_sources,
             phi=self._phi(Xn),
             max_iter=self.max_iter,
-            tol=self.tol,
+            tol=self.tol if tol is None else tol,
             clutter=self.clutter,
             clutter_weight=self.clutter_weight,
             temperature=self.assignment_temperature,
             update_phi=self.update_noise,
             update_pi=self.update_weights,
-            init=self.init,
-            init_dynamics=self._init_dynamics(),
+            init=self.init if init is None else init,
+            init_dynamics=self._init_dynamics() if init_dynamics is None else init_dynamics,
             random_state=rng,
             verbose=self.verbose,
         )
-        self.n_iter_ = result.n_iter
-        return result
 
     def _init_dynamics(self) -> SourceDynamics | None:
         return None
@@ -401,6 +548,21 @@ class VKFTracker(_VEMTrackerBase):
         M-step of the process noise (per source and coordinate) after every E-S step.
     smooth : bool, default=True
         RTS smoothing in the E-S step (``False``: the filtered posterior).
+    birth : bool, default=False
+        Start new tracks from chains of unexplained detections (see Notes). Needs
+        ``clutter=True`` and boxes. The outputs then have ``max_sources`` tracks: the first
+        ``n_sources`` ones, then the born ones in order of birth, NaN before their first frame
+        (and NaN throughout for unused columns).
+    max_sources : int or None, default=None
+        Cap on the number of tracks per sequence with ``birth``, at least ``n_sources``;
+        ``None`` means ``2 * n_sources``.
+    birth_min_frames : int, default=3
+        Shortest chain of unexplained detections (consecutive frames) that starts a track.
+    birth_threshold : float, default=0.5
+        Clutter responsibility above which a detection is unexplained.
+    birth_iou : float, default=0.3
+        IoU linking the detections of a chain; also the overlap with a current track above
+        which a detection is that track's and starts nothing.
     obs_noise : float, default=0.04
         ``r`` of ``Phi_tk = diag((r w_k)^2, (r h_k)^2, (r w_k)^2, (r h_k)^2)``.
     clutter : bool, default=False
@@ -434,7 +596,10 @@ class VKFTracker(_VEMTrackerBase):
     n_features_in_ : int
         Number of coordinates per detection (4).
     n_iter_ : int
-        VEM iterations of the last :meth:`predict` call.
+        VEM iterations of the last :meth:`predict` call (with births, of its last VEM run).
+    n_births_ : ndarray of int of shape (n_sequences,)
+        Tracks born in each sequence by the last :meth:`predict` call (zeros without
+        ``birth``).
 
     Notes
     -----
@@ -442,9 +607,26 @@ class VKFTracker(_VEMTrackerBase):
     positions) divided by ``image_size`` per axis, ``Phi = obs_noise^2 I`` in those units and
     the noises of the dynamics are in the same units (no box scale).
 
-    Track birth (starting a new source from detections that no source explains) is not part of
-    this fixed-``N`` implementation: every window of the benchmarks holds the same ``N`` objects
-    from its first to its last frame.
+    **Track birth** (``birth=True``, off by default: every window of the benchmarks holds the
+    same ``N`` objects from its first to its last frame). The engine is fixed-``N``, so births
+    happen between VEM runs, one per sequence and round:
+
+    1. run the VEM (the clutter class is required);
+    2. call a detection *unexplained* when its clutter responsibility exceeds
+       ``birth_threshold`` and it overlaps no current track (IoU < ``birth_iou``, which would
+       only duplicate a poorly fitted track);
+    3. link unexplained detections of consecutive frames by mutual-best IoU
+       (``>= birth_iou``) and take the earliest chain of at least ``birth_min_frames`` frames;
+    4. add a source that does not exist before the chain's first frame (flat prior, no
+       evidence, no responsibility) and starts there from a birth law: the chain's first box
+       (to its observation noise) and mean velocity (see :class:`KalmanDynamics`);
+    5. re-run the VEM on those sequences with the enlarged set, initialised online from every
+       source's law (the known sources at their first-frame estimates), and keep the birth only
+       if the new source then takes more than half of its chain's responsibility;
+
+    until no chain is found or a sequence has ``max_sources`` sources. Re-runs iterate exactly
+    ``max_iter`` times (the engine's ``tol=0``; the best-bound iterate is kept), since the
+    birth frames are given per source. Births need boxes (``D = 4``).
 
     Examples
     --------
@@ -463,6 +645,11 @@ class VKFTracker(_VEMTrackerBase):
         "initial_velocity_std": [Interval(Real, 0, None, closed="neither")],
         "learn_process_noise": ["boolean"],
         "smooth": ["boolean"],
+        "birth": ["boolean"],
+        "max_sources": [Interval(Integral, 1, None, closed="left"), None],
+        "birth_min_frames": [Interval(Integral, 2, None, closed="left")],
+        "birth_threshold": [Interval(Real, 0, 1, closed="neither")],
+        "birth_iou": [Interval(Real, 0, 1, closed="right")],
     }
 
     def __init__(
@@ -473,6 +660,11 @@ class VKFTracker(_VEMTrackerBase):
         initial_velocity_std: float = 0.1,
         learn_process_noise: bool = False,
         smooth: bool = True,
+        birth: bool = False,
+        max_sources: int | None = None,
+        birth_min_frames: int = 3,
+        birth_threshold: float = 0.5,
+        birth_iou: float = 0.3,
         obs_noise: float = 0.04,
         clutter: bool = False,
         clutter_weight: float = 0.05,
@@ -492,6 +684,11 @@ class VKFTracker(_VEMTrackerBase):
         self.initial_velocity_std = initial_velocity_std
         self.learn_process_noise = learn_process_noise
         self.smooth = smooth
+        self.birth = birth
+        self.max_sources = max_sources
+        self.birth_min_frames = birth_min_frames
+        self.birth_threshold = birth_threshold
+        self.birth_iou = birth_iou
         self.obs_noise = obs_noise
         self.clutter = clutter
         self.clutter_weight = clutter_weight
@@ -525,8 +722,203 @@ class VKFTracker(_VEMTrackerBase):
         """
         self._validate_params()
         X = self._check_X(X)
+        if self.birth:
+            if not self.clutter:
+                raise ValueError(
+                    "birth=True needs clutter=True: unexplained detections are those the "
+                    "clutter class takes."
+                )
+            if X.shape[-1] != 4:
+                raise ValueError(
+                    f"birth=True links detections by IoU and needs boxes (D = 4), got "
+                    f"D = {X.shape[-1]}."
+                )
+            if self.max_sources is not None and self.max_sources < self.n_sources:
+                raise ValueError(
+                    f"max_sources={self.max_sources} must be at least "
+                    f"n_sources={self.n_sources}."
+                )
         self.n_features_in_ = X.shape[-1]
         return self
+
+    def _birth_law(
+        self,
+        boxes: np.ndarray,
+        phi: np.ndarray,
+        chain: np.ndarray,
+        start: np.ndarray,
+        length: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Birth state ``[box, velocity]`` ``(S, 2 D)`` and covariance from each chain.
+
+        The box is the chain's first detection, known to its observation noise ``Phi``; the
+        velocity is the chain's mean displacement per frame, with the variance of a difference
+        of two detections ``L - 1`` frames apart plus one frame of process noise.
+        """
+        S, T = chain.shape
+        rows = np.arange(S)
+        stop = start + length - 1
+        first = boxes[rows, start, chain[rows, start]]
+        phi_b = phi[rows, start, chain[rows, start]]
+        velocity = (boxes[rows, stop, chain[rows, stop]] - first) / (length - 1)[:, None]
+        wh = np.maximum(first[:, 2:] - first[:, :2], 1e-3)
+        q2 = (self.process_noise * np.concatenate([wh, wh], -1)) ** 2
+        var = np.concatenate([phi_b, 2.0 * phi_b / ((length - 1) ** 2)[:, None] + q2], -1)
+        return np.concatenate([first, velocity], -1), var[:, :, None] * np.eye(var.shape[-1])
+
+    def _first_frame_law(self, means: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """State law ``(B, N, 2 D)``, ``(B, N, 2 D, 2 D)`` of tracks ``means`` at frame 0.
+
+        Their first box, known to the observation noise of a detection of that size, and
+        their first displacement (zero for a single frame).
+        """
+        first = means[:, 0]
+        velocity = means[:, 1] - first if means.shape[1] > 1 else np.zeros_like(first)
+        phi = self._phi(first)
+        wh = np.maximum(first[..., 2:] - first[..., :2], 1e-3)
+        q2 = (self.process_noise * np.concatenate([wh, wh], -1)) ** 2
+        var = np.concatenate([phi, 2.0 * phi + q2], -1)
+        return np.concatenate([first, velocity], -1), var[..., :, None] * np.eye(var.shape[-1])
+
+    def _max_sources(self) -> int:
+        return 2 * self.n_sources if self.max_sources is None else self.max_sources
+
+    def _track(self, X: object) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior means and assignments (normalised units), with births when ``birth``.
+
+        Returns
+        -------
+        means : ndarray of shape (n_sequences, T, N', D)
+        eta : ndarray of shape (n_sequences, T, K, N'[+1])
+            ``N' = n_sources`` without birth, ``max_sources`` with it (unused and not-yet-born
+            sources are NaN in ``means`` and zero in ``eta``, whose mass goes to clutter).
+        """
+        if not self.birth:
+            result = self._run(X)
+            self.n_births_ = np.zeros(len(result.means), dtype=int)
+            return result.means, result.eta
+        check_is_fitted(self, "n_features_in_")
+        Xn = self._normalise(self._check_X(X))
+        rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
+        result = self._run_vem(Xn, rng)
+        B, T, K, D = Xn.shape
+        N0, N_max = self.n_sources, self._max_sources()
+        means = np.full((B, T, N_max, D), np.nan)
+        eta = np.zeros((B, T, K, N_max + 1))
+        means[:, :, :N0], eta[..., :N0], eta[..., N_max] = (
+            result.means, result.eta[..., :N0], result.eta[..., N0]
+        )
+        count = np.full(B, N0)
+        valid = ~np.isnan(Xn).any(-1)
+        phi = self._phi(Xn)
+        # First frame and birth law of every source. The first run's sources keep the default
+        # first-frame prior in the VEM, but seed the re-runs' online initialisation at their
+        # first-frame estimate; unused columns (T: never born) rest far outside the image.
+        born_at = np.full((B, N_max), T)
+        born_at[:, :N0] = 0
+        far = np.array([_DUMMY_OFFSET, _DUMMY_OFFSET, _DUMMY_OFFSET + 0.05, _DUMMY_OFFSET + 0.05])
+        birth_x = np.zeros((B, N_max, 2 * D))
+        birth_x[..., :D] = far
+        birth_P = np.broadcast_to(np.eye(2 * D), (B, N_max, 2 * D, 2 * D)).copy()
+        birth_x[:, :N0], birth_P[:, :N0] = self._first_frame_law(result.means)
+        open_ = count < N_max  # sequences still allowed to grow
+        n_iter = result.n_iter
+        while open_.any():  # one birth per sequence and round
+            seq = np.flatnonzero(open_)
+            # A detection near a known track (IoU >= birth_iou) is that track's, poorly fitted:
+            # a chain of those would only duplicate it.
+            alive = np.arange(T)[None, :, None] >= born_at[seq, None, :]
+            tracks = np.where(alive[..., None], means[seq], np.nan)
+            near = _iou(Xn[seq], tracks).max(-1)
+            unexplained = (
+                valid[seq] & (eta[seq, ..., N_max] > self.birth_threshold)
+                & (near < self.birth_iou)
+            )
+            chain, start, length = _unexplained_chains(
+                Xn[seq], unexplained, self.birth_iou, self.birth_min_frames
+            )
+            found = length > 0
+            open_[seq[~found]] = False
+            if not found.any():
+                break
+            seq, chain, start, length = seq[found], chain[found], start[found], length[found]
+            new = count[seq]  # column of the born source
+            S, N = len(seq), int(new.max()) + 1
+            rows = np.arange(S)
+            x_b, P_b = self._birth_law(Xn[seq], phi[seq], chain, start, length)
+            birth_x[seq, new], birth_P[seq, new], born_at[seq, new] = x_b, P_b, start
+            frames = born_at[seq, :N].reshape(-1)
+            laws = (birth_x[seq, :N].reshape(S * N, 2 * D),
+                    birth_P[seq, :N].reshape(S * N, 2 * D, 2 * D))
+            # The VEM: the first run's sources keep their default first-frame prior (NaN law).
+            dyn = self._dynamics()
+            dyn.birth_frames, dyn.birth_covs = frames, laws[1]
+            dyn.birth_means = np.where((frames > 0)[:, None], laws[0], np.nan)
+            # Its initialisation: one online pass seeded by every source's law, so the known
+            # sources keep their identities and the born one starts at its chain.
+            init_dyn = self._init_dynamics()
+            init_dyn.birth_frames, init_dyn.birth_means, init_dyn.birth_covs = frames, *laws
+            # tol=0: the engine then keeps every sequence in every forward pass, which the
+            # per-source birth frames of the dynamics rely on (the best-bound iterate is kept).
+            res = self._run_vem(
+                Xn[seq], rng, n_sources=N, dynamics=dyn, init="filter", init_dynamics=init_dyn,
+                tol=0.0,
+            )
+            n_iter = res.n_iter
+            # Keep a birth only if the born source explains the chain that spawned it.
+            in_chain = chain >= 0
+            took = res.eta[rows[:, None], np.arange(T), np.maximum(chain, 0), new[:, None]]
+            kept = np.where(in_chain, took, 0.0).sum(1) / in_chain.sum(1) > _BIRTH_ACCEPT
+            undo = seq[~kept]
+            born_at[undo, new[~kept]] = T
+            open_[undo] = False
+            seq, new, res_means, res_eta = seq[kept], new[kept], res.means[kept], res.eta[kept]
+            cols = np.arange(N) <= new[:, None]  # known + born, no padding
+            means[seq, :, :N] = np.where(cols[:, None, :, None], res_means, np.nan)
+            eta[seq, ..., :N] = np.where(cols[:, None, None, :], res_eta[..., :N], 0.0)
+            eta[seq, ..., N_max] = res_eta[..., N] + np.where(
+                cols[:, None, None, :], 0.0, res_eta[..., :N]
+            ).sum(-1)
+            count[seq] += 1
+            open_ &= count < N_max
+        self.n_iter_ = n_iter
+        self.n_births_ = count - N0
+        # A born source does not exist before its chain: no box, and its responsibilities
+        # there go to the clutter class.
+        absent = np.arange(T)[None, :, None] < born_at[:, None, :]  # (B, T, N_max)
+        means = np.where(absent[..., None], np.nan, means)
+        moved = np.where(absent[:, :, None, :], eta[..., :N_max], 0.0)
+        eta[..., :N_max] -= moved
+        eta[..., N_max] += moved.sum(-1)
+        return means, eta
+
+    def predict(self, X: object) -> np.ndarray:
+        """Track the objects of every sequence.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_sequences, T, K, 4) or list of DataFrame
+            Detections in ``box_format`` and pixels (NaN rows are missing detections), or
+            MOTChallenge-style detection tables, one per sequence.
+
+        Returns
+        -------
+        tracks : ndarray of shape (n_sequences, T, n_sources, 4)
+            Posterior mean boxes in ``box_format``. With ``birth=True`` the shape is
+            ``(n_sequences, T, max_sources, 4)``: the first ``n_sources`` tracks, then the born
+            ones in order of birth, NaN before their first frame; unused columns are NaN.
+        """
+        return self._to_output(self._track(X)[0])
+
+    def predict_assignments(self, X: object) -> np.ndarray:
+        """Posterior assignment probabilities ``(n_sequences, T, K, n_sources[+1])``.
+
+        The last column is the clutter class when ``clutter=True``; rows of missing detections
+        are zero. With ``birth=True`` the shape is ``(n_sequences, T, K, max_sources + 1)``,
+        with the columns of :meth:`predict`'s tracks (zero for a source before its birth, the
+        mass it would have taken there is given to the clutter class).
+        """
+        return self._track(X)[1]
 
     def _dynamics(self) -> KalmanDynamics:
         return KalmanDynamics(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from mixest.baselines import VKFTracker
 from mixest.baselines._kalman import (
     constant_velocity_model,
@@ -12,7 +13,6 @@ from mixest.baselines._kalman import (
     kalman_update,
 )
 from mixest.baselines._vkf import KalmanDynamics, kalman_update_information
-
 from mixest.datasets import make_tracking_mixture
 
 
