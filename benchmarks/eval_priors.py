@@ -3,15 +3,19 @@
 Usage::
 
     python benchmarks/eval_priors.py [--n-sequences 2000] [--plot docs/images/dvae_mot_samples.png]
+    python benchmarks/eval_priors.py --prior /tmp/candidate.pt   # a saved DVAE (recipe search)
 
 Reports, on trajectories drawn with a seed the training never used:
 
 - one-step-ahead prediction error of the prior (causal: the recurrence reads x_{<t}, z_t is
   the prior mean given the previous prior mean, nothing from x_{t:T} leaks in) against a
   constant-velocity extrapolation 2 x_{t-1} - x_{t-2} and a static x_{t-1};
+- the same error when the predictors read boxes jittered by ``--input-jitter`` of the box
+  size (the tracker feeds the prior noisy posterior means; targets stay clean);
 - calibration of the prior's predictive variance (mean squared z-score, share inside 2 sigma);
 - the per-frame ELBO of the trained SRNN against the same SRNN untrained (same architecture,
-  same data-derived normalisation buffers, fresh random weights);
+  same data-derived normalisation buffers, fresh random weights), on the clean held-out data
+  and on the same data jittered by the prior's ``input_noise`` (its training objective);
 - a PNG of sampled trajectories next to real synthetic ones.
 """
 
@@ -83,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-sequences", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=20231, help="held-out data seed")
     parser.add_argument("--plot", type=Path, default=None, help="write the samples PNG here")
+    parser.add_argument("--input-jitter", type=float, default=0.04,
+                        help="jitter of the noisy-input rows, as a fraction of the box size")
+    parser.add_argument("--prior", default="mot",
+                        help="bundled prior name (default mot) or a saved DVAE .pt file")
     args = parser.parse_args(argv)
 
     import torch
@@ -91,7 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     from mixest.dvae import DVAE, build_module
 
     torch.set_num_threads(1)
-    prior = DVAE.from_pretrained("mot")
+    def load():
+        if args.prior.endswith(".pt"):
+            return DVAE.load(args.prior)
+        return DVAE.from_pretrained(args.prior)
+
+    prior = load()
     X = make_trajectories(args.n_sequences, n_frames=60, random_state=args.seed)
     print(f"held-out: {X.shape[0]} synthetic trajectories of {X.shape[1]} frames (seed "
           f"{args.seed}; the prior was trained on seed 0)")
@@ -110,10 +123,30 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in rows.items():
         print(f"{name:38s} {r['MAE']:10.3e} {r['RMSE']:10.3e} {r['MAE_px']:8.3f} "
               f"{r['p99_px']:8.3f}")
+    # The tracker feeds the prior noisy posterior means, not clean boxes: the same predictors
+    # reading jittered boxes (std = jitter x box size per coordinate), scored on the clean ones.
+    rng = np.random.RandomState(args.seed + 1)
+    wh = np.concatenate([X[..., 2:] - X[..., :2]] * 2, -1)
+    Xn = X + args.input_jitter * wh * rng.standard_normal(X.shape)
+    mean_n, var_n = prior.predict_next(Xn)
+    noisy = {
+        "DVAE prior (causal one-step mean)": _errors(mean_n, X),
+        "constant velocity 2x[t-1]-x[t-2]": _errors(
+            np.concatenate([Xn[:, :2], 2 * Xn[:, 1:-1] - Xn[:, :-2]], 1), X
+        ),
+        "static x[t-1]": _errors(np.concatenate([Xn[:, :1], Xn[:, :-1]], 1), X),
+    }
+    print(f"\nsame, inputs jittered by {args.input_jitter:g} x box size (targets clean)")
+    for name, r in noisy.items():
+        print(f"{name:38s} {r['MAE']:10.3e} {r['RMSE']:10.3e} {r['MAE_px']:8.3f} "
+              f"{r['p99_px']:8.3f}")
     z2 = ((mean[:, 2:] - X[:, 2:]) ** 2 / var[:, 2:])
     print(f"\npredictive std: median {np.sqrt(np.median(var[:, 2:])):.2e} "
           f"(floor min_std = {prior.min_std}); mean squared z-score {z2.mean():.3f}; "
           f"share of errors within 2 std {np.mean(z2 < 4):.4f}")
+    z2n = ((mean_n[:, 2:] - X[:, 2:]) ** 2 / var_n[:, 2:])
+    print(f"jittered inputs: predictive std median {np.sqrt(np.median(var_n[:, 2:])):.2e}; "
+          f"mean squared z-score {z2n.mean():.3f}; share within 2 std {np.mean(z2n < 4):.4f}")
 
     trained = prior.score(X)
     with torch.random.fork_rng():
@@ -123,11 +156,17 @@ def main(argv: list[str] | None = None) -> int:
     buffers = {k: v for k, v in prior.module_.state_dict().items()
                if k in dict(prior.module_.named_buffers())}
     fresh.load_state_dict({**fresh.state_dict(), **buffers})
-    untrained_est = DVAE.from_pretrained("mot")
+    untrained_est = load()
     untrained_est.module_ = fresh.eval()
     untrained = untrained_est.score(X)
     print(f"\nper-frame ELBO (nats, beta 1, teacher forcing): trained {trained:.4f}, "
           f"untrained {untrained:.4f}, difference {trained - untrained:+.4f}")
+    if prior.input_noise > 0:  # the training objective: data jittered by input_noise
+        Xj = X + prior.input_noise * np.random.RandomState(args.seed + 2).standard_normal(X.shape)
+        tj, uj = prior.score(Xj), untrained_est.score(Xj)
+        print(f"per-frame ELBO on held-out data jittered by input_noise={prior.input_noise:g} "
+              f"(as in training): trained {tj:.4f}, untrained {uj:.4f}, difference "
+              f"{tj - uj:+.4f}")
     print(f"validation ELBO recorded at training (final scheduled-sampling rate): "
           f"{prior.history_.best_val_elbo:.4f} at epoch {prior.history_.best_epoch}")
     if args.plot is not None:

@@ -54,9 +54,8 @@ def mot17(root, n, T, protocol, seed):
 
 def methods(args):
     """name -> factory of every compared tracker (the greedy floor first)."""
-    from mixest.baselines import GreedyTracker
-
     from mixest import MixDVAETracker
+    from mixest.baselines import GreedyTracker
 
     out = {"greedy (floor)": lambda: GreedyTracker(3, box_format="xyxy")}
     for prior in args.priors:

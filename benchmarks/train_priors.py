@@ -7,8 +7,10 @@ Usage (the exact command that produced the committed ``mixest/pretrained/dvae_mo
 ``--prior mot``: an SRNN on synthetic single-source box trajectories (DESIGN §3: 20,000
 sequences of 60 frames from :func:`mixest.datasets.make_trajectories`, boxes (x1, y1, x2, y2)
 in image-normalised units, y down). The recipe is the paper's (Adam 1e-3, batch 256, KL
-warm-up, early stopping on the validation ELBO) with the epoch counts shrunk to fit about 15
-minutes of one CPU core and scheduled sampling off; see ``docs/dvae.md``.
+warm-up, early stopping on the validation ELBO) with the epoch counts shrunk to the CPU budget
+(about 90 s of one core), scheduled sampling off, a first-order (random-walk) residual and
+training jitter 0.003 so that the prior tolerates the VEM's noisy posterior means; see
+``docs/dvae.md``.
 
 ``--prior mot-ar``: the Deep AR baseline's LSTM (:class:`mixest.baselines.DeepARTracker`) on
 the same kind of data, trained by ``benchmarks/train_deep_ar.py`` (options after ``--prior
@@ -47,22 +49,24 @@ PRIORS: dict[str, dict] = {
             "rnn_dim": 8,
             "dense_dims": (16, 8),
             "encoder_rnn": True,
-            "residual_order": 2,
+            # Random-walk residual and training jitter of 0.003 (6 px of a 1920-px frame; about
+            # the hard protocol's detection jitter on a median box): inside the VEM the prior
+            # is fed noisy posterior means, and its variance must cover what their noise does
+            # to the prediction. Compared on held-out synthetic data (docs/dvae.md): the
+            # previous recipe (residual_order=2, input_noise=5e-5) extrapolates the noise of
+            # its inputs (synthetic hard MOTA 0.76); residual_order=2 with 0.003 keeps the
+            # extrapolation (0.76-0.78); residual_order=1 with 0.001 is under-dispersed on
+            # jittered inputs (mean squared z-score 8.5 against 1.2 here).
+            "residual_order": 1,
             "velocity_input": True,
-            # Decoder std floor 1e-4 (0.2 px of a 1920-px frame) and 5e-5 input jitter: the
-            # synthetic boxes are noise-free, so without them the variance collapses (~1e-5);
-            # a tracker needs a non-degenerate variance and a recurrence that tolerates
-            # slightly noisy inputs (posterior means). A 5e-4 floor was tried first: it
-            # dominated the variance (3x over-dispersed, z unused) and roll-outs drifted.
+            # Decoder std floor 1e-4 (0.2 px of a 1920-px frame); the jitter sets the variance.
             "min_std": 1e-4,
-            "input_noise": 5e-5,
+            "input_noise": 3e-3,
             # The paper's recipe (warm-up 20 epochs, scheduled sampling ramped in over epochs
-            # 20-100, patience 50) shrunk to fit ~15 min of one shared CPU core (60 epochs:
-            # 592 s measured; the validation ELBO was still rising slowly). Scheduled
-            # sampling is off: with the constant-velocity residual the fed predictions' small
-            # errors compound over the sequence (see docs/dvae.md), and learning to correct
-            # them through z needs the paper's long ramp, beyond this budget.
-            "n_epochs": 60,
+            # 20-100, patience 50) shrunk to the CPU budget. With this jitter the validation
+            # ELBO is flat once the KL warm-up ends, and early stopping ends the run after 10
+            # epochs (about 90 s), keeping the last warm-up epoch. Scheduled sampling is off.
+            "n_epochs": 30,
             "batch_size": 256,
             "learning_rate": 1e-3,
             "beta": 1.0,

@@ -212,10 +212,17 @@ def test_pretrained_mot():
     c = prior.sample(20, 30, random_state=0, X_start=X[:, :2], noise=False)
     assert np.mean(c[..., 2] > c[..., 0]) > 0.95 and np.mean(c[..., 3] > c[..., 1]) > 0.95
     assert np.mean((c > -0.05) & (c < 1.05)) > 0.95
-    # one-step predictions on held-out data are as good as constant velocity, within 20%
-    m, v = prior.predict_next(X)
-    cv = 2 * X[:, 1:-1] - X[:, :-2]
-    assert np.abs(m[:, 2:] - X[:, 2:]).mean() < 1.2 * np.abs(cv - X[:, 2:]).mean()
+    # the tracker feeds the prior noisy posterior means: from boxes jittered by 4% of their
+    # size, one-step predictions are as good as the better of static and constant velocity
+    # (within 20%) and their variance covers the error (mean squared z-score near 1)
+    wh = np.concatenate([X[..., 2:] - X[..., :2]] * 2, -1)
+    Xn = X + 0.04 * wh * np.random.RandomState(0).standard_normal(X.shape)
+    m, v = prior.predict_next(Xn)
+    err = np.abs(m[:, 2:] - X[:, 2:]).mean()
+    cv = np.abs(2 * Xn[:, 1:-1] - Xn[:, :-2] - X[:, 2:]).mean()
+    static = np.abs(Xn[:, 1:-1] - X[:, 2:]).mean()
+    assert err < 1.2 * min(cv, static)
+    assert 0.3 < np.mean((m[:, 2:] - X[:, 2:]) ** 2 / v[:, 2:]) < 3.0
     assert np.all(v >= prior.module_.min_var.numpy().min())
     with pytest.raises(ValueError, match="unknown pretrained"):
         DVAE.from_pretrained("nope")
