@@ -7,6 +7,7 @@ T, so peaks do not mix).
 
     python benchmarks/perf_tracking.py
     python benchmarks/perf_tracking.py --lengths 60 --max-iter 10   # quick
+    python benchmarks/perf_tracking.py --lengths 60 --finetune-steps 3   # cost of fine-tuning
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def one_run(T, n, max_iter, prior, seed=0):
+def one_run(T, n, max_iter, prior, finetune_steps=0, seed=0):
     """Track ``n`` synthetic sequences of length ``T``; return timings (run in a subprocess)."""
     import torch
 
@@ -37,7 +38,8 @@ def one_run(T, n, max_iter, prior, seed=0):
     X, _ = make_tracking_mixture(n, 3, T, jitter=0.08, miss_prob=0.3, shuffle=True,
                                  random_state=seed)
     est = MixDVAETracker(3, prior=prior, max_iter=max_iter, tol=0.0, batch_size=n,
-                         box_format="xyxy", image_size=(1, 1), random_state=seed).fit(X)
+                         finetune_steps=finetune_steps, finetune_lr=1e-2, box_format="xyxy",
+                         image_size=(1, 1), random_state=seed).fit(X)
     est.predict(X[:2])  # warm-up: Numba cache, torch kernels
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     tic = time.perf_counter()
@@ -82,21 +84,25 @@ def main(argv=None):
     p.add_argument("--n-sequences", type=int, default=128)
     p.add_argument("--max-iter", type=int, default=70)
     p.add_argument("--prior", default="pretrained:mot")
+    p.add_argument("--finetune-steps", type=int, default=0)
     p.add_argument("--single", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.single:
-        print(json.dumps(one_run(args.single, args.n_sequences, args.max_iter, args.prior)))
+        print(json.dumps(one_run(args.single, args.n_sequences, args.max_iter, args.prior,
+                                 args.finetune_steps)))
         return
     env = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2", NUMBA_NUM_THREADS="2",
                PYTHONPATH=str(REPO))
-    print(f"{args.n_sequences} sequences per batch, {args.max_iter} iterations, 2 threads")
+    print(f"{args.n_sequences} sequences per batch, {args.max_iter} iterations, 2 threads, "
+          f"finetune_steps={args.finetune_steps}")
     print("| T | ms / sequence | init | E-W | E-Z | E-S | M | bound | peak RSS (MiB) "
           "| ms / sequence, tol=1e-4 (iterations) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for T in args.lengths:
         out = subprocess.run(
             [sys.executable, __file__, "--single", str(T), "--n-sequences",
-             str(args.n_sequences), "--max-iter", str(args.max_iter), "--prior", args.prior],
+             str(args.n_sequences), "--max-iter", str(args.max_iter), "--prior", args.prior,
+             "--finetune-steps", str(args.finetune_steps)],
             env=env, capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         steps = r["steps"]

@@ -26,6 +26,10 @@ time:
     Optional backward pass after the forward one (identity by default; an RTS smoother fits here).
 
 and one hook for the E-Z step, ``infer_latents(means, rng)`` (no-op for models without latents).
+Two optional notices give per-sequence state a batch layout (no-ops by default):
+``start_batch(n_sequences, n_sources, rng)`` at the start of a VEM run, and
+``select_sequences(sequences)`` before each E-Z of its main loop (the indices of the sequences
+still iterating, whose means come next, sequence-major).
 ``stochastic`` tells the engine whether ``infer_latents`` draws samples (then the lower bound need
 not increase monotonically, and the best iterate is kept).
 """
@@ -91,6 +95,12 @@ class SourceDynamics:
 
     def infer_latents(self, means: np.ndarray, rng: np.random.Generator) -> None:
         """E-Z hook: update the latent posterior from the current means ``(M, T, D)``."""
+
+    def start_batch(self, n_sequences: int, n_sources: int, rng: np.random.Generator) -> None:
+        """A VEM run on ``n_sequences`` of ``n_sources`` sources starts (no-op by default)."""
+
+    def select_sequences(self, sequences: np.ndarray) -> None:
+        """The next :meth:`infer_latents` sees these sequences of the batch (no-op)."""
 
     def begin(self, m0: np.ndarray) -> Any:
         """Start a forward pass from the current first positions ``m0`` of shape ``(M, D)``."""
@@ -206,10 +216,11 @@ class DVAEDynamics(SourceDynamics):
         Draw ``z`` from :math:`q(z|m)`; if False use its mean (deterministic E-Z).
     device : str, default="cpu"
     backend : {"auto", "numpy", "torch"}, default="auto"
-        ``"numpy"`` runs the decoder steps of E-S through a verified float64 NumPy twin of the
-        module (:mod:`mixest.mixture._numpy_srnn`), faster than torch's per-call overhead for
-        tiny priors on CPU; ``"auto"`` uses it when the module is supported and on the CPU.
-        E-Z always runs the torch encoder (whole-sequence fused LSTMs).
+        ``"numpy"`` runs E-Z and E-S through a verified float64 twin of the module
+        (:mod:`mixest.mixture._numpy_srnn`: the recurrences in Numba kernels, the whole E-S
+        forward pass in one call for diagonal evidence), much faster than torch's per-call
+        overhead for tiny priors on CPU; ``"auto"`` uses it when the module is supported and on
+        the CPU.
     propagate_uncertainty : bool, default=True
         The decoder is fed the posterior *means* :math:`m_{t-1}, m_{t-2}`; a residual decoder
         (``residual_order`` 1 or 2: :math:`\\mu_t = m_{t-1} + \\dots` or
@@ -217,11 +228,24 @@ class DVAEDynamics(SourceDynamics):
         first-order (delta-method) term :math:`\\Sigma_{t-1}` or
         :math:`4 \\Sigma_{t-1} + \\Sigma_{t-2}` to :math:`v_\\theta`, so a prior trained on
         noise-free trajectories does not claim more certainty than its noisy inputs allow.
+    finetune_steps : int, default=0
+        Adam steps of encoder fine-tuning per E-Z step of the main VEM loop, on a per-sequence
+        copy of the encoder (:class:`mixest.mixture._finetune.EncoderFineTuner`; SRNN only). The
+        copies last one VEM run; the module is never modified. The initialisation's E-Z steps use
+        the fitted encoder.
+    finetune_lr : float, default=1e-3
+        Adam learning rate of the fine-tuning.
     """
 
     def __init__(self, module, n_samples: int = 1, sample: bool = False, device: str = "cpu",
-                 backend: str = "auto", propagate_uncertainty: bool = True):
+                 backend: str = "auto", propagate_uncertainty: bool = True,
+                 finetune_steps: int = 0, finetune_lr: float = 1e-3):
         self.module = module
+        self.finetune_steps = int(finetune_steps)
+        self.finetune_lr = float(finetune_lr)
+        self._tuner = None
+        self._selected = None
+        self._last = None  # (means, forward LSTM states) of the last E-S pass
         self.propagate_uncertainty = propagate_uncertainty
         self.residual_order = int(getattr(module, "residual_order",
                                           1 if getattr(module, "residual", False) else 0))
@@ -244,13 +268,43 @@ class DVAEDynamics(SourceDynamics):
     def _R(self) -> int:
         return self.n_samples if self.sample else 1
 
+    def start_batch(self, n_sequences: int, n_sources: int, rng: np.random.Generator) -> None:
+        self._selected = None
+        self._tuner = None
+        if self.finetune_steps > 0:
+            from mixest.mixture._finetune import EncoderFineTuner
+
+            self._tuner = EncoderFineTuner(self.module, n_sequences, n_sources,
+                                           self.finetune_steps, self.finetune_lr, rng)
+
+    def select_sequences(self, sequences: np.ndarray) -> None:
+        self._selected = np.asarray(sequences)
+
     def infer_latents(self, means: np.ndarray, rng: np.random.Generator) -> None:
         R = self._R
-        x = np.repeat(means, R, axis=0) if R > 1 else means
-        # E-Z always runs the torch module: its whole-sequence LSTMs are fused kernels, faster
-        # than stepping them in NumPy (the twin is used for E-S, which must go frame by frame)
+        if self._tuner is not None and self._selected is not None:
+            M, T, _ = means.shape
+            eps = rng.standard_normal((M * R, T, self.module.z_dim)) if self.sample else None
+            z = self._tuner.encode(means, self._selected, R, eps)
+            self._selected = None
+            if self.twin is None:
+                import torch
+
+                z = torch.as_tensor(z, dtype=torch.float32, device=self.device)
+            self._z = z
+            return
+        if self.twin is not None:
+            # float64 Numba kernels for the recurrences (verified equal to the torch module)
+            M, T, _ = means.shape
+            eps = rng.standard_normal((M * R, T, self.twin.z_dim)) if self.sample else None
+            hidden = None
+            if self._last is not None and np.array_equal(self._last[0], means):
+                hidden = self._last[1]  # E-S just ran the forward LSTM on these means
+            self._z = self.twin.encode_fast(means, R, eps, hidden)[0]
+            return
         import torch
 
+        x = np.repeat(means, R, axis=0) if R > 1 else means
         xt = torch.as_tensor(x, dtype=torch.float32, device=self.device)
         gen = None
         if self.sample:
@@ -258,8 +312,18 @@ class DVAEDynamics(SourceDynamics):
             gen.manual_seed(int(rng.integers(2**63 - 1)))
         with torch.no_grad():
             z, z_mean, _ = self.module.encode(xt, sample=self.sample, generator=gen)
-        z = (z if self.sample else z_mean).contiguous()
-        self._z = z.double().cpu().numpy() if self.twin is not None else z
+        self._z = (z if self.sample else z_mean).contiguous()
+
+    def forward_pass(self, info_vec: np.ndarray, info_prec: np.ndarray, m_first: np.ndarray):
+        """Whole E-S forward pass in one Numba call (twin, diagonal evidence), else None."""
+        if self.twin is None or info_prec.ndim != 3:
+            return None
+        if self._z is None or self._z.shape[0] != m_first.shape[0] * self._R:
+            raise RuntimeError("call infer_latents before the E-S pass (E-Z precedes E-S).")
+        *out, hidden = self.twin.forward_pass(info_vec, info_prec, self._z, self._R,
+                                              self.propagate_uncertainty, return_hidden=True)
+        self._last = (out[0], hidden)
+        return out
 
     def begin(self, m0: np.ndarray):
         if self._z is None or self._z.shape[0] != m0.shape[0] * self._R:

@@ -200,6 +200,293 @@ class NumpySRNN:
             z_prev = z_t
         return z, zm, zlv
 
+    # -------------------------------------------------------------- fast batched paths
+    # Both passes below step all rows together frame by frame with a handful of NumPy calls per
+    # frame (SIMD tanh/exp over the whole batch beat per-row compiled loops, whose scalar libm
+    # calls dominate for a model this small). Algebra is rearranged, never approximated:
+    # sigmoid(x) = (1 + tanh(x / 2)) / 2 with the 1/2 folded into the weights, gates reordered
+    # (i, f, o, g) so that one tanh covers them all, standardisation folded into first layers.
+
+    def _compile(self) -> None:
+        """Rearranged weights of the fast paths (once)."""
+        if getattr(self, "_fast", None) is not None:
+            return
+        D, Z, H = self.x_dim, self.z_dim, self.rnn_dim
+        w0, b0, act0 = self.encoder_net.layers[0]
+        k = w0.shape[0] - Z  # encoder inputs [h_t, a_t, z_{t-1}]
+        lstms = [self.rnn_enc, self.rnn] if self.encoder_rnn else [self.rnn]
+        # E-S input path: feature MLP then the LSTM's input layer (already in the gate layout);
+        # its first layer reads [x_{t-2}, x_{t-1}] in data units (standardisation folded in)
+        layers = list(self.feature_x.layers) + [(_gates(self.rnn.w_ih, H),
+                                                 _gates(self.rnn.b, H), False)]
+        w1, b1, a1 = layers[0]
+        w_x = w1[:D] / self.scale[:, None]
+        b_x = b1 - (self.loc / self.scale) @ w1[:D]
+        w_2 = None
+        if self.velocity_input:
+            w_v = w1[D:] / self.dx_scale[:, None]
+            w_2 = np.concatenate([-w_v, w_x + w_v])
+        g0 = b1[None].copy()  # t = 0: zero features (x_0 = 0 in standardised units)
+        if a1:
+            np.tanh(g0, out=g0)
+        d0, db0, dact0 = self.decoder_net.layers[0]
+        self._fast = {
+            "enc0": (w0[:k], b0, w0[k:], act0),
+            "w_in": _block_gates([m.w_ih for m in lstms]),
+            "b_in": _block_gates([m.b[None] for m in lstms]).sum(0),
+            "w_hh": _block_gates([m.w_hh for m in lstms]),
+            "w_hh_rnn": _gates(self.rnn.w_hh, H),
+            "enc_only": None if not self.encoder_rnn else (
+                _gates(self.rnn_enc.w_ih, H), _gates(self.rnn_enc.b, H),
+                _gates(self.rnn_enc.w_hh, H)),
+            "feat": (w_2, w_x, b_x, a1, layers[1:], _run_layers(g0, layers[1:])),
+            "dec0": (d0[:H], d0[H:], db0, dact0),
+        }
+
+    def encode_fast(self, x: np.ndarray, n_samples: int = 1, eps: np.ndarray | None = None,
+                    hidden: np.ndarray | None = None):
+        """:meth:`encode` batched frame by frame (the same results to rounding).
+
+        The backward encoder LSTM and the forward LSTM run side by side as one LSTM with
+        block-diagonal weights (time-major arrays throughout, one slice per frame).
+
+        Parameters
+        ----------
+        x : ndarray of shape (M, T, x_dim)
+        n_samples : int, default=1
+            Latent rows per sequence (rows ``m R .. m R + R - 1`` belong to ``x[m]``).
+        eps : ndarray of shape (M R, T, z_dim), optional
+            Standard normal draws; ``z`` is the posterior mean without them.
+        hidden : ndarray of shape (T, M, rnn_dim), optional
+            The forward LSTM's states on ``x`` when already known (:meth:`forward_pass`
+            computes them when fed ``x``): only the encoder's own LSTM runs then.
+
+        Returns
+        -------
+        z, z_mean, z_logvar : ndarray of shape (M R, T, z_dim)
+        """
+        self._compile()
+        fast = self._fast
+        M, T, _ = x.shape
+        Z, H = self.z_dim, self.rnn_dim
+        f = np.ascontiguousarray(self._sequence_features(x).transpose(1, 0, 2))  # (T, M, F)
+        if hidden is None:
+            f_prev = np.concatenate([np.zeros_like(f[:1]), f[:-1]], 0)
+            g = self.feature_x(f_prev)
+            a = self.feature_enc(f)
+            if self.encoder_rnn:  # backward LSTM on a and forward LSTM on g as one block LSTM
+                g = np.concatenate([a[::-1], g], -1)
+            w_in, b_in, w_hh = fast["w_in"], fast["b_in"], fast["w_hh"]
+        elif self.encoder_rnn:
+            g = None  # the encoder features are computed frame by frame below
+            w_in, b_in, w_hh = fast["enc_only"]
+        else:
+            a = self.feature_enc(f)
+        if hidden is None or self.encoder_rnn:
+            # frame by frame: (M, 64) blocks stay in cache, (T, M, 64) arrays do not
+            n = w_hh.shape[0]
+            h = np.zeros((M, n))
+            c = np.zeros((M, n))
+            out = np.empty((T, M, n))
+            for t in range(T):
+                g_t = self.feature_enc(f[T - 1 - t]) if g is None else g[t]
+                pre = g_t @ w_in
+                pre += b_in
+                h, c = _lstm_step(pre, h, c, w_hh)
+                out[t] = h
+        if self.encoder_rnn:
+            a = out[::-1, :, :H]
+        if hidden is not None:
+            out = hidden
+        w_ha, b0, w_z, act0 = fast["enc0"]
+        k = a.shape[-1]
+        w_h, w_a = w_ha[:-k], w_ha[-k:]
+        rest = self.encoder_net.layers[1:]
+        R = n_samples
+        MR = M * R
+        zm = np.empty((MR, T, Z))
+        zlv = np.empty((MR, T, Z))
+        z = zm if eps is None else np.empty((MR, T, Z))
+        z_prev = np.zeros((MR, Z))
+        for t in range(T):
+            p0 = out[t, :, -H:] @ w_h
+            p0 += a[t] @ w_a
+            p0 += b0
+            if R > 1:
+                p0 = np.repeat(p0, R, axis=0)
+            p0 += z_prev @ w_z
+            if act0:
+                np.tanh(p0, out=p0)
+            o = _run_layers(p0, rest)
+            zm[:, t] = o[:, :Z]
+            lv = zlv[:, t]
+            np.maximum(o[:, Z:], _LOGVAR_MIN, out=lv)  # two ufuncs: np.clip's wrapper is slow
+            np.minimum(lv, _LOGVAR_MAX, out=lv)
+            if eps is not None:
+                np.multiply(np.exp(0.5 * zlv[:, t]), eps[:, t], out=z[:, t])
+                z[:, t] += zm[:, t]
+            z_prev = z[:, t]
+        return z, zm, zlv
+
+    def forward_pass(self, info_vec: np.ndarray, info_prec: np.ndarray, z: np.ndarray,
+                     n_samples: int = 1, propagate_uncertainty: bool = True,
+                     return_hidden: bool = False):
+        """E-S forward pass of the decoder fed with its own posterior means.
+
+        Same results (to rounding) as stepping :meth:`decode_step`, moment-matching over the
+        ``n_samples`` latent rows of each source, adding the propagated input uncertainty and
+        taking the element-wise Gaussian product, frame by frame (what
+        :class:`mixest.mixture.DVAEDynamics` does step by step).
+
+        Parameters
+        ----------
+        info_vec, info_prec : ndarray of shape (M, T, x_dim)
+            Diagonal evidence in information form.
+        z : ndarray of shape (M R, T, z_dim)
+            Latents, ``R = n_samples`` rows per source.
+
+        return_hidden : bool, default=False
+            Also return the LSTM states ``(T, M, rnn_dim)``: those of the teacher-forced pass on
+            the returned means, which :meth:`encode_fast` can reuse.
+
+        Returns
+        -------
+        means, covs, pred_mean, pred_var : ndarray of shape (M, T, x_dim)
+        hidden : ndarray of shape (T, M, rnn_dim), only with ``return_hidden``
+        """
+        self._compile()
+        fast = self._fast
+        M, T, D = info_vec.shape
+        R = int(n_samples)
+        w_h, w_z, b0, act0 = fast["dec0"]
+        rest = self.decoder_net.layers[1:]
+        w_hh = fast["w_hh_rnn"]
+        w_2, w_x, b_x, act1, feat_rest, g0 = fast["feat"]
+        order = self.residual_order
+        means = np.empty((M, T, D))
+        covs = np.empty((M, T, D))
+        pm = np.empty((T, M, D))
+        pv = np.empty((T, M, D))
+        h = np.zeros((M * R, self.rnn_dim))
+        c = np.zeros((M * R, self.rnn_dim))
+        hs = np.empty((T, M, self.rnn_dim)) if return_hidden else None
+        dx2, ddx2, sc2 = self.dx_scale**2, self.ddx_scale**2, self.scale**2
+        for t in range(T):
+            if t == 0:
+                g = g0
+            else:
+                if t >= 2 and w_2 is not None:
+                    g = means[:, t - 2:t].reshape(M, 2 * D) @ w_2
+                else:  # zero velocity at t = 1
+                    g = means[:, t - 1] @ w_x
+                g += b_x
+                if act1:
+                    np.tanh(g, out=g)
+                g = _run_layers(g, feat_rest)
+            if R > 1 and t > 0:
+                g = np.repeat(g, R, axis=0)
+            h, c = _lstm_step(g, h, c, w_hh)
+            if hs is not None:
+                hs[t] = h[::R]  # the R rows of a source share their input, hence their state
+            out = h @ w_h
+            out += z[:, t] @ w_z
+            out += b0
+            if act0:
+                np.tanh(out, out=out)
+            out = _run_layers(out, rest)
+            o = min(order, t)
+            if o == 2:
+                base, sc, s2 = 2.0 * means[:, t - 1] - means[:, t - 2], self.ddx_scale, ddx2
+            elif o == 1:
+                base, sc, s2 = means[:, t - 1], self.dx_scale, dx2
+            else:
+                base, sc, s2 = self.loc, self.scale, sc2
+            var = out[:, D:]  # a fresh array: clip and exponentiate in place
+            np.maximum(var, _LOGVAR_MIN, out=var)
+            np.minimum(var, _LOGVAR_MAX, out=var)
+            np.exp(var, out=var)
+            var *= s2
+            var += self.min_var
+            if R > 1:  # moment matching over the latent samples
+                mu_r = (sc * out[:, :D]).reshape(M, R, D)
+                mu_bar = mu_r.mean(1)
+                var = (var.reshape(M, R, D) + mu_r**2).mean(1) - mu_bar**2
+                mu = base + mu_bar
+            else:
+                mu = sc * out[:, :D]
+                mu += base
+            if propagate_uncertainty and order >= 1 and t >= 1:
+                if order == 2 and t >= 2:
+                    var += 4.0 * covs[:, t - 1] + covs[:, t - 2]
+                else:
+                    var += covs[:, t - 1]
+            pm[t], pv[t] = mu, var
+            ip = info_prec[:, t]
+            sigma = var * ip
+            sigma += 1.0
+            np.divide(var, sigma, out=sigma)
+            covs[:, t] = sigma
+            np.divide(mu, var, out=mu)
+            mu += info_vec[:, t]
+            np.multiply(sigma, mu, out=means[:, t])
+        out = means, covs, pm.transpose(1, 0, 2), pv.transpose(1, 0, 2)
+        return out + (hs,) if return_hidden else out
+
+
+def _gates(a: np.ndarray, H: int) -> np.ndarray:
+    """Torch gate columns (i, f, g, o) -> fast layout (i, f, o, g), sigmoid inputs halved."""
+    i, f, g, o = (a[..., j * H:(j + 1) * H] for j in range(4))
+    return np.concatenate([0.5 * i, 0.5 * f, 0.5 * o, g], -1)
+
+
+def _block_gates(ws: list[np.ndarray]) -> np.ndarray:
+    """Block-diagonal weights ``(sum of inputs, 4 J H)`` of ``J`` LSTMs run side by side.
+
+    Columns are gate-major in the fast layout, the LSTMs' units side by side inside each gate;
+    the rows of LSTM ``j`` read its own inputs only.
+    """
+    J = len(ws)
+    H = ws[0].shape[1] // 4
+    rows = np.cumsum([0] + [w.shape[0] for w in ws])
+    out = np.zeros((rows[-1], 4, J, H))
+    for j, w in enumerate(ws):
+        out[rows[j]:rows[j + 1], :, j] = _gates(w, H).reshape(w.shape[0], 4, H)
+    return out.reshape(rows[-1], 4 * J * H)
+
+
+def _lstm_step(pre, h, c, w_hh):
+    """One step of LSTMs in the fast layout: ``pre`` is ``x W_ih + b`` of this frame."""
+    n = h.shape[1]
+    g = h @ w_hh
+    g += pre
+    np.tanh(g, out=g)
+    scale, shift = _AFFINE.get(n) or _affine(n)
+    g *= scale  # whole rows (contiguous) rather than the 3n columns of the sigmoids
+    g += shift  # now sigmoid(i), sigmoid(f), sigmoid(o), tanh(g)
+    c = c * g[:, n:2 * n]
+    c += g[:, :n] * g[:, 3 * n:]
+    h = np.tanh(c)
+    h *= g[:, 2 * n:3 * n]
+    return h, c
+
+
+_AFFINE: dict = {}
+
+
+def _affine(n: int):
+    scale = np.concatenate([np.full(3 * n, 0.5), np.ones(n)])
+    _AFFINE[n] = scale, np.concatenate([np.full(3 * n, 0.5), np.zeros(n)])
+    return _AFFINE[n]
+
+
+def _run_layers(x: np.ndarray, layers) -> np.ndarray:
+    for w, b, act in layers:
+        x = x @ w
+        x += b
+        if act:
+            np.tanh(x, out=x)
+    return x
+
 
 def numpy_twin(module, rtol: float = 1e-3, atol: float = 1e-5) -> NumpySRNN | None:
     """A verified :class:`NumpySRNN` of ``module``, or None when unsupported or unequal.

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mixest._kernels._estep_w import e_w_numba, e_w_numpy
+from mixest._kernels._bound import lower_bound_diag
+from mixest._kernels._estep_w import e_w_numba, e_w_numpy, evidence_diag
 from mixest.base import ConvergenceMonitor
 from mixest.mixture._dynamics import ConstantVelocityDynamics, SourceDynamics
 
@@ -401,7 +402,7 @@ def run_vem(
     random_state : numpy Generator, optional
         For stochastic E-Z.
     backend : {"numba", "numpy"}
-        E-W implementation.
+        E-W and lower-bound implementation (the NumPy ones are the oracles).
     """
     rng = random_state if random_state is not None else np.random.default_rng(0)
     B, T, K, D = obs.shape
@@ -434,6 +435,10 @@ def run_vem(
     if covs.ndim == 4 and phi.ndim == 5:
         covs = _as_full(covs, D)
     timings["init"] += time.perf_counter() - tic
+    start = getattr(dynamics, "start_batch", None)  # optional notices (see _dynamics)
+    if start is not None:
+        start(B, N, rng)  # after the initialisation, which uses the fitted model
+    select = getattr(dynamics, "select_sequences", None)
     monitor = ConvergenceMonitor(tol=tol, max_iter=max_iter, verbose=verbose, name="MixDVAE VEM")
     scale = 1.0 / (T * N)  # tol is per frame and source
     phi = np.array(phi, copy=True)
@@ -451,15 +456,20 @@ def run_vem(
             e = exclusive_assignments(e, N)
         t1 = time.perf_counter()
         m_sub = means[idx]
+        if select is not None:
+            select(np.arange(B)[idx])
         dynamics.infer_latents(m_sub.transpose(0, 2, 1, 3).reshape(-1, T, D), rng)
         t2 = time.perf_counter()
-        iv, ip = evidence(o, v, p, e[..., :N])
+        ev = evidence_diag if p.ndim == 4 and backend == "numba" else evidence
+        iv, ip = ev(o, v, p, e[..., :N])
         m_new, c_new, pm, pv = e_step_s(dynamics, iv, ip, m_sub[:, 0])
         t3 = time.perf_counter()
         new_phi, new_lp = m_step(o, v, phi_base[idx], m_new, c_new, e, update_phi=update_phi,
                                  update_pi=update_pi, clutter=clutter)
         t4 = time.perf_counter()
-        lb[idx] = lower_bound(o, v, p, m_new, c_new, e, lp, log_c, pm, pv) * scale
+        diag = p.ndim == 4 and c_new.ndim == 4 and pv.ndim == 4
+        bound = lower_bound_diag if diag and backend == "numba" else lower_bound
+        lb[idx] = bound(o, v, p, m_new, c_new, e, lp, log_c, pm, pv) * scale
         if c_new.ndim != covs.ndim:  # dynamics with full covariances
             covs = _as_full(covs, D)
         means[idx], covs[idx], eta[idx] = m_new, c_new, e

@@ -10,6 +10,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from mixest.base import SequenceEstimator, check_sequences
+from mixest.tracking._boxes import convert_boxes
+from mixest.tracking._validation import check_detections
 
 __all__ = ["MixDVAETracker"]
 
@@ -76,6 +78,14 @@ class MixDVAETracker(SequenceEstimator):
         Latent samples per object in E-Z (more than 1 implies sampling).
     sample_latents : bool, default=False
         Sample ``z`` from ``q(z | m)`` in E-Z instead of using its mean.
+    finetune_steps : int, default=0
+        Adam steps of encoder fine-tuning in every E-Z step (0: off). Each sequence gets its own
+        copy of the prior's encoder for the duration of one :meth:`predict` call, tuned to
+        maximise the DVAE ELBO of its current mean trajectories (decoder and prior frozen); the
+        fitted prior is never modified and sequences never share a copy (the paper's released
+        code reuses one encoder and one optimiser across sequences). SRNN priors only.
+    finetune_lr : float, default=1e-3
+        Adam learning rate of the fine-tuning.
     box_format : {"xywh", "xyxy"}, default="xywh"
         Box convention of ``X`` (MOTChallenge: ``xywh``) and of the returned tracks.
     image_size : (width, height), default=(1920, 1080)
@@ -128,6 +138,8 @@ class MixDVAETracker(SequenceEstimator):
         "init": [StrOptions({"filter", "first-frame", "chunked"})],
         "n_z_samples": [Interval(Integral, 1, None, closed="left")],
         "sample_latents": ["boolean"],
+        "finetune_steps": [Interval(Integral, 0, None, closed="left")],
+        "finetune_lr": [Interval(Real, 0, None, closed="neither")],
         "box_format": [StrOptions({"xywh", "xyxy"})],
         "image_size": [tuple, list, None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -154,6 +166,8 @@ class MixDVAETracker(SequenceEstimator):
         init: str = "filter",
         n_z_samples: int = 1,
         sample_latents: bool = False,
+        finetune_steps: int = 0,
+        finetune_lr: float = 1e-3,
         box_format: str = "xywh",
         image_size: tuple[float, float] | None = (1920, 1080),
         batch_size: int = 128,
@@ -176,6 +190,8 @@ class MixDVAETracker(SequenceEstimator):
         self.init = init
         self.n_z_samples = n_z_samples
         self.sample_latents = sample_latents
+        self.finetune_steps = finetune_steps
+        self.finetune_lr = finetune_lr
         self.box_format = box_format
         self.image_size = image_size
         self.batch_size = batch_size
@@ -194,24 +210,13 @@ class MixDVAETracker(SequenceEstimator):
         return size
 
     def _check_X(self, X: object, name: str = "X") -> np.ndarray:
-        if isinstance(X, list) and X and hasattr(X[0], "columns"):
-            from mixest.tracking._motchallenge import detections_to_array
-
-            arrays = [detections_to_array(table) for table in X]
-            T = max(a.shape[0] for a in arrays)
-            K = max(a.shape[1] for a in arrays)
-            out = np.full((len(arrays), T, K, 4), np.nan)
-            for i, a in enumerate(arrays):  # per-table conversion, not a hot path
-                out[i, : a.shape[0], : a.shape[1]] = a
-            X = convert_format(out, "xywh", self.box_format)
-        return check_sequences(X, name=name, ndim=4, allow_nan=True,
-                               axis_names="(n_sequences, T, K, D)")
+        return check_detections(X, box_format=self.box_format, boxes_only=False, name=name)
 
     def _to_model(self, X: np.ndarray) -> np.ndarray:
         """Input units and format -> image-normalised xyxy (boxes only)."""
         if X.shape[-1] != 4:
             return X / np.resize(self._image_size(), X.shape[-1])
-        return convert_format(X, self.box_format, "xyxy") / np.tile(self._image_size(), 2)
+        return convert_boxes(X, self.box_format, "xyxy") / np.tile(self._image_size(), 2)
 
     def _from_model(self, M: np.ndarray) -> np.ndarray:
         if M.shape[-1] != 4:
@@ -220,7 +225,7 @@ class MixDVAETracker(SequenceEstimator):
         x1, x2 = np.minimum(M[..., 0], M[..., 2]), np.maximum(M[..., 0], M[..., 2])
         y1, y2 = np.minimum(M[..., 1], M[..., 3]), np.maximum(M[..., 1], M[..., 3])
         M = np.stack([x1, y1, x2, y2], axis=-1) * np.tile(self._image_size(), 2)
-        return convert_format(M, "xyxy", self.box_format)
+        return convert_boxes(M, "xyxy", self.box_format)
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: object, y: object = None) -> MixDVAETracker:
@@ -295,7 +300,8 @@ class MixDVAETracker(SequenceEstimator):
         device = self.prior_.device_ if self.device == "auto" else self.device
         module = self.prior_.module_.to(device)
         return DVAEDynamics(module, n_samples=self.n_z_samples,
-                            sample=self.sample_latents or self.n_z_samples > 1, device=device)
+                            sample=self.sample_latents or self.n_z_samples > 1, device=device,
+                            finetune_steps=self.finetune_steps, finetune_lr=self.finetune_lr)
 
     def _run(self, X: np.ndarray):
         from joblib import Parallel, delayed
@@ -351,6 +357,8 @@ class MixDVAETracker(SequenceEstimator):
 
 def _run_batch(tracker: MixDVAETracker, obs: np.ndarray, phi: np.ndarray, seed: int):
     """One VEM batch (module-level so that joblib can ship it to a worker)."""
+    from threadpoolctl import threadpool_limits
+
     from mixest.mixture._vem import run_vem
 
     threads = None
@@ -362,7 +370,9 @@ def _run_batch(tracker: MixDVAETracker, obs: np.ndarray, phi: np.ndarray, seed: 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
     try:
-        return _vem(tracker, obs, phi, seed, run_vem)
+        # the same for BLAS: the VEM's matrix products are (n_sequences * N, <= 64) by (64, 64)
+        with threadpool_limits(1, user_api="blas"):
+            return _vem(tracker, obs, phi, seed, run_vem)
     finally:
         if threads is not None:
             torch.set_num_threads(threads)
@@ -379,14 +389,3 @@ def _vem(tracker, obs, phi, seed, run_vem):
         random_state=np.random.default_rng(seed), verbose=bool(tracker.verbose),
     )
 
-
-def convert_format(boxes: np.ndarray, src: str, dst: str) -> np.ndarray:
-    """``xywh`` <-> ``xyxy`` conversion that keeps NaN rows (missing detections)."""
-    if src == dst:
-        return np.array(boxes, dtype=float, copy=True)
-    b = np.asarray(boxes, dtype=float)
-    if src == "xywh" and dst == "xyxy":
-        return np.concatenate([b[..., :2], b[..., :2] + b[..., 2:4]], axis=-1)
-    if src == "xyxy" and dst == "xywh":
-        return np.concatenate([b[..., :2], b[..., 2:4] - b[..., :2]], axis=-1)
-    raise ValueError(f"unsupported conversion {src!r} -> {dst!r}.")

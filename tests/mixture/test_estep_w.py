@@ -65,3 +65,15 @@ def test_temperature_flattens_assignments():
     ent = lambda e: -(e * np.log(np.where(e > 0, e, 1))).sum(-1)[valid].mean()  # noqa: E731
     assert ent(flat) > ent(sharp)
     np.testing.assert_allclose(flat[valid], 1 / 3, atol=1e-3)
+
+
+def test_evidence_kernel_equals_numpy():
+    from mixest._kernels._estep_w import evidence_diag
+    from mixest.mixture._vem import evidence
+
+    rng = np.random.default_rng(0)
+    obs, valid, phi, means, covs, lp = _problem(rng)
+    eta = e_w_numpy(obs, valid, phi, means, covs, lp)[..., :3]
+    for a, b in zip(evidence_diag(obs, valid, phi, eta), evidence(obs, valid, phi, eta),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

@@ -1,0 +1,150 @@
+"""Fast SRNN paths of the VEM against the torch module in float64, and the fused bound."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from mixest.dvae._modules import SRNN  # noqa: E402
+from mixest.mixture._dynamics import gaussian_product  # noqa: E402
+from mixest.mixture._numpy_srnn import NumpySRNN  # noqa: E402
+
+CONFIGS = [
+    {},
+    {"residual_order": 1},
+    {"residual_order": 0, "encoder_rnn": False, "velocity_input": False},
+    {"dense_dims": (), "residual_order": 2},
+    {"z_dim": 3, "rnn_dim": 5, "dense_dims": (7,), "residual_order": 1},
+]
+
+
+def _module(config, seed=0):
+    torch.manual_seed(seed)
+    m = SRNN(4, **config).double().eval()
+    rng = np.random.default_rng(seed)
+    X = torch.as_tensor(0.5 + 0.02 * rng.standard_normal((20, 12, 4)).cumsum(1))
+    m.set_normalization(X, min_std=0.002)
+    with torch.no_grad():  # larger weights than the default init: exercise the nonlinearities
+        for p in m.parameters():
+            p.mul_(2.0)
+    return m
+
+
+def _trajectories(rng, M=6, T=9):
+    return 0.5 + 0.02 * rng.standard_normal((M, T, 4)).cumsum(1)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_encode_fast_equals_torch(config):
+    module = _module(config)
+    twin = NumpySRNN(module)
+    rng = np.random.default_rng(1)
+    x = _trajectories(rng)
+    with torch.no_grad():
+        _, zm_t, zlv_t = module.encode(torch.as_tensor(x))
+    z, zm, zlv = twin.encode_fast(x)
+    np.testing.assert_allclose(zm, zm_t.numpy(), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(zlv, zlv_t.numpy(), rtol=0, atol=1e-10)
+    np.testing.assert_array_equal(z, zm)
+    # sampled, R = 2 latent rows per trajectory: z = mean + std * eps fed forward as z_{t-1}
+    eps = rng.standard_normal((2 * len(x), x.shape[1], module.z_dim))
+    z2, zm2, _ = twin.encode_fast(x, 2, eps)
+    ref = twin.encode(np.repeat(x, 2, axis=0), rng=_Fixed(eps))
+    np.testing.assert_allclose(z2, ref[0], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(zm2, ref[1], rtol=0, atol=1e-10)
+
+
+class _Fixed:
+    """A stand-in generator returning pre-drawn noise frame by frame (NumpySRNN.encode)."""
+
+    def __init__(self, eps):
+        self.eps, self.t = eps, 0
+
+    def standard_normal(self, shape):
+        self.t += 1
+        return self.eps[:, self.t - 1]
+
+
+def _torch_forward(module, iv, ip, z, R, propagate):
+    """E-S forward pass with the torch module stepped frame by frame (DVAEDynamics' logic)."""
+    M, T, D = iv.shape
+    order = module.residual_order
+    state = module.initial_state(M * R)
+    x = s1 = s2 = None
+    out = [np.empty((M, T, D)) for _ in range(4)]
+    with torch.no_grad():
+        for t in range(T):
+            mu, var, state = module.decode_step(x, torch.as_tensor(z[:, t]), state)
+            mu, var = mu.numpy().reshape(M, R, D), var.numpy().reshape(M, R, D)
+            m_bar = mu.mean(1)
+            var = (var + mu**2).mean(1) - m_bar**2
+            if propagate and s1 is not None:
+                if order == 2 and s2 is not None:
+                    var = var + 4.0 * s1 + s2
+                elif order >= 1:
+                    var = var + s1
+            m, s = gaussian_product(m_bar, var, iv[:, t], ip[:, t])
+            for a, v in zip(out, (m, s, m_bar, var), strict=True):
+                a[:, t] = v
+            x = torch.as_tensor(np.repeat(m, R, axis=0))
+            s1, s2 = s, s1
+    return out
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("R", [1, 3])
+def test_forward_pass_equals_torch(config, R):
+    module = _module(config, seed=2)
+    twin = NumpySRNN(module)
+    rng = np.random.default_rng(3)
+    M, T = 5, 8
+    x = _trajectories(rng, M, T)
+    ip = rng.uniform(0, 3e4, (M, T, 4)) * (rng.random((M, T, 1)) > 0.3)
+    iv = ip * (x + 0.01 * rng.standard_normal(x.shape))
+    z = rng.standard_normal((M * R, T, module.z_dim))
+    for propagate in (True, False):
+        got = twin.forward_pass(iv, ip, z, R, propagate)
+        ref = _torch_forward(module, iv, ip, z, R, propagate)
+        for a, b in zip(got, ref, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_fused_bound_equals_numpy():
+    from mixest._kernels._bound import lower_bound_diag
+    from mixest.mixture._vem import lower_bound
+
+    rng = np.random.default_rng(0)
+    B, T, K, N, D = 3, 7, 4, 3, 4
+    obs = rng.random((B, T, K, D))
+    valid = rng.random((B, T, K)) > 0.3
+    obs[~valid] = np.nan
+    phi = rng.uniform(1e-4, 1e-2, (B, T, K, D))
+    means, covs = rng.random((B, T, N, D)), rng.uniform(1e-5, 1e-3, (B, T, N, D))
+    pm, pv = rng.random((B, T, N, D)), rng.uniform(1e-4, 1e-2, (B, T, N, D))
+    for clutter in (False, True):
+        C = N + clutter
+        eta = rng.dirichlet(np.ones(C), (B, T, K)) * valid[..., None]
+        eta[0, 0, 0] = 0.0  # exact zeros: 0 log 0 = 0
+        eta[0, 0, 0, 0] = float(valid[0, 0, 0])
+        lp = np.log(rng.dirichlet(np.ones(C), B))
+        args = (obs, valid, phi, means, covs, eta, lp, -0.3, pm, pv)
+        np.testing.assert_allclose(lower_bound_diag(*args), lower_bound(*args), rtol=1e-12)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_encoder_reuses_the_e_s_hidden_states(config):
+    """E-S feeds the decoder its own means: its LSTM states are the encoder's on those means."""
+    module = _module(config, seed=4)
+    twin = NumpySRNN(module)
+    rng = np.random.default_rng(5)
+    M, T, R = 4, 10, 2
+    x = _trajectories(rng, M, T)
+    ip = rng.uniform(0, 3e4, (M, T, 4))
+    iv = ip * x
+    z = rng.standard_normal((M * R, T, module.z_dim))
+    means, *_, hidden = twin.forward_pass(iv, ip, z, R, return_hidden=True)
+    with torch.no_grad():
+        _, zm_t, _ = module.encode(torch.as_tensor(means))
+    _, zm, _ = twin.encode_fast(means, hidden=hidden)
+    np.testing.assert_allclose(zm, zm_t.numpy(), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(zm, twin.encode_fast(means)[1], rtol=0, atol=1e-12)
