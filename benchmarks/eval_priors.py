@@ -15,7 +15,8 @@ Reports, on trajectories drawn with a seed the training never used:
 - calibration of the prior's predictive variance (mean squared z-score, share inside 2 sigma);
 - the per-frame ELBO of the trained SRNN against the same SRNN untrained (same architecture,
   same data-derived normalisation buffers, fresh random weights), on the clean held-out data
-  and on the same data jittered by the prior's ``input_noise`` (its training objective);
+  and on the same data jittered by the prior's ``input_noise`` (its training objective: for a
+  denoising prior, ``noise_targets=False``, jittered inputs scored against clean targets);
 - a PNG of sampled trajectories next to real synthetic ones.
 """
 
@@ -41,6 +42,17 @@ def _errors(pred: np.ndarray, X: np.ndarray) -> dict[str, float]:
         "MAE_px": float(np.abs(px).mean()),
         "p99_px": float(np.percentile(np.abs(px), 99)),
     }
+
+
+def _denoising_elbo(module, X: np.ndarray, X_cond: np.ndarray) -> float:
+    """Mean per-frame ELBO of clean ``X`` conditioned on ``X_cond`` (fixed seed, beta 1)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.as_tensor(X, dtype=torch.float32)
+    xc = torch.as_tensor(X_cond, dtype=torch.float32)
+    with torch.no_grad():
+        return float(module.eval().elbo(x, 1.0, generator=gen, x_cond=xc).mean())
 
 
 def _plot(prior, X: np.ndarray, path: Path, seed: int) -> None:
@@ -162,9 +174,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nper-frame ELBO (nats, beta 1, teacher forcing): trained {trained:.4f}, "
           f"untrained {untrained:.4f}, difference {trained - untrained:+.4f}")
     if prior.input_noise > 0:  # the training objective: data jittered by input_noise
-        Xj = X + prior.input_noise * np.random.RandomState(args.seed + 2).standard_normal(X.shape)
-        tj, uj = prior.score(Xj), untrained_est.score(Xj)
-        print(f"per-frame ELBO on held-out data jittered by input_noise={prior.input_noise:g} "
+        std = prior.input_noise * (wh if prior.input_noise_relative else 1.0)
+        Xj = X + std * np.random.RandomState(args.seed + 2).standard_normal(X.shape)
+        if prior.noise_targets:
+            tj, uj = prior.score(Xj), untrained_est.score(Xj)
+            what = "held-out data jittered"
+        else:  # denoising: jittered conditioning inputs, clean targets
+            tj, uj = _denoising_elbo(prior.module_, X, Xj), _denoising_elbo(fresh, X, Xj)
+            what = "jittered inputs, clean targets,"
+        unit = " x box size" if prior.input_noise_relative else ""
+        print(f"per-frame ELBO on {what} by input_noise={prior.input_noise:g}{unit} "
               f"(as in training): trained {tj:.4f}, untrained {uj:.4f}, difference "
               f"{tj - uj:+.4f}")
     print(f"validation ELBO recorded at training (final scheduled-sampling rate): "

@@ -19,12 +19,21 @@ mot-ar`` are passed on to it)::
     nohup nice python benchmarks/train_priors.py --prior mot-ar > train_mot_ar.log 2>&1 &
 
 The script prints the validation ELBO (or NLL) of the kept weights and the command to reproduce
-them. Other priors can be added to ``PRIORS`` below (and to ``mixest/pretrained/_registry.py``).
+them. ``--param KEY=VALUE`` overrides one DVAE parameter of the recipe (candidate search, with
+``--out`` elsewhere than the bundled file), e.g. the denoising candidate of ``docs/dvae.md``::
+
+    nice python benchmarks/train_priors.py --out /tmp/B_o1_r06.pt --param noise_targets=False
+    --param input_noise_relative=True --param n_epochs=20 --param residual_order=1
+    --param input_noise=0.06
+
+(one command line). Other priors can be added to ``PRIORS`` below (and to
+``mixest/pretrained/_registry.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import shlex
 import sys
 import time
@@ -104,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default=None, help="cpu | cuda | auto (default: recipe's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one DVAE parameter of the recipe (candidate search), "
+                        "e.g. --param residual_order=2 --param input_noise=0.06")
     args, rest = parser.parse_known_args(argv)
     if args.prior == "mot-ar":  # the Deep AR baseline has its own training script
         sys.path.insert(0, str(REPO / "benchmarks"))
@@ -124,6 +136,14 @@ def main(argv: list[str] | None = None) -> int:
         params["n_epochs"] = args.n_epochs
     if args.device is not None:
         params["device"] = args.device
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--param expects KEY=VALUE (a DVAE parameter), got {item!r}")
+        try:
+            params[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            params[key] = value
     out = args.out or REPO / "mixest" / "pretrained" / spec["file"]
 
     X = _make_data(args.prior, spec, args.n_sequences)

@@ -18,7 +18,13 @@ from sklearn.utils.validation import check_is_fitted
 
 from mixest.base import SequenceEstimator, check_sequences
 from mixest.dvae._modules import DVAEModule, build_module
-from mixest.dvae._training import TrainingHistory, resolve_device, torch_threads, train_dvae
+from mixest.dvae._training import (
+    TrainingHistory,
+    jitter,
+    resolve_device,
+    torch_threads,
+    train_dvae,
+)
 
 __all__ = ["DVAE", "FORMAT_NAME", "FORMAT_VERSION"]
 
@@ -112,7 +118,18 @@ class DVAE(SequenceEstimator):
         dimension's standard deviation in the training data. It keeps the prior's variance
         realistic when the training data are noise-free.
     input_noise : float, default=0.0
-        Standard deviation (data units) of Gaussian jitter added to every training batch.
+        Standard deviation of Gaussian jitter added to every training batch: in data units, or
+        a fraction of the box size with ``input_noise_relative``.
+    noise_targets : bool, default=True
+        Jitter the reconstruction targets too (True: the whole batch is jittered, the model
+        learns noisy trajectories) or only the conditioning inputs (False: denoising training;
+        the recurrence, the encoder and the residual base read jittered frames and the decoder
+        must predict the clean next frame, as inside a tracker fed noisy posterior means). The
+        input standardisation (velocity and residual scales) is then taken from one jittered
+        copy of the training data.
+    input_noise_relative : bool, default=False
+        ``input_noise`` is a fraction of each frame's box width (x coordinates) and height
+        (y coordinates). Needs Gaussian box data ``(x1, y1, x2, y2)`` (D = 4).
     n_epochs : int, default=500
     batch_size : int, default=256
     learning_rate : float, default=1e-3
@@ -167,6 +184,8 @@ class DVAE(SequenceEstimator):
         "velocity_input": ["boolean", None],
         "min_std": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
         "input_noise": [Interval(Real, 0, None, closed="left")],
+        "noise_targets": ["boolean"],
+        "input_noise_relative": ["boolean"],
         "n_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
@@ -212,6 +231,8 @@ class DVAE(SequenceEstimator):
         velocity_input: bool | None = None,
         min_std: str | float = "auto",
         input_noise: float = 0.0,
+        noise_targets: bool = True,
+        input_noise_relative: bool = False,
         n_epochs: int = 500,
         batch_size: int = 256,
         learning_rate: float = 1e-3,
@@ -238,6 +259,8 @@ class DVAE(SequenceEstimator):
         self.velocity_input = velocity_input
         self.min_std = min_std
         self.input_noise = input_noise
+        self.noise_targets = noise_targets
+        self.input_noise_relative = input_noise_relative
         self.n_epochs = n_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -291,6 +314,12 @@ class DVAE(SequenceEstimator):
         """
         self._validate_params()
         X = self._check_X(X, reset=True)
+        if self.input_noise_relative and (self.likelihood != "gaussian" or X.shape[-1] != 4):
+            raise ValueError(
+                "input_noise_relative=True scales the jitter by the box size: it needs Gaussian "
+                f"box data (x1, y1, x2, y2) with D = 4, got likelihood={self.likelihood!r} and "
+                f"D = {X.shape[-1]}."
+            )
         rng = check_random_state(self.random_state)
         self.device_ = resolve_device(self.device)
         n = X.shape[0]
@@ -325,7 +354,15 @@ class DVAE(SequenceEstimator):
                     min_std = torch.zeros(X.shape[-1], device=self.device_)
             else:
                 min_std = float(self.min_std)
-            module.set_normalization(t_tr, min_std)
+            t_norm = t_tr
+            if not self.noise_targets and self.input_noise > 0:
+                # Denoising: the recurrence and the residual base read jittered frames, so the
+                # velocity feature and the residual output are scaled by the differences of
+                # jittered data (one fixed draw); with clean-data scales a second-order
+                # residual would have to output values ~100 times its unit.
+                gen = torch.Generator(device=self.device_).manual_seed(_seed_from(rng))
+                t_norm = jitter(t_tr, self.input_noise, self.input_noise_relative, gen)
+            module.set_normalization(t_norm, min_std)
             self.history_: TrainingHistory = train_dvae(
                 module,
                 t_tr,
@@ -343,6 +380,8 @@ class DVAE(SequenceEstimator):
                 input_noise=self.input_noise,
                 rng=rng,
                 verbose=bool(self.verbose),
+                noise_targets=bool(self.noise_targets),
+                input_noise_relative=bool(self.input_noise_relative),
             )
         self.module_: DVAEModule = module
         self.n_epochs_ = len(self.history_.train_loss)

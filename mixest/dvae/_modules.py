@@ -500,6 +500,7 @@ class DVAEModule(nn.Module):
         generator: torch.Generator | None = None,
         feed_prob: float = 0.0,
         return_terms: bool = False,
+        x_cond: Tensor | None = None,
     ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
         """Per-frame evidence lower bound of each sequence (one reparameterised sample).
 
@@ -514,13 +515,22 @@ class DVAEModule(nn.Module):
             See :meth:`run`.
         return_terms : bool, default=False
             Also return the reconstruction and KL terms (per frame, shape (B,)).
+        x_cond : Tensor of shape (B, T, x_dim), optional
+            Conditioning sequence (denoising training): what the recurrence, the encoder and
+            the residual base read, while ``x`` stays the reconstruction target. None: ``x``
+            itself (the plain ELBO; ``x_cond=x`` gives exactly the same value).
 
         Returns
         -------
         elbo : Tensor of shape (B,)
         recon, kl : Tensor of shape (B,), only with ``return_terms``.
         """
-        r = self.run(x, sample=sample, generator=generator, feed_prob=feed_prob)
+        if x_cond is not None and x_cond.shape != x.shape:
+            raise ValueError(
+                f"x_cond must have the shape of x {tuple(x.shape)}, got {tuple(x_cond.shape)}"
+            )
+        cond = x if x_cond is None else x_cond
+        r = self.run(cond, sample=sample, generator=generator, feed_prob=feed_prob)
         recon = self.log_likelihood(x, r["x_mean"], r["x_var"]).mean(-1)
         kl = gaussian_kl(r["z_mean"], r["z_logvar"], r["prior_mean"], r["prior_logvar"]).mean(-1)
         elbo = recon - beta * kl

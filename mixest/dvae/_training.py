@@ -17,7 +17,14 @@ from tqdm.auto import tqdm
 
 from mixest.dvae._modules import DVAEModule
 
-__all__ = ["TrainingHistory", "resolve_device", "schedule", "torch_threads", "train_dvae"]
+__all__ = [
+    "TrainingHistory",
+    "jitter",
+    "resolve_device",
+    "schedule",
+    "torch_threads",
+    "train_dvae",
+]
 
 
 @contextmanager
@@ -81,17 +88,60 @@ def schedule(
     return kl_w, p
 
 
+def jitter(
+    x: torch.Tensor,
+    std: float,
+    relative: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``x`` plus Gaussian noise: std ``std`` in data units, or relative to the box size.
+
+    Parameters
+    ----------
+    x : Tensor of shape (..., D)
+        Sequences in data units; with ``relative`` boxes ``(x1, y1, x2, y2)`` (D = 4).
+    std : float
+        Noise standard deviation (data units), or with ``relative`` the fraction of the box
+        width (x coordinates) and height (y coordinates) of the same frame.
+    relative : bool, default=False
+    generator : torch.Generator, optional
+        Noise source (default: torch's global generator).
+
+    Returns
+    -------
+    Tensor
+        A new tensor of the shape of ``x``.
+    """
+    noise = torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+    if relative:
+        if x.shape[-1] != 4:
+            raise ValueError(
+                f"relative input noise needs boxes (x1, y1, x2, y2), D = 4; got D = {x.shape[-1]}"
+            )
+        wh = (x[..., 2:] - x[..., :2]).abs()
+        return x + std * torch.cat([wh, wh], -1) * noise
+    return x + std * noise
+
+
 @torch.no_grad()
 def _mean_elbo(
-    module: DVAEModule, X: torch.Tensor, batch_size: int, seed: int, feed_prob: float = 0.0
+    module: DVAEModule,
+    X: torch.Tensor,
+    batch_size: int,
+    seed: int,
+    feed_prob: float = 0.0,
+    X_cond: torch.Tensor | None = None,
 ) -> float:
-    """Mean per-frame ELBO (beta 1) with a fixed noise seed."""
+    """Mean per-frame ELBO (beta 1) with a fixed noise seed (conditioned on ``X_cond``)."""
     module.eval()
     gen = torch.Generator(device=X.device).manual_seed(seed)
     total = 0.0
     for i in range(0, X.shape[0], batch_size):
         xb = X[i : i + batch_size]
-        total += float(module.elbo(xb, 1.0, generator=gen, feed_prob=feed_prob).sum())
+        cb = None if X_cond is None else X_cond[i : i + batch_size]
+        total += float(
+            module.elbo(xb, 1.0, generator=gen, feed_prob=feed_prob, x_cond=cb).sum()
+        )
     return total / X.shape[0]
 
 
@@ -113,6 +163,8 @@ def train_dvae(
     input_noise: float,
     rng: np.random.RandomState,
     verbose: bool = False,
+    noise_targets: bool = True,
+    input_noise_relative: bool = False,
 ) -> TrainingHistory:
     """Fit ``module`` in place by maximising the ELBO; leave the best validation weights in it.
 
@@ -129,11 +181,20 @@ def train_dvae(
     grad_clip : float or None
         Maximum global gradient norm.
     input_noise : float
-        Standard deviation (data units) of Gaussian jitter added to every training batch.
+        Standard deviation (data units, or a fraction of the box size with
+        ``input_noise_relative``) of Gaussian jitter added to every training batch.
     rng : numpy RandomState
         Shuffling; torch's global generator (seeded by the caller) draws the noise.
     verbose : bool
         Show a tqdm progress bar.
+    noise_targets : bool, default=True
+        Jitter the whole batch, reconstruction targets included (True), or only the
+        conditioning sequence that the recurrence, the encoder and the residual base read,
+        with clean targets (False: denoising training; the validation ELBO is then also
+        computed from jittered inputs, one fixed draw, against clean targets).
+    input_noise_relative : bool, default=False
+        ``input_noise`` is a fraction of each frame's box width (x coordinates) and height
+        (y coordinates); needs boxes ``(x1, y1, x2, y2)``.
 
     Returns
     -------
@@ -147,6 +208,10 @@ def train_dvae(
     best_state = None
     since_best = 0
     val_seed = int(rng.randint(2**31 - 1))
+    X_val_cond = None
+    if X_val is not None and not noise_targets and input_noise > 0.0:
+        gen = torch.Generator(device=X_val.device).manual_seed(val_seed + 1)
+        X_val_cond = jitter(X_val, input_noise, input_noise_relative, gen)
     t0 = time.perf_counter()
     bar = tqdm(range(n_epochs), disable=not verbose, desc="DVAE", unit="epoch")
     for epoch in bar:
@@ -158,9 +223,13 @@ def train_dvae(
         epoch_loss = 0.0
         for i in range(0, n, batch_size):
             xb = X_train[perm[i : i + batch_size]]
+            xc = None
             if input_noise > 0.0:
-                xb = xb + input_noise * torch.randn_like(xb)
-            _, recon, kl = module.elbo(xb, beta, feed_prob=p, return_terms=True)
+                if noise_targets:
+                    xb = jitter(xb, input_noise, input_noise_relative)
+                else:
+                    xc = jitter(xb, input_noise, input_noise_relative)
+            _, recon, kl = module.elbo(xb, beta, feed_prob=p, return_terms=True, x_cond=xc)
             loss = -(recon - beta * kl_w * kl).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -178,7 +247,7 @@ def train_dvae(
                 "lower learning_rate or set grad_clip."
             )
         if X_val is not None:
-            score = _mean_elbo(module, X_val, max(batch_size, 512), val_seed, p)
+            score = _mean_elbo(module, X_val, max(batch_size, 512), val_seed, p, X_val_cond)
         else:
             score = -hist.train_loss[-1]
         hist.val_elbo.append(score)
