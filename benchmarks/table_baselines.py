@@ -156,13 +156,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-synthetic", type=int, default=30)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--sources", nargs="+", default=["synthetic", "mot17"], choices=["synthetic", "mot17"]
+    )
     args = parser.parse_args(argv)
 
     datasets = {}
     for proto_name, proto in PROTOCOLS.items():
-        for T in args.synthetic_lengths:
+        for T in args.synthetic_lengths if "synthetic" in args.sources else []:
             X, y = synthetic(T, proto, args.n_synthetic, args.seed)
             datasets[("synthetic", T, proto_name)] = (X, y, proto["jitter"])
+        if "mot17" not in args.sources:
+            continue
         if (DATA / "mot17").is_dir():
             for T in args.lengths:
                 X, y = mot17_windows(T, proto, args.max_windows, args.seed)
