@@ -20,9 +20,40 @@ from sklearn.exceptions import ConvergenceWarning
 __all__ = [
     "ConvergenceMonitor",
     "SequenceEstimator",
+    "check_int",
     "check_sequences",
     "ConvergenceWarning",
 ]
+
+
+def check_int(value: object, name: str, minimum: int = 1) -> int:
+    """Validate an integer argument of a function (estimators use ``_parameter_constraints``).
+
+    Parameters
+    ----------
+    value : object
+        The argument; ``bool`` is rejected even though it is an ``int`` subclass.
+    name : str
+        Argument name used in error messages.
+    minimum : int, default=1
+        Smallest accepted value.
+
+    Returns
+    -------
+    value : int
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an integer.
+    ValueError
+        If it is below ``minimum``.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}.")
+    return int(value)
 
 
 def check_sequences(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 
-from mixest.base import ConvergenceMonitor, check_sequences
+from mixest.base import ConvergenceMonitor, check_int, check_sequences
 
 
 class TestCheckSequences:
@@ -92,3 +92,21 @@ class TestConvergenceMonitor:
     def test_bad_settings(self, tol, max_iter):
         with pytest.raises(ValueError):
             ConvergenceMonitor(tol=tol, max_iter=max_iter)
+
+
+class TestCheckInt:
+    def test_returns_a_python_int(self):
+        value = check_int(np.int64(3), "n")
+        assert value == 3 and type(value) is int
+
+    @pytest.mark.parametrize(
+        ("value", "error", "match"),
+        [
+            (2.0, TypeError, "n must be an integer, got float"),
+            (True, TypeError, "n must be an integer, got bool"),
+            (1, ValueError, "n must be at least 2, got 1"),
+        ],
+    )
+    def test_rejects(self, value, error, match):
+        with pytest.raises(error, match=match):
+            check_int(value, "n", minimum=2)

@@ -10,17 +10,10 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.utils import check_random_state
 
+from mixest.base import check_int
 from mixest.separation._audio_io import _check_sample_rate, _check_signal, read_audio
 
 __all__ = ["make_audio_mixtures"]
-
-
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive integer, got {type(value).__name__}.")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value}.")
-    return int(value)
 
 
 def _load_sources(sources: object, name: str, sample_rate: int) -> list[np.ndarray]:
@@ -136,11 +129,11 @@ def make_audio_mixtures(
     """
     pools = (sources_a, sources_b, *more_sources)
     names = ["sources_a", "sources_b"] + [f"more_sources[{i}]" for i in range(len(more_sources))]
-    n_mixtures = _check_positive_int(n_mixtures, "n_mixtures")
-    n_frames = _check_positive_int(n_frames, "n_frames")
-    hop_length = _check_positive_int(hop_length, "hop_length")
-    n_fft = _check_positive_int(n_fft, "n_fft")
-    max_tries = _check_positive_int(max_tries, "max_tries")
+    n_mixtures = check_int(n_mixtures, "n_mixtures")
+    n_frames = check_int(n_frames, "n_frames")
+    hop_length = check_int(hop_length, "hop_length")
+    n_fft = check_int(n_fft, "n_fft")
+    max_tries = check_int(max_tries, "max_tries")
     if hop_length > n_fft:
         raise ValueError(f"hop_length={hop_length} must not exceed n_fft={n_fft}.")
     sample_rate = _check_sample_rate(sample_rate)

@@ -9,10 +9,10 @@ are rejected and redrawn.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 from sklearn.utils import check_random_state
+
+from mixest.base import check_int
 
 __all__ = ["make_trajectories", "make_tracking_mixture"]
 
@@ -30,14 +30,6 @@ _ASPECT_MEAN, _ASPECT_STD = 5.26, 0.77
 # The design does not fix how fast the width changes; these relative rates (per frame) change a
 # box's width by about +-25% over 60 frames, like a pedestrian walking towards the camera.
 _LOG_WIDTH_RATE_STD, _LOG_WIDTH_CURVATURE_STD = 0.004, 1e-4
-
-
-def _check_count(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}.")
-    return int(value)
 
 
 def _segment_displacement(
@@ -147,8 +139,8 @@ def make_trajectories(
     >>> make_trajectories(5, random_state=0).shape
     (5, 60, 4)
     """
-    n_sequences = _check_count(n_sequences, "n_sequences", 1)
-    n_frames = _check_count(n_frames, "n_frames", 2)
+    n_sequences = check_int(n_sequences, "n_sequences", 1)
+    n_frames = check_int(n_frames, "n_frames", 2)
     rng = check_random_state(random_state)
     kept: list[np.ndarray] = []
     n_kept = 0
@@ -211,8 +203,8 @@ def make_tracking_mixture(
     """
     from mixest.tracking._detections import simulate_detections
 
-    n_sequences = _check_count(n_sequences, "n_sequences", 1)
-    n_sources = _check_count(n_sources, "n_sources", 1)
+    n_sequences = check_int(n_sequences, "n_sequences", 1)
+    n_sources = check_int(n_sources, "n_sources", 1)
     rng = check_random_state(random_state)
     tracks = make_trajectories(n_sequences * n_sources, n_frames, random_state=rng)
     y = np.ascontiguousarray(

@@ -25,7 +25,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from mixest.base import check_sequences
+from mixest.base import check_int, check_sequences
 
 __all__ = ["STFTTransformer", "istft", "make_window", "stft"]
 
@@ -80,8 +80,8 @@ def _cached_sft(window_key, n_fft: int, hop_length: int, sample_rate: float):
 
 
 def _get_sft(window, n_fft, hop_length, sample_rate=16000):
-    _check_int(n_fft, "n_fft", 2)
-    _check_int(hop_length, "hop_length", 1)
+    check_int(n_fft, "n_fft", 2)
+    check_int(hop_length, "hop_length", 1)
     if hop_length > n_fft:
         raise ValueError(f"hop_length={hop_length} must not exceed n_fft={n_fft}.")
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real):
@@ -96,13 +96,6 @@ def _get_sft(window, n_fft, hop_length, sample_rate=16000):
             "use a smaller hop_length."
         )
     return sft
-
-
-def _check_int(value, name, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}.")
-    if value < low:
-        raise ValueError(f"{name} must be at least {low}, got {value}.")
 
 
 def n_frames_for(n_samples: int, hop_length: int) -> int:
@@ -218,7 +211,7 @@ def istft(
     n_frames = S.shape[-1]
     if n_samples is None:
         n_samples = n_frames * hop_length
-    _check_int(n_samples, "n_samples", 1)
+    check_int(n_samples, "n_samples", 1)
     n_samples = int(n_samples)
     if n_frames_for(n_samples, hop_length) != n_frames:
         raise ValueError(

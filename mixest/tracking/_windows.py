@@ -16,17 +16,10 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state
 
+from mixest.base import check_int
 from mixest.tracking._motchallenge import read_mot, read_seqinfo, table_to_tracks
 
 __all__ = ["make_detection_windows", "make_windows"]
-
-
-def _check_int(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}.")
-    return int(value)
 
 
 def _load_one(item: object, index: int) -> tuple[str, pd.DataFrame, tuple[int, int] | None]:
@@ -182,12 +175,12 @@ def make_windows(
     >>> gt.shape  # doctest: +SKIP
     (13, 60, 3, 4)
     """
-    n_sources = _check_int(n_sources, "n_sources", 1)
-    n_frames = _check_int(n_frames, "n_frames", 1)
-    stride = n_frames if stride is None else _check_int(stride, "stride", 1)
-    groups_per_window = _check_int(groups_per_window, "groups_per_window", 1)
+    n_sources = check_int(n_sources, "n_sources", 1)
+    n_frames = check_int(n_frames, "n_frames", 1)
+    stride = n_frames if stride is None else check_int(stride, "stride", 1)
+    groups_per_window = check_int(groups_per_window, "groups_per_window", 1)
     if max_windows is not None:
-        max_windows = _check_int(max_windows, "max_windows", 1)
+        max_windows = check_int(max_windows, "max_windows", 1)
     if not isinstance(min_visibility, numbers.Real) or not 0 <= min_visibility <= 1:
         raise ValueError(f"min_visibility must be in [0, 1], got {min_visibility!r}.")
     classes = _check_classes(classes)
