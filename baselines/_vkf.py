@@ -233,7 +233,9 @@ class KalmanDynamics(SourceDynamics):
         cov = P[..., :D, :D]
         return x[..., :D], cov.copy() if full else np.diagonal(cov, axis1=-2, axis2=-1).copy()
 
-    def smooth(self, means: np.ndarray, covs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def smooth(
+        self, means: np.ndarray, covs: np.ndarray, pred_mean: np.ndarray, pred_var: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         if len(self._history) != means.shape[1]:
             # The forward pass did not go through update (should not happen with the engine).
             return means, covs

@@ -3,7 +3,9 @@
 Two detection protocols (mild: jitter 0.04 of the box size, 10% misses; hard: jitter 0.08,
 30% misses, detections shuffled within each frame), T = 60, 120, 300, on synthetic 3-object
 sequences (the paper's generator) and on 3-object windows of MOT17 ground truth. Every method
-sees the same detections. Prints a Markdown table of MOTA, IDF1, ID switches, MOTP, FP, FN.
+sees the same detections, and every VEM tracker gets ``obs_noise`` equal to the protocol's jitter
+(its sensor model; as in ``table_baselines.py``). Prints a Markdown table of MOTA, IDF1, ID
+switches, MOTP, FP, FN.
 
     python benchmarks/table_tracking.py                       # full table
     python benchmarks/table_tracking.py --n-sequences 16 --lengths 60 --max-iter 30  # quick
@@ -52,7 +54,7 @@ def mot17(root, n, T, protocol, seed):
     return X, xyxy
 
 
-def methods(args):
+def methods(args, jitter):
     """name -> factory of every compared tracker (the greedy floor first)."""
     from mixest import MixDVAETracker
     from mixest.baselines import GreedyTracker
@@ -69,15 +71,18 @@ def methods(args):
                 else f"MixDVAE ({prior})")
         for temp in args.temperatures:
             for exclusive in args.exclusive:
-                label = name
-                if temp != 1:
-                    label += f", temperature {temp:g}"
-                if exclusive:
-                    label += ", exclusive"
-                out[label] = (lambda t=temp, p=prior_obj, e=exclusive: MixDVAETracker(
-                    3, prior=p, max_iter=args.max_iter, box_format="xyxy", image_size=(1, 1),
-                    assignment_temperature=t, exclusive=bool(e), n_jobs=args.n_jobs,
-                    random_state=0))
+                for smooth in args.smooth:
+                    label = name
+                    if temp != 1:
+                        label += f", temperature {temp:g}"
+                    if exclusive:
+                        label += ", exclusive"
+                    if not smooth:
+                        label += ", filter only"
+                    out[label] = (lambda t=temp, p=prior_obj, e=exclusive, s=smooth: MixDVAETracker(
+                        3, prior=p, max_iter=args.max_iter, box_format="xyxy", image_size=(1, 1),
+                        assignment_temperature=t, exclusive=bool(e), smooth=bool(s),
+                        obs_noise=jitter, n_jobs=args.n_jobs, random_state=0))
     return out
 
 
@@ -97,6 +102,8 @@ def main(argv=None):
                    help="E-W temperatures (125: the released code's hidden factor 0.008)")
     p.add_argument("--exclusive", type=int, nargs="+", default=[0, 1],
                    help="0: the model's E-W; 1: one-detection-per-object balancing")
+    p.add_argument("--smooth", type=int, nargs="+", default=[1],
+                   help="1: E-S with the backward (RTS) pass (default); 0: the paper's filter")
     p.add_argument("--n-jobs", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -116,7 +123,8 @@ def main(argv=None):
                     X, y = mot17(args.mot17, args.n_sequences, T, protocol, args.seed)
                     if X is None:
                         continue
-                for name, make in methods(args).items():
+                jitter = PROTOCOLS[protocol]["jitter"]
+                for name, make in methods(args, jitter).items():
                     tic = time.perf_counter()
                     tracks = make().fit(X).predict(X)
                     sec = (time.perf_counter() - tic) / len(X)

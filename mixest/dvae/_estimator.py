@@ -130,6 +130,10 @@ class DVAE(SequenceEstimator):
     input_noise_relative : bool, default=False
         ``input_noise`` is a fraction of each frame's box width (x coordinates) and height
         (y coordinates). Needs Gaussian box data ``(x1, y1, x2, y2)`` (D = 4).
+    input_noise_random : bool, default=False
+        Draw each training sequence's jitter level uniformly between 0 and ``input_noise``
+        (noise-level augmentation), so that one prior learns both to extrapolate clean
+        trajectories and to denoise noisy ones, telling them apart from their roughness.
     n_epochs : int, default=500
     batch_size : int, default=256
     learning_rate : float, default=1e-3
@@ -186,6 +190,7 @@ class DVAE(SequenceEstimator):
         "input_noise": [Interval(Real, 0, None, closed="left")],
         "noise_targets": ["boolean"],
         "input_noise_relative": ["boolean"],
+        "input_noise_random": ["boolean"],
         "n_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
@@ -233,6 +238,7 @@ class DVAE(SequenceEstimator):
         input_noise: float = 0.0,
         noise_targets: bool = True,
         input_noise_relative: bool = False,
+        input_noise_random: bool = False,
         n_epochs: int = 500,
         batch_size: int = 256,
         learning_rate: float = 1e-3,
@@ -261,6 +267,7 @@ class DVAE(SequenceEstimator):
         self.input_noise = input_noise
         self.noise_targets = noise_targets
         self.input_noise_relative = input_noise_relative
+        self.input_noise_random = input_noise_random
         self.n_epochs = n_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -361,7 +368,8 @@ class DVAE(SequenceEstimator):
                 # jittered data (one fixed draw); with clean-data scales a second-order
                 # residual would have to output values ~100 times its unit.
                 gen = torch.Generator(device=self.device_).manual_seed(_seed_from(rng))
-                t_norm = jitter(t_tr, self.input_noise, self.input_noise_relative, gen)
+                t_norm = jitter(t_tr, self.input_noise, self.input_noise_relative, gen,
+                                self.input_noise_random)
             module.set_normalization(t_norm, min_std)
             self.history_: TrainingHistory = train_dvae(
                 module,
@@ -382,6 +390,7 @@ class DVAE(SequenceEstimator):
                 verbose=bool(self.verbose),
                 noise_targets=bool(self.noise_targets),
                 input_noise_relative=bool(self.input_noise_relative),
+                input_noise_random=bool(self.input_noise_random),
             )
         self.module_: DVAEModule = module
         self.n_epochs_ = len(self.history_.train_loss)

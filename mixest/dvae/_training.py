@@ -93,6 +93,7 @@ def jitter(
     std: float,
     relative: bool = False,
     generator: torch.Generator | None = None,
+    random_level: bool = False,
 ) -> torch.Tensor:
     """``x`` plus Gaussian noise: std ``std`` in data units, or relative to the box size.
 
@@ -106,6 +107,9 @@ def jitter(
     relative : bool, default=False
     generator : torch.Generator, optional
         Noise source (default: torch's global generator).
+    random_level : bool, default=False
+        Scale the noise of each sequence (each index of the leading axes but the last two) by
+        its own factor drawn uniformly from [0, 1], so that clean and noisy sequences are mixed.
 
     Returns
     -------
@@ -113,6 +117,10 @@ def jitter(
         A new tensor of the shape of ``x``.
     """
     noise = torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+    if random_level:
+        level = torch.rand(x.shape[:-2] + (1, 1), dtype=x.dtype, device=x.device,
+                           generator=generator)
+        noise = noise * level
     if relative:
         if x.shape[-1] != 4:
             raise ValueError(
@@ -165,6 +173,7 @@ def train_dvae(
     verbose: bool = False,
     noise_targets: bool = True,
     input_noise_relative: bool = False,
+    input_noise_random: bool = False,
 ) -> TrainingHistory:
     """Fit ``module`` in place by maximising the ELBO; leave the best validation weights in it.
 
@@ -195,6 +204,8 @@ def train_dvae(
     input_noise_relative : bool, default=False
         ``input_noise`` is a fraction of each frame's box width (x coordinates) and height
         (y coordinates); needs boxes ``(x1, y1, x2, y2)``.
+    input_noise_random : bool, default=False
+        Each sequence's jitter std is ``input_noise`` times its own uniform [0, 1] draw.
 
     Returns
     -------
@@ -211,7 +222,8 @@ def train_dvae(
     X_val_cond = None
     if X_val is not None and not noise_targets and input_noise > 0.0:
         gen = torch.Generator(device=X_val.device).manual_seed(val_seed + 1)
-        X_val_cond = jitter(X_val, input_noise, input_noise_relative, gen)
+        X_val_cond = jitter(X_val, input_noise, input_noise_relative, gen,
+                            input_noise_random)
     t0 = time.perf_counter()
     bar = tqdm(range(n_epochs), disable=not verbose, desc="DVAE", unit="epoch")
     for epoch in bar:
@@ -226,9 +238,9 @@ def train_dvae(
             xc = None
             if input_noise > 0.0:
                 if noise_targets:
-                    xb = jitter(xb, input_noise, input_noise_relative)
+                    xb = jitter(xb, input_noise, input_noise_relative, None, input_noise_random)
                 else:
-                    xc = jitter(xb, input_noise, input_noise_relative)
+                    xc = jitter(xb, input_noise, input_noise_relative, None, input_noise_random)
             _, recon, kl = module.elbo(xb, beta, feed_prob=p, return_terms=True, x_cond=xc)
             loss = -(recon - beta * kl_w * kl).mean()
             opt.zero_grad(set_to_none=True)

@@ -22,8 +22,9 @@ time:
 
     Models with hidden state (a Kalman filter with a velocity) override it so that the update also
     corrects the hidden part.
-``smooth(means, covs) -> (means, covs)``
-    Optional backward pass after the forward one (identity by default; an RTS smoother fits here).
+``smooth(means, covs, pred_mean, pred_var) -> (means, covs)``
+    Optional backward pass after the forward one, given the filtered posteriors and the forward
+    pass's predictions (identity by default; an RTS smoother fits here).
 
 and one hook for the E-Z step, ``infer_latents(means, rng)`` (no-op for models without latents).
 Two optional notices give per-sequence state a batch layout (no-ops by default):
@@ -40,7 +41,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SourceDynamics", "ConstantVelocityDynamics", "DVAEDynamics", "gaussian_product"]
+__all__ = [
+    "SourceDynamics",
+    "ConstantVelocityDynamics",
+    "DVAEDynamics",
+    "gaussian_product",
+    "linearised_rts",
+]
 
 
 def gaussian_product(
@@ -82,6 +89,64 @@ def _cho_solve(chol: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     """Solve ``L L^T x = rhs`` for a batch of lower Cholesky factors."""
     y = np.linalg.solve(chol, rhs)
     return np.linalg.solve(np.swapaxes(chol, -1, -2), y)
+
+
+def linearised_rts(
+    means: np.ndarray,
+    covs: np.ndarray,
+    pred_mean: np.ndarray,
+    pred_var: np.ndarray,
+    residual_order: int,
+    propagated: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Rauch-Tung-Striebel backward pass through a residual decoder's linearised transition.
+
+    A residual decoder predicts :math:`\mu_{t+1} = a\, s_t + (\text{terms free of } s_t)`
+    with :math:`a = 1` (``residual_order=1``: :math:`s_t + f`) or :math:`a = 2`
+    (``residual_order=2``: :math:`2 s_t - s_{t-1} + f`); the network's output :math:`f` and
+    variance :math:`v` are held at their forward-pass values (the LSTM's own dependence on
+    :math:`s_t` is ignored). Under that linear-Gaussian transition the smoothed moments are, for
+    ``t = T-2 .. 0`` and element-wise (diagonal covariances),
+
+    .. math::
+
+        P_{t+1} = v_{t+1} + a^2 \Sigma_t (+ \Sigma_{t-1}), \quad
+        J_t = a \Sigma_t / P_{t+1}, \\
+        m^s_t = m_t + J_t (m^s_{t+1} - \mu_{t+1}), \quad
+        \Sigma^s_t = \Sigma_t + J_t^2 (\Sigma^s_{t+1} - P_{t+1}).
+
+    With ``residual_order=1`` this is the exact RTS smoother of a random walk with known drift
+    :math:`f_{t+1}`; with 2, the :math:`s_{t-1}` path is dropped. ``residual_order=0`` (the
+    decoder predicts absolute positions) has :math:`a = 0`: nothing to smooth.
+
+    Parameters
+    ----------
+    means, covs : ndarray of shape (M, T, D)
+        Filtered posterior moments (diagonal covariances).
+    pred_mean, pred_var : ndarray of shape (M, T, D)
+        The forward pass's predictions :math:`\mu_t` and their variances.
+    residual_order : {0, 1, 2}
+    propagated : bool
+        Whether ``pred_var`` already contains the propagated input uncertainty
+        :math:`a^2 \Sigma_{t-1} (+ \Sigma_{t-2})` (``DVAEDynamics(propagate_uncertainty=True)``).
+
+    Returns
+    -------
+    means, covs : ndarray of shape (M, T, D)
+    """
+    if residual_order == 0 or means.shape[1] < 2:
+        return means, covs
+    sm, sc = means.copy(), covs.copy()
+    for t in range(means.shape[1] - 2, -1, -1):
+        second = residual_order == 2 and t >= 1  # frame t+1 used the order-2 residual
+        a = 2.0 if second else 1.0
+        pred_cov = pred_var[:, t + 1]
+        if not propagated:
+            pred_cov = pred_cov + a * a * covs[:, t] + (covs[:, t - 1] if second else 0.0)
+        gain = a * covs[:, t] / pred_cov
+        sm[:, t] = means[:, t] + gain * (sm[:, t + 1] - pred_mean[:, t + 1])
+        sc[:, t] = covs[:, t] + gain**2 * (sc[:, t + 1] - pred_cov)
+    return sm, sc
 
 
 class SourceDynamics:
@@ -127,8 +192,13 @@ class SourceDynamics:
         """Record the posterior at ``t`` in the state (used by the default :meth:`update`)."""
         return state
 
-    def smooth(self, means: np.ndarray, covs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Optional backward pass over ``(M, T, D)`` means (identity by default)."""
+    def smooth(
+        self, means: np.ndarray, covs: np.ndarray, pred_mean: np.ndarray, pred_var: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Optional backward pass over the filtered ``(M, T, D)`` moments (identity by default).
+
+        ``pred_mean`` and ``pred_var`` are the forward pass's predictions (:meth:`predict`).
+        """
         return means, covs
 
 
@@ -146,6 +216,8 @@ class ConstantVelocityDynamics(SourceDynamics):
         Process noise variances of position and velocity per frame.
     initial_position_var, initial_velocity_var : float
         Variances of the first frame's prior.
+    smooth : bool, default=False
+        Run the Rauch-Tung-Striebel smoother (element-wise 2x2) after the filter.
     """
 
     def __init__(
@@ -154,7 +226,10 @@ class ConstantVelocityDynamics(SourceDynamics):
         velocity_noise: float = 1e-6,
         initial_position_var: float = 1e-2,
         initial_velocity_var: float = 1e-4,
+        smooth: bool = False,
     ):
+        self.do_smooth = bool(smooth)
+        self._filtered: list[dict] = []
         self.position_noise = position_noise
         self.velocity_noise = velocity_noise
         self.initial_position_var = initial_position_var
@@ -162,6 +237,7 @@ class ConstantVelocityDynamics(SourceDynamics):
 
     def begin(self, m0: np.ndarray) -> dict:
         M, D = m0.shape
+        self._filtered = []
         return {
             "p": m0.astype(float).copy(),
             "v": np.zeros((M, D)),
@@ -196,7 +272,40 @@ class ConstantVelocityDynamics(SourceDynamics):
             "Ppv": Ppv / denom,
             "Pvv": Pvv - Ppv**2 * info_prec / denom,
         }
+        if self.do_smooth:
+            self._filtered.append(new)
         return new["p"], new["Ppp"], new
+
+    def smooth(self, means, covs, pred_mean, pred_var):
+        if not self.do_smooth or len(self._filtered) != means.shape[1]:
+            return means, covs
+        # RTS with F = [[1, 1], [0, 1]] per coordinate, on the stored filtered 2x2 states
+        nxt = self._filtered[-1]
+        sm, sc = means.copy(), covs.copy()
+        for t in range(len(self._filtered) - 2, -1, -1):
+            f = self._filtered[t]
+            # predicted covariance P' = F P F^T + Q and cross term C = P F^T
+            a = f["Ppp"] + 2.0 * f["Ppv"] + f["Pvv"] + self.position_noise
+            b = f["Ppv"] + f["Pvv"]
+            d = f["Pvv"] + self.velocity_noise
+            c11, c12, c21, c22 = f["Ppp"] + f["Ppv"], f["Ppv"], f["Ppv"] + f["Pvv"], f["Pvv"]
+            det = a * d - b * b
+            # gain J = C P'^{-1}
+            j11, j12 = (c11 * d - c12 * b) / det, (c12 * a - c11 * b) / det
+            j21, j22 = (c21 * d - c22 * b) / det, (c22 * a - c21 * b) / det
+            dp = nxt["p"] - (f["p"] + f["v"])
+            dv = nxt["v"] - f["v"]
+            ep, eb, ed = nxt["Ppp"] - a, nxt["Ppv"] - b, nxt["Pvv"] - d
+            nxt = {
+                "p": f["p"] + j11 * dp + j12 * dv,
+                "v": f["v"] + j21 * dp + j22 * dv,
+                # P_s = P + J (P_s' - P') J^T
+                "Ppp": f["Ppp"] + j11 * j11 * ep + 2.0 * j11 * j12 * eb + j12 * j12 * ed,
+                "Ppv": f["Ppv"] + j11 * j21 * ep + (j11 * j22 + j12 * j21) * eb + j12 * j22 * ed,
+                "Pvv": f["Pvv"] + j21 * j21 * ep + 2.0 * j21 * j22 * eb + j22 * j22 * ed,
+            }
+            sm[:, t], sc[:, t] = nxt["p"], nxt["Ppp"]
+        return sm, sc
 
 
 class DVAEDynamics(SourceDynamics):
@@ -235,12 +344,18 @@ class DVAEDynamics(SourceDynamics):
         the fitted encoder.
     finetune_lr : float, default=1e-3
         Adam learning rate of the fine-tuning.
+    smooth : bool, default=False
+        After the forward (filtering) pass, run :func:`linearised_rts` backwards, so that every
+        frame's posterior also uses the detections after it. The paper's E-S step is the
+        forward pass alone (``False``); with the smoother the E-W and E-Z steps see smoothed
+        trajectories.
     """
 
     def __init__(self, module, n_samples: int = 1, sample: bool = False, device: str = "cpu",
                  backend: str = "auto", propagate_uncertainty: bool = True,
-                 finetune_steps: int = 0, finetune_lr: float = 1e-3):
+                 finetune_steps: int = 0, finetune_lr: float = 1e-3, smooth: bool = False):
         self.module = module
+        self.do_smooth = bool(smooth)
         self.finetune_steps = int(finetune_steps)
         self.finetune_lr = float(finetune_lr)
         self._tuner = None
@@ -359,6 +474,12 @@ class DVAEDynamics(SourceDynamics):
             elif self.residual_order >= 1:
                 var = var + state["s1"]
         return mu, var, {**state, "h": h}
+
+    def smooth(self, means, covs, pred_mean, pred_var):
+        if not self.do_smooth or covs.ndim != 3 or pred_var.ndim != 3:
+            return means, covs
+        return linearised_rts(means, covs, pred_mean, pred_var, self.residual_order,
+                              self.propagate_uncertainty)
 
     def observe(self, state, t, m, sigma):
         R = self._R

@@ -170,7 +170,7 @@ def e_step_s(dynamics: SourceDynamics, info_vec, info_prec, m_first):
         flat = [np.moveaxis(a, 2, 1).reshape((M, T) + a.shape[3:]) for a in (info_vec, info_prec)]
         out = fast(*flat, m_first.reshape(M, D))
         if out is not None:
-            means, covs = dynamics.smooth(out[0], out[1])
+            means, covs = dynamics.smooth(*out)
             return back(means), back(covs), back(out[2]), back(out[3])
     state = dynamics.begin(m_first.reshape(M, D))
     full_info = info_prec.ndim == 5
@@ -186,7 +186,7 @@ def e_step_s(dynamics: SourceDynamics, info_vec, info_prec, m_first):
             pred_m = np.empty((M, T, D))
             pred_v = np.empty((M, T) + var.shape[1:])
         means[:, t], covs[:, t], pred_m[:, t], pred_v[:, t] = m_t, s_t, mu, var
-    means, covs = dynamics.smooth(means, covs)
+    means, covs = dynamics.smooth(means, covs, pred_m, pred_v)
     return back(means), back(covs), back(pred_m), back(pred_v)
 
 

@@ -131,6 +131,7 @@ class MixDVAETracker(SequenceEstimator):
         "obs_noise": [Interval(Real, 0, None, closed="neither")],
         "assignment_temperature": [Interval(Real, 0, None, closed="neither")],
         "exclusive": ["boolean"],
+        "smooth": ["boolean"],
         "clutter": ["boolean"],
         "clutter_weight": [Interval(Real, 0, 1, closed="neither")],
         "update_noise": ["boolean"],
@@ -159,6 +160,7 @@ class MixDVAETracker(SequenceEstimator):
         obs_noise: float = 0.04,
         assignment_temperature: float = 1.0,
         exclusive: bool = False,
+        smooth: bool = True,
         clutter: bool = False,
         clutter_weight: float = 0.05,
         update_noise: bool = False,
@@ -183,6 +185,7 @@ class MixDVAETracker(SequenceEstimator):
         self.obs_noise = obs_noise
         self.assignment_temperature = assignment_temperature
         self.exclusive = exclusive
+        self.smooth = smooth
         self.clutter = clutter
         self.clutter_weight = clutter_weight
         self.update_noise = update_noise
@@ -296,12 +299,13 @@ class MixDVAETracker(SequenceEstimator):
         from mixest.mixture._dynamics import ConstantVelocityDynamics, DVAEDynamics
 
         if self.prior_ is None:
-            return ConstantVelocityDynamics()
+            return ConstantVelocityDynamics(smooth=self.smooth)
         device = self.prior_.device_ if self.device == "auto" else self.device
         module = self.prior_.module_.to(device)
         return DVAEDynamics(module, n_samples=self.n_z_samples,
                             sample=self.sample_latents or self.n_z_samples > 1, device=device,
-                            finetune_steps=self.finetune_steps, finetune_lr=self.finetune_lr)
+                            finetune_steps=self.finetune_steps, finetune_lr=self.finetune_lr,
+                            smooth=self.smooth)
 
     def _run(self, X: np.ndarray):
         from joblib import Parallel, delayed

@@ -175,7 +175,7 @@ def test_kalman_dynamics_source_absent_before_its_birth():
         m, s, state = dyn.update(state, t, mean, var, info_prec * (box + 0.2), info_prec)
         if t < 3:
             np.testing.assert_allclose(m[1], box)
-    means, covs = dyn.smooth(np.zeros((M, T, D)), np.ones((M, T, D)))
+    means, covs = dyn.smooth(np.zeros((M, T, D)), np.ones((M, T, D)), None, None)
     np.testing.assert_allclose(covs[1, :3], KalmanDynamics.ABSENT_VAR)  # not smoothed back
     assert np.all(covs[1, 3:] < 1e-3)
     with pytest.raises(ValueError, match="birth_frames"):

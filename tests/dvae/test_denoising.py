@@ -59,6 +59,20 @@ def test_relative_jitter_scales_with_box_size():
         jitter(torch.zeros(2, 3, 2), 0.1, relative=True)
 
 
+def test_random_level_jitter_draws_one_level_per_sequence():
+    n, T = 4000, 400
+    x = torch.zeros(n, T, 1)
+    gen = torch.Generator().manual_seed(0)
+    d = jitter(x, 0.1, generator=gen, random_level=True)
+    level = d[..., 0].std(1) / 0.1  # per sequence: about U[0, 1]
+    assert 0.47 < float(level.mean()) < 0.53
+    assert float(level.min()) < 0.02 and float(level.max()) > 0.97
+    assert float(level.max()) < 1.1
+    # one level per sequence: both halves of a sequence share it
+    first, second = d[:, : T // 2, 0].std(1), d[:, T // 2 :, 0].std(1)
+    assert float(torch.corrcoef(torch.stack([first, second]))[0, 1]) > 0.95
+
+
 def _constant_velocity(n, T, D, seed):
     rng = np.random.RandomState(seed)
     x0 = rng.uniform(0.3, 0.7, (n, 1, D))
@@ -88,6 +102,32 @@ def test_denoising_training_beats_random_walk_on_noisy_inputs():
     assert 0.2 < z2 < 5.0  # the variance was learned against the clean targets
 
 
+def test_noise_level_augmentation_adapts_to_the_input_noise():
+    """Trained on a mix of clean and noisy inputs, the prior must predict clean inputs better,
+    and with less variance, than the same prior trained at the top noise level only; and be more
+    confident on clean inputs than on noisy ones."""
+    sigma = 0.01
+    X = _constant_velocity(512, 24, 1, 0)
+    Xt = _constant_velocity(256, 24, 1, 1)
+    Xn = Xt + sigma * np.random.RandomState(2).standard_normal(Xt.shape)
+    out = {}
+    for random_level in (True, False):
+        est = DVAE(
+            z_dim=2, rnn_dim=8, dense_dims=(16,), residual_order=1, min_std=1e-5,
+            input_noise=sigma, input_noise_random=random_level, noise_targets=False,
+            n_epochs=15, batch_size=64, learning_rate=5e-3, kl_warmup=2,
+            validation_fraction=0.0, device="cpu", random_state=0,
+        ).fit(X)
+        (m_c, v_c), (_, v_n) = est.predict_next(Xt), est.predict_next(Xn)
+        out[random_level] = (np.mean((m_c[:, 6:] - Xt[:, 6:]) ** 2),
+                             np.median(v_c[:, 6:]), np.median(v_n[:, 6:]))
+    err_mix, var_clean_mix, var_noisy_mix = out[True]
+    err_fixed, var_clean_fixed, _ = out[False]
+    assert err_mix < 0.5 * err_fixed, out
+    assert var_clean_mix < 0.7 * var_clean_fixed, out
+    assert var_clean_mix < var_noisy_mix, out
+
+
 def test_denoising_4d_relative_noise_fit_save_load(tmp_path):
     X = np.concatenate([_constant_velocity(64, 10, 2, 0)] * 2, -1)
     X[..., 2:] += np.array([0.05, 0.15])  # boxes (x1, y1, x2, y2)
@@ -103,11 +143,12 @@ def test_denoising_4d_relative_noise_fit_save_load(tmp_path):
     np.testing.assert_array_equal(same.predict_next(X)[0], est.predict_next(X)[0])
     # A file written before these parameters existed loads with the old behaviour.
     payload = est._payload()
-    for key in ("noise_targets", "input_noise_relative"):
+    for key in ("noise_targets", "input_noise_relative", "input_noise_random"):
         del payload["params"][key]
     torch.save(payload, path)
     old = DVAE.load(path)
     assert old.noise_targets is True and old.input_noise_relative is False
+    assert old.input_noise_random is False
 
 
 def test_noise_targets_default_is_whole_batch_jitter():
@@ -129,6 +170,7 @@ def test_noise_targets_default_is_whole_batch_jitter():
     [
         ({"noise_targets": "no"}, 4, "noise_targets"),
         ({"input_noise_relative": 1.5}, 4, "input_noise_relative"),
+        ({"input_noise_random": "yes"}, 4, "input_noise_random"),
         ({"input_noise_relative": True}, 3, "D = 4"),
         ({"input_noise_relative": True, "likelihood": "itakura_saito"}, 4, "Gaussian"),
     ],

@@ -156,6 +156,25 @@ def test_mota_on_small_synthetic_batch_beats_floor():
     assert mota >= GreedyTracker(3, box_format="xyxy").fit(X).score(X, y) - 0.05
 
 
+def test_smoothed_e_s_beats_the_floor_on_the_hard_protocol():
+    """Jitter 0.08, 30% misses, shuffled detections: the bundled prior with the backward pass
+    must be ahead of the greedy floor and of its own filter-only E-S (the paper's)."""
+    X, y = make_tracking_mixture(12, 3, 60, jitter=0.08, miss_prob=0.3, shuffle=True,
+                                 random_state=5)
+    kw = dict(obs_noise=0.08, box_format="xyxy", image_size=(1, 1), random_state=0)
+    smoothed = MixDVAETracker(3, **kw).fit(X)
+    filtered = MixDVAETracker(3, smooth=False, **kw).fit(X)
+    mota_s, mota_f = smoothed.score(X, y), filtered.score(X, y)
+    floor = GreedyTracker(3, box_format="xyxy").fit(X).score(X, y)
+    assert mota_s > floor and mota_s > mota_f, (mota_s, mota_f, floor)
+    # the backward pass tightens the boxes: mean IoU of the matched boxes
+    from mixest.tracking import mot_metrics
+
+    motp_s = mot_metrics(smoothed.predict(X), y, box_format="xyxy").loc["OVERALL", "MOTP"]
+    motp_f = mot_metrics(filtered.predict(X), y, box_format="xyxy").loc["OVERALL", "MOTP"]
+    assert motp_s > motp_f + 0.02, (motp_s, motp_f)
+
+
 def test_prior_trained_from_y():
     X, y = make_tracking_mixture(4, 2, 20, random_state=0)
     from mixest.dvae import DVAE
