@@ -435,6 +435,11 @@ class DVAEDynamics(SourceDynamics):
             return None
         if self._z is None or self._z.shape[0] != m_first.shape[0] * self._R:
             raise RuntimeError("call infer_latents before the E-S pass (E-Z precedes E-S).")
+        if self.do_smooth:
+            # E-Z will read the smoothed means, so the forward LSTM states cannot be reused
+            self._last = None
+            return list(self.twin.forward_pass(info_vec, info_prec, self._z, self._R,
+                                               self.propagate_uncertainty))
         *out, hidden = self.twin.forward_pass(info_vec, info_prec, self._z, self._R,
                                               self.propagate_uncertainty, return_hidden=True)
         self._last = (out[0], hidden)
