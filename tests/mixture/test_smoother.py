@@ -100,10 +100,8 @@ def test_second_order_smoother_shrinks_variances():
     assert np.all(sc <= covs + 1e-12)
 
 
-def test_constant_velocity_smoother_equals_filterpy_rts():
+def test_constant_velocity_smoother_equals_filterpy_rts(filterpy_cv):
     """prior='constant-velocity' with smoothing: E-S is a Kalman filter + RTS smoother."""
-    from filterpy.kalman import KalmanFilter
-
     from mixest.mixture._dynamics import ConstantVelocityDynamics
     from mixest.mixture._vem import e_step_s
 
@@ -118,15 +116,9 @@ def test_constant_velocity_smoother_equals_filterpy_rts():
     m_first = rng.uniform(0, 1, (B, N, D))
     means, covs, _, _ = e_step_s(dyn, iv, prec, m_first)
 
-    eye = np.eye(D)
     for b in range(B):
         for n in range(N):
-            kf = KalmanFilter(dim_x=2 * D, dim_z=D)
-            kf.F = np.block([[eye, eye], [0 * eye, eye]])
-            kf.H = np.hstack([eye, 0 * eye])
-            kf.Q = np.diag([1e-4] * D + [1e-5] * D)
-            kf.x = np.concatenate([m_first[b, n], np.zeros(D)])
-            kf.P = np.diag([0.05] * D + [1e-3] * D)
+            kf = filterpy_cv(m_first[b, n], 1e-4, 1e-5, 0.05, 1e-3)
             xs, ps = [], []
             for t in range(T):
                 if t > 0:

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from filterpy.kalman import KalmanFilter
 
 from mixest.mixture._dynamics import (
     ConstantVelocityDynamics,
@@ -29,7 +28,7 @@ def test_gaussian_product_full_matches_diagonal():
     np.testing.assert_allclose(s1, np.diagonal(s2, axis1=1, axis2=2), atol=1e-12)
 
 
-def test_e_step_s_equals_filterpy_kalman_filter():
+def test_e_step_s_equals_filterpy_kalman_filter(filterpy_cv):
     """Linear-Gaussian dynamics, fixed assignments: E-S is a Kalman filter."""
     rng = np.random.default_rng(0)
     B, T, K, N, D = 2, 12, 3, 2, 2
@@ -44,15 +43,9 @@ def test_e_step_s_equals_filterpy_kalman_filter():
     m_first = rng.uniform(0, 1, (B, N, D))
     means, covs, _, _ = e_step_s(dyn, iv, ip, m_first)
 
-    I = np.eye(D)
     for b in range(B):
         for n in range(N):
-            kf = KalmanFilter(dim_x=2 * D, dim_z=D)
-            kf.F = np.block([[I, I], [0 * I, I]])
-            kf.H = np.hstack([I, 0 * I])
-            kf.Q = np.diag([1e-4] * D + [1e-5] * D)
-            kf.x = np.concatenate([m_first[b, n], np.zeros(D)])
-            kf.P = np.diag([0.05] * D + [1e-3] * D)
+            kf = filterpy_cv(m_first[b, n], 1e-4, 1e-5, 0.05, 1e-3)
             for t in range(T):
                 if t > 0:
                     kf.predict()
