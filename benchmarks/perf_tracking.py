@@ -1,9 +1,11 @@
 """Speed and memory of MixDVAETracker (DESIGN §7).
 
 Seconds per sequence for T = 60, 120, 300 with 128 sequences per batch and a fixed number of
-VEM iterations (70, tol = 0) on 2 CPU threads, the share of time per VEM step, the ratio of the
-Numba E-W kernel to its NumPy twin, and the peak resident memory of each run (one subprocess per
-T, so peaks do not mix).
+VEM iterations (70, tol = 0), the share of time per VEM step, the ratio of the Numba E-W kernel
+to its NumPy twin, and the peak resident memory of each run (one subprocess per T, so peaks do
+not mix). Each T runs twice: in one process (``n_jobs=1``, one core busy) and with the batch split
+over two worker processes (``n_jobs=2``, the two cores of the target machine); the peak memory
+of the second adds the workers' peaks to the main process's.
 
     python benchmarks/perf_tracking.py
     python benchmarks/perf_tracking.py --lengths 60 --max-iter 10   # quick
@@ -27,7 +29,20 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def one_run(T, n, max_iter, prior, finetune_steps=0, seed=0):
+def _workers_peak_mib():
+    """Sum of the peak RSS of this process's live children (Linux ``/proc``), else 0."""
+    total = 0.0
+    for tasks in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
+        for pid in tasks.read_text().split():
+            status = Path(f"/proc/{pid}/status")
+            if status.is_file():
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1]) / 1024
+    return total
+
+
+def one_run(T, n, max_iter, prior, finetune_steps=0, n_jobs=1, seed=0):
     """Track ``n`` synthetic sequences of length ``T``; return timings (run in a subprocess)."""
     import torch
 
@@ -39,13 +54,13 @@ def one_run(T, n, max_iter, prior, finetune_steps=0, seed=0):
                                  random_state=seed)
     est = MixDVAETracker(3, prior=prior, max_iter=max_iter, tol=0.0, batch_size=n,
                          finetune_steps=finetune_steps, finetune_lr=1e-2, box_format="xyxy",
-                         image_size=(1, 1), random_state=seed).fit(X)
-    est.predict(X[:2])  # warm-up: Numba cache, torch kernels
+                         image_size=(1, 1), n_jobs=n_jobs, random_state=seed).fit(X)
+    est.predict(X[:2 * n_jobs])  # warm-up: Numba cache, torch kernels, worker processes
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     tic = time.perf_counter()
     est.predict(X)
     total = time.perf_counter() - tic
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + 1024 * _workers_peak_mib()
     steps = est.timings_
     # the default stopping rule (tol=1e-4, converged sequences frozen)
     est.set_params(tol=1e-4)
@@ -85,32 +100,36 @@ def main(argv=None):
     p.add_argument("--max-iter", type=int, default=70)
     p.add_argument("--prior", default="pretrained:mot")
     p.add_argument("--finetune-steps", type=int, default=0)
+    p.add_argument("--n-jobs", type=int, nargs="+", default=[1, 2],
+                   help="worker processes sharing the batch (2: both cores of the target)")
     p.add_argument("--single", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.single:
         print(json.dumps(one_run(args.single, args.n_sequences, args.max_iter, args.prior,
-                                 args.finetune_steps)))
+                                 args.finetune_steps, args.n_jobs[0])))
         return
     env = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2", NUMBA_NUM_THREADS="2",
                PYTHONPATH=str(REPO))
     print(f"{args.n_sequences} sequences per batch, {args.max_iter} iterations, 2 threads, "
           f"finetune_steps={args.finetune_steps}")
-    print("| T | ms / sequence | init | E-W | E-Z | E-S | M | bound | peak RSS (MiB) "
+    print("| T | n_jobs | ms / sequence | init | E-W | E-Z | E-S | M | bound | peak RSS (MiB) "
           "| ms / sequence, tol=1e-4 (iterations) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for T in args.lengths:
-        out = subprocess.run(
-            [sys.executable, __file__, "--single", str(T), "--n-sequences",
-             str(args.n_sequences), "--max-iter", str(args.max_iter), "--prior", args.prior,
-             "--finetune-steps", str(args.finetune_steps)],
-            env=env, capture_output=True, text=True, check=True)
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        steps = r["steps"]
-        tot = sum(steps.values())
-        share = " | ".join(f"{100 * steps[k] / tot:.0f}%" for k in
-                           ("init", "e_w", "e_z", "e_s", "m", "bound"))
-        print(f"| {T} | {r['ms_per_sequence']:.1f} | {share} | {r['peak_rss_mib']:.0f} | "
-              f"{r['default_ms_per_sequence']:.1f} ({r['default_iterations']}) |", flush=True)
+        for n_jobs in args.n_jobs:
+            out = subprocess.run(
+                [sys.executable, __file__, "--single", str(T), "--n-sequences",
+                 str(args.n_sequences), "--max-iter", str(args.max_iter), "--prior", args.prior,
+                 "--finetune-steps", str(args.finetune_steps), "--n-jobs", str(n_jobs)],
+                env=env, capture_output=True, text=True, check=True)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            steps = r["steps"]
+            tot = sum(steps.values())
+            share = " | ".join(f"{100 * steps[k] / tot:.0f}%" for k in
+                               ("init", "e_w", "e_z", "e_s", "m", "bound"))
+            print(f"| {T} | {n_jobs} | {r['ms_per_sequence']:.1f} | {share} | "
+                  f"{r['peak_rss_mib']:.0f} | {r['default_ms_per_sequence']:.1f} "
+                  f"({r['default_iterations']}) |", flush=True)
     t = ew_ratio(n=args.n_sequences)
     print(f"E-W on (128, 60, 3, 3): Numba {1e3 * t['numba']:.2f} ms, NumPy "
           f"{1e3 * t['numpy']:.2f} ms, NumPy/Numba = {t['numpy'] / t['numba']:.1f}x")

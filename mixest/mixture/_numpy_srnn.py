@@ -10,6 +10,7 @@ option it does not know), so callers fall back to torch.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 __all__ = ["NumpySRNN", "numpy_twin"]
@@ -81,15 +82,27 @@ class NumpySRNN:
     """NumPy inference twin of a Gaussian SRNN module (see the module docstring).
 
     States are tuples ``(h, c, z, x, t)`` like :class:`mixest.dvae.DVAEState`.
+
+    Parameters
+    ----------
+    module : mixest.dvae.SRNN
+    dtype : {numpy.float64, numpy.float32}, default=numpy.float64
+        Precision of the network inside the fast paths (:meth:`encode_fast`,
+        :meth:`forward_pass`). ``float32`` is the module's own precision and runs the tanh-bound
+        recurrences about twice as fast; the trajectories, variances and Gaussian products around
+        the network stay in float64 either way. The step-by-step reference paths are float64.
     """
 
-    def __init__(self, module):
+    def __init__(self, module, dtype=np.float64):
         if getattr(module, "architecture", None) != "srnn" or module.likelihood != "gaussian":
             raise TypeError("NumpySRNN supports Gaussian SRNN modules only.")
 
         def buf(name):
             return getattr(module, name).detach().double().cpu().numpy().copy()
 
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}.")
         self.x_dim, self.z_dim, self.rnn_dim = module.x_dim, module.z_dim, module.rnn_dim
         self.loc, self.scale = buf("x_loc"), buf("x_scale")
         self.dx_scale, self.min_var = buf("dx_scale"), buf("min_var")
@@ -230,8 +243,9 @@ class NumpySRNN:
         if a1:
             np.tanh(g0, out=g0)
         d0, db0, dact0 = self.decoder_net.layers[0]
-        self._fast = {
+        self._fast = _cast({
             "enc0": (w0[:k], b0, w0[k:], act0),
+            "enc_rest": self.encoder_net.layers[1:],
             "w_in": _block_gates([m.w_ih for m in lstms]),
             "b_in": _block_gates([m.b[None] for m in lstms]).sum(0),
             "w_hh": _block_gates([m.w_hh for m in lstms]),
@@ -239,9 +253,12 @@ class NumpySRNN:
             "enc_only": None if not self.encoder_rnn else (
                 _gates(self.rnn_enc.w_ih, H), _gates(self.rnn_enc.b, H),
                 _gates(self.rnn_enc.w_hh, H)),
+            "feature_x": self.feature_x.layers,
+            "feature_enc": self.feature_enc.layers,
             "feat": (w_2, w_x, b_x, a1, layers[1:], _run_layers(g0, layers[1:])),
             "dec0": (d0[:H], d0[H:], db0, dact0),
-        }
+            "dec_rest": self.decoder_net.layers[1:],
+        }, self.dtype)
 
     def encode_fast(self, x: np.ndarray, n_samples: int = 1, eps: np.ndarray | None = None,
                     hidden: np.ndarray | None = None):
@@ -267,13 +284,14 @@ class NumpySRNN:
         """
         self._compile()
         fast = self._fast
+        dt = self.dtype
         M, T, _ = x.shape
         Z, H = self.z_dim, self.rnn_dim
-        f = np.ascontiguousarray(self._sequence_features(x).transpose(1, 0, 2))  # (T, M, F)
+        f = self._sequence_features(x).transpose(1, 0, 2).astype(dt)  # (T, M, F), contiguous
         if hidden is None:
             f_prev = np.concatenate([np.zeros_like(f[:1]), f[:-1]], 0)
-            g = self.feature_x(f_prev)
-            a = self.feature_enc(f)
+            g = _run_layers(f_prev, fast["feature_x"])
+            a = _run_layers(f, fast["feature_enc"])
             if self.encoder_rnn:  # backward LSTM on a and forward LSTM on g as one block LSTM
                 g = np.concatenate([a[::-1], g], -1)
             w_in, b_in, w_hh = fast["w_in"], fast["b_in"], fast["w_hh"]
@@ -281,15 +299,15 @@ class NumpySRNN:
             g = None  # the encoder features are computed frame by frame below
             w_in, b_in, w_hh = fast["enc_only"]
         else:
-            a = self.feature_enc(f)
+            a = _run_layers(f, fast["feature_enc"])
         if hidden is None or self.encoder_rnn:
             # frame by frame: (M, 64) blocks stay in cache, (T, M, 64) arrays do not
             n = w_hh.shape[0]
-            h = np.zeros((M, n))
-            c = np.zeros((M, n))
-            out = np.empty((T, M, n))
+            h = np.zeros((M, n), dt)
+            c = np.zeros((M, n), dt)
+            out = np.empty((T, M, n), dt)
             for t in range(T):
-                g_t = self.feature_enc(f[T - 1 - t]) if g is None else g[t]
+                g_t = _run_layers(f[T - 1 - t], fast["feature_enc"]) if g is None else g[t]
                 pre = g_t @ w_in
                 pre += b_in
                 h, c = _lstm_step(pre, h, c, w_hh)
@@ -297,17 +315,17 @@ class NumpySRNN:
         if self.encoder_rnn:
             a = out[::-1, :, :H]
         if hidden is not None:
-            out = hidden
+            out = hidden.astype(dt, copy=False)
         w_ha, b0, w_z, act0 = fast["enc0"]
         k = a.shape[-1]
         w_h, w_a = w_ha[:-k], w_ha[-k:]
-        rest = self.encoder_net.layers[1:]
+        rest = fast["enc_rest"]
         R = n_samples
         MR = M * R
-        zm = np.empty((MR, T, Z))
-        zlv = np.empty((MR, T, Z))
-        z = zm if eps is None else np.empty((MR, T, Z))
-        z_prev = np.zeros((MR, Z))
+        zm = np.empty((MR, T, Z), dt)
+        zlv = np.empty((MR, T, Z), dt)
+        z = zm if eps is None else np.empty((MR, T, Z), dt)
+        z_prev = np.zeros((MR, Z), dt)
         for t in range(T):
             p0 = out[t, :, -H:] @ w_h
             p0 += a[t] @ w_a
@@ -356,29 +374,33 @@ class NumpySRNN:
         """
         self._compile()
         fast = self._fast
+        dt = self.dtype
         M, T, D = info_vec.shape
         R = int(n_samples)
         w_h, w_z, b0, act0 = fast["dec0"]
-        rest = self.decoder_net.layers[1:]
+        rest = fast["dec_rest"]
         w_hh = fast["w_hh_rnn"]
         w_2, w_x, b_x, act1, feat_rest, g0 = fast["feat"]
+        z = z.astype(dt, copy=False)
         order = self.residual_order
         means = np.empty((M, T, D))
+        # the network reads the means in its own precision (a copy kept alongside)
+        means_in = means if dt == np.float64 else np.empty((M, T, D), dt)
         covs = np.empty((M, T, D))
         pm = np.empty((T, M, D))
         pv = np.empty((T, M, D))
-        h = np.zeros((M * R, self.rnn_dim))
-        c = np.zeros((M * R, self.rnn_dim))
-        hs = np.empty((T, M, self.rnn_dim)) if return_hidden else None
+        h = np.zeros((M * R, self.rnn_dim), dt)
+        c = np.zeros((M * R, self.rnn_dim), dt)
+        hs = np.empty((T, M, self.rnn_dim), dt) if return_hidden else None
         dx2, ddx2, sc2 = self.dx_scale**2, self.ddx_scale**2, self.scale**2
         for t in range(T):
             if t == 0:
                 g = g0
             else:
                 if t >= 2 and w_2 is not None:
-                    g = means[:, t - 2:t].reshape(M, 2 * D) @ w_2
+                    g = means_in[:, t - 2:t].reshape(M, 2 * D) @ w_2
                 else:  # zero velocity at t = 1
-                    g = means[:, t - 1] @ w_x
+                    g = means_in[:, t - 1] @ w_x
                 g += b_x
                 if act1:
                     np.tanh(g, out=g)
@@ -394,6 +416,11 @@ class NumpySRNN:
             if act0:
                 np.tanh(out, out=out)
             out = _run_layers(out, rest)
+            if R == 1:  # the rest of the frame in one compiled call (~20 tiny ufuncs otherwise)
+                _emit_and_update(out, t, order, propagate_uncertainty, self.loc, self.scale,
+                                 self.dx_scale, self.ddx_scale, self.min_var, info_vec,
+                                 info_prec, means, covs, means_in, pm, pv)
+                continue
             o = min(order, t)
             if o == 2:
                 base, sc, s2 = 2.0 * means[:, t - 1] - means[:, t - 2], self.ddx_scale, ddx2
@@ -405,7 +432,7 @@ class NumpySRNN:
             np.maximum(var, _LOGVAR_MIN, out=var)
             np.minimum(var, _LOGVAR_MAX, out=var)
             np.exp(var, out=var)
-            var *= s2
+            var = var * s2  # float64 from here on
             var += self.min_var
             if R > 1:  # moment matching over the latent samples
                 mu_r = (sc * out[:, :D]).reshape(M, R, D)
@@ -429,8 +456,59 @@ class NumpySRNN:
             np.divide(mu, var, out=mu)
             mu += info_vec[:, t]
             np.multiply(sigma, mu, out=means[:, t])
+            if means_in is not means:
+                means_in[:, t] = means[:, t]
         out = means, covs, pm.transpose(1, 0, 2), pv.transpose(1, 0, 2)
         return out + (hs,) if return_hidden else out
+
+
+@numba.njit(cache=True)
+def _emit_and_update(out, t, order, propagate, loc, scale, dx_scale, ddx_scale, min_var,
+                     info_vec, info_prec, means, covs, means_in, pm, pv):
+    """Frame ``t`` of :meth:`NumpySRNN.forward_pass` after the decoder network, one latent row.
+
+    Turns the decoder output ``out`` (M, 2 D) into the prior :math:`N(\\mu_t, v_t)` (residual
+    base, clipped log-variance, variance floor, propagated input uncertainty) and takes its
+    element-wise Gaussian product with the evidence, writing row ``t`` of every output.
+    """
+    M, _, D = means.shape
+    o = min(order, t)
+    for m in range(M):
+        for d in range(D):
+            if o == 2:
+                base = 2.0 * means[m, t - 1, d] - means[m, t - 2, d]
+                sc = ddx_scale[d]
+            elif o == 1:
+                base = means[m, t - 1, d]
+                sc = dx_scale[d]
+            else:
+                base = loc[d]
+                sc = scale[d]
+            lv = min(max(np.float64(out[m, D + d]), _LOGVAR_MIN), _LOGVAR_MAX)
+            var = np.exp(lv) * sc * sc + min_var[d]
+            mu = sc * np.float64(out[m, d]) + base
+            if propagate and order >= 1 and t >= 1:
+                if order == 2 and t >= 2:
+                    var += 4.0 * covs[m, t - 1, d] + covs[m, t - 2, d]
+                else:
+                    var += covs[m, t - 1, d]
+            pm[t, m, d] = mu
+            pv[t, m, d] = var
+            sigma = var / (var * info_prec[m, t, d] + 1.0)
+            covs[m, t, d] = sigma
+            means[m, t, d] = sigma * (mu / var + info_vec[m, t, d])
+            means_in[m, t, d] = means[m, t, d]
+
+
+def _cast(tree, dtype):
+    """Nested tuples, lists and dicts with their float arrays cast to ``dtype``."""
+    if isinstance(tree, dict):
+        return {k: _cast(v, dtype) for k, v in tree.items()}
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(_cast(v, dtype) for v in tree)
+    if isinstance(tree, np.ndarray) and tree.dtype.kind == "f":
+        return np.ascontiguousarray(tree, dtype=dtype)
+    return tree
 
 
 def _gates(a: np.ndarray, H: int) -> np.ndarray:
@@ -460,7 +538,7 @@ def _lstm_step(pre, h, c, w_hh):
     g = h @ w_hh
     g += pre
     np.tanh(g, out=g)
-    scale, shift = _AFFINE.get(n) or _affine(n)
+    scale, shift = _AFFINE.get((n, g.dtype)) or _affine(n, g.dtype)
     g *= scale  # whole rows (contiguous) rather than the 3n columns of the sigmoids
     g += shift  # now sigmoid(i), sigmoid(f), sigmoid(o), tanh(g)
     c = c * g[:, n:2 * n]
@@ -473,10 +551,11 @@ def _lstm_step(pre, h, c, w_hh):
 _AFFINE: dict = {}
 
 
-def _affine(n: int):
-    scale = np.concatenate([np.full(3 * n, 0.5), np.ones(n)])
-    _AFFINE[n] = scale, np.concatenate([np.full(3 * n, 0.5), np.zeros(n)])
-    return _AFFINE[n]
+def _affine(n: int, dtype):
+    scale = np.concatenate([np.full(3 * n, 0.5), np.ones(n)]).astype(dtype)
+    shift = np.concatenate([np.full(3 * n, 0.5), np.zeros(n)]).astype(dtype)
+    _AFFINE[n, dtype] = scale, shift
+    return scale, shift
 
 
 def _run_layers(x: np.ndarray, layers) -> np.ndarray:
@@ -488,16 +567,18 @@ def _run_layers(x: np.ndarray, layers) -> np.ndarray:
     return x
 
 
-def numpy_twin(module, rtol: float = 1e-3, atol: float = 1e-5) -> NumpySRNN | None:
+def numpy_twin(module, rtol: float = 1e-3, atol: float = 1e-5,
+               dtype=np.float64) -> NumpySRNN | None:
     """A verified :class:`NumpySRNN` of ``module``, or None when unsupported or unequal.
 
     The twin is checked against the torch module on random trajectories (posterior means and a
-    few ``decode_step`` calls); float32 torch against float64 NumPy agree to ~1e-6.
+    few ``decode_step`` calls); float32 torch against float64 NumPy agree to ~1e-6. ``dtype`` is
+    the precision of the twin's fast paths (see :class:`NumpySRNN`).
     """
     import torch
 
     try:
-        twin = NumpySRNN(module)
+        twin = NumpySRNN(module, dtype)
     except (TypeError, AttributeError):
         return None
     rng = np.random.default_rng(0)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mixest._kernels._assignment import min_cost_matching
 from mixest._kernels._bound import lower_bound_diag
 from mixest._kernels._estep_w import e_w_numba, e_w_numpy, evidence_diag
 from mixest.base import ConvergenceMonitor
@@ -290,14 +291,24 @@ def initial_means(obs, valid, n_sources):
     return m0, t0
 
 
-def _predictive_assign(obs, valid, phi, mean, var, log_prior, log_clutter, temperature):
-    """Assignments of one frame under the predictive law :math:`N(o; \\mu_n, \\Phi_k + V_n)`.
+def _predictive_match(obs, valid, phi, mean, var, log_prior, log_clutter, temperature):
+    """Match one frame's detections one-to-one to the sources under their predictive law.
 
-    Used by the online initialisation, where the sources' uncertainty is that of a prediction:
-    the variational E-W's trace penalty would starve an uncertain source of detections.
+    Each detection goes to at most one source (or to clutter) and each source takes at most one
+    detection, at the least total cost :math:`-\\log \\pi_n - \\log N(o_k; \\mu_n, \\Phi_k + V_n)`
+    (:func:`~mixest._kernels._assignment.min_cost_matching`). Used by the online initialisation,
+    where the sources' uncertainty is that of a prediction: soft assignments there let two sources
+    share the detections of one object and never separate again, and the variational E-W's trace
+    penalty would starve an uncertain source of detections.
+
+    Returns
+    -------
+    eta : ndarray of shape (B, K, N[+1])
+        One-hot rows (clutter last), zero for missing or unmatched detections.
     """
     B, K, D = obs.shape
     N = mean.shape[1]
+    C = log_prior.shape[1]
     if phi.ndim == 4:
         phi = np.diagonal(phi, axis1=-2, axis2=-1)
     if var.ndim == 4:
@@ -305,21 +316,21 @@ def _predictive_assign(obs, valid, phi, mean, var, log_prior, log_clutter, tempe
     o = np.where(valid[..., None], obs, 0.0)
     p = np.where(valid[..., None], phi, 1.0)[:, :, None] + var[:, None]  # (B, K, N, D)
     r = o[:, :, None] - mean[:, None]
-    log_beta = (log_prior[:, None, :N]
-                - 0.5 * (D * _LOG_2PI + np.log(p).sum(-1))
-                - 0.5 / temperature * (r**2 / p).sum(-1))
-    if log_prior.shape[1] > N:
-        lc = np.broadcast_to(log_prior[:, None, N:] + log_clutter, (B, K, 1))
-        log_beta = np.concatenate([log_beta, lc], -1)
-    log_beta -= log_beta.max(-1, keepdims=True)
-    eta = np.exp(log_beta)
-    eta /= eta.sum(-1, keepdims=True)
-    return np.where(valid[..., None], eta, 0.0)
+    cost = (-log_prior[:, None, :N]
+            + 0.5 * (D * _LOG_2PI + np.log(p).sum(-1))
+            + 0.5 / temperature * (r**2 / p).sum(-1))
+    if C > N:  # K interchangeable clutter columns, each at the detection's own clutter cost
+        clutter_cost = np.broadcast_to(-(log_prior[:, None, N:] + log_clutter), (B, K, K))
+        cost = np.concatenate([cost, clutter_cost], -1)
+    col = min_cost_matching(cost, valid)
+    eta = np.zeros((B, K, C))
+    b, k = np.nonzero(col >= 0)
+    eta[b, k, np.minimum(col[b, k], C - 1)] = 1.0  # every clutter column is class N
+    return eta
 
 
-def _filter_init(obs, valid, phi, m0, log_prior, log_clutter, temperature, backend, init_dynamics,
-                 exclusive=False):
-    """Online initialisation: one forward pass predicting, assigning frame t, updating."""
+def _filter_init(obs, valid, phi, m0, log_prior, log_clutter, temperature, init_dynamics):
+    """Online initialisation: one forward pass predicting, matching frame t, updating."""
     B, T, K, D = obs.shape
     N = m0.shape[1]
     dyn = init_dynamics or ConstantVelocityDynamics()
@@ -329,11 +340,9 @@ def _filter_init(obs, valid, phi, m0, log_prior, log_clutter, temperature, backe
     for t in range(T):
         mu, var, state = dyn.predict(state, t)
         sl = slice(t, t + 1)
-        eta = _predictive_assign(obs[:, t], valid[:, t], phi[:, t], mu.reshape(B, N, D),
-                                 var.reshape((B, N) + var.shape[1:]), log_prior, log_clutter,
-                                 temperature)
-        if exclusive:
-            eta = exclusive_assignments(eta[:, None], N)[:, 0]
+        eta = _predictive_match(obs[:, t], valid[:, t], phi[:, t], mu.reshape(B, N, D),
+                                var.reshape((B, N) + var.shape[1:]), log_prior, log_clutter,
+                                temperature)
         iv, ip = evidence(obs[:, sl], valid[:, sl], phi[:, sl], eta[:, None, :, :N])
         m_t, s_t, state = dyn.update(state, t, mu, var, iv[:, 0].reshape(B * N, D),
                                      ip[:, 0].reshape((B * N,) + ip.shape[3:]))
@@ -389,13 +398,15 @@ def run_vem(
         E-W assignment temperature (1 = the model).
     exclusive : bool
         Balance each frame's assignments towards one detection per source
-        (:func:`exclusive_assignments`), in the initialisation and in every E-W step.
+        (:func:`exclusive_assignments`) in every E-W step.
     update_phi, update_pi : bool
         Run the M-step for the observation noise scale / assignment prior.
     init : {"filter", "first-frame", "chunked"} or None
         ``"first-frame"``: sources start still at one frame's detections;
-        ``"filter"``: one online predict/assign/update pass of ``init_dynamics`` (a
-        constant-velocity Kalman filter by default) from there; ``"chunked"``: the paper's
+        ``"filter"``: one online predict/match/update pass of ``init_dynamics`` (a
+        constant-velocity Kalman filter by default) from there, each frame's detections matched
+        one-to-one to the predicted sources by minimum cost (``-log`` predictive density); a
+        soft assignment here lets two sources settle on one object. ``"chunked"``: the paper's
         initialisation, ``n_init_iter`` E-W/E-S passes on chunks of ``chunk_size`` frames, each
         seeded by the end of the previous one. Ignored when ``init_means`` is given.
     init_means : ndarray of shape (B, T, N, D), optional
@@ -426,7 +437,7 @@ def run_vem(
             covs = np.broadcast_to(_init_var(phi, valid), means.shape).copy()
         elif init == "filter":
             means, covs = _filter_init(obs, valid, phi, m0, log_prior, log_c, temperature,
-                                       backend, init_dynamics, exclusive)
+                                       init_dynamics)
         elif init == "chunked":
             means, covs = _chunked_init(obs, valid, phi, m0, dynamics, log_prior, log_c,
                                         temperature, backend, chunk_size, n_init_iter, rng)
@@ -489,9 +500,11 @@ def run_vem(
         for key, dt in (("e_w", t1 - tic), ("e_z", t2 - t1), ("e_s", t3 - t2), ("m", t4 - t3),
                         ("bound", t5 - t4)):
             timings[key] += dt
-        if monitor.converged:
+        if monitor.n_iter >= max_iter:
             break
         if tol > 0:  # with tol = 0 every sequence runs max_iter iterations (benchmarks)
+            if monitor.converged:
+                break
             active &= ~monitor.converged_mask
     return VEMResult(
         means=best["means"], covs=best["covs"], eta=best["eta"],

@@ -91,9 +91,11 @@ class MixDVAETracker(SequenceEstimator):
     image_size : (width, height), default=(1920, 1080)
         Image size in the units of ``X``; the prior works on image-normalised boxes.
     batch_size : int, default=128
-        Sequences per VEM batch.
+        Largest number of sequences per VEM batch.
     n_jobs : int or None, default=None
-        Parallel batches through joblib.
+        Worker processes (joblib; ``-1``: all cores). Sequences are independent, so the
+        sequences are split into at least ``n_jobs`` batches that run in parallel; the results do
+        not depend on the split (to rounding) with the default deterministic E-Z.
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Device of the DVAE.
     random_state : int, RandomState or None, default=None
@@ -308,7 +310,7 @@ class MixDVAETracker(SequenceEstimator):
                             smooth=self.smooth)
 
     def _run(self, X: np.ndarray):
-        from joblib import Parallel, delayed
+        from joblib import Parallel, delayed, effective_n_jobs
 
         check_is_fitted(self, "n_features_in_")
         if X.shape[-1] != self.n_features_in_:
@@ -317,9 +319,11 @@ class MixDVAETracker(SequenceEstimator):
         obs = self._to_model(X)
         phi = box_noise(obs, self.obs_noise)
         seeds = check_random_state(self.random_state).randint(2**31 - 1, size=len(obs))
-        starts = range(0, len(obs), self.batch_size)
-        jobs = (delayed(_run_batch)(self, obs[s:s + self.batch_size], phi[s:s + self.batch_size],
-                                    int(seeds[s])) for s in starts)
+        # every worker gets a share even when all sequences fit in one batch
+        size = min(self.batch_size, -(-len(obs) // max(effective_n_jobs(self.n_jobs), 1)))
+        starts = range(0, len(obs), size)
+        jobs = (delayed(_run_batch)(self, obs[s:s + size], phi[s:s + size], int(seeds[s]))
+                for s in starts)
         results = Parallel(n_jobs=self.n_jobs)(jobs)
         self.n_iter_ = np.concatenate([np.full(r.lower_bound.shape, r.n_iter) for r in results])
         self.lower_bound_ = np.concatenate([r.lower_bound for r in results])

@@ -109,6 +109,31 @@ def test_forward_pass_equals_torch(config, R):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("config", CONFIGS[:2] + CONFIGS[3:4])
+def test_float32_fast_paths_equal_float32_torch(config):
+    """The float32 twin (the tracker's default) against the module run in float32."""
+    module = _module(config, seed=4)
+    twin64, twin32 = NumpySRNN(module), NumpySRNN(module, np.float32)
+    module = module.float()
+    rng = np.random.default_rng(5)
+    x = _trajectories(rng, 6, 10)
+    with torch.no_grad():
+        _, zm_t, zlv_t = module.encode(torch.as_tensor(x, dtype=torch.float32))
+    z, zm, zlv = twin32.encode_fast(x)
+    assert zm.dtype == np.float32
+    np.testing.assert_allclose(zm, zm_t.numpy(), rtol=1e-4, atol=2e-5)
+    np.testing.assert_allclose(zlv, zlv_t.numpy(), rtol=1e-4, atol=2e-5)
+    ip = rng.uniform(0, 3e4, x.shape) * (rng.random(x.shape[:2] + (1,)) > 0.3)
+    iv = ip * (x + 0.01 * rng.standard_normal(x.shape))
+    got = twin32.forward_pass(iv, ip, z, 1, True)
+    ref = twin64.forward_pass(iv, ip, z.astype(float), 1, True)
+    for a, b in zip(got, ref, strict=True):
+        assert a.dtype == np.float64  # trajectories and variances stay in float64
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="dtype"):
+        NumpySRNN(module, np.float16)
+
+
 def test_fused_bound_equals_numpy():
     from mixest._kernels._bound import lower_bound_diag
     from mixest.mixture._vem import lower_bound

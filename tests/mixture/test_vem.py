@@ -160,3 +160,49 @@ def test_run_vem_exclusive_option():
     assert res.means.shape == y.shape
     np.testing.assert_allclose(res.eta.sum(-1), (~np.isnan(X).any(-1)).astype(float),
                                atol=1e-9)
+
+
+def test_filter_init_matches_one_to_one_and_keeps_close_objects_apart():
+    """Two objects side by side, a third far away, detections shuffled with misses: the
+    initialisation gives every object its own source (soft assignments merged the close
+    pair in some sequences)."""
+    from mixest.mixture._vem import _filter_init, _predictive_match
+
+    rng = np.random.default_rng(3)
+    B, T, N, D = 8, 40, 3, 2
+    truth = np.empty((B, T, N, D))
+    truth[:, :, 0] = [0.30, 0.5]
+    truth[:, :, 1] = [0.32, 0.5]  # 2.5 noise std from object 0
+    truth[:, :, 2] = [0.80, 0.2]
+    obs = truth + rng.normal(0, 0.008, truth.shape)
+    obs[rng.random((B, T, N)) < 0.3] = np.nan
+    perm = np.argsort(rng.random((B, T, N)), axis=-1)
+    obs = np.take_along_axis(obs, perm[..., None], 2)
+    valid = ~np.isnan(obs).any(-1)
+    phi = np.full(obs.shape, 0.008**2)
+    log_prior = np.full((B, N), -np.log(N))
+    m0, _ = initial_means(obs, valid, N)
+    means, _ = _filter_init(obs, valid, phi, m0, log_prior, 0.0, 1.0, None)
+    # every object is nearest to a different source over the second half
+    dist = np.linalg.norm(means[:, T // 2:, :, None] - truth[:, T // 2:, None], axis=-1)
+    owner = dist.mean(1).argmin(1)  # (B, N objects) -> source
+    assert all(len(set(o)) == N for o in owner)
+    # one frame: a source never takes two detections, and clutter takes the outlier
+    o = np.array([[[0.30, 0.5], [0.32, 0.5], [5.0, 5.0]]])
+    eta = _predictive_match(o, np.ones((1, 3), bool), np.full((1, 3, 2), 1e-4),
+                            np.array([[[0.30, 0.5], [0.32, 0.5]]]), np.full((1, 2, 2), 1e-4),
+                            np.log([[0.45, 0.45, 0.1]]), 0.0, 1.0)
+    np.testing.assert_array_equal(eta[0], [[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+
+
+def test_tol_zero_runs_exactly_max_iter_iterations():
+    """Benchmarks force the iteration count with tol=0, even when every bound dips."""
+    from mixest import MixDVAETracker
+    from mixest.datasets import make_tracking_mixture
+
+    X, _ = make_tracking_mixture(4, 3, 150, jitter=0.08, miss_prob=0.3, shuffle=True,
+                                 random_state=0)
+    est = MixDVAETracker(3, box_format="xyxy", image_size=(1, 1)).fit(X)
+    r = run_vem(X, est._dynamics(), n_sources=3, phi=box_noise(X, 0.08), max_iter=6, tol=0.0)
+    assert r.n_iter == 6 and len(r.history) == 6
+    assert np.all(r.history[r.best_iter, np.arange(4)] == r.lower_bound)

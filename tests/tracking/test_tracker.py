@@ -102,11 +102,12 @@ def test_bad_input_errors():
         fitted.predict(np.zeros((1, 5, 2, 3)))
 
 
-@pytest.mark.parametrize("backend", ["torch", "numpy"])
-def test_dvae_dynamics_equal_teacher_forced_decoder(tiny_dvae, backend):
+@pytest.mark.parametrize(("backend", "precision"),
+                         [("torch", "float32"), ("numpy", "float32"), ("numpy", "float64")])
+def test_dvae_dynamics_equal_teacher_forced_decoder(tiny_dvae, backend, precision):
     """With no evidence, E-S runs the decoder on its own means: same as module.decode.
 
-    The NumPy twin (float64) must agree with the torch module (float32) too.
+    The NumPy twin (float32 or float64) must agree with the torch module (float32) too.
     """
     import torch
 
@@ -115,7 +116,7 @@ def test_dvae_dynamics_equal_teacher_forced_decoder(tiny_dvae, backend):
 
     module = tiny_dvae.module_
     x = make_trajectories(4, 15, random_state=1)
-    dyn = DVAEDynamics(module, backend=backend)
+    dyn = DVAEDynamics(module, backend=backend, precision=precision)
     assert (dyn.twin is not None) == (backend == "numpy")
     dyn.infer_latents(x, np.random.default_rng(0))
     z = torch.as_tensor(dyn._z, dtype=torch.float32)
@@ -193,6 +194,12 @@ def test_n_jobs_gives_same_result():
     a = MixDVAETracker(3, n_jobs=1, **kw).fit(X).predict(X)
     b = MixDVAETracker(3, n_jobs=2, **kw).fit(X).predict(X)
     np.testing.assert_allclose(a, b)
+    # one batch of 6 in one process against that batch split over two workers
+    kw["batch_size"] = 128
+    one = MixDVAETracker(3, n_jobs=1, **kw).fit(X)
+    two = MixDVAETracker(3, n_jobs=2, **kw).fit(X)
+    np.testing.assert_allclose(one.predict(X), two.predict(X), rtol=0, atol=1e-12)
+    assert len(set(one.n_iter_)) == 1  # one batch: one iteration count
 
 
 @pytest.mark.realdata
