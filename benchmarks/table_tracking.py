@@ -14,6 +14,7 @@ switches, MOTP, FP, FN.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -69,20 +70,24 @@ def methods(args, jitter):
         cv = prior == "constant-velocity"
         name = ("VEM + constant velocity" if cv
                 else f"MixDVAE ({prior})")
-        for temp in args.temperatures:
-            for exclusive in args.exclusive:
-                for smooth in args.smooth:
-                    label = name
-                    if temp != 1:
-                        label += f", temperature {temp:g}"
-                    if exclusive:
-                        label += ", exclusive"
-                    if not smooth:
-                        label += ", filter only"
-                    out[label] = (lambda t=temp, p=prior_obj, e=exclusive, s=smooth: MixDVAETracker(
-                        3, prior=p, max_iter=args.max_iter, box_format="xyxy", image_size=(1, 1),
-                        assignment_temperature=t, exclusive=bool(e), smooth=bool(s),
-                        obs_noise=jitter, n_jobs=args.n_jobs, random_state=0))
+        variants = itertools.product(args.temperatures, args.exclusive, args.smooth,
+                                     [1] if cv else args.normalize_size)
+        for temp, exclusive, smooth, normalize in variants:
+            label = name
+            if temp != 1:
+                label += f", temperature {temp:g}"
+            if exclusive:
+                label += ", exclusive"
+            if not smooth:
+                label += ", filter only"
+            if not normalize:
+                label += ", no size frame"
+            out[label] = (lambda t=temp, p=prior_obj, e=exclusive, s=smooth, n=normalize:
+                          MixDVAETracker(3, prior=p, max_iter=args.max_iter, box_format="xyxy",
+                                         image_size=(1, 1), assignment_temperature=t,
+                                         exclusive=bool(e), smooth=bool(s),
+                                         normalize_size=bool(n), obs_noise=jitter,
+                                         n_jobs=args.n_jobs, random_state=0))
     return out
 
 
@@ -100,8 +105,11 @@ def main(argv=None):
     p.add_argument("--max-iter", type=int, default=70)
     p.add_argument("--temperatures", type=float, nargs="+", default=[1.0],
                    help="E-W temperatures (125: the released code's hidden factor 0.008)")
-    p.add_argument("--exclusive", type=int, nargs="+", default=[0, 1],
+    p.add_argument("--exclusive", type=int, nargs="+", default=[0],
                    help="0: the model's E-W; 1: one-detection-per-object balancing")
+    p.add_argument("--normalize-size", type=int, nargs="+", default=[1, 0],
+                   help="1: the prior runs in each object's size frame (default); 0: it reads "
+                   "the boxes as they are (the paper)")
     p.add_argument("--smooth", type=int, nargs="+", default=[1],
                    help="1: E-S with the backward (RTS) pass (default); 0: the paper's filter")
     p.add_argument("--n-jobs", type=int, default=None)

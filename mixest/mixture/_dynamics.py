@@ -353,19 +353,46 @@ class DVAEDynamics(SourceDynamics):
         frame's posterior also uses the detections after it. The paper's E-S step is the
         forward pass alone (``False``); with the smoother the E-W and E-Z steps see smoothed
         trajectories.
+    reference_box : array-like of shape (4,), optional
+        Box priors (``(x1, y1, x2, y2)``, D = 4) only: run the network in a per-source frame,
+        :math:`x' = a x + b`, that takes the source's mean centre to the centre of
+        ``reference_box`` and, when the source's median box size :math:`\\sqrt{wh}` is larger
+        than that box's, zooms it out to that size (:math:`a = \\min(1, \\text{reference
+        size} / \\text{size})`, at least 0.01). The network reads :math:`x'`, its predictions
+        are mapped back (:math:`\\mu = (\\mu' - b) / a`, :math:`v = v' / a^2`). Pass the
+        prior's mean training box: close-up objects, whose boxes are larger and move faster
+        than those the prior was trained on, then look like objects it knows, and tracking them
+        is equivariant to a zoom. Smaller boxes are not zoomed in (that cost accuracy on the
+        synthetic sequences, whose speeds do not depend on the box size). The map is fixed at
+        the first E-Z step of each VEM run (after :meth:`start_batch`; recomputed at every call
+        before it, as in the chunked initialisation), so the model stays the same across
+        iterations. ``None``: the network reads the boxes as they are.
     """
 
     def __init__(self, module, n_samples: int = 1, sample: bool = False, device: str = "cpu",
                  backend: str = "auto", propagate_uncertainty: bool = True,
                  finetune_steps: int = 0, finetune_lr: float = 1e-3, smooth: bool = False,
-                 precision: str = "float32"):
+                 precision: str = "float32", reference_box: Any = None):
         self.module = module
         self.do_smooth = bool(smooth)
         self.finetune_steps = int(finetune_steps)
         self.finetune_lr = float(finetune_lr)
         self._tuner = None
         self._selected = None
-        self._last = None  # (means, forward LSTM states) of the last E-S pass
+        self._last = None  # (means, network-frame means, LSTM states) of the last E-S pass
+        self.reference_box = None
+        if reference_box is not None:
+            if int(getattr(module, "x_dim", 4)) != 4:
+                raise ValueError("reference_box needs a box prior (x1, y1, x2, y2), D = 4.")
+            box = np.asarray(reference_box, dtype=float)
+            if box.shape != (4,) or not np.all(np.isfinite(box)) or not np.all(box[2:] > box[:2]):
+                raise ValueError("reference_box must be a finite box (x1, y1, x2, y2) with "
+                                 f"x2 > x1 and y2 > y1, got {reference_box!r}.")
+            self.reference_box = box
+        self._in_batch, self._n_sources = False, 1
+        self._rows = None  # rows of the next infer_latents in the batch (select_sequences)
+        self._frame_batch = None  # (a, b) of every source of the batch
+        self._frame = None  # (a, b) of the rows of the current E-Z / E-S pair
         self.propagate_uncertainty = propagate_uncertainty
         self.residual_order = int(getattr(module, "residual_order",
                                           1 if getattr(module, "residual", False) else 0))
@@ -393,6 +420,8 @@ class DVAEDynamics(SourceDynamics):
     def start_batch(self, n_sequences: int, n_sources: int, rng: np.random.Generator) -> None:
         self._selected = None
         self._tuner = None
+        self._in_batch, self._n_sources = True, n_sources
+        self._rows = self._frame_batch = None
         if self.finetune_steps > 0:
             from mixest.mixture._finetune import EncoderFineTuner
 
@@ -401,9 +430,56 @@ class DVAEDynamics(SourceDynamics):
 
     def select_sequences(self, sequences: np.ndarray) -> None:
         self._selected = np.asarray(sequences)
+        N = self._n_sources if self._in_batch else 1
+        self._rows = (self._selected[:, None] * N + np.arange(N)).ravel()
+
+    # ------------------------------------------------------------------ size frame
+    def _size_frame(self, means: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(a, b)`` of shapes (M, 1) and (M, D): each source's map into the prior's frame."""
+        ref = self.reference_box
+        ref_size = np.sqrt((ref[2] - ref[0]) * (ref[3] - ref[1]))
+        size = np.median(np.sqrt(np.abs((means[..., 2] - means[..., 0])
+                                        * (means[..., 3] - means[..., 1]))), axis=1)
+        with np.errstate(divide="ignore"):  # a degenerate box is left at its size
+            a = np.clip(ref_size / size, 0.01, 1.0)[:, None]
+        centre = 0.5 * (means[..., :2] + means[..., 2:]).mean(1)
+        return a, np.tile(0.5 * (ref[:2] + ref[2:]) - a * centre, 2)
+
+    def _select_frame(self, means: np.ndarray) -> None:
+        """Fix the frame of this E-Z step and the E-S pass after it (see ``reference_box``)."""
+        rows, self._rows = self._rows, None
+        if self.reference_box is None:
+            self._frame = None
+        elif not self._in_batch:
+            self._frame = self._size_frame(means)
+        else:
+            if self._frame_batch is None:
+                self._frame_batch = self._size_frame(means)
+                rows = None  # the first E-Z of a run sees every source
+            a, b = self._frame_batch
+            self._frame = (a, b) if rows is None else (a[rows], b[rows])
+
+    def _to_net(self, x: np.ndarray) -> np.ndarray:
+        """Data units -> the network's frame; ``x`` is (M, D) or (M, T, D)."""
+        if self._frame is None:
+            return x
+        a, b = self._frame
+        return (a * x + b) if x.ndim == 2 else (a[:, None] * x + b[:, None])
+
+    def _from_net(self, mean: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Means and diagonal variances, (M, D) or (M, T, D), back to data units."""
+        if self._frame is None:
+            return mean, var
+        a, b = self._frame
+        if mean.ndim == 3:
+            a, b = a[:, None], b[:, None]
+        return (mean - b) / a, var / a**2
 
     def infer_latents(self, means: np.ndarray, rng: np.random.Generator) -> None:
         R = self._R
+        self._select_frame(means)
+        reuse = self._last is not None and np.array_equal(self._last[0], means)
+        means = self._last[1] if reuse else self._to_net(means)
         if self._tuner is not None and self._selected is not None:
             M, T, _ = means.shape
             eps = rng.standard_normal((M * R, T, self.module.z_dim)) if self.sample else None
@@ -419,9 +495,8 @@ class DVAEDynamics(SourceDynamics):
             # float64 Numba kernels for the recurrences (verified equal to the torch module)
             M, T, _ = means.shape
             eps = rng.standard_normal((M * R, T, self.twin.z_dim)) if self.sample else None
-            hidden = None
-            if self._last is not None and np.array_equal(self._last[0], means):
-                hidden = self._last[1]  # E-S just ran the forward LSTM on these means
+            # E-S just ran the forward LSTM on these means (in this frame)
+            hidden = self._last[2] if reuse else None
             self._z = self.twin.encode_fast(means, R, eps, hidden)[0]
             return
         import torch
@@ -442,15 +517,18 @@ class DVAEDynamics(SourceDynamics):
             return None
         if self._z is None or self._z.shape[0] != m_first.shape[0] * self._R:
             raise RuntimeError("call infer_latents before the E-S pass (E-Z precedes E-S).")
-        if self.do_smooth:
-            # E-Z will read the smoothed means, so the forward LSTM states cannot be reused
-            self._last = None
-            return list(self.twin.forward_pass(info_vec, info_prec, self._z, self._R,
-                                               self.propagate_uncertainty))
-        *out, hidden = self.twin.forward_pass(info_vec, info_prec, self._z, self._R,
-                                              self.propagate_uncertainty, return_hidden=True)
-        self._last = (out[0], hidden)
-        return out
+        if self._frame is not None:  # the evidence in the network's frame
+            a = self._frame[0][:, None]
+            info_vec = info_vec / a + info_prec * self._frame[1][:, None] / a**2
+            info_prec = info_prec / a**2
+        # with the smoother, E-Z reads the smoothed means: the LSTM states cannot be reused
+        out = self.twin.forward_pass(info_vec, info_prec, self._z, self._R,
+                                     self.propagate_uncertainty, return_hidden=not self.do_smooth)
+        hidden = out[4] if len(out) == 5 else None
+        means, covs = self._from_net(out[0], out[1])
+        pm, pv = self._from_net(out[2], out[3])
+        self._last = None if self.do_smooth else (means, out[0], hidden)
+        return [means, covs, pm, pv]
 
     def begin(self, m0: np.ndarray):
         if self._z is None or self._z.shape[0] != m0.shape[0] * self._R:
@@ -480,6 +558,7 @@ class DVAEDynamics(SourceDynamics):
             mu_r, var_r = mu.reshape(M, R, -1), var.reshape(M, R, -1)
             mu = mu_r.mean(1)
             var = (var_r + mu_r**2).mean(1) - mu**2
+        mu, var = self._from_net(mu, var)
         if self.propagate_uncertainty and state["s1"] is not None:
             if self.residual_order == 2 and state["s2"] is not None:
                 var = var + 4.0 * state["s1"] + state["s2"]
@@ -495,7 +574,8 @@ class DVAEDynamics(SourceDynamics):
 
     def observe(self, state, t, m, sigma):
         R = self._R
-        x = np.repeat(m, R, axis=0) if R > 1 else m
+        x = self._to_net(m)
+        x = np.repeat(x, R, axis=0) if R > 1 else x
         if self.twin is None:
             import torch
 

@@ -86,6 +86,15 @@ class MixDVAETracker(SequenceEstimator):
         code reuses one encoder and one optimiser across sequences). SRNN priors only.
     finetune_lr : float, default=1e-3
         Adam learning rate of the fine-tuning.
+    normalize_size : bool, default=True
+        Run the prior in each object's own frame: its trajectory is shifted so that its mean
+        centre is that of the prior's mean training box and, when its boxes are larger than
+        that box, zoomed out to its size; the prior's predictions are mapped back
+        (``reference_box`` of :class:`mixest.mixture.DVAEDynamics`). A prior trained on
+        image-normalised boxes knows how boxes of its training sizes move; a close-up
+        pedestrian, several times larger and faster, is outside that range. False: the prior
+        reads the boxes as they are (the paper). Box priors only; ignored for
+        ``"constant-velocity"``.
     box_format : {"xywh", "xyxy"}, default="xywh"
         Box convention of ``X`` (MOTChallenge: ``xywh``) and of the returned tracks.
     image_size : (width, height), default=(1920, 1080)
@@ -143,6 +152,7 @@ class MixDVAETracker(SequenceEstimator):
         "sample_latents": ["boolean"],
         "finetune_steps": [Interval(Integral, 0, None, closed="left")],
         "finetune_lr": [Interval(Real, 0, None, closed="neither")],
+        "normalize_size": ["boolean"],
         "box_format": [StrOptions({"xywh", "xyxy"})],
         "image_size": [tuple, list, None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -172,6 +182,7 @@ class MixDVAETracker(SequenceEstimator):
         sample_latents: bool = False,
         finetune_steps: int = 0,
         finetune_lr: float = 1e-3,
+        normalize_size: bool = True,
         box_format: str = "xywh",
         image_size: tuple[float, float] | None = (1920, 1080),
         batch_size: int = 128,
@@ -197,6 +208,7 @@ class MixDVAETracker(SequenceEstimator):
         self.sample_latents = sample_latents
         self.finetune_steps = finetune_steps
         self.finetune_lr = finetune_lr
+        self.normalize_size = normalize_size
         self.box_format = box_format
         self.image_size = image_size
         self.batch_size = batch_size
@@ -304,10 +316,11 @@ class MixDVAETracker(SequenceEstimator):
             return ConstantVelocityDynamics(smooth=self.smooth)
         device = self.prior_.device_ if self.device == "auto" else self.device
         module = self.prior_.module_.to(device)
+        box = _mean_box(module) if self.normalize_size else None
         return DVAEDynamics(module, n_samples=self.n_z_samples,
                             sample=self.sample_latents or self.n_z_samples > 1, device=device,
                             finetune_steps=self.finetune_steps, finetune_lr=self.finetune_lr,
-                            smooth=self.smooth)
+                            smooth=self.smooth, reference_box=box)
 
     def _run(self, X: np.ndarray):
         from joblib import Parallel, delayed, effective_n_jobs
@@ -361,6 +374,15 @@ class MixDVAETracker(SequenceEstimator):
         from mixest.tracking._metrics import mota_score
 
         return mota_score(y, self.predict(X), box_format=self.box_format)
+
+
+def _mean_box(module) -> np.ndarray | None:
+    """A box prior's mean training box ``(x1, y1, x2, y2)`` (its input standardisation's
+    location), None for other priors."""
+    if module.x_dim != 4 or module.likelihood != "gaussian":
+        return None
+    box = module.x_loc.detach().cpu().double().numpy()
+    return box if box[2] > box[0] and box[3] > box[1] else None
 
 
 def _run_batch(tracker: MixDVAETracker, obs: np.ndarray, phi: np.ndarray, seed: int):
