@@ -389,7 +389,7 @@ class DVAEDynamics(SourceDynamics):
                 raise ValueError("reference_box must be a finite box (x1, y1, x2, y2) with "
                                  f"x2 > x1 and y2 > y1, got {reference_box!r}.")
             self.reference_box = box
-        self._in_batch, self._n_sources = False, 1
+        self._n_sources = None  # set by start_batch: a VEM run is under way
         self._rows = None  # rows of the next infer_latents in the batch (select_sequences)
         self._frame_batch = None  # (a, b) of every source of the batch
         self._frame = None  # (a, b) of the rows of the current E-Z / E-S pair
@@ -420,7 +420,7 @@ class DVAEDynamics(SourceDynamics):
     def start_batch(self, n_sequences: int, n_sources: int, rng: np.random.Generator) -> None:
         self._selected = None
         self._tuner = None
-        self._in_batch, self._n_sources = True, n_sources
+        self._n_sources = n_sources
         self._rows = self._frame_batch = None
         if self.finetune_steps > 0:
             from mixest.mixture._finetune import EncoderFineTuner
@@ -430,8 +430,9 @@ class DVAEDynamics(SourceDynamics):
 
     def select_sequences(self, sequences: np.ndarray) -> None:
         self._selected = np.asarray(sequences)
-        N = self._n_sources if self._in_batch else 1
-        self._rows = (self._selected[:, None] * N + np.arange(N)).ravel()
+        if self._n_sources is not None:
+            N = self._n_sources
+            self._rows = (self._selected[:, None] * N + np.arange(N)).ravel()
 
     # ------------------------------------------------------------------ size frame
     def _size_frame(self, means: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -450,7 +451,7 @@ class DVAEDynamics(SourceDynamics):
         rows, self._rows = self._rows, None
         if self.reference_box is None:
             self._frame = None
-        elif not self._in_batch:
+        elif self._n_sources is None:  # outside a run (the chunked initialisation)
             self._frame = self._size_frame(means)
         else:
             if self._frame_batch is None:
