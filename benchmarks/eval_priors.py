@@ -44,6 +44,13 @@ def _errors(pred: np.ndarray, X: np.ndarray) -> dict[str, float]:
     }
 
 
+def _constant_acceleration(X: np.ndarray) -> np.ndarray:
+    """``3 x_{t-1} - 3 x_{t-2} + x_{t-3}`` (constant velocity at t = 2, where it is undefined)."""
+    pred = np.concatenate([X[:, :2], 2 * X[:, 1:-1] - X[:, :-2]], 1)
+    pred[:, 3:] += X[:, 2:-1] - 2 * X[:, 1:-2] + X[:, :-3]
+    return pred
+
+
 def _denoising_elbo(module, X: np.ndarray, X_cond: np.ndarray) -> float:
     """Mean per-frame ELBO of clean ``X`` conditioned on ``X_cond`` (fixed seed, beta 1)."""
     import torch
@@ -127,13 +134,14 @@ def main(argv: list[str] | None = None) -> int:
         "constant velocity 2x[t-1]-x[t-2]": _errors(
             np.concatenate([X[:, :2], 2 * X[:, 1:-1] - X[:, :-2]], 1), X
         ),
+        "constant acceleration 3x[t-1]-3x[t-2]+x[t-3]": _errors(_constant_acceleration(X), X),
         "static x[t-1]": _errors(np.concatenate([X[:, :1], X[:, :-1]], 1), X),
     }
     print("\none-step-ahead prediction error, frames 3..60 (units: image-normalised; px of "
           "1920x1080)")
-    print(f"{'predictor':38s} {'MAE':>10s} {'RMSE':>10s} {'MAE px':>8s} {'p99 px':>8s}")
+    print(f"{'predictor':44s} {'MAE':>10s} {'RMSE':>10s} {'MAE px':>8s} {'p99 px':>8s}")
     for name, r in rows.items():
-        print(f"{name:38s} {r['MAE']:10.3e} {r['RMSE']:10.3e} {r['MAE_px']:8.3f} "
+        print(f"{name:44s} {r['MAE']:10.3e} {r['RMSE']:10.3e} {r['MAE_px']:8.3f} "
               f"{r['p99_px']:8.3f}")
     # The tracker feeds the prior noisy posterior means, not clean boxes: the same predictors
     # reading jittered boxes (std = jitter x box size per coordinate), scored on the clean ones.
@@ -150,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"\nsame, inputs jittered by {args.input_jitter:g} x box size (targets clean)")
     for name, r in noisy.items():
-        print(f"{name:38s} {r['MAE']:10.3e} {r['RMSE']:10.3e} {r['MAE_px']:8.3f} "
+        print(f"{name:44s} {r['MAE']:10.3e} {r['RMSE']:10.3e} {r['MAE_px']:8.3f} "
               f"{r['p99_px']:8.3f}")
     z2 = ((mean[:, 2:] - X[:, 2:]) ** 2 / var[:, 2:])
     print(f"\npredictive std: median {np.sqrt(np.median(var[:, 2:])):.2e} "

@@ -113,6 +113,11 @@ class DVAE(SequenceEstimator):
         training-set scale.
     velocity_input : bool, default=None
         Also feed ``x_{t-1} - x_{t-2}`` to the LSTM (None: True for Gaussian data).
+    gated_extrapolation : bool, default=False
+        With ``residual_order=1`` (Gaussian): the decoder mean is
+        ``x_{t-1} + sigmoid(g_v) v_{t-1} + sigmoid(g_a) a_{t-1} + s_1 r``, gates ``g_v, g_a``
+        and residual ``r`` from the decoder, ``v`` and ``a`` the last velocity and acceleration
+        of the inputs, which the LSTM also reads (see :class:`mixest.dvae.SRNN`).
     min_std : "auto" or float, default="auto"
         Floor of the decoder standard deviation in data units; "auto" is 1e-3 of each
         dimension's standard deviation in the training data. It keeps the prior's variance
@@ -134,6 +139,9 @@ class DVAE(SequenceEstimator):
         Draw each training sequence's jitter level uniformly between 0 and ``input_noise``
         (noise-level augmentation), so that one prior learns both to extrapolate clean
         trajectories and to denoise noisy ones, telling them apart from their roughness.
+    input_noise_clean : float, default=0.0
+        With ``input_noise_random``: the share of training sequences left exactly clean, so
+        that noise-free inputs are learned as such (a uniform level is almost never zero).
     n_epochs : int, default=500
     batch_size : int, default=256
     learning_rate : float, default=1e-3
@@ -186,11 +194,13 @@ class DVAE(SequenceEstimator):
         "encoder_rnn": ["boolean"],
         "residual_order": [Interval(Integral, 0, 2, closed="both")],
         "velocity_input": ["boolean", None],
+        "gated_extrapolation": ["boolean"],
         "min_std": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
         "input_noise": [Interval(Real, 0, None, closed="left")],
         "noise_targets": ["boolean"],
         "input_noise_relative": ["boolean"],
         "input_noise_random": ["boolean"],
+        "input_noise_clean": [Interval(Real, 0, 1, closed="left")],
         "n_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
@@ -234,11 +244,13 @@ class DVAE(SequenceEstimator):
         encoder_rnn: bool = True,
         residual_order: int = 2,
         velocity_input: bool | None = None,
+        gated_extrapolation: bool = False,
         min_std: str | float = "auto",
         input_noise: float = 0.0,
         noise_targets: bool = True,
         input_noise_relative: bool = False,
         input_noise_random: bool = False,
+        input_noise_clean: float = 0.0,
         n_epochs: int = 500,
         batch_size: int = 256,
         learning_rate: float = 1e-3,
@@ -263,11 +275,13 @@ class DVAE(SequenceEstimator):
         self.encoder_rnn = encoder_rnn
         self.residual_order = residual_order
         self.velocity_input = velocity_input
+        self.gated_extrapolation = gated_extrapolation
         self.min_std = min_std
         self.input_noise = input_noise
         self.noise_targets = noise_targets
         self.input_noise_relative = input_noise_relative
         self.input_noise_random = input_noise_random
+        self.input_noise_clean = input_noise_clean
         self.n_epochs = n_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -352,6 +366,7 @@ class DVAE(SequenceEstimator):
                     "encoder_rnn": self.encoder_rnn,
                     "residual_order": self.residual_order,
                     "velocity_input": self.velocity_input,
+                    "gated_extrapolation": self.gated_extrapolation,
                 }
             ).to(self.device_)
             t_tr = self._tensor(X_tr)
@@ -369,7 +384,7 @@ class DVAE(SequenceEstimator):
                 # residual would have to output values ~100 times its unit.
                 gen = torch.Generator(device=self.device_).manual_seed(_seed_from(rng))
                 t_norm = jitter(t_tr, self.input_noise, self.input_noise_relative, gen,
-                                self.input_noise_random)
+                                self.input_noise_random, self.input_noise_clean)
             module.set_normalization(t_norm, min_std)
             self.history_: TrainingHistory = train_dvae(
                 module,
@@ -391,6 +406,7 @@ class DVAE(SequenceEstimator):
                 noise_targets=bool(self.noise_targets),
                 input_noise_relative=bool(self.input_noise_relative),
                 input_noise_random=bool(self.input_noise_random),
+                input_noise_clean=float(self.input_noise_clean),
             )
         self.module_: DVAEModule = module
         self.n_epochs_ = len(self.history_.train_loss)

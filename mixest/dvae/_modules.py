@@ -56,6 +56,10 @@ class DVAEState(NamedTuple):
         The last frame fed, ``x_{t-1}``, in data units (velocity feature, residual base).
     t : int
         Number of frames already generated (0 before the first frame).
+    past : tuple of Tensor of shape (B, x_dim)
+        Up to two frames fed before ``x`` (``x_{t-2}, x_{t-3}``), most recent first: the
+        acceleration and jerk features and the extrapolation of ``gated_extrapolation=True``
+        read them.
     """
 
     h: Tensor
@@ -63,6 +67,7 @@ class DVAEState(NamedTuple):
     z: Tensor
     x: Tensor
     t: int
+    past: tuple = ()
 
 
 def gaussian_kl(mq: Tensor, lq: Tensor, mp: Tensor, lp: Tensor) -> Tensor:
@@ -115,6 +120,19 @@ class DVAEModule(nn.Module):
         exist.
     velocity_input : bool, optional
         Also feed ``x_{t-1} - x_{t-2}`` to the LSTM (default: ``True`` for Gaussian data).
+    gated_extrapolation : bool, default=False
+        Gaussian, ``residual_order=1`` only. The decoder also outputs two gates per dimension
+        and the mean becomes
+        ``x_{t-1} + sigmoid(g_v) (x_{t-1} - x_{t-2}) + sigmoid(g_a) (x_{t-1} - 2 x_{t-2} +
+        x_{t-3}) + s_1 r``: the network chooses between a random walk, constant velocity and
+        constant acceleration (all exact kinematics, no precision lost through tanh layers)
+        and adds its own residual. The LSTM also reads the acceleration and the jerk,
+        ``asinh((x_{t-1} - 2 x_{t-2} + x_{t-3}) / c)`` and
+        ``asinh((x_{t-1} - 3 x_{t-2} + 3 x_{t-3} - x_{t-4}) / c)``, with ``c`` a thousandth of
+        the training second differences' scale (at least 1e-5 of the positions' scale, above
+        float32 rounding), so that both the tiny changes of smooth paths
+        and the large ones of noisy inputs or turns are legible: a jerk near zero says that
+        constant acceleration is exact.
     """
 
     architecture = "base"
@@ -130,6 +148,7 @@ class DVAEModule(nn.Module):
         encoder_rnn: bool = True,
         residual_order: int = 2,
         velocity_input: bool | None = None,
+        gated_extrapolation: bool = False,
     ):
         super().__init__()
         if likelihood not in ("gaussian", "itakura_saito"):
@@ -144,16 +163,22 @@ class DVAEModule(nn.Module):
         self.velocity_input = (
             likelihood == "gaussian" if velocity_input is None else bool(velocity_input)
         )
+        self.gated_extrapolation = bool(gated_extrapolation)
+        if self.gated_extrapolation and (likelihood != "gaussian" or self.residual_order != 1):
+            raise ValueError("gated_extrapolation needs the Gaussian likelihood and "
+                             f"residual_order=1, got {likelihood!r} and {residual_order!r}")
         # Standardisation (data units <-> network units), set by set_normalization().
         self.register_buffer("x_loc", torch.zeros(x_dim))
         self.register_buffer("x_scale", torch.ones(x_dim))
         self.register_buffer("dx_scale", torch.ones(x_dim))
         self.register_buffer("ddx_scale", torch.ones(x_dim))
         self.register_buffer("min_var", torch.zeros(x_dim))
+        if self.gated_extrapolation:  # unit of the acceleration feature
+            self.register_buffer("acc_unit", torch.ones(x_dim))
 
-        n_feat = x_dim * (2 if self.velocity_input else 1)
+        n_feat = self.n_features
         feat = self.dense_dims[-1] if self.dense_dims else n_feat
-        n_out = 2 * x_dim if likelihood == "gaussian" else x_dim
+        n_out = (2 + 2 * self.gated_extrapolation) * x_dim if likelihood == "gaussian" else x_dim
         self.feature_x = _mlp(n_feat, self.dense_dims, None)  # g(.) of the LSTM input
         self.feature_enc = _mlp(n_feat, self.dense_dims, None)
         if self.encoder_rnn:
@@ -168,6 +193,11 @@ class DVAEModule(nn.Module):
         self.decoder_net = _mlp(rnn_dim + z_dim, tuple(reversed(self.dense_dims)), n_out)
 
     # ------------------------------------------------------------------ configuration
+    @property
+    def n_features(self) -> int:
+        """Size of one frame's features (position, velocity, acceleration and jerk)."""
+        return self.x_dim * (1 + self.velocity_input + 2 * self.gated_extrapolation)
+
     def _build_recurrence(self, feat: int) -> None:
         raise NotImplementedError
 
@@ -183,6 +213,7 @@ class DVAEModule(nn.Module):
             "encoder_rnn": self.encoder_rnn,
             "residual_order": self.residual_order,
             "velocity_input": self.velocity_input,
+            "gated_extrapolation": self.gated_extrapolation,
         }
 
     @torch.no_grad()
@@ -208,6 +239,8 @@ class DVAEModule(nn.Module):
         if X.shape[1] > 2:
             dd = (X[:, 2:] - 2 * X[:, 1:-1] + X[:, :-2]).reshape(-1, self.x_dim)
             self.ddx_scale.copy_(dd.pow(2).mean(0).sqrt().clamp_min(1e-6))
+        if self.gated_extrapolation:  # not below float32 rounding of the positions
+            self.acc_unit.copy_(torch.maximum(1e-3 * self.ddx_scale, 1e-5 * self.x_scale))
         self.min_var.copy_(torch.as_tensor(min_std, dtype=X.dtype).pow(2).expand(self.x_dim))
 
     # ------------------------------------------------------------------ pieces
@@ -216,25 +249,55 @@ class DVAEModule(nn.Module):
             x = torch.log(x.clamp_min(0.0) + LOG_EPS)
         return (x - self.x_loc) / self.x_scale
 
-    def _frame_features(self, x: Tensor, x_last: Tensor | None) -> Tensor:
-        """Network features of one frame in data units (+ velocity w.r.t. the previous one)."""
+    @staticmethod
+    def _earlier(state: DVAEState) -> tuple:
+        """The frames fed before ``x_{t-1}`` that exist, most recent first (at most three)."""
+        frames = (state.x, *state.past)
+        return frames[: max(0, min(state.t - 1, len(frames)))]
+
+    def _frame_features(self, x: Tensor, earlier: tuple = ()) -> Tensor:
+        """Network features of one frame in data units.
+
+        ``earlier``: the frames before ``x`` that exist, most recent first. Velocity w.r.t.
+        ``earlier[0]`` and, with ``gated_extrapolation``, acceleration and jerk (zero where
+        their frames do not exist).
+        """
         xs = self._standardize(x)
-        if not self.velocity_input:
+        if not self.velocity_input and not self.gated_extrapolation:
             return xs
-        if x_last is None:
-            vel = torch.zeros_like(xs)
-        else:
-            vel = (xs - self._standardize(x_last)) * (self.x_scale / self.dx_scale)
-        return torch.cat([xs, vel], -1)
+        parts = [xs]
+        n = len(earlier)
+        if self.velocity_input:
+            if n == 0:
+                parts.append(torch.zeros_like(xs))
+            else:
+                parts.append((xs - self._standardize(earlier[0])) * (self.x_scale / self.dx_scale))
+        if self.gated_extrapolation:
+            zeros = torch.zeros_like(xs)
+            acc = x - 2.0 * earlier[0] + earlier[1] if n >= 2 else None
+            parts.append(zeros if acc is None else torch.asinh(acc / self.acc_unit))
+            # the jerk as a difference of accelerations, as in _sequence_features (same rounding)
+            jerk = acc - (earlier[0] - 2.0 * earlier[1] + earlier[2]) if n >= 3 else None
+            parts.append(zeros if jerk is None else torch.asinh(jerk / self.acc_unit))
+        return torch.cat(parts, -1)
 
     def _sequence_features(self, x: Tensor) -> Tensor:
         """Features of every frame of ``x`` (B, T, D) -> (B, T, F); velocity 0 at t = 0."""
         xs = self._standardize(x)
-        if not self.velocity_input:
+        if not self.velocity_input and not self.gated_extrapolation:
             return xs
-        vel = torch.zeros_like(xs)
-        vel[:, 1:] = (xs[:, 1:] - xs[:, :-1]) * (self.x_scale / self.dx_scale)
-        return torch.cat([xs, vel], -1)
+        parts = [xs]
+        if self.velocity_input:
+            vel = torch.zeros_like(xs)
+            vel[:, 1:] = (xs[:, 1:] - xs[:, :-1]) * (self.x_scale / self.dx_scale)
+            parts.append(vel)
+        if self.gated_extrapolation:
+            acc, jerk = torch.zeros_like(xs), torch.zeros_like(xs)
+            dd = x[:, 2:] - 2.0 * x[:, 1:-1] + x[:, :-2]
+            acc[:, 2:] = torch.asinh(dd / self.acc_unit)
+            jerk[:, 3:] = torch.asinh((dd[:, 1:] - dd[:, :-1]) / self.acc_unit)
+            parts += [acc, jerk]
+        return torch.cat(parts, -1)
 
     def encoder_summary(self, x: Tensor) -> Tensor:
         """``a_t`` for every frame: backward-LSTM summary of ``x_{t:T}`` or features of ``x_t``."""
@@ -248,11 +311,12 @@ class DVAEModule(nn.Module):
         """Recurrent state before the first frame (``x_0 = 0``, ``z_0 = 0``)."""
         p = self.x_loc
         zeros = torch.zeros(batch_size, self.rnn_dim, dtype=p.dtype, device=p.device)
+        x_zeros = torch.zeros(batch_size, self.x_dim, dtype=p.dtype, device=p.device)
         return DVAEState(
             zeros,
             zeros.clone(),
             torch.zeros(batch_size, self.z_dim, dtype=p.dtype, device=p.device),
-            torch.zeros(batch_size, self.x_dim, dtype=p.dtype, device=p.device),
+            x_zeros,
             0,
         )
 
@@ -275,19 +339,28 @@ class DVAEModule(nn.Module):
         return m, lv.clamp(_LOGVAR_MIN, _LOGVAR_MAX)
 
     def emission(
-        self, h: Tensor, z_t: Tensor, x_prev: Tensor | None, x_pprev: Tensor | None = None
+        self,
+        h: Tensor,
+        z_t: Tensor,
+        x_prev: Tensor | None,
+        x_pprev: Tensor | None = None,
+        x_ppprev: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Decoder ``p(x_t | h, z_t)`` in data units: ``(mean, var)``, each (..., x_dim).
 
-        ``x_prev`` and ``x_pprev`` (``x_{t-1}``, ``x_{t-2}``, data units, None where they do not
-        exist) are the residual base. For Itakura-Saito the mean is zeros and ``var`` the power
+        ``x_prev``, ``x_pprev`` and ``x_ppprev`` (``x_{t-1}``, ``x_{t-2}``, ``x_{t-3}``, data
+        units, None where they do not exist) are the residual base (``x_ppprev``: gated
+        extrapolation only). For Itakura-Saito the mean is zeros and ``var`` the power
         variance.
         """
         out = self.decoder_net(torch.cat([h, z_t], -1))
         if self.likelihood == "itakura_saito":
             logv = (self.x_loc + self.x_scale * out).clamp(-60.0, 60.0)
             return torch.zeros_like(logv), logv.exp() + self.min_var
-        raw_m, raw_lv = out.chunk(2, -1)
+        if self.gated_extrapolation:
+            raw_m, raw_lv, g_v, g_a = out.chunk(4, -1)
+        else:
+            raw_m, raw_lv = out.chunk(2, -1)
         order = self.residual_order
         if x_prev is None:
             order = 0
@@ -300,8 +373,25 @@ class DVAEModule(nn.Module):
         else:
             base, scale = self.x_loc, self.x_scale
         mean = base + scale * raw_m
+        if self.gated_extrapolation and order == 1 and x_pprev is not None:
+            vel = x_prev - x_pprev
+            mean = mean + torch.sigmoid(g_v) * vel
+            if x_ppprev is not None:
+                mean = mean + torch.sigmoid(g_a) * (vel - x_pprev + x_ppprev)
         var = scale.pow(2) * raw_lv.clamp(_LOGVAR_MIN, _LOGVAR_MAX).exp() + self.min_var
         return mean, var
+
+    def emission_gates(self, h: Tensor, z_t: Tensor) -> tuple[Tensor, Tensor] | None:
+        """Gates ``(sigmoid(g_v), sigmoid(g_a))`` of :meth:`emission` (``gated_extrapolation``).
+
+        Each is (..., x_dim): the weights of the last velocity and acceleration in the mean.
+        None for other modules. A tracker needs them to propagate the uncertainty of the
+        frames the mean extrapolates from.
+        """
+        if not self.gated_extrapolation:
+            return None
+        g_v, g_a = self.decoder_net(torch.cat([h, z_t], -1)).chunk(4, -1)[2:]
+        return torch.sigmoid(g_v), torch.sigmoid(g_a)
 
     def decode_step(
         self, x_prev: Tensor | None, z_t: Tensor, state: DVAEState
@@ -324,8 +414,9 @@ class DVAEModule(nn.Module):
             State after frame ``t`` (it remembers ``z_t``).
         """
         x_pprev = state.x if state.t >= 2 else None
+        x_ppprev = state.past[0] if state.t >= 3 else None
         h, state = self.advance(x_prev, state)
-        mean, var = self.emission(h, z_t, x_prev if state.t > 1 else None, x_pprev)
+        mean, var = self.emission(h, z_t, x_prev if state.t > 1 else None, x_pprev, x_ppprev)
         return mean, var, state._replace(z=z_t)
 
     # ------------------------------------------------------------------ whole sequences
@@ -410,7 +501,12 @@ class DVAEModule(nn.Module):
         parts = [self.emission(H[:, :1], Z[:, :1], None, None)]
         if T > 1:
             parts.append(self.emission(H[:, 1:2], Z[:, 1:2], x[:, :1], None))
-        if T > 2:
+        if T > 2 and self.gated_extrapolation:
+            parts.append(self.emission(H[:, 2:3], Z[:, 2:3], x[:, 1:2], x[:, :1]))
+            if T > 3:
+                parts.append(self.emission(H[:, 3:], Z[:, 3:], x[:, 2:-1], x[:, 1:-2],
+                                           x[:, :-3]))
+        elif T > 2:
             parts.append(self.emission(H[:, 2:], Z[:, 2:], x[:, 1:-1], x[:, :-2]))
         return {
             "z": Z,
@@ -430,6 +526,7 @@ class DVAEModule(nn.Module):
         out: dict[str, list[Tensor]] = {k: [] for k in keys}
         x_fed: Tensor | None = None
         x_pfed: Tensor | None = None
+        x_ppfed: Tensor | None = None
         for t in range(T):
             h, state = self.advance(x_fed, state)
             z_prev = state.z
@@ -440,9 +537,9 @@ class DVAEModule(nn.Module):
             else:
                 qm = qlv = None
                 z_t = z[:, t]
-            mean, var = self.emission(h, z_t, x_fed, x_pfed)
+            mean, var = self.emission(h, z_t, x_fed, x_pfed, x_ppfed)
             state = state._replace(z=z_t)
-            x_pfed = x_fed
+            x_ppfed, x_pfed = x_pfed, x_fed
             if t < 2:
                 # The first two predictions cannot know the position and the velocity (they
                 # have seen at most one frame): feeding them would inject errors that a
@@ -563,13 +660,14 @@ class DVAEModule(nn.Module):
         x : Tensor of shape (n, T, x_dim)
         """
         state = self.initial_state(n)
-        x_prev, x_pprev, frames = None, None, []
+        x_prev = x_pprev = x_ppprev = None
+        frames = []
         k = 0 if x_start is None else x_start.shape[1]
         for t in range(T):
             h, state = self.advance(x_prev, state)
             pm, plv = self.prior_step(h, state.z)
             z_t = pm + (0.5 * plv).exp() * self._noise(pm, generator)
-            mean, var = self.emission(h, z_t, x_prev, x_pprev)
+            mean, var = self.emission(h, z_t, x_prev, x_pprev, x_ppprev)
             state = state._replace(z=z_t)
             if self.likelihood == "itakura_saito":
                 if noise:
@@ -583,7 +681,7 @@ class DVAEModule(nn.Module):
             if t < k:
                 x_t = x_start[:, t]
             frames.append(x_t)
-            x_prev, x_pprev = x_t, x_prev
+            x_prev, x_pprev, x_ppprev = x_t, x_prev, x_pprev
         return torch.stack(frames, 1)
 
     @torch.no_grad()
@@ -599,15 +697,16 @@ class DVAEModule(nn.Module):
             ``mean[:, t]`` predicts ``x[:, t]`` from ``x[:, :t]``.
         """
         state = self.initial_state(x.shape[0])
-        x_prev, x_pprev, means, vars_ = None, None, [], []
+        x_prev = x_pprev = x_ppprev = None
+        means, vars_ = [], []
         for t in range(x.shape[1]):
             h, state = self.advance(x_prev, state)
             pm, _ = self.prior_step(h, state.z)
-            mean, var = self.emission(h, pm, x_prev, x_pprev)
+            mean, var = self.emission(h, pm, x_prev, x_pprev, x_ppprev)
             state = state._replace(z=pm)
             means.append(mean)
             vars_.append(var)
-            x_prev, x_pprev = x[:, t], x_prev
+            x_prev, x_pprev, x_ppprev = x[:, t], x_prev, x_pprev
         return torch.stack(means, 1), torch.stack(vars_, 1)
 
 
@@ -626,14 +725,14 @@ class SRNN(DVAEModule):
 
     def advance(self, x_prev: Tensor | None, state: DVAEState) -> tuple[Tensor, DVAEState]:
         if state.t == 0:  # x_0 = 0 in standardised units
-            n_feat = self.x_dim * (2 if self.velocity_input else 1)
-            f = state.x.new_zeros(state.x.shape[0], n_feat)
-            x_keep = state.x
-        else:
-            f = self._frame_features(x_prev, state.x if state.t >= 2 else None)
-            x_keep = x_prev
+            f = state.x.new_zeros(state.x.shape[0], self.n_features)
+            return self._lstm_advance(f, state, state.x, state.past)
+        f = self._frame_features(x_prev, self._earlier(state))
+        return self._lstm_advance(f, state, x_prev, (state.x, *state.past[:1]))
+
+    def _lstm_advance(self, f, state, x_keep, past) -> tuple[Tensor, DVAEState]:
         h, c = _lstm_step(self.rnn, self.feature_x(f), state.h, state.c)
-        return h, DVAEState(h, c, state.z, x_keep, state.t + 1)
+        return h, DVAEState(h, c, state.z, x_keep, state.t + 1, past)
 
     def _hidden_teacher_forced(self, x: Tensor) -> Tensor:
         # h_t reads x_{t-1}: shift the features right by one frame, x_0 = 0.
@@ -662,10 +761,10 @@ class VRNN(DVAEModule):
     def advance(self, x_prev: Tensor | None, state: DVAEState) -> tuple[Tensor, DVAEState]:
         if state.t == 0:  # h_0 = 0: nothing observed yet
             return state.h, state._replace(t=1)
-        f = self._frame_features(x_prev, state.x if state.t >= 2 else None)
+        f = self._frame_features(x_prev, self._earlier(state))
         inp = torch.cat([self.feature_x(f), self.feature_z(state.z)], -1)
         h, c = _lstm_step(self.rnn, inp, state.h, state.c)
-        return h, DVAEState(h, c, state.z, x_prev, state.t + 1)
+        return h, DVAEState(h, c, state.z, x_prev, state.t + 1, (state.x, *state.past[:1]))
 
 
 _ARCHITECTURES = {"srnn": SRNN, "vrnn": VRNN}

@@ -94,6 +94,7 @@ def jitter(
     relative: bool = False,
     generator: torch.Generator | None = None,
     random_level: bool = False,
+    clean_fraction: float = 0.0,
 ) -> torch.Tensor:
     """``x`` plus Gaussian noise: std ``std`` in data units, or relative to the box size.
 
@@ -110,6 +111,9 @@ def jitter(
     random_level : bool, default=False
         Scale the noise of each sequence (each index of the leading axes but the last two) by
         its own factor drawn uniformly from [0, 1], so that clean and noisy sequences are mixed.
+    clean_fraction : float, default=0.0
+        With ``random_level``: the share of sequences (each an independent draw) whose factor is
+        0, left exactly clean.
 
     Returns
     -------
@@ -120,6 +124,9 @@ def jitter(
     if random_level:
         level = torch.rand(x.shape[:-2] + (1, 1), dtype=x.dtype, device=x.device,
                            generator=generator)
+        if clean_fraction > 0.0:  # (no extra draw otherwise: older recipes stay reproducible)
+            keep = torch.rand(level.shape, dtype=x.dtype, device=x.device, generator=generator)
+            level = level * (keep >= clean_fraction)
         noise = noise * level
     if relative:
         if x.shape[-1] != 4:
@@ -174,6 +181,7 @@ def train_dvae(
     noise_targets: bool = True,
     input_noise_relative: bool = False,
     input_noise_random: bool = False,
+    input_noise_clean: float = 0.0,
 ) -> TrainingHistory:
     """Fit ``module`` in place by maximising the ELBO; leave the best validation weights in it.
 
@@ -206,6 +214,8 @@ def train_dvae(
         (y coordinates); needs boxes ``(x1, y1, x2, y2)``.
     input_noise_random : bool, default=False
         Each sequence's jitter std is ``input_noise`` times its own uniform [0, 1] draw.
+    input_noise_clean : float, default=0.0
+        With ``input_noise_random``: the share of sequences left clean.
 
     Returns
     -------
@@ -223,7 +233,7 @@ def train_dvae(
     if X_val is not None and not noise_targets and input_noise > 0.0:
         gen = torch.Generator(device=X_val.device).manual_seed(val_seed + 1)
         X_val_cond = jitter(X_val, input_noise, input_noise_relative, gen,
-                            input_noise_random)
+                            input_noise_random, input_noise_clean)
     t0 = time.perf_counter()
     bar = tqdm(range(n_epochs), disable=not verbose, desc="DVAE", unit="epoch")
     for epoch in bar:
@@ -237,10 +247,12 @@ def train_dvae(
             xb = X_train[perm[i : i + batch_size]]
             xc = None
             if input_noise > 0.0:
+                noisy = jitter(xb, input_noise, input_noise_relative, None, input_noise_random,
+                               input_noise_clean)
                 if noise_targets:
-                    xb = jitter(xb, input_noise, input_noise_relative, None, input_noise_random)
+                    xb = noisy
                 else:
-                    xc = jitter(xb, input_noise, input_noise_relative, None, input_noise_random)
+                    xc = noisy
             _, recon, kl = module.elbo(xb, beta, feed_prob=p, return_terms=True, x_cond=xc)
             loss = -(recon - beta * kl_w * kl).mean()
             opt.zero_grad(set_to_none=True)

@@ -98,6 +98,7 @@ def linearised_rts(
     pred_var: np.ndarray,
     residual_order: int,
     propagated: bool,
+    coefficients: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     r"""Rauch-Tung-Striebel backward pass through a residual decoder's linearised transition.
 
@@ -129,17 +130,21 @@ def linearised_rts(
     propagated : bool
         Whether ``pred_var`` already contains the propagated input uncertainty
         :math:`a^2 \Sigma_{t-1} (+ \Sigma_{t-2})` (``DVAEDynamics(propagate_uncertainty=True)``).
+    coefficients : ndarray of shape (M, T, D), optional
+        :math:`a` of every frame's prediction (``coefficients[:, t + 1]`` for the step from
+        ``t``), e.g. :math:`1 + g_v + g_a` of a gated extrapolation (the forward pass's gates,
+        held fixed like :math:`f`); overrides ``residual_order``'s constant.
 
     Returns
     -------
     means, covs : ndarray of shape (M, T, D)
     """
-    if residual_order == 0 or means.shape[1] < 2:
+    if (residual_order == 0 and coefficients is None) or means.shape[1] < 2:
         return means, covs
     sm, sc = means.copy(), covs.copy()
     for t in range(means.shape[1] - 2, -1, -1):
-        second = residual_order == 2 and t >= 1  # frame t+1 used the order-2 residual
-        a = 2.0 if second else 1.0
+        second = coefficients is None and residual_order == 2 and t >= 1  # order-2 residual
+        a = coefficients[:, t + 1] if coefficients is not None else (2.0 if second else 1.0)
         pred_cov = pred_var[:, t + 1]
         if not propagated:
             pred_cov = pred_cov + a * a * covs[:, t] + (covs[:, t - 1] if second else 0.0)
@@ -396,6 +401,8 @@ class DVAEDynamics(SourceDynamics):
         self.propagate_uncertainty = propagate_uncertainty
         self.residual_order = int(getattr(module, "residual_order",
                                           1 if getattr(module, "residual", False) else 0))
+        self.gated = bool(getattr(module, "gated_extrapolation", False))
+        self._coef = None  # gated extrapolation: the last forward pass's transition coefficients
         self.n_samples = n_samples
         self.sample = sample
         self.device = device
@@ -524,8 +531,10 @@ class DVAEDynamics(SourceDynamics):
             info_prec = info_prec / a**2
         # with the smoother, E-Z reads the smoothed means: the LSTM states cannot be reused
         out = self.twin.forward_pass(info_vec, info_prec, self._z, self._R,
-                                     self.propagate_uncertainty, return_hidden=not self.do_smooth)
-        hidden = out[4] if len(out) == 5 else None
+                                     self.propagate_uncertainty, return_hidden=not self.do_smooth,
+                                     return_coefficients=self.gated)
+        hidden = None if self.do_smooth else out[4]
+        self._coef = out[-1] if self.gated else None
         means, covs = self._from_net(out[0], out[1])
         pm, pv = self._from_net(out[2], out[3])
         self._last = None if self.do_smooth else (means, out[0], hidden)
@@ -535,22 +544,30 @@ class DVAEDynamics(SourceDynamics):
         if self._z is None or self._z.shape[0] != m0.shape[0] * self._R:
             raise RuntimeError("call infer_latents before begin (E-Z precedes E-S).")
         MR = self._z.shape[0]
+        self._coef = [] if self.gated else None
         if self.twin is not None:
-            return {"x": None, "h": self.twin.initial_state(MR), "s1": None, "s2": None}
-        import torch
+            h = self.twin.initial_state(MR)
+        else:
+            import torch
 
-        with torch.no_grad():
-            h = self.module.initial_state(MR)
-        return {"x": None, "h": h, "s1": None, "s2": None}
+            with torch.no_grad():
+                h = self.module.initial_state(MR)
+        return {"x": None, "h": h, "s1": None, "s2": None, "s3": None}
 
     def predict(self, state: dict, t: int):
+        gates = None
         if self.twin is not None:
             mu, var, h = self.twin.decode_step(state["x"], self._z[:, t], state["h"])
+            if self.gated and t >= 2:
+                gates = self.twin.gates(h[0], self._z[:, t])
         else:
             import torch
 
             with torch.no_grad():
                 mu, var, h = self.module.decode_step(state["x"], self._z[:, t], state["h"])
+                if self.gated and t >= 2:
+                    gates = [g.double().cpu().numpy()
+                             for g in self.module.emission_gates(h.h, self._z[:, t])]
             mu = mu.double().cpu().numpy()
             var = var.double().cpu().numpy()
         R = self._R
@@ -560,18 +577,45 @@ class DVAEDynamics(SourceDynamics):
             mu = mu_r.mean(1)
             var = (var_r + mu_r**2).mean(1) - mu**2
         mu, var = self._from_net(mu, var)
-        if self.propagate_uncertainty and state["s1"] is not None:
+        if gates is not None:
+            var = self._gated_terms(gates, t, var, state)
+        elif self.gated:
+            self._coef.append(np.ones_like(mu))
+            if self.propagate_uncertainty and state["s1"] is not None:
+                var = var + state["s1"]
+        elif self.propagate_uncertainty and state["s1"] is not None:
             if self.residual_order == 2 and state["s2"] is not None:
                 var = var + 4.0 * state["s1"] + state["s2"]
             elif self.residual_order >= 1:
                 var = var + state["s1"]
         return mu, var, {**state, "h": h}
 
+    def _gated_terms(self, gates, t: int, var: np.ndarray, state: dict) -> np.ndarray:
+        """Gated extrapolation at frame ``t >= 2``: record the transition coefficient and add
+        the propagated uncertainty of ``m_{t-1}, m_{t-2}, m_{t-3}`` (moments over the R rows).
+        """
+        g_v, g_a = gates
+        if t < 3:
+            g_a = np.zeros_like(g_a)
+        c1, c2 = 1.0 + g_v + g_a, g_v + 2.0 * g_a
+        M = var.shape[0]
+        mean_rows = (lambda a: a.reshape(M, self._R, -1).mean(1)) if self._R > 1 else (
+            lambda a: a)
+        self._coef.append(mean_rows(c1))
+        if self.propagate_uncertainty:
+            var = var + mean_rows(c1**2) * state["s1"] + mean_rows(c2**2) * state["s2"]
+            if t >= 3:
+                var = var + mean_rows(g_a**2) * state["s3"]
+        return var
+
     def smooth(self, means, covs, pred_mean, pred_var):
         if not self.do_smooth or covs.ndim != 3 or pred_var.ndim != 3:
             return means, covs
+        coef = self._coef
+        if isinstance(coef, list):  # collected frame by frame (step-by-step pass)
+            coef = np.stack(coef, 1)
         return linearised_rts(means, covs, pred_mean, pred_var, self.residual_order,
-                              self.propagate_uncertainty)
+                              self.propagate_uncertainty, coef)
 
     def observe(self, state, t, m, sigma):
         R = self._R
@@ -582,4 +626,4 @@ class DVAEDynamics(SourceDynamics):
 
             x = torch.as_tensor(x, dtype=torch.float32, device=self.device)
         s1 = sigma if sigma.ndim == 2 else np.diagonal(sigma, axis1=1, axis2=2)
-        return {"x": x, "h": state["h"], "s1": s1, "s2": state["s1"]}
+        return {"x": x, "h": state["h"], "s1": s1, "s2": state["s1"], "s3": state["s2"]}

@@ -109,6 +109,9 @@ class NumpySRNN:
         self.ddx_scale = buf("ddx_scale") if hasattr(module, "ddx_scale") else self.dx_scale
         self.residual_order = int(getattr(module, "residual_order", 1))
         self.velocity_input = bool(module.velocity_input)
+        self.gated = bool(getattr(module, "gated_extrapolation", False))
+        self.acc_unit = buf("acc_unit") if self.gated else None
+        self.n_features = self.x_dim * (1 + self.velocity_input + 2 * self.gated)
         self.encoder_rnn = bool(module.encoder_rnn)
         self.feature_x = _MLP(module.feature_x)
         self.feature_enc = _MLP(module.feature_enc)
@@ -121,21 +124,38 @@ class NumpySRNN:
     def initial_state(self, batch_size: int):
         zeros = np.zeros((batch_size, self.rnn_dim))
         return (zeros, zeros.copy(), np.zeros((batch_size, self.z_dim)),
-                np.zeros((batch_size, self.x_dim)), 0)
+                np.zeros((batch_size, self.x_dim)), 0, ())
 
-    def _features(self, x, x_last):
+    def _features(self, x, earlier=()):
+        """Features of ``x`` given the frames before it that exist, most recent first."""
         xs = (x - self.loc) / self.scale
-        if not self.velocity_input:
-            return xs
-        if x_last is None:
-            vel = np.zeros_like(xs)
-        else:
-            vel = (x - x_last) / self.dx_scale  # = (xs - xs_last) * scale / dx_scale
-        return np.concatenate([xs, vel], -1)
+        parts = [xs]
+        n = len(earlier)
+        if self.velocity_input:
+            if n == 0:
+                parts.append(np.zeros_like(xs))
+            else:  # = (xs - xs_last) * scale / dx_scale
+                parts.append((x - earlier[0]) / self.dx_scale)
+        if self.gated:
+            parts += [np.zeros_like(xs), np.zeros_like(xs)]
+            if n >= 2:
+                acc = x - 2.0 * earlier[0] + earlier[1]
+                parts[-2] = np.arcsinh(acc / self.acc_unit)
+            if n >= 3:
+                jerk = acc - (earlier[0] - 2.0 * earlier[1] + earlier[2])
+                parts[-1] = np.arcsinh(jerk / self.acc_unit)
+        return np.concatenate(parts, -1)
 
-    def _emission(self, h, z, x_prev, x_pprev):
+    def gates(self, h, z):
+        """``(sigmoid(g_v), sigmoid(g_a))`` of the gated extrapolation (see the module)."""
         out = self.decoder_net(np.concatenate([h, z], -1))
-        raw_m, raw_lv = out[..., : self.x_dim], out[..., self.x_dim:]
+        D = self.x_dim
+        return _sigmoid(out[..., 2 * D:3 * D]), _sigmoid(out[..., 3 * D:])
+
+    def _emission(self, h, z, x_prev, x_pprev, x_ppprev=None):
+        out = self.decoder_net(np.concatenate([h, z], -1))
+        D = self.x_dim
+        raw_m, raw_lv = out[..., :D], out[..., D:2 * D]
         order = self.residual_order
         if x_prev is None:
             order = 0
@@ -148,32 +168,46 @@ class NumpySRNN:
         else:
             base, scale = self.loc, self.scale
         mean = base + scale * raw_m
+        if self.gated and order == 1 and x_pprev is not None:
+            vel = x_prev - x_pprev
+            mean = mean + _sigmoid(out[..., 2 * D:3 * D]) * vel
+            if x_ppprev is not None:
+                mean = mean + _sigmoid(out[..., 3 * D:]) * (vel - x_pprev + x_ppprev)
         var = scale**2 * np.exp(np.clip(raw_lv, _LOGVAR_MIN, _LOGVAR_MAX)) + self.min_var
         return mean, var
 
     def decode_step(self, x_prev, z_t, state):
         """Feed ``x_{t-1}``, decode ``p(x_t | h_t, z_t)``; mirrors ``DVAEModule.decode_step``."""
-        h, c, _, x_state, t = state
+        h, c, _, x_state, t, past = state
         x_pprev = x_state if t >= 2 else None
+        x_ppprev = past[0] if t >= 3 else None
         if t == 0:
-            f = np.zeros((h.shape[0], self.x_dim * (2 if self.velocity_input else 1)))
+            f = np.zeros((h.shape[0], self.n_features))
             x_keep = x_state
         else:
-            f = self._features(x_prev, x_state if t >= 2 else None)
-            x_keep = x_prev
+            earlier = (x_state, *past)[: max(0, min(t - 1, 1 + len(past)))]
+            f = self._features(x_prev, earlier)
+            x_keep, past = x_prev, (x_state, *past[:1])
         h, c = self.rnn.step(self.feature_x(f) @ self.rnn.w_ih + self.rnn.b, h, c)
         t += 1
-        mean, var = self._emission(h, z_t, x_prev if t > 1 else None, x_pprev)
-        return mean, var, (h, c, z_t, x_keep, t)
+        mean, var = self._emission(h, z_t, x_prev if t > 1 else None, x_pprev, x_ppprev)
+        return mean, var, (h, c, z_t, x_keep, t, past)
 
     # -------------------------------------------------------------- inference network
     def _sequence_features(self, x):
         xs = (x - self.loc) / self.scale
-        if not self.velocity_input:
-            return xs
-        vel = np.zeros_like(xs)
-        vel[:, 1:] = (x[:, 1:] - x[:, :-1]) / self.dx_scale
-        return np.concatenate([xs, vel], -1)
+        parts = [xs]
+        if self.velocity_input:
+            vel = np.zeros_like(xs)
+            vel[:, 1:] = (x[:, 1:] - x[:, :-1]) / self.dx_scale
+            parts.append(vel)
+        if self.gated:
+            acc, jerk = np.zeros_like(xs), np.zeros_like(xs)
+            dd = x[:, 2:] - 2.0 * x[:, 1:-1] + x[:, :-2]
+            acc[:, 2:] = np.arcsinh(dd / self.acc_unit)
+            jerk[:, 3:] = np.arcsinh((dd[:, 1:] - dd[:, :-1]) / self.acc_unit)
+            parts += [acc, jerk]
+        return np.concatenate(parts, -1) if len(parts) > 1 else xs
 
     def encode(self, x: np.ndarray, rng: np.random.Generator | None = None):
         """Posterior ``q(z | x)`` over whole sequences ``(M, T, x_dim)``.
@@ -235,10 +269,12 @@ class NumpySRNN:
         w1, b1, a1 = layers[0]
         w_x = w1[:D] / self.scale[:, None]
         b_x = b1 - (self.loc / self.scale) @ w1[:D]
-        w_2 = None
+        w_2 = w_acc = None
         if self.velocity_input:
-            w_v = w1[D:] / self.dx_scale[:, None]
+            w_v = w1[D:2 * D] / self.dx_scale[:, None]
             w_2 = np.concatenate([-w_v, w_x + w_v])
+        if self.gated:  # acceleration and jerk features are nonlinear: their rows stay apart
+            w_acc = w1[-2 * D:]
         g0 = b1[None].copy()  # t = 0: zero features (x_0 = 0 in standardised units)
         if a1:
             np.tanh(g0, out=g0)
@@ -255,7 +291,7 @@ class NumpySRNN:
                 _gates(self.rnn_enc.w_hh, H)),
             "feature_x": self.feature_x.layers,
             "feature_enc": self.feature_enc.layers,
-            "feat": (w_2, w_x, b_x, a1, layers[1:], _run_layers(g0, layers[1:])),
+            "feat": (w_2, w_x, b_x, a1, layers[1:], _run_layers(g0, layers[1:]), w_acc),
             "dec0": (d0[:H], d0[H:], db0, dact0),
             "dec_rest": self.decoder_net.layers[1:],
         }, self.dtype)
@@ -348,7 +384,7 @@ class NumpySRNN:
 
     def forward_pass(self, info_vec: np.ndarray, info_prec: np.ndarray, z: np.ndarray,
                      n_samples: int = 1, propagate_uncertainty: bool = True,
-                     return_hidden: bool = False):
+                     return_hidden: bool = False, return_coefficients: bool = False):
         """E-S forward pass of the decoder fed with its own posterior means.
 
         Same results (to rounding) as stepping :meth:`decode_step`, moment-matching over the
@@ -366,11 +402,16 @@ class NumpySRNN:
         return_hidden : bool, default=False
             Also return the LSTM states ``(T, M, rnn_dim)``: those of the teacher-forced pass on
             the returned means, which :meth:`encode_fast` can reuse.
+        return_coefficients : bool, default=False
+            Also return :math:`\\partial \\mu_t / \\partial m_{t-1}` (averaged over the latent
+            rows), the transition coefficient of :func:`mixest.mixture.linearised_rts`: 1 for a
+            first-order residual, ``1 + g_v + g_a`` with gated extrapolation.
 
         Returns
         -------
         means, covs, pred_mean, pred_var : ndarray of shape (M, T, x_dim)
         hidden : ndarray of shape (T, M, rnn_dim), only with ``return_hidden``
+        coefficients : ndarray of shape (M, T, x_dim), only with ``return_coefficients``
         """
         self._compile()
         fast = self._fast
@@ -380,7 +421,7 @@ class NumpySRNN:
         w_h, w_z, b0, act0 = fast["dec0"]
         rest = fast["dec_rest"]
         w_hh = fast["w_hh_rnn"]
-        w_2, w_x, b_x, act1, feat_rest, g0 = fast["feat"]
+        w_2, w_x, b_x, act1, feat_rest, g0, w_acc = fast["feat"]
         z = z.astype(dt, copy=False)
         order = self.residual_order
         means = np.empty((M, T, D))
@@ -389,6 +430,7 @@ class NumpySRNN:
         covs = np.empty((M, T, D))
         pm = np.empty((T, M, D))
         pv = np.empty((T, M, D))
+        coef = np.ones((T, M, D))
         h = np.zeros((M * R, self.rnn_dim), dt)
         c = np.zeros((M * R, self.rnn_dim), dt)
         hs = np.empty((T, M, self.rnn_dim), dt) if return_hidden else None
@@ -401,6 +443,14 @@ class NumpySRNN:
                 else:  # zero velocity at t = 1
                     g = means_in[:, t - 1] @ w_x
                 g += b_x
+                if w_acc is not None and t >= 3:  # acceleration and jerk of x_{t-1}
+                    kin = np.zeros((M, 2 * D))
+                    kin[:, :D] = means[:, t - 1] - 2.0 * means[:, t - 2] + means[:, t - 3]
+                    if t >= 4:
+                        kin[:, D:] = kin[:, :D] - (means[:, t - 2] - 2.0 * means[:, t - 3]
+                                                   + means[:, t - 4])
+                    np.arcsinh(kin / np.tile(self.acc_unit, 2), out=kin)
+                    g += kin.astype(dt) @ w_acc
                 if act1:
                     np.tanh(g, out=g)
                 g = _run_layers(g, feat_rest)
@@ -416,27 +466,43 @@ class NumpySRNN:
                 np.tanh(out, out=out)
             out = _run_layers(out, rest)
             # the rest of the frame in one compiled call (about 20 tiny ufuncs otherwise)
-            _emit_and_update(out, t, R, order, propagate_uncertainty, self.loc, self.scale,
-                             self.dx_scale, self.ddx_scale, self.min_var, info_vec, info_prec,
-                             means, covs, means_in, pm, pv)
-        out = means, covs, pm.transpose(1, 0, 2), pv.transpose(1, 0, 2)
-        return out + (hs,) if return_hidden else out
+            _emit_and_update(out, t, R, order, self.gated, propagate_uncertainty, self.loc,
+                             self.scale, self.dx_scale, self.ddx_scale, self.min_var, info_vec,
+                             info_prec, means, covs, means_in, pm, pv, coef)
+        out = (means, covs, pm.transpose(1, 0, 2), pv.transpose(1, 0, 2))
+        if return_hidden:
+            out += (hs,)
+        if return_coefficients:
+            out += (coef.transpose(1, 0, 2),)
+        return out
 
 
 @numba.njit(cache=True)
-def _emit_and_update(out, t, R, order, propagate, loc, scale, dx_scale, ddx_scale, min_var,
-                     info_vec, info_prec, means, covs, means_in, pm, pv):
+def _emit_and_update(out, t, R, order, gated, propagate, loc, scale, dx_scale, ddx_scale,
+                     min_var, info_vec, info_prec, means, covs, means_in, pm, pv, coef):
     """Frame ``t`` of :meth:`NumpySRNN.forward_pass` after the decoder network.
 
-    Turns the decoder output ``out`` (M R, 2 D), ``R`` latent rows per source, into the prior
-    :math:`N(\\mu_t, v_t)` (residual base, clipped log-variance, variance floor, moment matching
-    over the ``R`` rows, propagated input uncertainty) and takes its element-wise Gaussian
-    product with the evidence, writing row ``t`` of every output.
+    Turns the decoder output ``out`` (M R, 2 D; 4 D with the ``gated`` extrapolation), ``R``
+    latent rows per source, into the prior :math:`N(\\mu_t, v_t)` (residual base, gated
+    velocity and acceleration, clipped log-variance, variance floor, moment matching over the
+    ``R`` rows, propagated input uncertainty) and takes its element-wise Gaussian product with
+    the evidence, writing row ``t`` of every output (``coef``: the gated model's transition
+    coefficient :math:`\\partial \\mu_t / \\partial m_{t-1}`).
     """
     M, _, D = means.shape
     o = min(order, t)
     for m in range(M):
         for d in range(D):
+            vel = 0.0
+            acc = 0.0
+            if gated and t >= 2:
+                vel = means[m, t - 1, d] - means[m, t - 2, d]
+                if t >= 3:
+                    acc = vel - means[m, t - 2, d] + means[m, t - 3, d]
+            c1_sum = 0.0  # delta-method coefficients of m_{t-1}, m_{t-2}, m_{t-3}
+            c1_sq = 0.0
+            c2_sq = 0.0
+            c3_sq = 0.0
             if o == 2:
                 base = 2.0 * means[m, t - 1, d] - means[m, t - 2, d]
                 sc = ddx_scale[d]
@@ -454,14 +520,31 @@ def _emit_and_update(out, t, R, order, propagate, loc, scale, dx_scale, ddx_scal
                 row = m * R + r
                 lv = min(max(np.float64(out[row, D + d]), _LOGVAR_MIN), _LOGVAR_MAX)
                 mu_r = sc * np.float64(out[row, d])
+                if gated and t >= 2:
+                    g_v = 1.0 / (1.0 + np.exp(-np.float64(out[row, 2 * D + d])))
+                    g_a = 0.0
+                    if t >= 3:
+                        g_a = 1.0 / (1.0 + np.exp(-np.float64(out[row, 3 * D + d])))
+                    mu_r += g_v * vel + g_a * acc
+                    c1 = 1.0 + g_v + g_a
+                    c1_sum += c1
+                    c1_sq += c1 * c1
+                    c2_sq += (g_v + 2.0 * g_a) ** 2
+                    c3_sq += g_a * g_a
                 mu_sum += mu_r
                 mu_sq += mu_r * mu_r
                 var_sum += np.exp(lv) * sc * sc + min_var[d]
             mu_bar = mu_sum / R
             var = var_sum / R + (mu_sq / R - mu_bar * mu_bar)
             mu = base + mu_bar
+            if gated and t >= 2:
+                coef[t, m, d] = c1_sum / R
             if propagate and order >= 1 and t >= 1:
-                if order == 2 and t >= 2:
+                if gated and t >= 2:
+                    var += c1_sq / R * covs[m, t - 1, d] + c2_sq / R * covs[m, t - 2, d]
+                    if t >= 3:
+                        var += c3_sq / R * covs[m, t - 3, d]
+                elif order == 2 and t >= 2:
                     var += 4.0 * covs[m, t - 1, d] + covs[m, t - 2, d]
                 else:
                     var += covs[m, t - 1, d]

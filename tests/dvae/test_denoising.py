@@ -73,6 +73,22 @@ def test_random_level_jitter_draws_one_level_per_sequence():
     assert float(torch.corrcoef(torch.stack([first, second]))[0, 1]) > 0.95
 
 
+def test_clean_fraction_leaves_that_share_of_sequences_exactly_clean():
+    n, T = 4000, 50
+    x = torch.zeros(n, T, 1)
+    d = jitter(x, 0.1, generator=torch.Generator().manual_seed(1), random_level=True,
+               clean_fraction=0.3)
+    clean = (d[..., 0] == 0).all(1)
+    assert 0.28 < float(clean.float().mean()) < 0.32
+    level = d[~clean][..., 0].std(1) / 0.1  # the others keep a uniform level
+    assert 0.46 < float(level.mean()) < 0.54
+    # clean_fraction=0 draws exactly what the older recipes drew
+    a = jitter(x, 0.1, generator=torch.Generator().manual_seed(2), random_level=True)
+    b = jitter(x, 0.1, generator=torch.Generator().manual_seed(2), random_level=True,
+               clean_fraction=0.0)
+    assert torch.equal(a, b)
+
+
 def _constant_velocity(n, T, D, seed):
     rng = np.random.RandomState(seed)
     x0 = rng.uniform(0.3, 0.7, (n, 1, D))
@@ -171,6 +187,8 @@ def test_noise_targets_default_is_whole_batch_jitter():
         ({"noise_targets": "no"}, 4, "noise_targets"),
         ({"input_noise_relative": 1.5}, 4, "input_noise_relative"),
         ({"input_noise_random": "yes"}, 4, "input_noise_random"),
+        ({"input_noise_clean": 1.0}, 4, "input_noise_clean"),
+        ({"gated_extrapolation": True, "residual_order": 2}, 4, "gated_extrapolation"),
         ({"input_noise_relative": True}, 3, "D = 4"),
         ({"input_noise_relative": True, "likelihood": "itakura_saito"}, 4, "Gaussian"),
     ],

@@ -207,3 +207,59 @@ def test_scheduled_sampling_keeps_first_two_frames(cls):
         fed = m.run(x, sample=False, feed_prob=1.0)
     torch.testing.assert_close(fed["x_mean"][:, :3], tf["x_mean"][:, :3])
     assert not torch.allclose(fed["x_mean"][:, 3:], tf["x_mean"][:, 3:])
+
+
+@pytest.mark.parametrize("cls", ARCHS)
+@pytest.mark.parametrize("gate", [-60.0, 0.0, 60.0])
+def test_gated_extrapolation_is_exact_kinematics(cls, gate):
+    """Zero weights but the gates' biases: the decoder mean is x_{t-1} + s (x_{t-1} - x_{t-2})
+    + s (x_{t-1} - 2 x_{t-2} + x_{t-3}) with s = sigmoid(bias); saturated gates give the random
+    walk (-60) or the constant-acceleration extrapolation 3 x_{t-1} - 3 x_{t-2} + x_{t-3} (60).
+    Teacher-forced decoding, decode_step, predict_next and the NumPy twin all agree."""
+    m, x = _module(cls, residual_order=1, gated_extrapolation=True)
+    _zero_weights(m)
+    D = x.shape[-1]
+    with torch.no_grad():
+        m.decoder_net[-1].bias[2 * D:] = gate
+    xn = x.numpy().astype(np.float64)
+    s = 1.0 / (1.0 + np.exp(-gate))
+    mu = np.empty_like(xn)
+    mu[:, 0] = m.x_loc.numpy()
+    mu[:, 1] = xn[:, 0]
+    mu[:, 2] = xn[:, 1] + s * (xn[:, 1] - xn[:, 0])
+    v = xn[:, 2:-1] - xn[:, 1:-2]
+    mu[:, 3:] = xn[:, 2:-1] + s * v + s * (v - xn[:, 1:-2] + xn[:, :-3])
+    z = torch.zeros(x.shape[:2] + (2,))
+    mean, _ = m.decode(x, z)
+    np.testing.assert_allclose(mean.detach().numpy(), mu, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(m.predict_next(x)[0].numpy(), mu, rtol=0, atol=1e-6)
+    state, x_prev = m.initial_state(x.shape[0]), None
+    with torch.no_grad():
+        for t in range(x.shape[1]):
+            mt, _, state = m.decode_step(x_prev, z[:, t], state)
+            np.testing.assert_allclose(mt.numpy(), mu[:, t], rtol=0, atol=1e-6)
+            x_prev = x[:, t]
+        gates = m.emission_gates(state.h, z[:, -1])
+    for g in gates:
+        np.testing.assert_allclose(g.numpy(), s, rtol=1e-6)
+    if cls is SRNN:
+        from mixest.mixture._numpy_srnn import NumpySRNN
+
+        twin, zn = NumpySRNN(m), np.zeros((x.shape[0], 2))
+        state, x_prev = twin.initial_state(x.shape[0]), None
+        for t in range(x.shape[1]):
+            mt, _, state = twin.decode_step(x_prev, zn, state)
+            np.testing.assert_allclose(mt, mu[:, t], rtol=0, atol=1e-6)
+            x_prev = xn[:, t]
+
+
+def test_gated_extrapolation_needs_a_first_order_gaussian_residual():
+    for kw in ({"residual_order": 2}, {"residual_order": 0},
+               {"residual_order": 1, "likelihood": "itakura_saito"}):
+        with pytest.raises(ValueError, match="gated_extrapolation"):
+            SRNN(3, gated_extrapolation=True, **kw)
+    m, _ = _module(SRNN, residual_order=1, gated_extrapolation=True)
+    m2 = build_module(m.config())
+    assert m2.gated_extrapolation and m2.config() == m.config()
+    assert build_module({k: v for k, v in m.config().items()
+                         if k != "gated_extrapolation"}).gated_extrapolation is False

@@ -15,6 +15,8 @@ CONFIGS = [
     {"residual_order": 0, "encoder_rnn": False, "velocity_input": False},
     {"dense_dims": (), "residual_order": 2},
     {"z_dim": 3, "rnn_dim": 5, "dense_dims": (7,), "residual_order": 1},
+    {"residual_order": 1, "gated_extrapolation": True},
+    {"residual_order": 1, "gated_extrapolation": True, "velocity_input": False, "dense_dims": ()},
 ]
 
 
@@ -70,15 +72,25 @@ def _torch_forward(module, iv, ip, z, R, propagate):
     M, T, D = iv.shape
     order = module.residual_order
     state = module.initial_state(M * R)
-    x = s1 = s2 = None
+    x = s1 = s2 = s3 = None
     out = [np.empty((M, T, D)) for _ in range(4)]
     with torch.no_grad():
         for t in range(T):
-            mu, var, state = module.decode_step(x, torch.as_tensor(z[:, t]), state)
+            z_t = torch.as_tensor(z[:, t])
+            mu, var, state = module.decode_step(x, z_t, state)
             mu, var = mu.numpy().reshape(M, R, D), var.numpy().reshape(M, R, D)
             m_bar = mu.mean(1)
             var = (var + mu**2).mean(1) - m_bar**2
-            if propagate and s1 is not None:
+            if propagate and module.gated_extrapolation and t >= 2:
+                # mu_t = (1 + g_v + g_a) m_{t-1} - (g_v + 2 g_a) m_{t-2} + g_a m_{t-3} + ...
+                gates = module.emission_gates(state.h, z_t)
+                g_v, g_a = (g.numpy().reshape(M, R, D) for g in gates)
+                g_a = g_a * (t >= 3)
+                var = var + ((1 + g_v + g_a) ** 2).mean(1) * s1
+                var = var + ((g_v + 2 * g_a) ** 2).mean(1) * s2
+                if t >= 3:
+                    var = var + (g_a**2).mean(1) * s3
+            elif propagate and s1 is not None:
                 if order == 2 and s2 is not None:
                     var = var + 4.0 * s1 + s2
                 elif order >= 1:
@@ -87,7 +99,7 @@ def _torch_forward(module, iv, ip, z, R, propagate):
             for a, v in zip(out, (m, s, m_bar, var), strict=True):
                 a[:, t] = v
             x = torch.as_tensor(np.repeat(m, R, axis=0))
-            s1, s2 = s, s1
+            s1, s2, s3 = s, s1, s2
     return out
 
 
@@ -109,7 +121,7 @@ def test_forward_pass_equals_torch(config, R):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("config", CONFIGS[:2] + CONFIGS[3:4])
+@pytest.mark.parametrize("config", CONFIGS[:2] + CONFIGS[3:4] + CONFIGS[5:6])
 def test_float32_fast_paths_equal_float32_torch(config):
     """The float32 twin (the tracker's default) against the module run in float32."""
     module = _module(config, seed=4)
@@ -121,8 +133,11 @@ def test_float32_fast_paths_equal_float32_torch(config):
         _, zm_t, zlv_t = module.encode(torch.as_tensor(x, dtype=torch.float32))
     z, zm, zlv = twin32.encode_fast(x)
     assert zm.dtype == np.float32
-    np.testing.assert_allclose(zm, zm_t.numpy(), rtol=1e-4, atol=2e-5)
-    np.testing.assert_allclose(zlv, zlv_t.numpy(), rtol=1e-4, atol=2e-5)
+    # the gated model's acceleration and jerk features divide differences of positions by a
+    # small unit: the twin forms them from float64 inputs, torch from float32 ones
+    atol = 1e-4 if config.get("gated_extrapolation") else 2e-5
+    np.testing.assert_allclose(zm, zm_t.numpy(), rtol=1e-4, atol=atol)
+    np.testing.assert_allclose(zlv, zlv_t.numpy(), rtol=1e-4, atol=atol)
     ip = rng.uniform(0, 3e4, x.shape) * (rng.random(x.shape[:2] + (1,)) > 0.3)
     iv = ip * (x + 0.01 * rng.standard_normal(x.shape))
     got = twin32.forward_pass(iv, ip, z, 1, True)
@@ -173,3 +188,35 @@ def test_encoder_reuses_the_e_s_hidden_states(config):
     _, zm, _ = twin.encode_fast(means, hidden=hidden)
     np.testing.assert_allclose(zm, zm_t.numpy(), rtol=0, atol=1e-10)
     np.testing.assert_allclose(zm, twin.encode_fast(means)[1], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("smooth", [False, True])
+@pytest.mark.parametrize("R", [1, 3])
+def test_gated_dynamics_fused_pass_equals_step_by_step(smooth, R):
+    """Gated extrapolation inside DVAEDynamics: the fused E-S pass (Numba kernel, coefficients
+    for the smoother from the kernel) equals the step-by-step pass (gates from the twin,
+    coefficients collected frame by frame), filter and smoother, one and three latent rows."""
+    from mixest.mixture._dynamics import DVAEDynamics
+    from mixest.mixture._vem import e_step_s
+
+    module = _module(CONFIGS[5], seed=6).float()
+    rng = np.random.default_rng(7)
+    x = _trajectories(rng, 4, 10)
+    ip = rng.uniform(1e3, 1e5, x.shape) * (rng.random(x.shape[:2] + (1,)) > 0.3)
+    iv = ip * (x + 0.01 * rng.standard_normal(x.shape))
+    out = []
+    for fused in (True, False):
+        dyn = DVAEDynamics(module, n_samples=R, sample=R > 1, precision="float64", smooth=smooth)
+        assert dyn.twin is not None and dyn.gated
+        if not fused:
+            dyn.forward_pass = lambda *args: None  # e_step_s falls back to begin/predict/update
+        dyn.infer_latents(x, np.random.default_rng(8))
+        out.append(e_step_s(dyn, iv[:, :, None], ip[:, :, None], x[:, 0][:, None]))
+    for got, ref in zip(*out, strict=True):
+        np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-13)
+    if smooth:  # the smoother moved the filtered means
+        dyn.do_smooth = False
+        dyn.forward_pass = lambda *args: None
+        dyn.infer_latents(x, np.random.default_rng(8))
+        filtered = e_step_s(dyn, iv[:, :, None], ip[:, :, None], x[:, 0][:, None])
+        assert np.abs(filtered[0] - out[0][0]).max() > 1e-6

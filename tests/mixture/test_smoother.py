@@ -132,3 +132,45 @@ def test_constant_velocity_smoother_equals_filterpy_rts(filterpy_cv):
             np.testing.assert_allclose(means[b, :, n], xs_s[:, :D], rtol=1e-8, atol=1e-11)
             np.testing.assert_allclose(covs[b, :, n], np.diagonal(ps_s[:, :D, :D], axis1=1,
                                                                   axis2=2), rtol=1e-8)
+
+
+def test_smoother_with_per_frame_coefficients_equals_exact_posterior():
+    """``coefficients`` (the gated extrapolation's 1 + g_v + g_a): the chain
+    s_t = a_t s_{t-1} + f_t + N(0, v_t) with time-varying a_t, filtered and smoothed, against
+    exact conditioning of the joint Gaussian."""
+    rng = np.random.default_rng(3)
+    mu0, v0, drift, v, prec, vec = _random_walk_problem(rng, M=2, T=9)
+    M, T, D = drift.shape
+    a = rng.uniform(0.5, 2.5, size=(M, T, D))
+    means, covs = np.empty((M, T, D)), np.empty((M, T, D))
+    pm, pv = np.empty((M, T, D)), np.empty((M, T, D))
+    pm[:, 0], pv[:, 0] = mu0, v0
+    for t in range(T):
+        if t > 0:
+            pm[:, t] = a[:, t] * means[:, t - 1] + drift[:, t]
+            pv[:, t] = a[:, t] ** 2 * covs[:, t - 1] + v[:, t]
+        means[:, t], covs[:, t] = gaussian_product(pm[:, t], pv[:, t], vec[:, t], prec[:, t])
+    sm, sc = linearised_rts(means, covs, pm, pv, 1, True, coefficients=a)
+    for m in range(M):
+        for d in range(D):
+            A = np.zeros((T, T))
+            b = np.zeros(T)
+            A[0, 0], b[0] = 1.0 / v0[m, d], mu0[m, d] / v0[m, d]
+            for t in range(1, T):  # -log p: (s_t - a s_{t-1} - f)^2 / (2 v)
+                w, k, f = 1.0 / v[m, t, d], a[m, t, d], drift[m, t, d]
+                A[t, t] += w
+                A[t - 1, t - 1] += w * k * k
+                A[t, t - 1] -= w * k
+                A[t - 1, t] -= w * k
+                b[t] += w * f
+                b[t - 1] -= w * k * f
+            A[np.arange(T), np.arange(T)] += prec[m, :, d]
+            cov = np.linalg.inv(A)
+            np.testing.assert_allclose(sm[m, :, d], cov @ (b + vec[m, :, d]), rtol=1e-9,
+                                       atol=1e-12)
+            np.testing.assert_allclose(sc[m, :, d], np.diag(cov), rtol=1e-9, atol=1e-12)
+    # the first-order constant (a = 1) is the special case residual_order=1
+    ones = np.ones_like(a)
+    for got, ref in zip(linearised_rts(means, covs, pm, pv, 1, True, coefficients=ones),
+                        linearised_rts(means, covs, pm, pv, 1, True), strict=True):
+        np.testing.assert_array_equal(got, ref)
