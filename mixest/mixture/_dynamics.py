@@ -599,13 +599,15 @@ class DVAEDynamics(SourceDynamics):
             g_a = np.zeros_like(g_a)
         c1, c2 = 1.0 + g_v + g_a, g_v + 2.0 * g_a
         M = var.shape[0]
-        mean_rows = (lambda a: a.reshape(M, self._R, -1).mean(1)) if self._R > 1 else (
-            lambda a: a)
-        self._coef.append(mean_rows(c1))
+
+        def over_rows(a):  # average over each source's R latent rows
+            return a.reshape(M, self._R, -1).mean(1)
+
+        self._coef.append(over_rows(c1))
         if self.propagate_uncertainty:
-            var = var + mean_rows(c1**2) * state["s1"] + mean_rows(c2**2) * state["s2"]
+            var = var + over_rows(c1**2) * state["s1"] + over_rows(c2**2) * state["s2"]
             if t >= 3:
-                var = var + mean_rows(g_a**2) * state["s3"]
+                var = var + over_rows(g_a**2) * state["s3"]
         return var
 
     def smooth(self, means, covs, pred_mean, pred_var):
