@@ -726,11 +726,10 @@ class SRNN(DVAEModule):
     def advance(self, x_prev: Tensor | None, state: DVAEState) -> tuple[Tensor, DVAEState]:
         if state.t == 0:  # x_0 = 0 in standardised units
             f = state.x.new_zeros(state.x.shape[0], self.n_features)
-            return self._lstm_advance(f, state, state.x, state.past)
-        f = self._frame_features(x_prev, self._earlier(state))
-        return self._lstm_advance(f, state, x_prev, (state.x, *state.past[:1]))
-
-    def _lstm_advance(self, f, state, x_keep, past) -> tuple[Tensor, DVAEState]:
+            x_keep, past = state.x, state.past
+        else:
+            f = self._frame_features(x_prev, self._earlier(state))
+            x_keep, past = x_prev, (state.x, *state.past[:1])
         h, c = _lstm_step(self.rnn, self.feature_x(f), state.h, state.c)
         return h, DVAEState(h, c, state.z, x_keep, state.t + 1, past)
 

@@ -578,12 +578,10 @@ class DVAEDynamics(SourceDynamics):
             var = (var_r + mu_r**2).mean(1) - mu**2
         mu, var = self._from_net(mu, var)
         if gates is not None:
-            var = self._gated_terms(gates, t, var, state)
-        elif self.gated:
+            return mu, self._gated_terms(gates, t, var, state), {**state, "h": h}
+        if self.gated:  # the first two frames: a plain first-order residual
             self._coef.append(np.ones_like(mu))
-            if self.propagate_uncertainty and state["s1"] is not None:
-                var = var + state["s1"]
-        elif self.propagate_uncertainty and state["s1"] is not None:
+        if self.propagate_uncertainty and state["s1"] is not None:
             if self.residual_order == 2 and state["s2"] is not None:
                 var = var + 4.0 * state["s1"] + state["s2"]
             elif self.residual_order >= 1:
