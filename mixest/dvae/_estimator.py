@@ -142,6 +142,11 @@ class DVAE(SequenceEstimator):
     input_noise_clean : float, default=0.0
         With ``input_noise_random``: the share of training sequences left exactly clean, so
         that noise-free inputs are learned as such (a uniform level is almost never zero).
+    input_noise_min : float, default=0.0
+        With ``input_noise_random``: draw the other sequences' levels uniformly between
+        ``input_noise_min * input_noise`` and ``input_noise`` instead. With
+        ``input_noise_clean`` this leaves a gap between clean and noisy sequences that the
+        network can detect (see ``docs/dvae.md``).
     n_epochs : int, default=500
     batch_size : int, default=256
     learning_rate : float, default=1e-3
@@ -201,6 +206,7 @@ class DVAE(SequenceEstimator):
         "input_noise_relative": ["boolean"],
         "input_noise_random": ["boolean"],
         "input_noise_clean": [Interval(Real, 0, 1, closed="left")],
+        "input_noise_min": [Interval(Real, 0, 1, closed="left")],
         "n_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
@@ -251,6 +257,7 @@ class DVAE(SequenceEstimator):
         input_noise_relative: bool = False,
         input_noise_random: bool = False,
         input_noise_clean: float = 0.0,
+        input_noise_min: float = 0.0,
         n_epochs: int = 500,
         batch_size: int = 256,
         learning_rate: float = 1e-3,
@@ -282,6 +289,7 @@ class DVAE(SequenceEstimator):
         self.input_noise_relative = input_noise_relative
         self.input_noise_random = input_noise_random
         self.input_noise_clean = input_noise_clean
+        self.input_noise_min = input_noise_min
         self.n_epochs = n_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -384,7 +392,8 @@ class DVAE(SequenceEstimator):
                 # residual would have to output values ~100 times its unit.
                 gen = torch.Generator(device=self.device_).manual_seed(_seed_from(rng))
                 t_norm = jitter(t_tr, self.input_noise, self.input_noise_relative, gen,
-                                self.input_noise_random, self.input_noise_clean)
+                                self.input_noise_random, self.input_noise_clean,
+                                self.input_noise_min)
             module.set_normalization(t_norm, min_std)
             self.history_: TrainingHistory = train_dvae(
                 module,
@@ -407,6 +416,7 @@ class DVAE(SequenceEstimator):
                 input_noise_relative=bool(self.input_noise_relative),
                 input_noise_random=bool(self.input_noise_random),
                 input_noise_clean=float(self.input_noise_clean),
+                input_noise_min=float(self.input_noise_min),
             )
         self.module_: DVAEModule = module
         self.n_epochs_ = len(self.history_.train_loss)

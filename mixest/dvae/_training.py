@@ -95,6 +95,7 @@ def jitter(
     generator: torch.Generator | None = None,
     random_level: bool = False,
     clean_fraction: float = 0.0,
+    min_level: float = 0.0,
 ) -> torch.Tensor:
     """``x`` plus Gaussian noise: std ``std`` in data units, or relative to the box size.
 
@@ -114,6 +115,11 @@ def jitter(
     clean_fraction : float, default=0.0
         With ``random_level``: the share of sequences (each an independent draw) whose factor is
         0, left exactly clean.
+    min_level : float, default=0.0
+        With ``random_level``: draw the other factors uniformly from [min_level, 1] instead.
+        With ``clean_fraction`` this leaves a gap between clean and noisy sequences, so that a
+        network can tell them apart from their roughness (tiny noise is indistinguishable from
+        none, and a prior that hedges between the two trusts clean inputs too little).
 
     Returns
     -------
@@ -124,6 +130,8 @@ def jitter(
     if random_level:
         level = torch.rand(x.shape[:-2] + (1, 1), dtype=x.dtype, device=x.device,
                            generator=generator)
+        if min_level > 0.0:  # (0 keeps the older recipes' numbers bit for bit)
+            level = min_level + (1.0 - min_level) * level
         if clean_fraction > 0.0:  # (no extra draw otherwise: older recipes stay reproducible)
             keep = torch.rand(level.shape, dtype=x.dtype, device=x.device, generator=generator)
             level = level * (keep >= clean_fraction)
@@ -182,6 +190,7 @@ def train_dvae(
     input_noise_relative: bool = False,
     input_noise_random: bool = False,
     input_noise_clean: float = 0.0,
+    input_noise_min: float = 0.0,
 ) -> TrainingHistory:
     """Fit ``module`` in place by maximising the ELBO; leave the best validation weights in it.
 
@@ -216,6 +225,9 @@ def train_dvae(
         Each sequence's jitter std is ``input_noise`` times its own uniform [0, 1] draw.
     input_noise_clean : float, default=0.0
         With ``input_noise_random``: the share of sequences left clean.
+    input_noise_min : float, default=0.0
+        With ``input_noise_random``: the other sequences' factors are uniform on
+        [input_noise_min, 1].
 
     Returns
     -------
@@ -233,7 +245,7 @@ def train_dvae(
     if X_val is not None and not noise_targets and input_noise > 0.0:
         gen = torch.Generator(device=X_val.device).manual_seed(val_seed + 1)
         X_val_cond = jitter(X_val, input_noise, input_noise_relative, gen,
-                            input_noise_random, input_noise_clean)
+                            input_noise_random, input_noise_clean, input_noise_min)
     t0 = time.perf_counter()
     bar = tqdm(range(n_epochs), disable=not verbose, desc="DVAE", unit="epoch")
     for epoch in bar:
@@ -248,7 +260,7 @@ def train_dvae(
             xc = None
             if input_noise > 0.0:
                 noisy = jitter(xb, input_noise, input_noise_relative, None, input_noise_random,
-                               input_noise_clean)
+                               input_noise_clean, input_noise_min)
                 if noise_targets:
                     xb = noisy
                 else:

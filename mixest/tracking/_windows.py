@@ -110,6 +110,7 @@ def make_windows(
     min_visibility: float = 0.0,
     consider_only: bool = True,
     groups_per_window: int = 1,
+    grouping: str = "any",
     max_windows: int | None = None,
     random_state: int | np.random.RandomState | None = None,
     return_info: bool = False,
@@ -145,6 +146,14 @@ def make_windows(
     groups_per_window : int, default=1
         Draw up to this many disjoint groups of ``n_sources`` tracks from each window, each
         giving one output window (more windows from busy sequences).
+    grouping : {"any", "close"}, default="any"
+        How a group of tracks is chosen among the eligible ones. "any": the smallest ids, or
+        a random draw with ``random_state``. "close": the tracks that come closest to one
+        another (hard windows, where objects pass or occlude each other): the closest pair,
+        then the track closest to the group, and so on, where the distance of two tracks is
+        the smallest, over the window's frames, distance between their box centres divided by
+        the mean of their box sizes ``sqrt(w h)``. Deterministic: ``random_state`` only picks
+        among the windows then.
     max_windows : int, optional
         Keep at most this many windows: the first ones, or a random subset (in order) when
         ``random_state`` is given.
@@ -179,6 +188,8 @@ def make_windows(
     n_frames = check_int(n_frames, "n_frames", 1)
     stride = n_frames if stride is None else check_int(stride, "stride", 1)
     groups_per_window = check_int(groups_per_window, "groups_per_window", 1)
+    if grouping not in ("any", "close"):
+        raise ValueError(f"grouping must be 'any' or 'close', got {grouping!r}.")
     if max_windows is not None:
         max_windows = check_int(max_windows, "max_windows", 1)
     if not isinstance(min_visibility, numbers.Real) or not 0 <= min_visibility <= 1:
@@ -210,11 +221,16 @@ def make_windows(
             if len(eligible) < n_sources:
                 s += 1
                 continue
-            if rng is not None:
-                eligible = rng.permutation(eligible)
             n_groups = min(groups_per_window, len(eligible) // n_sources)
-            for g in range(n_groups):
-                chosen = np.sort(eligible[g * n_sources : (g + 1) * n_sources])
+            if grouping == "close":
+                groups = _close_groups(tracks[s : s + n_frames, eligible], n_sources, n_groups)
+                groups = [eligible[g] for g in groups]
+            else:
+                if rng is not None:
+                    eligible = rng.permutation(eligible)
+                groups = [eligible[g * n_sources : (g + 1) * n_sources] for g in range(n_groups)]
+            for group in groups:
+                chosen = np.sort(group)
                 windows.append(tracks[s : s + n_frames, chosen])
                 rows.append(
                     {
@@ -250,6 +266,42 @@ def make_windows(
     return ground_truth, info
 
 
+def _close_groups(boxes: np.ndarray, n_sources: int, n_groups: int) -> list[np.ndarray]:
+    """Disjoint groups of ``n_sources`` tracks that come closest to one another.
+
+    Parameters
+    ----------
+    boxes : ndarray of shape (T, m, 4)
+        ``xywh`` boxes of the ``m >= n_sources * n_groups`` eligible tracks, no NaN.
+
+    Returns
+    -------
+    list of ndarray of int
+        ``n_groups`` index arrays into the ``m`` tracks, the closest group first.
+    """
+    centre = boxes[..., :2] + boxes[..., 2:] / 2
+    size = np.sqrt(np.abs(boxes[..., 2] * boxes[..., 3]))
+    gap = np.linalg.norm(centre[:, :, None] - centre[:, None, :], axis=-1)
+    scale = np.maximum((size[:, :, None] + size[:, None, :]) / 2, np.finfo(float).tiny)
+    distance = (gap / scale).min(axis=0)  # (m, m): closest approach over the window
+    np.fill_diagonal(distance, np.inf)
+    free = np.ones(len(distance), dtype=bool)
+    groups = []
+    for _ in range(n_groups):
+        if n_sources == 1:
+            group = [int(np.flatnonzero(free)[0])]
+        else:
+            pair = np.where(free[:, None] & free[None, :], distance, np.inf)
+            group = list(np.unravel_index(np.argmin(pair), pair.shape))
+        while len(group) < n_sources:
+            to_group = np.where(free, distance[:, group].min(axis=1), np.inf)
+            to_group[group] = np.inf
+            group.append(int(np.argmin(to_group)))
+        free[group] = False
+        groups.append(np.asarray(group, dtype=np.int64))
+    return groups
+
+
 def make_detection_windows(
     gt: object,
     n_sources: int = 3,
@@ -260,6 +312,7 @@ def make_detection_windows(
     min_visibility: float = 0.0,
     consider_only: bool = True,
     groups_per_window: int = 1,
+    grouping: str = "any",
     max_windows: int | None = None,
     jitter: float = 0.04,
     miss_prob: float = 0.1,
@@ -278,7 +331,7 @@ def make_detection_windows(
     Parameters
     ----------
     gt, n_sources, n_frames, stride, classes, min_visibility, consider_only, \
-groups_per_window, max_windows
+groups_per_window, grouping, max_windows
         As in :func:`make_windows`.
     jitter : float, default=0.04
         Detection noise standard deviation, as a fraction of the box width/height.
@@ -324,6 +377,7 @@ groups_per_window, max_windows
         min_visibility=min_visibility,
         consider_only=consider_only,
         groups_per_window=groups_per_window,
+        grouping=grouping,
         max_windows=max_windows,
         random_state=None if random_state is None else rng,
         return_info=True,

@@ -89,6 +89,24 @@ def test_clean_fraction_leaves_that_share_of_sequences_exactly_clean():
     assert torch.equal(a, b)
 
 
+def test_min_level_leaves_a_gap_between_clean_and_noisy_sequences():
+    n, T = 4000, 400
+    x = torch.zeros(n, T, 1)
+    d = jitter(x, 0.1, generator=torch.Generator().manual_seed(3), random_level=True,
+               clean_fraction=0.5, min_level=0.25)
+    level = d[..., 0].std(1) / 0.1
+    clean = level == 0
+    assert 0.47 < float(clean.float().mean()) < 0.53
+    noisy = level[~clean]  # U[0.25, 1]: mean 0.625, nothing near zero
+    assert 0.6 < float(noisy.mean()) < 0.65
+    assert 0.2 < float(noisy.min()) < 0.27 and 0.97 < float(noisy.max()) < 1.1
+    # min_level=0 draws exactly what the older recipes drew
+    a = jitter(x, 0.1, generator=torch.Generator().manual_seed(4), random_level=True)
+    b = jitter(x, 0.1, generator=torch.Generator().manual_seed(4), random_level=True,
+               min_level=0.0)
+    assert torch.equal(a, b)
+
+
 def _constant_velocity(n, T, D, seed):
     rng = np.random.RandomState(seed)
     x0 = rng.uniform(0.3, 0.7, (n, 1, D))
@@ -188,6 +206,8 @@ def test_noise_targets_default_is_whole_batch_jitter():
         ({"input_noise_relative": 1.5}, 4, "input_noise_relative"),
         ({"input_noise_random": "yes"}, 4, "input_noise_random"),
         ({"input_noise_clean": 1.0}, 4, "input_noise_clean"),
+        ({"input_noise_min": -0.1}, 4, "input_noise_min"),
+        ({"input_noise_min": 1.0}, 4, "input_noise_min"),
         ({"gated_extrapolation": True, "residual_order": 2}, 4, "gated_extrapolation"),
         ({"input_noise_relative": True}, 3, "D = 4"),
         ({"input_noise_relative": True, "likelihood": "itakura_saito"}, 4, "Gaussian"),

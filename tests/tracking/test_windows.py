@@ -130,6 +130,70 @@ def test_random_state(toy_seq):
     assert sub["first_frame"].is_monotonic_increasing and len(sub) == 3
 
 
+def _crossing_gt() -> pd.DataFrame:
+    """Tracks 1-3 stand far apart; tracks 4-6 walk through one point at frame 50."""
+    rows = []
+    for frame in range(1, 101):
+        for track_id, x in ((1, 50.0), (2, 250.0), (3, 450.0)):
+            rows.append([frame, track_id, x, 300.0, 20.0, 50.0, 1, 1, 1.0])
+        for track_id, speed in ((4, 2.0), (5, -2.0), (6, 1.0)):
+            rows.append([frame, track_id, 300.0 + speed * (frame - 50), 100.0, 20.0, 50.0, 1, 1,
+                         1.0])
+    columns = ["frame", "id", "bb_left", "bb_top", "bb_width", "bb_height", "conf", "class",
+               "visibility"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def test_close_grouping_picks_the_tracks_that_meet():
+    gt = _crossing_gt()
+    _, info = make_windows(gt, n_sources=3, n_frames=100, return_info=True)
+    assert info["track_ids"].tolist() == [(1, 2, 3)]
+    _, info = make_windows(gt, n_sources=3, n_frames=100, grouping="close", return_info=True)
+    assert info["track_ids"].tolist() == [(4, 5, 6)]
+    _, info = make_windows(gt, n_sources=3, n_frames=100, grouping="close", groups_per_window=2,
+                           return_info=True)
+    assert info["track_ids"].tolist() == [(4, 5, 6), (1, 2, 3)]
+
+
+def _closest_groups_by_loops(boxes, n_sources, n_groups):
+    """The definition of grouping="close", written with plain loops (test oracle)."""
+    T, m, _ = boxes.shape
+
+    def distance(i, j):
+        best = np.inf
+        for t in range(T):
+            xi, yi, wi, hi = boxes[t, i]
+            xj, yj, wj, hj = boxes[t, j]
+            gap = np.hypot(xi + wi / 2 - xj - wj / 2, yi + hi / 2 - yj - hj / 2)
+            best = min(best, gap / ((np.sqrt(wi * hi) + np.sqrt(wj * hj)) / 2))
+        return best
+
+    free, groups = set(range(m)), []
+    for _ in range(n_groups):
+        pairs = [(distance(i, j), i, j) for i in sorted(free) for j in sorted(free) if i < j]
+        _, i, j = min(pairs)
+        group = [i, j]
+        while len(group) < n_sources:
+            rest = [(min(distance(k, g) for g in group), k) for k in sorted(free - set(group))]
+            group.append(min(rest)[1])
+        free -= set(group)
+        groups.append(sorted(group))
+    return groups
+
+
+def test_close_grouping_matches_its_definition():
+    from mixest.tracking._windows import _close_groups
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        T, m = 15, 9
+        xy = np.cumsum(rng.normal(0, 10, (T, m, 2)), axis=0) + rng.uniform(0, 500, (1, m, 2))
+        wh = rng.uniform(10, 60, (1, m, 2)) * rng.uniform(0.8, 1.2, (T, m, 2))
+        boxes = np.concatenate([xy, wh], -1)
+        got = [sorted(g.tolist()) for g in _close_groups(boxes, 3, 3)]
+        assert got == _closest_groups_by_loops(boxes, 3, 3)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
@@ -141,6 +205,7 @@ def test_random_state(toy_seq):
         ({"min_visibility": 2}, ValueError, "min_visibility"),
         ({"classes": "1"}, TypeError, "classes must be"),
         ({"max_windows": 0}, ValueError, "max_windows"),
+        ({"grouping": "near"}, ValueError, "grouping must be 'any' or 'close'"),
     ],
 )
 def test_bad_arguments(toy_seq, kwargs, error, match):
