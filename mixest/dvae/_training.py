@@ -6,6 +6,7 @@ One function, :func:`train_dvae`, used by :class:`mixest.dvae.DVAE` and by
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -130,8 +131,7 @@ def jitter(
     if random_level:
         level = torch.rand(x.shape[:-2] + (1, 1), dtype=x.dtype, device=x.device,
                            generator=generator)
-        if min_level > 0.0:  # (0 keeps the older recipes' numbers bit for bit)
-            level = min_level + (1.0 - min_level) * level
+        level = min_level + (1.0 - min_level) * level  # (exactly ``level`` when 0)
         if clean_fraction > 0.0:  # (no extra draw otherwise: older recipes stay reproducible)
             keep = torch.rand(level.shape, dtype=x.dtype, device=x.device, generator=generator)
             level = level * (keep >= clean_fraction)
@@ -241,11 +241,14 @@ def train_dvae(
     best_state = None
     since_best = 0
     val_seed = int(rng.randint(2**31 - 1))
+    add_noise = functools.partial(
+        jitter, std=input_noise, relative=input_noise_relative, random_level=input_noise_random,
+        clean_fraction=input_noise_clean, min_level=input_noise_min,
+    )
     X_val_cond = None
     if X_val is not None and not noise_targets and input_noise > 0.0:
         gen = torch.Generator(device=X_val.device).manual_seed(val_seed + 1)
-        X_val_cond = jitter(X_val, input_noise, input_noise_relative, gen,
-                            input_noise_random, input_noise_clean, input_noise_min)
+        X_val_cond = add_noise(X_val, generator=gen)
     t0 = time.perf_counter()
     bar = tqdm(range(n_epochs), disable=not verbose, desc="DVAE", unit="epoch")
     for epoch in bar:
@@ -259,8 +262,7 @@ def train_dvae(
             xb = X_train[perm[i : i + batch_size]]
             xc = None
             if input_noise > 0.0:
-                noisy = jitter(xb, input_noise, input_noise_relative, None, input_noise_random,
-                               input_noise_clean, input_noise_min)
+                noisy = add_noise(xb)
                 if noise_targets:
                     xb = noisy
                 else:

@@ -100,11 +100,14 @@ def test_min_level_leaves_a_gap_between_clean_and_noisy_sequences():
     noisy = level[~clean]  # U[0.25, 1]: mean 0.625, nothing near zero
     assert 0.6 < float(noisy.mean()) < 0.65
     assert 0.2 < float(noisy.min()) < 0.27 and 0.97 < float(noisy.max()) < 1.1
-    # min_level=0 draws exactly what the older recipes drew
-    a = jitter(x, 0.1, generator=torch.Generator().manual_seed(4), random_level=True)
+    # min_level=0 gives exactly the older recipes' draw: one normal per value, one uniform
+    # level per sequence
+    gen = torch.Generator().manual_seed(4)
+    noise = torch.randn(x.shape, generator=gen)
+    level = torch.rand((n, 1, 1), generator=gen)
     b = jitter(x, 0.1, generator=torch.Generator().manual_seed(4), random_level=True,
                min_level=0.0)
-    assert torch.equal(a, b)
+    assert torch.equal(b, x + 0.1 * (noise * level))
 
 
 def _constant_velocity(n, T, D, seed):
