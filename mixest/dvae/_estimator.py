@@ -17,7 +17,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from mixest.base import SequenceEstimator, check_sequences
-from mixest.dvae._modules import DVAEModule, build_module
+from mixest.dvae._modules import MODULE_OPTIONS, DVAEModule, build_module
 from mixest.dvae._training import (
     TrainingHistory,
     jitter,
@@ -363,20 +363,8 @@ class DVAE(SequenceEstimator):
         devices = [self.device_.index or 0] if self.device_.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(_seed_from(rng))
-            module = build_module(
-                {
-                    "architecture": self.architecture,
-                    "x_dim": X.shape[-1],
-                    "z_dim": self.z_dim,
-                    "rnn_dim": self.rnn_dim,
-                    "dense_dims": list(self.dense_dims),
-                    "likelihood": self.likelihood,
-                    "encoder_rnn": self.encoder_rnn,
-                    "residual_order": self.residual_order,
-                    "velocity_input": self.velocity_input,
-                    "gated_extrapolation": self.gated_extrapolation,
-                }
-            ).to(self.device_)
+            options = {k: getattr(self, k) for k in MODULE_OPTIONS}
+            module = build_module({"x_dim": X.shape[-1], **options}).to(self.device_)
             t_tr = self._tensor(X_tr)
             if self.min_std == "auto":
                 min_std = 1e-3 * t_tr.reshape(-1, X.shape[-1]).std(0)

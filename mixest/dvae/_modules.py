@@ -39,6 +39,20 @@ from torch import Tensor, nn
 
 __all__ = ["DVAEModule", "DVAEState", "SRNN", "VRNN", "gaussian_kl", "build_module"]
 
+#: The module's constructor options besides ``x_dim``, which :class:`mixest.dvae.DVAE` also
+#: carries under the same names (:func:`build_module` takes them with ``x_dim``).
+MODULE_OPTIONS = (
+    "architecture",
+    "z_dim",
+    "rnn_dim",
+    "dense_dims",
+    "likelihood",
+    "encoder_rnn",
+    "residual_order",
+    "velocity_input",
+    "gated_extrapolation",
+)
+
 LOG_EPS = 1e-10  # power-spectrum offset before the log (inputs only)
 _LOGVAR_MIN, _LOGVAR_MAX = -18.0, 12.0  # keeps exp() finite in float32
 
@@ -203,18 +217,9 @@ class DVAEModule(nn.Module):
 
     def config(self) -> dict:
         """Constructor keyword arguments (plain Python types), for saving."""
-        return {
-            "architecture": self.architecture,
-            "x_dim": self.x_dim,
-            "z_dim": self.z_dim,
-            "rnn_dim": self.rnn_dim,
-            "dense_dims": list(self.dense_dims),
-            "likelihood": self.likelihood,
-            "encoder_rnn": self.encoder_rnn,
-            "residual_order": self.residual_order,
-            "velocity_input": self.velocity_input,
-            "gated_extrapolation": self.gated_extrapolation,
-        }
+        config = {"x_dim": self.x_dim, **{k: getattr(self, k) for k in MODULE_OPTIONS}}
+        config["dense_dims"] = list(self.dense_dims)
+        return config
 
     @torch.no_grad()
     def set_normalization(self, X: Tensor, min_std: float | Tensor = 0.0) -> None:
