@@ -114,6 +114,26 @@ def e_w_numpy(
     return np.where(valid[..., None], eta, 0.0)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _softmax_into(scores, best, N, clutter_score, out, b, t, k):
+    """Write the softmax of ``scores[:C]`` into ``out[b, t, k]`` (C = out.shape[3]);
+    ``scores[:N]`` holds the sources' log scores with maximum ``best``, and with C > N
+    ``clutter_score`` is added first."""
+    C = out.shape[3]
+    if C > N:
+        s = clutter_score
+        scores[N] = s
+        if s > best:
+            best = s
+    total = 0.0
+    for c in range(C):
+        e = math.exp(scores[c] - best)
+        scores[c] = e
+        total += e
+    for c in range(C):
+        out[b, t, k, c] = scores[c] / total
+
+
 @numba.njit(cache=True, nogil=True)
 def _e_w_diag(obs, valid, phi, means, covs, log_prior, log_clutter, inv_temp, out):
     B, T, K, D = obs.shape
@@ -141,18 +161,8 @@ def _e_w_diag(obs, valid, phi, means, covs, log_prior, log_clutter, inv_temp, ou
                     scores[n] = s
                     if s > best:
                         best = s
-                if C > N:
-                    s = log_prior[b, N] + log_clutter
-                    scores[N] = s
-                    if s > best:
-                        best = s
-                total = 0.0
-                for c in range(C):
-                    e = math.exp(scores[c] - best)
-                    scores[c] = e
-                    total += e
-                for c in range(C):
-                    out[b, t, k, c] = scores[c] / total
+                # (log_prior[b, -1] is the clutter prior when there is a clutter class)
+                _softmax_into(scores, best, N, log_prior[b, -1] + log_clutter, out, b, t, k)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -203,18 +213,8 @@ def _e_w_full(obs, valid, phi, means, covs, log_prior, log_clutter, inv_temp, ou
                     scores[n] = s
                     if s > best:
                         best = s
-                if C > N:
-                    s = log_prior[b, N] + log_clutter
-                    scores[N] = s
-                    if s > best:
-                        best = s
-                total = 0.0
-                for c in range(C):
-                    e = math.exp(scores[c] - best)
-                    scores[c] = e
-                    total += e
-                for c in range(C):
-                    out[b, t, k, c] = scores[c] / total
+                # (log_prior[b, -1] is the clutter prior when there is a clutter class)
+                _softmax_into(scores, best, N, log_prior[b, -1] + log_clutter, out, b, t, k)
 
 
 def e_w_numba(
