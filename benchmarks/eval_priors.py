@@ -18,6 +18,10 @@ Reports, on trajectories drawn with a seed the training never used:
   and on the same data jittered by the prior's ``input_noise`` (its training objective: for a
   denoising prior, ``noise_targets=False``, jittered inputs scored against clean targets);
 - a PNG of sampled trajectories next to real synthetic ones.
+
+A prior trained with ``noise_level_input=True`` is told the level of what it reads: 0 for the
+exact held-out boxes (the clean rows, the clean ELBO, the samples), ``--input-jitter`` divided
+by its ``input_noise`` for the jittered rows, 1 for the ELBO on data jittered as in training.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ def _constant_acceleration(X: np.ndarray) -> np.ndarray:
     return pred
 
 
-def _denoising_elbo(module, X: np.ndarray, X_cond: np.ndarray) -> float:
+def _denoising_elbo(module, X: np.ndarray, X_cond: np.ndarray, **level) -> float:
     """Mean per-frame ELBO of clean ``X`` conditioned on ``X_cond`` (fixed seed, beta 1)."""
     import torch
 
@@ -59,18 +63,18 @@ def _denoising_elbo(module, X: np.ndarray, X_cond: np.ndarray) -> float:
     x = torch.as_tensor(X, dtype=torch.float32)
     xc = torch.as_tensor(X_cond, dtype=torch.float32)
     with torch.no_grad():
-        return float(module.eval().elbo(x, 1.0, generator=gen, x_cond=xc).mean())
+        return float(module.eval().elbo(x, 1.0, generator=gen, x_cond=xc, **level).mean())
 
 
-def _plot(prior, X: np.ndarray, path: Path, seed: int) -> None:
+def _plot(prior, X: np.ndarray, path: Path, seed: int, **level) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    S = prior.sample(12, 60, random_state=seed)
-    C = prior.sample(12, 60, random_state=seed, X_start=X[:12, :2])
+    S = prior.sample(12, 60, random_state=seed, **level)
+    C = prior.sample(12, 60, random_state=seed, X_start=X[:12, :2], **level)
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), sharex=True, sharey=True)
     panels = (
         (axes[0], X[:12], "synthetic trajectories (held out)"),
@@ -128,7 +132,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"held-out: {X.shape[0]} synthetic trajectories of {X.shape[1]} frames (seed "
           f"{args.seed}; the prior was trained on seed 0)")
 
-    mean, var = prior.predict_next(X)
+    # A prior with a noise-level input is told how noisy each input is: 0 for the exact
+    # held-out boxes, the jitter as a fraction of its training input_noise for jittered ones.
+    reads_level = bool(getattr(prior.module_, "noise_level_input", False))
+
+    def at(level: float) -> dict:
+        return {"level": level} if reads_level else {}
+
+    jitter_level = args.input_jitter / prior.input_noise if reads_level else None
+    if reads_level:
+        print(f"noise-level input: level 0 on exact boxes, {jitter_level:g} (= "
+              f"{args.input_jitter:g} / input_noise {prior.input_noise:g}) on jittered ones")
+    mean, var = prior.predict_next(X, **at(0.0))
     rows = {
         "DVAE prior (causal one-step mean)": _errors(mean, X),
         "constant velocity 2x[t-1]-x[t-2]": _errors(
@@ -148,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.RandomState(args.seed + 1)
     wh = np.concatenate([X[..., 2:] - X[..., :2]] * 2, -1)
     Xn = X + args.input_jitter * wh * rng.standard_normal(X.shape)
-    mean_n, var_n = prior.predict_next(Xn)
+    mean_n, var_n = prior.predict_next(Xn, **at(jitter_level))
     noisy = {
         "DVAE prior (causal one-step mean)": _errors(mean_n, X),
         "constant velocity 2x[t-1]-x[t-2]": _errors(
@@ -168,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"jittered inputs: predictive std median {np.sqrt(np.median(var_n[:, 2:])):.2e}; "
           f"mean squared z-score {z2n.mean():.3f}; share within 2 std {np.mean(z2n < 4):.4f}")
 
-    trained = prior.score(X)
+    trained = prior.score(X, **at(0.0))
     with torch.random.fork_rng():
         torch.manual_seed(0)
         fresh = build_module(prior.module_.config())
@@ -178,17 +193,18 @@ def main(argv: list[str] | None = None) -> int:
     fresh.load_state_dict({**fresh.state_dict(), **buffers})
     untrained_est = load()
     untrained_est.module_ = fresh.eval()
-    untrained = untrained_est.score(X)
+    untrained = untrained_est.score(X, **at(0.0))
     print(f"\nper-frame ELBO (nats, beta 1, teacher forcing): trained {trained:.4f}, "
           f"untrained {untrained:.4f}, difference {trained - untrained:+.4f}")
     if prior.input_noise > 0:  # the training objective: data jittered by input_noise
         std = prior.input_noise * (wh if prior.input_noise_relative else 1.0)
         Xj = X + std * np.random.RandomState(args.seed + 2).standard_normal(X.shape)
         if prior.noise_targets:
-            tj, uj = prior.score(Xj), untrained_est.score(Xj)
+            tj, uj = prior.score(Xj, **at(1.0)), untrained_est.score(Xj, **at(1.0))
             what = "held-out data jittered"
         else:  # denoising: jittered conditioning inputs, clean targets
-            tj, uj = _denoising_elbo(prior.module_, X, Xj), _denoising_elbo(fresh, X, Xj)
+            tj = _denoising_elbo(prior.module_, X, Xj, **at(1.0))
+            uj = _denoising_elbo(fresh, X, Xj, **at(1.0))
             what = "jittered inputs, clean targets,"
         unit = " x box size" if prior.input_noise_relative else ""
         print(f"per-frame ELBO on {what} by input_noise={prior.input_noise:g}{unit} "
@@ -197,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"validation ELBO recorded at training (final scheduled-sampling rate): "
           f"{prior.history_.best_val_elbo:.4f} at epoch {prior.history_.best_epoch}")
     if args.plot is not None:
-        _plot(prior, X, args.plot, seed=1)
+        _plot(prior, X, args.plot, seed=1, **at(0.0))
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import math
 import os
 from numbers import Integral, Real
 from pathlib import Path
@@ -118,6 +119,14 @@ class DVAE(SequenceEstimator):
         ``x_{t-1} + sigmoid(g_v) v_{t-1} + sigmoid(g_a) a_{t-1} + s_1 r``, gates ``g_v, g_a``
         and residual ``r`` from the decoder, ``v`` and ``a`` the last velocity and acceleration
         of the inputs, which the LSTM also reads (see :class:`mixest.dvae.SRNN`).
+    noise_level_input : bool, default=False
+        The recurrence also reads the noise level of its inputs: in training each sequence's
+        jitter factor (0 for the ``input_noise_clean`` share, else its ``input_noise_random``
+        draw; needs ``input_noise > 0``), afterwards the ``level`` argument of
+        :meth:`predict_next`, :meth:`score`, :meth:`score_samples`, :meth:`transform` and
+        :meth:`sample` (0 for exact frames; default 1, the largest training jitter, which is
+        also what a tracker feeds unless told otherwise). One network then predicts from exact
+        frames as well as it denoises jittered ones, instead of hedging between the two.
     min_std : "auto" or float, default="auto"
         Floor of the decoder standard deviation in data units; "auto" is 1e-3 of each
         dimension's standard deviation in the training data. It keeps the prior's variance
@@ -200,6 +209,7 @@ class DVAE(SequenceEstimator):
         "residual_order": [Interval(Integral, 0, 2, closed="both")],
         "velocity_input": ["boolean", None],
         "gated_extrapolation": ["boolean"],
+        "noise_level_input": ["boolean"],
         "min_std": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
         "input_noise": [Interval(Real, 0, None, closed="left")],
         "noise_targets": ["boolean"],
@@ -251,6 +261,7 @@ class DVAE(SequenceEstimator):
         residual_order: int = 2,
         velocity_input: bool | None = None,
         gated_extrapolation: bool = False,
+        noise_level_input: bool = False,
         min_std: str | float = "auto",
         input_noise: float = 0.0,
         noise_targets: bool = True,
@@ -283,6 +294,7 @@ class DVAE(SequenceEstimator):
         self.residual_order = residual_order
         self.velocity_input = velocity_input
         self.gated_extrapolation = gated_extrapolation
+        self.noise_level_input = noise_level_input
         self.min_std = min_std
         self.input_noise = input_noise
         self.noise_targets = noise_targets
@@ -349,6 +361,9 @@ class DVAE(SequenceEstimator):
                 f"box data (x1, y1, x2, y2) with D = 4, got likelihood={self.likelihood!r} and "
                 f"D = {X.shape[-1]}."
             )
+        if self.noise_level_input and self.input_noise <= 0:
+            raise ValueError("noise_level_input=True needs input_noise > 0: the model reads the "
+                             "level of the training jitter.")
         rng = check_random_state(self.random_state)
         self.device_ = resolve_device(self.device)
         n = X.shape[0]
@@ -410,14 +425,28 @@ class DVAE(SequenceEstimator):
         self.n_epochs_ = len(self.history_.train_loss)
         return self
 
+    def _check_level(self, level: object) -> float | None:
+        """``level`` as a float (``noise_level_input`` models only), or None."""
+        if level is None:
+            return None
+        if not self.module_.noise_level_input:
+            raise ValueError("level is read by DVAEs fitted with noise_level_input=True only.")
+        if isinstance(level, bool) or not isinstance(level, Real):
+            raise TypeError(f"level must be a real number, got {type(level).__name__}.")
+        if not (math.isfinite(level) and level >= 0):
+            raise ValueError(f"level must be a finite number >= 0, got {level!r}.")
+        return float(level)
+
     @torch.no_grad()
-    def score(self, X: object, y: object = None) -> float:
+    def score(self, X: object, y: object = None, level: float | None = None) -> float:
         """Mean per-frame ELBO (beta 1, one reparameterised sample with a fixed seed).
 
         Parameters
         ----------
         X : array-like of shape (n_sequences, T, D)
         y : ignored
+        level : float, optional
+            Noise level of ``X`` (``noise_level_input`` only; 0 for exact frames).
 
         Returns
         -------
@@ -425,36 +454,51 @@ class DVAE(SequenceEstimator):
         """
         check_is_fitted(self, "module_")
         X = self._check_X(X, reset=False)
-        return float(self.score_samples(X).mean())
+        return float(self.score_samples(X, level=level).mean())
 
     @_in_threads
     @torch.no_grad()
-    def score_samples(self, X: object) -> np.ndarray:
-        """Per-frame ELBO of each sequence, shape (n_sequences,)."""
+    def score_samples(self, X: object, level: float | None = None) -> np.ndarray:
+        """Per-frame ELBO of each sequence, shape (n_sequences,); ``level`` as in :meth:`score`."""
         check_is_fitted(self, "module_")
         X = self._check_X(X, reset=False)
+        level = self._check_level(level)
         gen = torch.Generator(device=self.device_).manual_seed(0)
         self.module_.eval()
         out = [
-            self.module_.elbo(self._tensor(X[i : i + 1024]), 1.0, generator=gen).cpu().numpy()
+            self.module_.elbo(self._tensor(X[i : i + 1024]), 1.0, generator=gen,
+                              level=level).cpu().numpy()
             for i in range(0, X.shape[0], 1024)
         ]
         return np.concatenate(out).astype(np.float64)
 
     @_in_threads
     @torch.no_grad()
-    def transform(self, X: object) -> np.ndarray:
-        """Posterior latent means (deterministic pass), shape (n_sequences, T, z_dim)."""
+    def transform(self, X: object, level: float | None = None) -> np.ndarray:
+        """Posterior latent means (deterministic pass), shape (n_sequences, T, z_dim).
+
+        ``level``: noise level of ``X`` (``noise_level_input`` only; 0 for exact frames).
+        """
         check_is_fitted(self, "module_")
         X = self._check_X(X, reset=False)
+        level = self._check_level(level)
         self.module_.eval()
-        _, m, _ = self.module_.encode(self._tensor(X), sample=False)
+        _, m, _ = self.module_.encode(self._tensor(X), sample=False, level=level)
         return m.cpu().numpy().astype(np.float64)
 
     @_in_threads
     @torch.no_grad()
-    def predict_next(self, X: object) -> tuple[np.ndarray, np.ndarray]:
+    def predict_next(self, X: object,
+                     level: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Causal one-step-ahead prediction: mean and variance of each frame given the past.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_sequences, T, D)
+        level : float, optional
+            Noise level of ``X`` as a fraction of the largest training jitter
+            (``noise_level_input`` only): 0 for exact frames, 1 (the default) for frames
+            jittered by ``input_noise``.
 
         Returns
         -------
@@ -462,8 +506,9 @@ class DVAE(SequenceEstimator):
         """
         check_is_fitted(self, "module_")
         X = self._check_X(X, reset=False)
+        level = self._check_level(level)
         self.module_.eval()
-        m, v = self.module_.predict_next(self._tensor(X))
+        m, v = self.module_.predict_next(self._tensor(X), level=level)
         return m.cpu().numpy().astype(np.float64), v.cpu().numpy().astype(np.float64)
 
     @_in_threads
@@ -475,6 +520,7 @@ class DVAE(SequenceEstimator):
         random_state: object = None,
         noise: bool = True,
         X_start: object = None,
+        level: float | None = None,
     ) -> np.ndarray:
         """Draw sequences from the generative model.
 
@@ -489,12 +535,16 @@ class DVAE(SequenceEstimator):
             Continue these first ``k < T`` frames instead of drawing them (the model's
             first-frame distribution is a diagonal Gaussian around the training mean, so
             unconditional first boxes are rough; continuations show the learned motion).
+        level : float, optional
+            Noise level the recurrence is told its inputs (``X_start``, then its own draws)
+            have (``noise_level_input`` only).
 
         Returns
         -------
         X : ndarray of shape (n_samples, T, D)
         """
         check_is_fitted(self, "module_")
+        level = self._check_level(level)
         for name, v in (("n_samples", n_samples), ("T", T)):
             if not isinstance(v, Integral) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}.")
@@ -509,7 +559,7 @@ class DVAE(SequenceEstimator):
             x_start = self._tensor(X_start)
         self.module_.eval()
         x = self.module_.sample(
-            int(n_samples), int(T), self._generator(random_state), noise, x_start
+            int(n_samples), int(T), self._generator(random_state), noise, x_start, level
         )
         out = x.cpu().numpy().astype(np.float64)
         if X_start is not None:

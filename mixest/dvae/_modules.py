@@ -51,6 +51,7 @@ MODULE_OPTIONS = (
     "residual_order",
     "velocity_input",
     "gated_extrapolation",
+    "noise_level_input",
 )
 
 LOG_EPS = 1e-10  # power-spectrum offset before the log (inputs only)
@@ -74,6 +75,9 @@ class DVAEState(NamedTuple):
         Up to two frames fed before ``x`` (``x_{t-2}, x_{t-3}``), most recent first: the
         acceleration and jerk features and the extrapolation of ``gated_extrapolation=True``
         read them.
+    level : Tensor of shape (B, 1) or None
+        ``noise_level_input=True`` only: the noise level of the frames fed, which the
+        recurrence reads with every frame.
     """
 
     h: Tensor
@@ -82,6 +86,7 @@ class DVAEState(NamedTuple):
     x: Tensor
     t: int
     past: tuple = ()
+    level: Tensor | None = None
 
 
 def gaussian_kl(mq: Tensor, lq: Tensor, mp: Tensor, lp: Tensor) -> Tensor:
@@ -147,6 +152,14 @@ class DVAEModule(nn.Module):
         float32 rounding), so that both the tiny changes of smooth paths
         and the large ones of noisy inputs or turns are legible: a jerk near zero says that
         constant acceleration is exact.
+    noise_level_input : bool, default=False
+        Every frame's features also carry the noise level of the frames the model reads, a
+        number ``u >= 0`` (training: the jitter level of each sequence as a fraction of the
+        largest one, 0 for clean sequences). The model then need not guess from the inputs'
+        roughness whether they are clean: ``u = 0`` asks for the prediction from exact
+        frames, ``u = 1`` from frames jittered at the training's largest level. Methods that
+        read frames take it as ``level`` (a number, or one per sequence); without it they use
+        the ``noise_level`` buffer (1.0 unless set), the level a tracker feeds by default.
     """
 
     architecture = "base"
@@ -163,6 +176,7 @@ class DVAEModule(nn.Module):
         residual_order: int = 2,
         velocity_input: bool | None = None,
         gated_extrapolation: bool = False,
+        noise_level_input: bool = False,
     ):
         super().__init__()
         if likelihood not in ("gaussian", "itakura_saito"):
@@ -189,6 +203,9 @@ class DVAEModule(nn.Module):
         self.register_buffer("min_var", torch.zeros(x_dim))
         if self.gated_extrapolation:  # unit of the acceleration feature
             self.register_buffer("acc_unit", torch.ones(x_dim))
+        self.noise_level_input = bool(noise_level_input)
+        if self.noise_level_input:  # the level read when a caller gives none
+            self.register_buffer("noise_level", torch.ones(1))
 
         n_feat = self.n_features
         feat = self.dense_dims[-1] if self.dense_dims else n_feat
@@ -209,8 +226,9 @@ class DVAEModule(nn.Module):
     # ------------------------------------------------------------------ configuration
     @property
     def n_features(self) -> int:
-        """Size of one frame's features (position, velocity, acceleration and jerk)."""
-        return self.x_dim * (1 + self.velocity_input + 2 * self.gated_extrapolation)
+        """Size of one frame's features (position, velocity, acceleration, jerk, noise level)."""
+        return (self.x_dim * (1 + self.velocity_input + 2 * self.gated_extrapolation)
+                + self.noise_level_input)
 
     def _build_recurrence(self, feat: int) -> None:
         raise NotImplementedError
@@ -260,16 +278,37 @@ class DVAEModule(nn.Module):
         frames = (state.x, *state.past)
         return frames[: max(0, min(state.t - 1, len(frames)))]
 
-    def _frame_features(self, x: Tensor, earlier: tuple = ()) -> Tensor:
+    def level_column(self, level: float | Tensor | None, batch_size: int) -> Tensor | None:
+        """The noise-level feature of ``batch_size`` sequences, shape (batch_size, 1).
+
+        None without ``noise_level_input``. ``level``: a number, one per sequence, or None for
+        the ``noise_level`` buffer.
+        """
+        if not self.noise_level_input:
+            if level is not None:
+                raise ValueError("level is read by modules built with noise_level_input=True "
+                                 "only; this module has no noise-level input.")
+            return None
+        if level is None:
+            level = self.noise_level
+        level = torch.as_tensor(level, dtype=self.x_loc.dtype, device=self.x_loc.device)
+        if level.numel() == 1:
+            return level.reshape(1, 1).expand(batch_size, 1)
+        if level.shape != (batch_size,):
+            raise ValueError(f"level must be a number or have one value per sequence "
+                             f"({batch_size},), got shape {tuple(level.shape)}")
+        return level.reshape(batch_size, 1)
+
+    def _frame_features(self, x: Tensor, earlier: tuple = (),
+                        level: Tensor | None = None) -> Tensor:
         """Network features of one frame in data units.
 
         ``earlier``: the frames before ``x`` that exist, most recent first. Velocity w.r.t.
         ``earlier[0]`` and, with ``gated_extrapolation``, acceleration and jerk (zero where
-        their frames do not exist).
+        their frames do not exist). ``level``: the (B, 1) column of :meth:`level_column`,
+        appended last (``noise_level_input``).
         """
         xs = self._standardize(x)
-        if not self.velocity_input and not self.gated_extrapolation:
-            return xs
         parts = [xs]
         n = len(earlier)
         if self.velocity_input:
@@ -284,13 +323,16 @@ class DVAEModule(nn.Module):
             # the jerk as a difference of accelerations, as in _sequence_features (same rounding)
             jerk = acc - (earlier[0] - 2.0 * earlier[1] + earlier[2]) if n >= 3 else None
             parts.append(zeros if jerk is None else torch.asinh(jerk / self.acc_unit))
-        return torch.cat(parts, -1)
+        if level is not None:
+            parts.append(level)
+        return torch.cat(parts, -1) if len(parts) > 1 else xs
 
-    def _sequence_features(self, x: Tensor) -> Tensor:
-        """Features of every frame of ``x`` (B, T, D) -> (B, T, F); velocity 0 at t = 0."""
+    def _sequence_features(self, x: Tensor, level: float | Tensor | None = None) -> Tensor:
+        """Features of every frame of ``x`` (B, T, D) -> (B, T, F); velocity 0 at t = 0.
+
+        ``level``: see :meth:`level_column` (``noise_level_input`` only).
+        """
         xs = self._standardize(x)
-        if not self.velocity_input and not self.gated_extrapolation:
-            return xs
         parts = [xs]
         if self.velocity_input:
             vel = torch.zeros_like(xs)
@@ -302,18 +344,25 @@ class DVAEModule(nn.Module):
             acc[:, 2:] = torch.asinh(dd / self.acc_unit)
             jerk[:, 3:] = torch.asinh((dd[:, 1:] - dd[:, :-1]) / self.acc_unit)
             parts += [acc, jerk]
-        return torch.cat(parts, -1)
+        col = self.level_column(level, x.shape[0])
+        if col is not None:
+            parts.append(col[:, None].expand(-1, x.shape[1], 1))
+        return torch.cat(parts, -1) if len(parts) > 1 else xs
 
-    def encoder_summary(self, x: Tensor) -> Tensor:
+    def encoder_summary(self, x: Tensor, level: float | Tensor | None = None) -> Tensor:
         """``a_t`` for every frame: backward-LSTM summary of ``x_{t:T}`` or features of ``x_t``."""
-        f = self.feature_enc(self._sequence_features(x))
+        f = self.feature_enc(self._sequence_features(x, level))
         if not self.encoder_rnn:
             return f
         a, _ = self.rnn_enc(torch.flip(f, [1]))
         return torch.flip(a, [1])
 
-    def initial_state(self, batch_size: int) -> DVAEState:
-        """Recurrent state before the first frame (``x_0 = 0``, ``z_0 = 0``)."""
+    def initial_state(self, batch_size: int, level: float | Tensor | None = None) -> DVAEState:
+        """Recurrent state before the first frame (``x_0 = 0``, ``z_0 = 0``).
+
+        ``level``: the noise level of the frames to come (``noise_level_input`` only; see
+        :meth:`level_column`).
+        """
         p = self.x_loc
         zeros = torch.zeros(batch_size, self.rnn_dim, dtype=p.dtype, device=p.device)
         x_zeros = torch.zeros(batch_size, self.x_dim, dtype=p.dtype, device=p.device)
@@ -323,6 +372,8 @@ class DVAEModule(nn.Module):
             torch.zeros(batch_size, self.z_dim, dtype=p.dtype, device=p.device),
             x_zeros,
             0,
+            (),
+            self.level_column(level, batch_size),
         )
 
     def advance(self, x_prev: Tensor | None, state: DVAEState) -> tuple[Tensor, DVAEState]:
@@ -430,7 +481,8 @@ class DVAEModule(nn.Module):
             like.shape, dtype=like.dtype, device=like.device, generator=generator
         )
 
-    def _hidden_teacher_forced(self, x: Tensor) -> Tensor | None:
+    def _hidden_teacher_forced(self, x: Tensor,
+                               level: float | Tensor | None = None) -> Tensor | None:
         """All ``h`` at once when they do not depend on ``z`` (SRNN); else None."""
         return None
 
@@ -442,6 +494,7 @@ class DVAEModule(nn.Module):
         generator: torch.Generator | None = None,
         z: Tensor | None = None,
         feed_prob: float = 0.0,
+        level: float | Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Run the inference network and the decoder over a whole sequence.
 
@@ -457,6 +510,8 @@ class DVAEModule(nn.Module):
             Scheduled sampling: probability, per sequence and frame, of feeding the model's own
             decoder mean (detached) instead of the data into the recurrence (never for the
             first two frames, whose predictions cannot know position and velocity).
+        level : float or Tensor of shape (B,), optional
+            Noise level of ``x`` (``noise_level_input`` only; see :meth:`level_column`).
 
         Returns
         -------
@@ -465,19 +520,19 @@ class DVAEModule(nn.Module):
             ``x_mean``, ``x_var`` (B, T, x_dim).
         """
         B, T, _ = x.shape
-        a = self.encoder_summary(x) if z is None else None
+        a = self.encoder_summary(x, level) if z is None else None
         if feed_prob > 0.0:
-            return self._run_fed(x, a, sample, generator, z, feed_prob)
+            return self._run_fed(x, a, sample, generator, z, feed_prob, level)
         # Teacher forcing: only the posterior recursion (z_t needs z_{t-1}) and, for the VRNN,
         # the LSTM must be stepped; the prior and the decoder run once on the whole sequence.
-        hs = self._hidden_teacher_forced(x)
+        hs = self._hidden_teacher_forced(x, level)
         if hs is not None and z is None:
             # First encoder layer on [h_t, a_t] for all t at once; only z_{t-1} is per step.
             lin0 = self.encoder_net[0]
             k = hs.shape[-1] + a.shape[-1]
             pre = nn.functional.linear(torch.cat([hs, a], -1), lin0.weight[:, :k], lin0.bias)
             w_z = lin0.weight[:, k:]
-        state = self.initial_state(B)
+        state = self.initial_state(B, level)
         h_list, z_list, qm_list, qlv_list = [], [], [], []
         for t in range(T):
             if hs is not None:
@@ -523,10 +578,10 @@ class DVAEModule(nn.Module):
             "x_var": torch.cat([p[1] for p in parts], 1),
         }
 
-    def _run_fed(self, x, a, sample, generator, z, feed_prob) -> dict[str, Tensor]:
+    def _run_fed(self, x, a, sample, generator, z, feed_prob, level=None) -> dict[str, Tensor]:
         """Step-by-step pass with scheduled sampling (the decoder is needed inside the loop)."""
         B, T, _ = x.shape
-        state = self.initial_state(B)
+        state = self.initial_state(B, level)
         keys = ("z", "z_mean", "z_logvar", "prior_mean", "prior_logvar", "x_mean", "x_var")
         out: dict[str, list[Tensor]] = {k: [] for k in keys}
         x_fed: Tensor | None = None
@@ -558,7 +613,11 @@ class DVAEModule(nn.Module):
         return {k: (torch.stack(v, 1) if v[0] is not None else None) for k, v in out.items()}
 
     def encode(
-        self, x: Tensor, sample: bool = False, generator: torch.Generator | None = None
+        self,
+        x: Tensor,
+        sample: bool = False,
+        generator: torch.Generator | None = None,
+        level: float | Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Posterior over a whole sequence.
 
@@ -569,22 +628,27 @@ class DVAEModule(nn.Module):
             Draw (reparameterised) ``z``; with False the means are fed forward as ``z_{t-1}``
             and the result is deterministic.
         generator : torch.Generator, optional
+        level : float or Tensor of shape (B,), optional
+            Noise level of ``x`` (``noise_level_input`` only).
 
         Returns
         -------
         z, z_mean, z_logvar : Tensor of shape (B, T, z_dim)
         """
-        r = self.run(x, sample=sample, generator=generator)
+        r = self.run(x, sample=sample, generator=generator, level=level)
         return r["z"], r["z_mean"], r["z_logvar"]
 
-    def decode(self, x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+    def decode(self, x: Tensor, z: Tensor,
+               level: float | Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Teacher-forced decoding: ``p(x_t | x_{<t}, z_{<=t})`` for every ``t``.
+
+        ``level``: noise level of ``x`` (``noise_level_input`` only).
 
         Returns
         -------
         mean, var : Tensor of shape (B, T, x_dim)
         """
-        r = self.run(x, z=z)
+        r = self.run(x, z=z, level=level)
         return r["x_mean"], r["x_var"]
 
     def log_likelihood(self, x: Tensor, mean: Tensor, var: Tensor) -> Tensor:
@@ -603,6 +667,7 @@ class DVAEModule(nn.Module):
         feed_prob: float = 0.0,
         return_terms: bool = False,
         x_cond: Tensor | None = None,
+        level: float | Tensor | None = None,
     ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
         """Per-frame evidence lower bound of each sequence (one reparameterised sample).
 
@@ -621,6 +686,9 @@ class DVAEModule(nn.Module):
             Conditioning sequence (denoising training): what the recurrence, the encoder and
             the residual base read, while ``x`` stays the reconstruction target. None: ``x``
             itself (the plain ELBO; ``x_cond=x`` gives exactly the same value).
+        level : float or Tensor of shape (B,), optional
+            Noise level of the conditioning sequence (``noise_level_input`` only; see
+            :meth:`level_column`).
 
         Returns
         -------
@@ -632,7 +700,7 @@ class DVAEModule(nn.Module):
                 f"x_cond must have the shape of x {tuple(x.shape)}, got {tuple(x_cond.shape)}"
             )
         cond = x if x_cond is None else x_cond
-        r = self.run(cond, sample=sample, generator=generator, feed_prob=feed_prob)
+        r = self.run(cond, sample=sample, generator=generator, feed_prob=feed_prob, level=level)
         recon = self.log_likelihood(x, r["x_mean"], r["x_var"]).mean(-1)
         kl = gaussian_kl(r["z_mean"], r["z_logvar"], r["prior_mean"], r["prior_logvar"]).mean(-1)
         elbo = recon - beta * kl
@@ -646,6 +714,7 @@ class DVAEModule(nn.Module):
         generator: torch.Generator | None = None,
         noise: bool = True,
         x_start: Tensor | None = None,
+        level: float | Tensor | None = None,
     ) -> Tensor:
         """Draw ``n`` sequences of ``T`` frames from the generative model.
 
@@ -659,12 +728,15 @@ class DVAEModule(nn.Module):
         x_start : Tensor of shape (n, k, x_dim), optional
             Condition on these first ``k < T`` frames (returned unchanged): the latents run
             through the prior while the recurrence reads them, then the model continues.
+        level : float or Tensor of shape (n,), optional
+            Noise level the recurrence is told its inputs have (``noise_level_input`` only;
+            default the ``noise_level`` buffer).
 
         Returns
         -------
         x : Tensor of shape (n, T, x_dim)
         """
-        state = self.initial_state(n)
+        state = self.initial_state(n, level)
         x_prev = x_pprev = x_ppprev = None
         frames = []
         k = 0 if x_start is None else x_start.shape[1]
@@ -690,18 +762,20 @@ class DVAEModule(nn.Module):
         return torch.stack(frames, 1)
 
     @torch.no_grad()
-    def predict_next(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def predict_next(self, x: Tensor,
+                     level: float | Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Causal one-step-ahead prediction of every frame from the frames before it.
 
         The recurrence reads the data; ``z_t`` is the prior mean given the previous prior mean
-        (no posterior, so nothing from ``x_{t:T}`` leaks in).
+        (no posterior, so nothing from ``x_{t:T}`` leaks in). ``level``: the noise level of
+        ``x`` (``noise_level_input`` only; 0 for exact frames).
 
         Returns
         -------
         mean, var : Tensor of shape (B, T, x_dim)
             ``mean[:, t]`` predicts ``x[:, t]`` from ``x[:, :t]``.
         """
-        state = self.initial_state(x.shape[0])
+        state = self.initial_state(x.shape[0], level)
         x_prev = x_pprev = x_ppprev = None
         means, vars_ = [], []
         for t in range(x.shape[1]):
@@ -729,18 +803,18 @@ class SRNN(DVAEModule):
         self.rnn = nn.LSTM(feat, self.rnn_dim, batch_first=True)
 
     def advance(self, x_prev: Tensor | None, state: DVAEState) -> tuple[Tensor, DVAEState]:
-        if state.t == 0:  # x_0 = 0 in standardised units
+        if state.t == 0:  # x_0 = 0 in standardised units (every feature 0, the level too)
             f = state.x.new_zeros(state.x.shape[0], self.n_features)
             x_keep, past = state.x, state.past
         else:
-            f = self._frame_features(x_prev, self._earlier(state))
+            f = self._frame_features(x_prev, self._earlier(state), state.level)
             x_keep, past = x_prev, (state.x, *state.past[:1])
         h, c = _lstm_step(self.rnn, self.feature_x(f), state.h, state.c)
-        return h, DVAEState(h, c, state.z, x_keep, state.t + 1, past)
+        return h, state._replace(h=h, c=c, x=x_keep, t=state.t + 1, past=past)
 
-    def _hidden_teacher_forced(self, x: Tensor) -> Tensor:
+    def _hidden_teacher_forced(self, x: Tensor, level: float | Tensor | None = None) -> Tensor:
         # h_t reads x_{t-1}: shift the features right by one frame, x_0 = 0.
-        f = self._sequence_features(x)
+        f = self._sequence_features(x, level)
         f = torch.cat([torch.zeros_like(f[:, :1]), f[:, :-1]], 1)
         h, _ = self.rnn(self.feature_x(f))
         return h
@@ -765,10 +839,11 @@ class VRNN(DVAEModule):
     def advance(self, x_prev: Tensor | None, state: DVAEState) -> tuple[Tensor, DVAEState]:
         if state.t == 0:  # h_0 = 0: nothing observed yet
             return state.h, state._replace(t=1)
-        f = self._frame_features(x_prev, self._earlier(state))
+        f = self._frame_features(x_prev, self._earlier(state), state.level)
         inp = torch.cat([self.feature_x(f), self.feature_z(state.z)], -1)
         h, c = _lstm_step(self.rnn, inp, state.h, state.c)
-        return h, DVAEState(h, c, state.z, x_prev, state.t + 1, (state.x, *state.past[:1]))
+        return h, state._replace(h=h, c=c, x=x_prev, t=state.t + 1,
+                                 past=(state.x, *state.past[:1]))
 
 
 _ARCHITECTURES = {"srnn": SRNN, "vrnn": VRNN}

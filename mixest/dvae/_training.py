@@ -97,7 +97,8 @@ def jitter(
     random_level: bool = False,
     clean_fraction: float = 0.0,
     min_level: float = 0.0,
-) -> torch.Tensor:
+    return_level: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """``x`` plus Gaussian noise: std ``std`` in data units, or relative to the box size.
 
     Parameters
@@ -121,11 +122,15 @@ def jitter(
         With ``clean_fraction`` this leaves a gap between clean and noisy sequences, so that a
         network can tell them apart from their roughness (tiny noise is indistinguishable from
         none, and a prior that hedges between the two trusts clean inputs too little).
+    return_level : bool, default=False
+        Also return each sequence's noise factor (1 without ``random_level``), the noise level
+        a ``noise_level_input`` module reads.
 
     Returns
     -------
     Tensor
         A new tensor of the shape of ``x``.
+    level : Tensor of shape ``x.shape[:-2]``, only with ``return_level``
     """
     noise = torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
     if random_level:
@@ -136,14 +141,18 @@ def jitter(
             keep = torch.rand(level.shape, dtype=x.dtype, device=x.device, generator=generator)
             level = level * (keep >= clean_fraction)
         noise = noise * level
+    else:
+        level = torch.ones(x.shape[:-2] + (1, 1), dtype=x.dtype, device=x.device)
     if relative:
         if x.shape[-1] != 4:
             raise ValueError(
                 f"relative input noise needs boxes (x1, y1, x2, y2), D = 4; got D = {x.shape[-1]}"
             )
         wh = (x[..., 2:] - x[..., :2]).abs()
-        return x + std * torch.cat([wh, wh], -1) * noise
-    return x + std * noise
+        out = x + std * torch.cat([wh, wh], -1) * noise
+    else:
+        out = x + std * noise
+    return (out, level[..., 0, 0]) if return_level else out
 
 
 @torch.no_grad()
@@ -154,16 +163,19 @@ def _mean_elbo(
     seed: int,
     feed_prob: float = 0.0,
     X_cond: torch.Tensor | None = None,
+    levels: torch.Tensor | None = None,
 ) -> float:
-    """Mean per-frame ELBO (beta 1) with a fixed noise seed (conditioned on ``X_cond``)."""
+    """Mean per-frame ELBO (beta 1) with a fixed noise seed (conditioned on ``X_cond``, whose
+    noise levels are ``levels``)."""
     module.eval()
     gen = torch.Generator(device=X.device).manual_seed(seed)
     total = 0.0
     for i in range(0, X.shape[0], batch_size):
         xb = X[i : i + batch_size]
         cb = None if X_cond is None else X_cond[i : i + batch_size]
+        lb = None if levels is None else levels[i : i + batch_size]
         total += float(
-            module.elbo(xb, 1.0, generator=gen, feed_prob=feed_prob, x_cond=cb).sum()
+            module.elbo(xb, 1.0, generator=gen, feed_prob=feed_prob, x_cond=cb, level=lb).sum()
         )
     return total / X.shape[0]
 
@@ -245,10 +257,17 @@ def train_dvae(
         jitter, std=input_noise, relative=input_noise_relative, random_level=input_noise_random,
         clean_fraction=input_noise_clean, min_level=input_noise_min,
     )
-    X_val_cond = None
+    # a noise_level_input module reads each sequence's jitter level (0: clean validation data)
+    read_level = getattr(module, "noise_level_input", False)
+    if read_level and input_noise <= 0.0:
+        raise ValueError("noise_level_input=True needs input_noise > 0: the module reads the "
+                         "level of the training jitter.")
+    X_val_cond = val_levels = None
     if X_val is not None and not noise_targets and input_noise > 0.0:
         gen = torch.Generator(device=X_val.device).manual_seed(val_seed + 1)
-        X_val_cond = add_noise(X_val, generator=gen)
+        X_val_cond, val_levels = add_noise(X_val, generator=gen, return_level=True)
+    if X_val is not None and read_level and X_val_cond is None:
+        val_levels = torch.zeros(X_val.shape[0], dtype=X_val.dtype, device=X_val.device)
     t0 = time.perf_counter()
     bar = tqdm(range(n_epochs), disable=not verbose, desc="DVAE", unit="epoch")
     for epoch in bar:
@@ -260,14 +279,15 @@ def train_dvae(
         epoch_loss = 0.0
         for i in range(0, n, batch_size):
             xb = X_train[perm[i : i + batch_size]]
-            xc = None
+            xc = level = None
             if input_noise > 0.0:
-                noisy = add_noise(xb)
+                noisy, level = add_noise(xb, return_level=True)
                 if noise_targets:
                     xb = noisy
                 else:
                     xc = noisy
-            _, recon, kl = module.elbo(xb, beta, feed_prob=p, return_terms=True, x_cond=xc)
+            _, recon, kl = module.elbo(xb, beta, feed_prob=p, return_terms=True, x_cond=xc,
+                                       level=level if read_level else None)
             loss = -(recon - beta * kl_w * kl).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -285,7 +305,8 @@ def train_dvae(
                 "lower learning_rate or set grad_clip."
             )
         if X_val is not None:
-            score = _mean_elbo(module, X_val, max(batch_size, 512), val_seed, p, X_val_cond)
+            score = _mean_elbo(module, X_val, max(batch_size, 512), val_seed, p, X_val_cond,
+                               val_levels if read_level else None)
         else:
             score = -hist.train_loss[-1]
         hist.val_elbo.append(score)

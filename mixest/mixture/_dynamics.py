@@ -37,6 +37,7 @@ not increase monotonically, and the best iterate is kept).
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -372,12 +373,26 @@ class DVAEDynamics(SourceDynamics):
         the first E-Z step of each VEM run (after :meth:`start_batch`; recomputed at every call
         before it, as in the chunked initialisation), so the model stays the same across
         iterations. ``None``: the network reads the boxes as they are.
+    noise_level : float, optional
+        Modules built with ``noise_level_input=True`` only: the noise level the network is told
+        its inputs (the posterior means) have, as a fraction of its largest training jitter. A
+        copy of the module with this ``noise_level`` buffer is run (the module is never
+        modified). None: the module's own buffer (1.0 unless set).
     """
 
     def __init__(self, module, n_samples: int = 1, sample: bool = False, device: str = "cpu",
                  backend: str = "auto", propagate_uncertainty: bool = True,
                  finetune_steps: int = 0, finetune_lr: float = 1e-3, smooth: bool = False,
-                 precision: str = "float32", reference_box: Any = None):
+                 precision: str = "float32", reference_box: Any = None,
+                 noise_level: float | None = None):
+        if noise_level is not None:
+            if not getattr(module, "noise_level_input", False):
+                raise ValueError("noise_level needs a DVAE module built with "
+                                 "noise_level_input=True.")
+            if not (np.isfinite(noise_level) and noise_level >= 0):
+                raise ValueError(f"noise_level must be a finite number >= 0, got {noise_level!r}.")
+            module = copy.deepcopy(module)
+            module.noise_level.fill_(float(noise_level))
         self.module = module
         self.do_smooth = bool(smooth)
         self.finetune_steps = int(finetune_steps)

@@ -111,7 +111,11 @@ class NumpySRNN:
         self.velocity_input = bool(module.velocity_input)
         self.gated = bool(getattr(module, "gated_extrapolation", False))
         self.acc_unit = buf("acc_unit") if self.gated else None
-        self.n_features = self.x_dim * (1 + self.velocity_input + 2 * self.gated)
+        # noise_level_input: the module's noise_level buffer, a constant last feature
+        self.level = float(module.noise_level) if getattr(module, "noise_level_input",
+                                                          False) else None
+        self.n_kinematic = self.x_dim * (1 + self.velocity_input + 2 * self.gated)
+        self.n_features = self.n_kinematic + (self.level is not None)
         self.encoder_rnn = bool(module.encoder_rnn)
         self.feature_x = _MLP(module.feature_x)
         self.feature_enc = _MLP(module.feature_enc)
@@ -144,6 +148,8 @@ class NumpySRNN:
             if n >= 3:
                 jerk = acc - (earlier[0] - 2.0 * earlier[1] + earlier[2])
                 parts[-1] = np.arcsinh(jerk / self.acc_unit)
+        if self.level is not None:
+            parts.append(np.full(xs.shape[:-1] + (1,), self.level))
         return np.concatenate(parts, -1)
 
     def gates(self, h, z):
@@ -207,6 +213,8 @@ class NumpySRNN:
             acc[:, 2:] = np.arcsinh(dd / self.acc_unit)
             jerk[:, 3:] = np.arcsinh((dd[:, 1:] - dd[:, :-1]) / self.acc_unit)
             parts += [acc, jerk]
+        if self.level is not None:
+            parts.append(np.full(xs.shape[:-1] + (1,), self.level))
         return np.concatenate(parts, -1) if len(parts) > 1 else xs
 
     def encode(self, x: np.ndarray, rng: np.random.Generator | None = None):
@@ -269,12 +277,14 @@ class NumpySRNN:
         w1, b1, a1 = layers[0]
         w_x = w1[:D] / self.scale[:, None]
         b_x = b1 - (self.loc / self.scale) @ w1[:D]
+        if self.level is not None:  # the constant noise-level feature (after frame 0)
+            b_x = b_x + self.level * w1[self.n_kinematic]
         w_2 = w_acc = None
         if self.velocity_input:
             w_v = w1[D:2 * D] / self.dx_scale[:, None]
             w_2 = np.concatenate([-w_v, w_x + w_v])
         if self.gated:  # acceleration and jerk features are nonlinear: their rows stay apart
-            w_acc = w1[-2 * D:]
+            w_acc = w1[self.n_kinematic - 2 * D:self.n_kinematic]
         g0 = b1[None].copy()  # t = 0: zero features (x_0 = 0 in standardised units)
         if a1:
             np.tanh(g0, out=g0)

@@ -95,6 +95,11 @@ class MixDVAETracker(SequenceEstimator):
         pedestrian, several times larger and faster, is outside that range. False: the prior
         reads the boxes as they are (the paper). Box priors only; ignored for
         ``"constant-velocity"``.
+    prior_noise_level : float or None, default=None
+        For priors trained with ``noise_level_input=True``: the noise level the prior is told
+        the tracks it reads have, as a fraction of its largest training jitter
+        (``noise_level`` of :class:`mixest.mixture.DVAEDynamics`). None: the prior's own
+        default (1.0). Other priors refuse a value.
     box_format : {"xywh", "xyxy"}, default="xywh"
         Box convention of ``X`` (MOTChallenge: ``xywh``) and of the returned tracks.
     image_size : (width, height), default=(1920, 1080)
@@ -153,6 +158,7 @@ class MixDVAETracker(SequenceEstimator):
         "finetune_steps": [Interval(Integral, 0, None, closed="left")],
         "finetune_lr": [Interval(Real, 0, None, closed="neither")],
         "normalize_size": ["boolean"],
+        "prior_noise_level": [Interval(Real, 0, None, closed="left"), None],
         "box_format": [StrOptions({"xywh", "xyxy"})],
         "image_size": [tuple, list, None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -183,6 +189,7 @@ class MixDVAETracker(SequenceEstimator):
         finetune_steps: int = 0,
         finetune_lr: float = 1e-3,
         normalize_size: bool = True,
+        prior_noise_level: float | None = None,
         box_format: str = "xywh",
         image_size: tuple[float, float] | None = (1920, 1080),
         batch_size: int = 128,
@@ -209,6 +216,7 @@ class MixDVAETracker(SequenceEstimator):
         self.finetune_steps = finetune_steps
         self.finetune_lr = finetune_lr
         self.normalize_size = normalize_size
+        self.prior_noise_level = prior_noise_level
         self.box_format = box_format
         self.image_size = image_size
         self.batch_size = batch_size
@@ -290,6 +298,10 @@ class MixDVAETracker(SequenceEstimator):
             x_dim = self.prior_.module_.x_dim
             if x_dim != X.shape[-1]:
                 raise ValueError(f"the prior models {x_dim}-D frames, X has D = {X.shape[-1]}.")
+        if self.prior_noise_level is not None and not getattr(
+                getattr(self.prior_, "module_", None), "noise_level_input", False):
+            raise ValueError("prior_noise_level needs a DVAE prior trained with "
+                             "noise_level_input=True.")
         return self
 
     def _train_prior(self, dvae, y):
@@ -320,7 +332,8 @@ class MixDVAETracker(SequenceEstimator):
         return DVAEDynamics(module, n_samples=self.n_z_samples,
                             sample=self.sample_latents or self.n_z_samples > 1, device=device,
                             finetune_steps=self.finetune_steps, finetune_lr=self.finetune_lr,
-                            smooth=self.smooth, reference_box=box)
+                            smooth=self.smooth, reference_box=box,
+                            noise_level=self.prior_noise_level)
 
     def _run(self, X: np.ndarray):
         from joblib import Parallel, delayed, effective_n_jobs

@@ -17,6 +17,8 @@ CONFIGS = [
     {"z_dim": 3, "rnn_dim": 5, "dense_dims": (7,), "residual_order": 1},
     {"residual_order": 1, "gated_extrapolation": True},
     {"residual_order": 1, "gated_extrapolation": True, "velocity_input": False, "dense_dims": ()},
+    {"noise_level_input": True},
+    {"residual_order": 1, "gated_extrapolation": True, "noise_level_input": True},
 ]
 
 
@@ -29,6 +31,8 @@ def _module(config, seed=0):
     with torch.no_grad():  # larger weights than the default init: exercise the nonlinearities
         for p in m.parameters():
             p.mul_(2.0)
+        if m.noise_level_input:  # a level that is neither 0 nor the default 1
+            m.noise_level.fill_(0.3)
     return m
 
 
@@ -240,3 +244,40 @@ def test_gated_dynamics_torch_backend_matches_the_twin():
         out.append(e_step_s(dyn, iv[:, :, None], ip[:, :, None], x[:, 0][:, None]))
     for got, ref in zip(*out, strict=True):
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_dynamics_noise_level_runs_a_copy_at_that_level(backend):
+    """``DVAEDynamics(noise_level=u)`` gives the E-S pass of the module whose ``noise_level``
+    buffer is ``u`` (the twin folds the constant feature into its input bias), and leaves the
+    module it was given alone."""
+    import copy
+
+    from mixest.mixture._dynamics import DVAEDynamics
+    from mixest.mixture._vem import e_step_s
+
+    module = _module(CONFIGS[-1], seed=11).float()
+    at_07 = copy.deepcopy(module)
+    at_07.noise_level.fill_(0.7)
+    rng = np.random.default_rng(12)
+    x = _trajectories(rng, 3, 9)
+    ip = rng.uniform(1e3, 1e5, x.shape)
+    iv = ip * (x + 0.01 * rng.standard_normal(x.shape))
+    out = []
+    for mod, level in ((module, 0.7), (at_07, None), (module, None)):
+        dyn = DVAEDynamics(mod, backend=backend, precision="float64", noise_level=level)
+        dyn.infer_latents(x, np.random.default_rng(0))
+        out.append(e_step_s(dyn, iv[:, :, None], ip[:, :, None], x[:, 0][:, None]))
+    assert float(module.noise_level) == pytest.approx(0.3)  # untouched
+    for got, ref in zip(out[0], out[1], strict=True):
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-14)
+    assert np.abs(out[0][2] - out[2][2]).max() > 1e-6  # the level changes the predictions
+
+
+def test_dynamics_noise_level_errors():
+    from mixest.mixture._dynamics import DVAEDynamics
+
+    with pytest.raises(ValueError, match="noise_level_input=True"):
+        DVAEDynamics(_module(CONFIGS[5]), noise_level=0.5)
+    with pytest.raises(ValueError, match="finite number >= 0"):
+        DVAEDynamics(_module(CONFIGS[-1]), noise_level=-1.0)

@@ -100,6 +100,10 @@ def test_bad_input_errors():
     fitted = MixDVAETracker(2, **CV).fit(np.random.default_rng(0).random((1, 5, 2, 4)))
     with pytest.raises(ValueError, match="D"):
         fitted.predict(np.zeros((1, 5, 2, 3)))
+    with pytest.raises(ValueError, match="noise_level_input=True"):  # the bundled prior has none
+        MixDVAETracker(2, prior_noise_level=0.5).fit(np.zeros((1, 5, 2, 4)))
+    with pytest.raises(ValueError, match="prior_noise_level"):
+        MixDVAETracker(2, prior_noise_level=-1.0).fit(np.zeros((1, 5, 2, 4)))
 
 
 @pytest.mark.parametrize(("backend", "precision"),
