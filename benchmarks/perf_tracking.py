@@ -52,6 +52,10 @@ def one_run(T, n, max_iter, prior, finetune_steps=0, n_jobs=1, seed=0):
 
     X, _ = make_tracking_mixture(n, 3, T, jitter=0.08, miss_prob=0.3, shuffle=True,
                                  random_state=seed)
+    if prior.endswith(".pt"):  # a saved DVAE (a candidate prior)
+        from mixest.dvae import DVAE
+
+        prior = DVAE.load(prior)
     est = MixDVAETracker(3, prior=prior, max_iter=max_iter, tol=0.0, batch_size=n,
                          finetune_steps=finetune_steps, finetune_lr=1e-2, box_format="xyxy",
                          image_size=(1, 1), n_jobs=n_jobs, random_state=seed).fit(X)
@@ -98,7 +102,7 @@ def main(argv=None):
     p.add_argument("--lengths", type=int, nargs="+", default=[60, 120, 300])
     p.add_argument("--n-sequences", type=int, default=128)
     p.add_argument("--max-iter", type=int, default=70)
-    p.add_argument("--prior", default="pretrained:mot")
+    p.add_argument("--prior", default="pretrained:mot", help="pretrained:NAME or a saved .pt")
     p.add_argument("--finetune-steps", type=int, default=0)
     p.add_argument("--n-jobs", type=int, nargs="+", default=[1, 2],
                    help="worker processes sharing the batch (2: both cores of the target)")

@@ -74,10 +74,18 @@ def methods(args, jitter):
         cv = prior == "constant-velocity"
         name = ("VEM + constant velocity" if cv
                 else f"MixDVAE ({prior})")
+        reads_level = getattr(getattr(prior_obj, "module_", None), "noise_level_input", False)
+        if prior.startswith("pretrained:"):
+            from mixest.dvae import DVAE
+
+            reads_level = DVAE.from_pretrained(prior.split(":", 1)[1]).module_.noise_level_input
         variants = itertools.product(args.temperatures, args.exclusive, args.smooth,
-                                     [1] if cv else args.normalize_size)
-        for temp, exclusive, smooth, normalize in variants:
+                                     [1] if cv else args.normalize_size,
+                                     args.prior_noise_levels if reads_level else [None])
+        for temp, exclusive, smooth, normalize, level in variants:
             label = name
+            if level is not None:
+                label += f", level {level:g}"
             if temp != 1:
                 label += f", temperature {temp:g}"
             if exclusive:
@@ -86,12 +94,13 @@ def methods(args, jitter):
                 label += ", filter only"
             if not normalize:
                 label += ", no size frame"
-            out[label] = (lambda t=temp, p=prior_obj, e=exclusive, s=smooth, n=normalize:
+            out[label] = (lambda t=temp, p=prior_obj, e=exclusive, s=smooth, n=normalize,
+                          u=level:
                           MixDVAETracker(3, prior=p, max_iter=args.max_iter, box_format="xyxy",
                                          image_size=(1, 1), assignment_temperature=t,
                                          exclusive=bool(e), smooth=bool(s),
-                                         normalize_size=bool(n), obs_noise=jitter,
-                                         n_jobs=args.n_jobs, random_state=0))
+                                         normalize_size=bool(n), prior_noise_level=u,
+                                         obs_noise=jitter, n_jobs=args.n_jobs, random_state=0))
     return out
 
 
@@ -119,6 +128,9 @@ def main(argv=None):
                    "the boxes as they are (the paper)")
     p.add_argument("--smooth", type=int, nargs="+", default=[1],
                    help="1: E-S with the backward (RTS) pass (default); 0: the paper's filter")
+    p.add_argument("--prior-noise-levels", type=float, nargs="+", default=[None],
+                   help="noise levels told to priors with a noise-level input "
+                   "(prior_noise_level; default: the prior's own)")
     p.add_argument("--n-jobs", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)

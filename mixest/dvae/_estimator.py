@@ -140,7 +140,14 @@ class DVAE(SequenceEstimator):
         the recurrence, the encoder and the residual base read jittered frames and the decoder
         must predict the clean next frame, as inside a tracker fed noisy posterior means). The
         input standardisation (velocity and residual scales) is then taken from one jittered
-        copy of the training data.
+        copy of the training data unless ``jittered_scales=False``.
+    jittered_scales : bool, default=True
+        With ``noise_targets=False``: take the input standardisation from one jittered copy of
+        the training data (True) or from the clean data (False). The residual is output in
+        units of the first or second differences' scale, and a network's outputs are only so
+        precise: jittered scales (several times the clean motion, 15 times for box heights
+        jittered by 0.1 of the box size) cap how exactly it can predict from exact frames.
+        Clean scales suit ``noise_level_input=True``, which asks for both.
     input_noise_relative : bool, default=False
         ``input_noise`` is a fraction of each frame's box width (x coordinates) and height
         (y coordinates). Needs Gaussian box data ``(x1, y1, x2, y2)`` (D = 4).
@@ -213,6 +220,7 @@ class DVAE(SequenceEstimator):
         "min_std": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
         "input_noise": [Interval(Real, 0, None, closed="left")],
         "noise_targets": ["boolean"],
+        "jittered_scales": ["boolean"],
         "input_noise_relative": ["boolean"],
         "input_noise_random": ["boolean"],
         "input_noise_clean": [Interval(Real, 0, 1, closed="left")],
@@ -265,6 +273,7 @@ class DVAE(SequenceEstimator):
         min_std: str | float = "auto",
         input_noise: float = 0.0,
         noise_targets: bool = True,
+        jittered_scales: bool = True,
         input_noise_relative: bool = False,
         input_noise_random: bool = False,
         input_noise_clean: float = 0.0,
@@ -298,6 +307,7 @@ class DVAE(SequenceEstimator):
         self.min_std = min_std
         self.input_noise = input_noise
         self.noise_targets = noise_targets
+        self.jittered_scales = jittered_scales
         self.input_noise_relative = input_noise_relative
         self.input_noise_random = input_noise_random
         self.input_noise_clean = input_noise_clean
@@ -388,7 +398,7 @@ class DVAE(SequenceEstimator):
             else:
                 min_std = float(self.min_std)
             t_norm = t_tr
-            if not self.noise_targets and self.input_noise > 0:
+            if not self.noise_targets and self.input_noise > 0 and self.jittered_scales:
                 # Denoising: the recurrence and the residual base read jittered frames, so the
                 # velocity feature and the residual output are scaled by the differences of
                 # jittered data (one fixed draw); with clean-data scales a second-order

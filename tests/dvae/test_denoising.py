@@ -202,6 +202,24 @@ def test_noise_targets_default_is_whole_batch_jitter():
     assert not torch.equal(fa, _pack(c.module_.state_dict())[0])
 
 
+def test_jittered_scales_false_takes_the_scales_from_the_clean_data():
+    """Denoising training standardises by one jittered copy of the training split unless
+    ``jittered_scales=False``, which takes the clean split's difference scales."""
+    X = _constant_velocity(64, 10, 2, 0)
+    kw = dict(z_dim=2, rnn_dim=4, dense_dims=(8,), residual_order=1, input_noise=0.05,
+              noise_targets=False, n_epochs=1, batch_size=32, kl_warmup=1,
+              validation_fraction=0.25, device="cpu", random_state=0)
+    perm = np.random.RandomState(0).permutation(64)
+    train = X[perm[16:]]  # the split fit makes with this seed
+    clean = np.sqrt(np.mean(np.diff(train, axis=1) ** 2, axis=(0, 1)))
+    scales = {}
+    for jittered in (True, False):
+        est = DVAE(jittered_scales=jittered, **kw).fit(X)
+        scales[jittered] = est.module_.dx_scale.numpy()
+    np.testing.assert_allclose(scales[False], clean, rtol=1e-5)
+    assert np.all(scales[True] > 3 * clean)  # jitter 0.05 against steps of about 0.01
+
+
 @pytest.mark.parametrize(
     "params, D, match",
     [
