@@ -119,6 +119,12 @@ class DVAE(SequenceEstimator):
         ``x_{t-1} + sigmoid(g_v) v_{t-1} + sigmoid(g_a) a_{t-1} + s_1 r``, gates ``g_v, g_a``
         and residual ``r`` from the decoder, ``v`` and ``a`` the last velocity and acceleration
         of the inputs, which the LSTM also reads (see :class:`mixest.dvae.SRNN`).
+    gate_init : float, default=0.0
+        With ``gated_extrapolation``: initial bias of the velocity gate's logit (``+gate_init``)
+        and of the acceleration gate's logit (``-gate_init``). 0 starts both gates at 1/2; 4
+        starts the decoder near constant velocity (gates 0.98 and 0.02), from which it learns
+        when to use the acceleration, instead of settling on constant acceleration, whose
+        saturated gate then hardly moves.
     noise_level_input : bool, default=False
         The recurrence also reads the noise level of its inputs: in training each sequence's
         jitter factor (0 for the ``input_noise_clean`` share, else its ``input_noise_random``
@@ -216,6 +222,7 @@ class DVAE(SequenceEstimator):
         "residual_order": [Interval(Integral, 0, 2, closed="both")],
         "velocity_input": ["boolean", None],
         "gated_extrapolation": ["boolean"],
+        "gate_init": [Interval(Real, None, None, closed="neither")],
         "noise_level_input": ["boolean"],
         "min_std": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
         "input_noise": [Interval(Real, 0, None, closed="left")],
@@ -269,6 +276,7 @@ class DVAE(SequenceEstimator):
         residual_order: int = 2,
         velocity_input: bool | None = None,
         gated_extrapolation: bool = False,
+        gate_init: float = 0.0,
         noise_level_input: bool = False,
         min_std: str | float = "auto",
         input_noise: float = 0.0,
@@ -303,6 +311,7 @@ class DVAE(SequenceEstimator):
         self.residual_order = residual_order
         self.velocity_input = velocity_input
         self.gated_extrapolation = gated_extrapolation
+        self.gate_init = gate_init
         self.noise_level_input = noise_level_input
         self.min_std = min_std
         self.input_noise = input_noise
@@ -390,6 +399,11 @@ class DVAE(SequenceEstimator):
             torch.manual_seed(_seed_from(rng))
             options = {k: getattr(self, k) for k in MODULE_OPTIONS}
             module = build_module({"x_dim": X.shape[-1], **options}).to(self.device_)
+            if self.gated_extrapolation and self.gate_init != 0:
+                with torch.no_grad():  # decoder outputs: mean, log-variance, g_v, g_a
+                    gates = module.decoder_net[-1].bias.view(4, -1)
+                    gates[2] += self.gate_init
+                    gates[3] -= self.gate_init
             t_tr = self._tensor(X_tr)
             if self.min_std == "auto":
                 min_std = 1e-3 * t_tr.reshape(-1, X.shape[-1]).std(0)

@@ -220,6 +220,22 @@ def test_jittered_scales_false_takes_the_scales_from_the_clean_data():
     assert np.all(scales[True] > 3 * clean)  # jitter 0.05 against steps of about 0.01
 
 
+def test_gate_init_offsets_the_initial_gate_biases():
+    """``gate_init=b`` adds +b to the velocity gate's bias and -b to the acceleration gate's,
+    nothing else (compared after one step of a vanishing learning rate, same seed)."""
+    X = _constant_velocity(32, 8, 4, 0)
+    kw = dict(z_dim=2, rnn_dim=4, dense_dims=(8,), residual_order=1, gated_extrapolation=True,
+              n_epochs=1, learning_rate=1e-12, validation_fraction=0.0, device="cpu",
+              random_state=0)
+    a = DVAE(**kw).fit(X).module_.state_dict()
+    b = DVAE(gate_init=4.0, **kw).fit(X).module_.state_dict()
+    last = [k for k in a if k.startswith("decoder_net.")][-1]
+    expected = torch.zeros(4, 4)
+    expected[2], expected[3] = 4.0, -4.0
+    torch.testing.assert_close((b[last] - a[last]).view(4, 4), expected)
+    assert all(torch.equal(a[k], b[k]) for k in a if k != last)
+
+
 @pytest.mark.parametrize(
     "params, D, match",
     [
