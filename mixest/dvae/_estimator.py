@@ -133,6 +133,14 @@ class DVAE(SequenceEstimator):
         :meth:`sample` (0 for exact frames; default 1, the largest training jitter, which is
         also what a tracker feeds unless told otherwise). One network then predicts from exact
         frames as well as it denoises jittered ones, instead of hedging between the two.
+    predictive_weight : float, default=0.0
+        Add this multiple of an auxiliary term to the training objective: the per-frame
+        log-likelihood of each frame under the decoder at the prior's *mean* latent
+        :math:`E_p[z_t | h_t, z_{t-1}]`, i.e. the one-step prediction that
+        :meth:`predict_next` and a tracker use. The ELBO trains that prediction only through
+        its KL term: the posterior, which sees :math:`x_t`, can absorb what the prior fails to
+        predict (a kind of overshooting, Hafner et al. 2019). 0: the plain ELBO (the paper).
+        The validation score for early stopping stays the ELBO.
     min_std : "auto" or float, default="auto"
         Floor of the decoder standard deviation in data units; "auto" is 1e-3 of each
         dimension's standard deviation in the training data. It keeps the prior's variance
@@ -224,6 +232,7 @@ class DVAE(SequenceEstimator):
         "gated_extrapolation": ["boolean"],
         "gate_init": [Interval(Real, None, None, closed="neither")],
         "noise_level_input": ["boolean"],
+        "predictive_weight": [Interval(Real, 0, None, closed="left")],
         "min_std": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
         "input_noise": [Interval(Real, 0, None, closed="left")],
         "noise_targets": ["boolean"],
@@ -278,6 +287,7 @@ class DVAE(SequenceEstimator):
         gated_extrapolation: bool = False,
         gate_init: float = 0.0,
         noise_level_input: bool = False,
+        predictive_weight: float = 0.0,
         min_std: str | float = "auto",
         input_noise: float = 0.0,
         noise_targets: bool = True,
@@ -313,6 +323,7 @@ class DVAE(SequenceEstimator):
         self.gated_extrapolation = gated_extrapolation
         self.gate_init = gate_init
         self.noise_level_input = noise_level_input
+        self.predictive_weight = predictive_weight
         self.min_std = min_std
         self.input_noise = input_noise
         self.noise_targets = noise_targets
@@ -444,6 +455,7 @@ class DVAE(SequenceEstimator):
                 input_noise_random=bool(self.input_noise_random),
                 input_noise_clean=float(self.input_noise_clean),
                 input_noise_min=float(self.input_noise_min),
+                predictive_weight=float(self.predictive_weight),
             )
         self.module_: DVAEModule = module
         self.n_epochs_ = len(self.history_.train_loss)

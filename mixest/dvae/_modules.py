@@ -495,6 +495,7 @@ class DVAEModule(nn.Module):
         z: Tensor | None = None,
         feed_prob: float = 0.0,
         level: float | Tensor | None = None,
+        predictive: bool = False,
     ) -> dict[str, Tensor]:
         """Run the inference network and the decoder over a whole sequence.
 
@@ -512,17 +513,21 @@ class DVAEModule(nn.Module):
             first two frames, whose predictions cannot know position and velocity).
         level : float or Tensor of shape (B,), optional
             Noise level of ``x`` (``noise_level_input`` only; see :meth:`level_column`).
+        predictive : bool, default=False
+            Also decode every frame at the prior's mean latent ``E_p[z_t | h_t, z_{t-1}]``
+            (``z_{t-1}`` from the posterior): the one-step prediction a tracker uses.
 
         Returns
         -------
         dict of Tensor
             ``z``, ``z_mean``, ``z_logvar``, ``prior_mean``, ``prior_logvar`` (B, T, z_dim) and
-            ``x_mean``, ``x_var`` (B, T, x_dim).
+            ``x_mean``, ``x_var`` (B, T, x_dim); with ``predictive`` also ``pred_mean``,
+            ``pred_var`` (B, T, x_dim).
         """
         B, T, _ = x.shape
         a = self.encoder_summary(x, level) if z is None else None
         if feed_prob > 0.0:
-            return self._run_fed(x, a, sample, generator, z, feed_prob, level)
+            return self._run_fed(x, a, sample, generator, z, feed_prob, level, predictive)
         # Teacher forcing: only the posterior recursion (z_t needs z_{t-1}) and, for the VRNN,
         # the LSTM must be stepped; the prior and the decoder run once on the whole sequence.
         hs = self._hidden_teacher_forced(x, level)
@@ -558,6 +563,24 @@ class DVAEModule(nn.Module):
         Z = torch.stack(z_list, 1)
         Z_prev = torch.cat([torch.zeros_like(Z[:, :1]), Z[:, :-1]], 1)
         pm, plv = self.prior_step(H, Z_prev)
+        x_mean, x_var = self._emit_sequence(H, Z, x)
+        out = {
+            "z": Z,
+            "z_mean": torch.stack(qm_list, 1) if qm_list else None,
+            "z_logvar": torch.stack(qlv_list, 1) if qlv_list else None,
+            "prior_mean": pm,
+            "prior_logvar": plv,
+            "x_mean": x_mean,
+            "x_var": x_var,
+        }
+        if predictive:
+            out["pred_mean"], out["pred_var"] = self._emit_sequence(H, pm, x)
+        return out
+
+    def _emit_sequence(self, H: Tensor, Z: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Teacher-forced decoder of every frame: ``p(x_t | h_t, z_t)`` with the residual base
+        read from ``x`` (lower orders at the first frames)."""
+        T = x.shape[1]
         parts = [self.emission(H[:, :1], Z[:, :1], None, None)]
         if T > 1:
             parts.append(self.emission(H[:, 1:2], Z[:, 1:2], x[:, :1], None))
@@ -568,21 +591,15 @@ class DVAEModule(nn.Module):
                                            x[:, :-3]))
         elif T > 2:
             parts.append(self.emission(H[:, 2:], Z[:, 2:], x[:, 1:-1], x[:, :-2]))
-        return {
-            "z": Z,
-            "z_mean": torch.stack(qm_list, 1) if qm_list else None,
-            "z_logvar": torch.stack(qlv_list, 1) if qlv_list else None,
-            "prior_mean": pm,
-            "prior_logvar": plv,
-            "x_mean": torch.cat([p[0] for p in parts], 1),
-            "x_var": torch.cat([p[1] for p in parts], 1),
-        }
+        return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)
 
-    def _run_fed(self, x, a, sample, generator, z, feed_prob, level=None) -> dict[str, Tensor]:
+    def _run_fed(self, x, a, sample, generator, z, feed_prob, level=None,
+                 predictive=False) -> dict[str, Tensor]:
         """Step-by-step pass with scheduled sampling (the decoder is needed inside the loop)."""
         B, T, _ = x.shape
         state = self.initial_state(B, level)
-        keys = ("z", "z_mean", "z_logvar", "prior_mean", "prior_logvar", "x_mean", "x_var")
+        keys = ("z", "z_mean", "z_logvar", "prior_mean", "prior_logvar", "x_mean", "x_var",
+                "pred_mean", "pred_var")
         out: dict[str, list[Tensor]] = {k: [] for k in keys}
         x_fed: Tensor | None = None
         x_pfed: Tensor | None = None
@@ -598,6 +615,7 @@ class DVAEModule(nn.Module):
                 qm = qlv = None
                 z_t = z[:, t]
             mean, var = self.emission(h, z_t, x_fed, x_pfed, x_ppfed)
+            pred = self.emission(h, pm, x_fed, x_pfed, x_ppfed) if predictive else (None, None)
             state = state._replace(z=z_t)
             x_ppfed, x_pfed = x_pfed, x_fed
             if t < 2:
@@ -608,9 +626,12 @@ class DVAEModule(nn.Module):
             else:
                 u = torch.rand(B, 1, dtype=x.dtype, device=x.device, generator=generator)
                 x_fed = torch.where(u < feed_prob, mean.detach(), x[:, t])
-            for k, v in zip(keys, (z_t, qm, qlv, pm, plv, mean, var), strict=True):
+            for k, v in zip(keys, (z_t, qm, qlv, pm, plv, mean, var, *pred), strict=True):
                 out[k].append(v)
-        return {k: (torch.stack(v, 1) if v[0] is not None else None) for k, v in out.items()}
+        res = {k: (torch.stack(v, 1) if v[0] is not None else None) for k, v in out.items()}
+        if not predictive:
+            del res["pred_mean"], res["pred_var"]
+        return res
 
     def encode(
         self,
@@ -668,7 +689,8 @@ class DVAEModule(nn.Module):
         return_terms: bool = False,
         x_cond: Tensor | None = None,
         level: float | Tensor | None = None,
-    ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
+        predictive: bool = False,
+    ) -> Tensor | tuple[Tensor, ...]:
         """Per-frame evidence lower bound of each sequence (one reparameterised sample).
 
         .. math:: \\frac1T \\sum_t \\mathbb E_q[\\log p(x_t | h_t, z_t)]
@@ -689,22 +711,33 @@ class DVAEModule(nn.Module):
         level : float or Tensor of shape (B,), optional
             Noise level of the conditioning sequence (``noise_level_input`` only; see
             :meth:`level_column`).
+        predictive : bool, default=False
+            With ``return_terms``: also return the per-frame log-likelihood of ``x`` under the
+            decoder at the prior's mean latent (see :meth:`run`), an auxiliary training term
+            that trains the one-step prediction directly.
 
         Returns
         -------
         elbo : Tensor of shape (B,)
         recon, kl : Tensor of shape (B,), only with ``return_terms``.
+        pred : Tensor of shape (B,), only with ``return_terms`` and ``predictive``.
         """
         if x_cond is not None and x_cond.shape != x.shape:
             raise ValueError(
                 f"x_cond must have the shape of x {tuple(x.shape)}, got {tuple(x_cond.shape)}"
             )
         cond = x if x_cond is None else x_cond
-        r = self.run(cond, sample=sample, generator=generator, feed_prob=feed_prob, level=level)
+        predictive = predictive and return_terms
+        r = self.run(cond, sample=sample, generator=generator, feed_prob=feed_prob, level=level,
+                     predictive=predictive)
         recon = self.log_likelihood(x, r["x_mean"], r["x_var"]).mean(-1)
         kl = gaussian_kl(r["z_mean"], r["z_logvar"], r["prior_mean"], r["prior_logvar"]).mean(-1)
         elbo = recon - beta * kl
-        return (elbo, recon, kl) if return_terms else elbo
+        if not return_terms:
+            return elbo
+        if predictive:
+            return elbo, recon, kl, self.log_likelihood(x, r["pred_mean"], r["pred_var"]).mean(-1)
+        return elbo, recon, kl
 
     @torch.no_grad()
     def sample(

@@ -203,6 +203,7 @@ def train_dvae(
     input_noise_random: bool = False,
     input_noise_clean: float = 0.0,
     input_noise_min: float = 0.0,
+    predictive_weight: float = 0.0,
 ) -> TrainingHistory:
     """Fit ``module`` in place by maximising the ELBO; leave the best validation weights in it.
 
@@ -240,6 +241,9 @@ def train_dvae(
     input_noise_min : float, default=0.0
         With ``input_noise_random``: the other sequences' factors are uniform on
         [input_noise_min, 1].
+    predictive_weight : float, default=0.0
+        Weight of the auxiliary one-step predictive term in the training loss (see
+        :class:`mixest.dvae.DVAE`); early stopping still reads the plain ELBO.
 
     Returns
     -------
@@ -286,9 +290,13 @@ def train_dvae(
                     xb = noisy
                 else:
                     xc = noisy
-            _, recon, kl = module.elbo(xb, beta, feed_prob=p, return_terms=True, x_cond=xc,
-                                       level=level if read_level else None)
-            loss = -(recon - beta * kl_w * kl).mean()
+            terms = module.elbo(xb, beta, feed_prob=p, return_terms=True, x_cond=xc,
+                                level=level if read_level else None,
+                                predictive=predictive_weight > 0)
+            objective = terms[1] - beta * kl_w * terms[2]
+            if predictive_weight > 0:
+                objective = objective + predictive_weight * terms[3]
+            loss = -objective.mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip is not None:

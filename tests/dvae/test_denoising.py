@@ -236,6 +236,24 @@ def test_gate_init_offsets_the_initial_gate_biases():
     assert all(torch.equal(a[k], b[k]) for k in a if k != last)
 
 
+def test_predictive_weight_zero_is_the_plain_elbo():
+    """Weight 0 reproduces the plain ELBO's weights exactly; a positive weight changes the
+    training (the term itself is checked against decoding at the prior mean in
+    test_modules.py)."""
+    rng = np.random.RandomState(0)
+    X = 0.5 + np.cumsum(0.01 * rng.standard_normal((256, 12, 1)) + 0.002, axis=1)
+    kw = dict(z_dim=2, rnn_dim=4, dense_dims=(8,), residual_order=1, n_epochs=2,
+              batch_size=32, kl_warmup=1, validation_fraction=0.0, device="cpu",
+              random_state=0)
+    a = DVAE(**kw).fit(X)
+    b = DVAE(predictive_weight=0.0, **kw).fit(X)
+    c = DVAE(predictive_weight=1.0, **kw).fit(X)
+    fa = _pack(a.module_.state_dict())[0]
+    assert torch.equal(fa, _pack(b.module_.state_dict())[0])
+    assert not torch.equal(fa, _pack(c.module_.state_dict())[0])
+    assert np.isfinite(c.history_.train_loss).all()
+
+
 @pytest.mark.parametrize(
     "params, D, match",
     [

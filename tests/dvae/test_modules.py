@@ -263,3 +263,26 @@ def test_gated_extrapolation_needs_a_first_order_gaussian_residual():
     assert m2.gated_extrapolation and m2.config() == m.config()
     assert build_module({k: v for k, v in m.config().items()
                          if k != "gated_extrapolation"}).gated_extrapolation is False
+
+
+@pytest.mark.parametrize("cls", ARCHS)
+def test_predictive_term_decodes_at_the_prior_mean(cls):
+    """``run(predictive=True)`` decodes every frame at the prior's mean latent: the same as
+    teacher-forced decoding with ``z`` = that mean (for the SRNN, whose recurrence does not read
+    ``z``), the stepped scheduled-sampling pass agrees, and ``elbo`` returns its mean
+    log-likelihood as a fourth term."""
+    m, x = _module(cls)
+    with torch.no_grad():
+        r = m.run(x, sample=False, predictive=True)
+        fed = m._run_fed(x, m.encoder_summary(x), False, None, None, 1e-30, None, True)
+        for k in ("pred_mean", "pred_var"):
+            torch.testing.assert_close(r[k], fed[k])
+        if cls is SRNN:
+            mean, var = m.decode(x, r["prior_mean"])
+            torch.testing.assert_close(r["pred_mean"], mean)
+            torch.testing.assert_close(r["pred_var"], var)
+        terms = m.elbo(x, sample=False, return_terms=True, predictive=True)
+        ll = m.log_likelihood(x, r["pred_mean"], r["pred_var"]).mean(-1)
+        torch.testing.assert_close(terms[3], ll)
+        assert len(m.elbo(x, sample=False, return_terms=True)) == 3
+        assert "pred_mean" not in m.run(x, sample=False)
