@@ -134,13 +134,14 @@ class DVAE(SequenceEstimator):
         also what a tracker feeds unless told otherwise). One network then predicts from exact
         frames as well as it denoises jittered ones, instead of hedging between the two.
     predictive_weight : float, default=0.0
-        Add this multiple of an auxiliary term to the training objective: the per-frame
-        log-likelihood of each frame under the decoder at the prior's *mean* latent
-        :math:`E_p[z_t | h_t, z_{t-1}]`, i.e. the one-step prediction that
-        :meth:`predict_next` and a tracker use. The ELBO trains that prediction only through
-        its KL term: the posterior, which sees :math:`x_t`, can absorb what the prior fails to
-        predict (a kind of overshooting, Hafner et al. 2019). 0: the plain ELBO (the paper).
-        The validation score for early stopping stays the ELBO.
+        Gaussian only. Subtract this multiple of an auxiliary term from the training objective:
+        the mean squared error, in units of the first differences' scale, of the one-step
+        prediction from exact inputs, i.e. of the decoder mean at the prior's *mean* latent
+        :math:`E_p[z_t | h_t, z_{t-1}]` (what :meth:`predict_next` and a tracker use), over the
+        training sequences left unjittered (all of them without ``input_noise``). The ELBO
+        trains that prediction only through its KL term: the posterior, which sees
+        :math:`x_t`, absorbs what the prior fails to predict, and a learned variance can cover
+        a poor mean. 0: the plain ELBO (the paper). Early stopping still reads the ELBO.
     min_std : "auto" or float, default="auto"
         Floor of the decoder standard deviation in data units; "auto" is 1e-3 of each
         dimension's standard deviation in the training data. It keeps the prior's variance

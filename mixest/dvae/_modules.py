@@ -712,15 +712,17 @@ class DVAEModule(nn.Module):
             Noise level of the conditioning sequence (``noise_level_input`` only; see
             :meth:`level_column`).
         predictive : bool, default=False
-            With ``return_terms``: also return the per-frame log-likelihood of ``x`` under the
-            decoder at the prior's mean latent (see :meth:`run`), an auxiliary training term
-            that trains the one-step prediction directly.
+            With ``return_terms``: also return the squared error of the one-step prediction
+            (the decoder mean at the prior's mean latent, see :meth:`run`) in units of the
+            first differences' scale, averaged over the frames from the third on (the first
+            two cannot know position and velocity) and over dimensions: an auxiliary training
+            term that trains the prediction a tracker uses directly (Gaussian only).
 
         Returns
         -------
         elbo : Tensor of shape (B,)
         recon, kl : Tensor of shape (B,), only with ``return_terms``.
-        pred : Tensor of shape (B,), only with ``return_terms`` and ``predictive``.
+        pred_sq : Tensor of shape (B,), only with ``return_terms`` and ``predictive``.
         """
         if x_cond is not None and x_cond.shape != x.shape:
             raise ValueError(
@@ -736,7 +738,10 @@ class DVAEModule(nn.Module):
         if not return_terms:
             return elbo
         if predictive:
-            return elbo, recon, kl, self.log_likelihood(x, r["pred_mean"], r["pred_var"]).mean(-1)
+            if self.likelihood != "gaussian":
+                raise ValueError("the predictive term needs the Gaussian likelihood.")
+            err = (x[:, 2:] - r["pred_mean"][:, 2:]) / self.dx_scale
+            return elbo, recon, kl, err.pow(2).mean((1, 2))
         return elbo, recon, kl
 
     @torch.no_grad()

@@ -242,8 +242,9 @@ def train_dvae(
         With ``input_noise_random``: the other sequences' factors are uniform on
         [input_noise_min, 1].
     predictive_weight : float, default=0.0
-        Weight of the auxiliary one-step predictive term in the training loss (see
-        :class:`mixest.dvae.DVAE`); early stopping still reads the plain ELBO.
+        Weight of the auxiliary one-step prediction error in the training loss, on the
+        sequences whose inputs are exact (see :class:`mixest.dvae.DVAE`); early stopping still
+        reads the plain ELBO.
 
     Returns
     -------
@@ -294,8 +295,9 @@ def train_dvae(
                                 level=level if read_level else None,
                                 predictive=predictive_weight > 0)
             objective = terms[1] - beta * kl_w * terms[2]
-            if predictive_weight > 0:
-                objective = objective + predictive_weight * terms[3]
+            if predictive_weight > 0:  # on the sequences whose inputs are exact
+                exact = 1.0 if level is None else (level == 0).to(objective.dtype)
+                objective = objective - predictive_weight * exact * terms[3]
             loss = -objective.mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()

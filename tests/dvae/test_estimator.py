@@ -217,7 +217,8 @@ def test_pretrained_mot():
     # (within 20%) and their variance covers the error (mean squared z-score near 1)
     wh = np.concatenate([X[..., 2:] - X[..., :2]] * 2, -1)
     Xn = X + 0.04 * wh * np.random.RandomState(0).standard_normal(X.shape)
-    m, v = prior.predict_next(Xn)
+    level = {"level": 0.04 / prior.input_noise} if prior.noise_level_input else {}
+    m, v = prior.predict_next(Xn, **level)
     err = np.abs(m[:, 2:] - X[:, 2:]).mean()
     cv = np.abs(2 * Xn[:, 1:-1] - Xn[:, :-2] - X[:, 2:]).mean()
     static = np.abs(Xn[:, 1:-1] - X[:, 2:]).mean()
