@@ -514,8 +514,9 @@ class DVAEModule(nn.Module):
         level : float or Tensor of shape (B,), optional
             Noise level of ``x`` (``noise_level_input`` only; see :meth:`level_column`).
         predictive : bool, default=False
-            Also decode every frame at the prior's mean latent ``E_p[z_t | h_t, z_{t-1}]``
-            (``z_{t-1}`` from the posterior): the one-step prediction a tracker uses.
+            Also return the causal one-step prediction of :meth:`predict_next` (latents chained
+            through the prior's means, nothing from the posterior, which reads ``x_{t:T}``),
+            differentiable: the prediction a tracker uses.
 
         Returns
         -------
@@ -527,7 +528,10 @@ class DVAEModule(nn.Module):
         B, T, _ = x.shape
         a = self.encoder_summary(x, level) if z is None else None
         if feed_prob > 0.0:
-            return self._run_fed(x, a, sample, generator, z, feed_prob, level, predictive)
+            out = self._run_fed(x, a, sample, generator, z, feed_prob, level)
+            if predictive:
+                out["pred_mean"], out["pred_var"] = self._one_step(x, level)
+            return out
         # Teacher forcing: only the posterior recursion (z_t needs z_{t-1}) and, for the VRNN,
         # the LSTM must be stepped; the prior and the decoder run once on the whole sequence.
         hs = self._hidden_teacher_forced(x, level)
@@ -574,7 +578,7 @@ class DVAEModule(nn.Module):
             "x_var": x_var,
         }
         if predictive:
-            out["pred_mean"], out["pred_var"] = self._emit_sequence(H, pm, x)
+            out["pred_mean"], out["pred_var"] = self._one_step(x, level, hs)
         return out
 
     def _emit_sequence(self, H: Tensor, Z: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -593,13 +597,11 @@ class DVAEModule(nn.Module):
             parts.append(self.emission(H[:, 2:], Z[:, 2:], x[:, 1:-1], x[:, :-2]))
         return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)
 
-    def _run_fed(self, x, a, sample, generator, z, feed_prob, level=None,
-                 predictive=False) -> dict[str, Tensor]:
+    def _run_fed(self, x, a, sample, generator, z, feed_prob, level=None) -> dict[str, Tensor]:
         """Step-by-step pass with scheduled sampling (the decoder is needed inside the loop)."""
         B, T, _ = x.shape
         state = self.initial_state(B, level)
-        keys = ("z", "z_mean", "z_logvar", "prior_mean", "prior_logvar", "x_mean", "x_var",
-                "pred_mean", "pred_var")
+        keys = ("z", "z_mean", "z_logvar", "prior_mean", "prior_logvar", "x_mean", "x_var")
         out: dict[str, list[Tensor]] = {k: [] for k in keys}
         x_fed: Tensor | None = None
         x_pfed: Tensor | None = None
@@ -615,7 +617,6 @@ class DVAEModule(nn.Module):
                 qm = qlv = None
                 z_t = z[:, t]
             mean, var = self.emission(h, z_t, x_fed, x_pfed, x_ppfed)
-            pred = self.emission(h, pm, x_fed, x_pfed, x_ppfed) if predictive else (None, None)
             state = state._replace(z=z_t)
             x_ppfed, x_pfed = x_pfed, x_fed
             if t < 2:
@@ -626,12 +627,9 @@ class DVAEModule(nn.Module):
             else:
                 u = torch.rand(B, 1, dtype=x.dtype, device=x.device, generator=generator)
                 x_fed = torch.where(u < feed_prob, mean.detach(), x[:, t])
-            for k, v in zip(keys, (z_t, qm, qlv, pm, plv, mean, var, *pred), strict=True):
+            for k, v in zip(keys, (z_t, qm, qlv, pm, plv, mean, var), strict=True):
                 out[k].append(v)
-        res = {k: (torch.stack(v, 1) if v[0] is not None else None) for k, v in out.items()}
-        if not predictive:
-            del res["pred_mean"], res["pred_var"]
-        return res
+        return {k: (torch.stack(v, 1) if v[0] is not None else None) for k, v in out.items()}
 
     def encode(
         self,
@@ -813,6 +811,20 @@ class DVAEModule(nn.Module):
         mean, var : Tensor of shape (B, T, x_dim)
             ``mean[:, t]`` predicts ``x[:, t]`` from ``x[:, :t]``.
         """
+        return self._one_step(x, level)
+
+    def _one_step(self, x: Tensor, level: float | Tensor | None = None,
+                  hs: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """:meth:`predict_next` with gradients; ``hs``: the teacher-forced states if known."""
+        if hs is None:
+            hs = self._hidden_teacher_forced(x, level)
+        if hs is not None:  # SRNN: the states do not depend on z; chain the prior, decode once
+            z_prev = hs.new_zeros(x.shape[0], self.z_dim)
+            pms = []
+            for t in range(x.shape[1]):
+                z_prev, _ = self.prior_step(hs[:, t], z_prev)
+                pms.append(z_prev)
+            return self._emit_sequence(hs, torch.stack(pms, 1), x)
         state = self.initial_state(x.shape[0], level)
         x_prev = x_pprev = x_ppprev = None
         means, vars_ = [], []

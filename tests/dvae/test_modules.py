@@ -266,23 +266,30 @@ def test_gated_extrapolation_needs_a_first_order_gaussian_residual():
 
 
 @pytest.mark.parametrize("cls", ARCHS)
-def test_predictive_term_decodes_at_the_prior_mean(cls):
-    """``run(predictive=True)`` decodes every frame at the prior's mean latent: the same as
-    teacher-forced decoding with ``z`` = that mean (for the SRNN, whose recurrence does not read
-    ``z``), the stepped scheduled-sampling pass agrees, and ``elbo`` returns its squared error
+def test_predictive_term_is_the_causal_one_step_prediction(cls):
+    """``run(predictive=True)`` returns :meth:`predict_next`'s prediction (latents chained
+    through the prior's means; the SRNN's batched version against the stepped loop), in the
+    teacher-forced and the scheduled-sampling pass, and ``elbo`` returns its squared error
     (units of the first differences' scale, frames 3 on) as a fourth term."""
     m, x = _module(cls)
     with torch.no_grad():
+        mean, var = m.predict_next(x)
+        state, x_prev = m.initial_state(x.shape[0]), None
+        for t in range(x.shape[1]):  # the loop written out
+            h, state = m.advance(x_prev, state)
+            pm, _ = m.prior_step(h, state.z)
+            state = state._replace(z=pm)
+            if t == 3:
+                mt, _ = m.emission(h, pm, x[:, 2], x[:, 1], x[:, 0])
+                torch.testing.assert_close(mean[:, 3], mt)
+            x_prev = x[:, t]
         r = m.run(x, sample=False, predictive=True)
-        fed = m._run_fed(x, m.encoder_summary(x), False, None, None, 1e-30, None, True)
-        for k in ("pred_mean", "pred_var"):
-            torch.testing.assert_close(r[k], fed[k])
-        if cls is SRNN:
-            mean, var = m.decode(x, r["prior_mean"])
-            torch.testing.assert_close(r["pred_mean"], mean)
-            torch.testing.assert_close(r["pred_var"], var)
+        fed = m.run(x, sample=False, predictive=True, feed_prob=1e-30)
+        for got in (r, fed):
+            torch.testing.assert_close(got["pred_mean"], mean)
+            torch.testing.assert_close(got["pred_var"], var)
         terms = m.elbo(x, sample=False, return_terms=True, predictive=True)
-        sq = (((x - r["pred_mean"]) / m.dx_scale)[:, 2:] ** 2).mean((1, 2))
+        sq = (((x - mean) / m.dx_scale)[:, 2:] ** 2).mean((1, 2))
         torch.testing.assert_close(terms[3], sq)
         assert len(m.elbo(x, sample=False, return_terms=True)) == 3
         assert "pred_mean" not in m.run(x, sample=False)
