@@ -463,11 +463,9 @@ class DVAE(SequenceEstimator):
         return self
 
     def _check_level(self, level: object) -> float | None:
-        """``level`` as a float (``noise_level_input`` models only), or None."""
+        """``level`` as a float, or None (the module refuses it without a noise-level input)."""
         if level is None:
             return None
-        if not self.module_.noise_level_input:
-            raise ValueError("level is read by DVAEs fitted with noise_level_input=True only.")
         if isinstance(level, bool) or not isinstance(level, Real):
             raise TypeError(f"level must be a real number, got {type(level).__name__}.")
         if not (math.isfinite(level) and level >= 0):
