@@ -141,7 +141,8 @@ class DVAE(SequenceEstimator):
         training sequences left unjittered (all of them without ``input_noise``). The ELBO
         trains that prediction only through its KL term: the posterior, which sees
         :math:`x_t`, absorbs what the prior fails to predict, and a learned variance can cover
-        a poor mean. 0: the plain ELBO (the paper). Early stopping still reads the ELBO.
+        a poor mean. 0: the plain ELBO (the paper). Early stopping reads the same objective on
+        the validation sequences.
     min_std : "auto" or float, default="auto"
         Floor of the decoder standard deviation in data units; "auto" is 1e-3 of each
         dimension's standard deviation in the training data. It keeps the prior's variance

@@ -164,9 +164,12 @@ def _mean_elbo(
     feed_prob: float = 0.0,
     X_cond: torch.Tensor | None = None,
     levels: torch.Tensor | None = None,
+    predictive_weight: float = 0.0,
+    exact: torch.Tensor | None = None,
 ) -> float:
     """Mean per-frame ELBO (beta 1) with a fixed noise seed (conditioned on ``X_cond``, whose
-    noise levels are ``levels``)."""
+    noise levels are ``levels``), minus ``predictive_weight`` times the one-step squared error
+    on the sequences flagged ``exact`` (all when None): the objective that training maximises."""
     module.eval()
     gen = torch.Generator(device=X.device).manual_seed(seed)
     total = 0.0
@@ -174,9 +177,14 @@ def _mean_elbo(
         xb = X[i : i + batch_size]
         cb = None if X_cond is None else X_cond[i : i + batch_size]
         lb = None if levels is None else levels[i : i + batch_size]
-        total += float(
-            module.elbo(xb, 1.0, generator=gen, feed_prob=feed_prob, x_cond=cb, level=lb).sum()
-        )
+        if predictive_weight > 0:
+            terms = module.elbo(xb, 1.0, generator=gen, feed_prob=feed_prob, x_cond=cb,
+                                level=lb, return_terms=True, predictive=True)
+            w = 1.0 if exact is None else exact[i : i + batch_size].to(xb.dtype)
+            total += float((terms[0] - predictive_weight * w * terms[3]).sum())
+        else:
+            total += float(module.elbo(xb, 1.0, generator=gen, feed_prob=feed_prob, x_cond=cb,
+                                       level=lb).sum())
     return total / X.shape[0]
 
 
@@ -243,8 +251,8 @@ def train_dvae(
         [input_noise_min, 1].
     predictive_weight : float, default=0.0
         Weight of the auxiliary one-step prediction error in the training loss, on the
-        sequences whose inputs are exact (see :class:`mixest.dvae.DVAE`); early stopping still
-        reads the plain ELBO.
+        sequences whose inputs are exact (see :class:`mixest.dvae.DVAE`); the validation score
+        of early stopping is the same objective.
 
     Returns
     -------
@@ -316,7 +324,8 @@ def train_dvae(
             )
         if X_val is not None:
             score = _mean_elbo(module, X_val, max(batch_size, 512), val_seed, p, X_val_cond,
-                               val_levels if read_level else None)
+                               val_levels if read_level else None, predictive_weight,
+                               None if X_val_cond is None else val_levels == 0)
         else:
             score = -hist.train_loss[-1]
         hist.val_elbo.append(score)

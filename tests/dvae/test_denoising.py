@@ -254,6 +254,24 @@ def test_predictive_weight_zero_is_the_plain_elbo():
     assert np.isfinite(c.history_.train_loss).all()
 
 
+def test_validation_score_is_the_trained_objective():
+    """With ``predictive_weight`` the early-stopping score is the ELBO minus the weighted
+    one-step squared error of the exact-input sequences (same draws, so the ELBO parts match)."""
+    from mixest.dvae._training import _mean_elbo
+
+    rng = np.random.RandomState(0)
+    X = torch.as_tensor(0.5 + np.cumsum(0.01 * rng.standard_normal((40, 10, 1)), 1),
+                        dtype=torch.float32)
+    m = SRNN(1, residual_order=1)
+    m.set_normalization(X, 1e-3)
+    exact = torch.arange(40) % 2 == 0
+    plain = _mean_elbo(m, X, 16, 7)
+    scored = _mean_elbo(m, X, 16, 7, predictive_weight=2.0, exact=exact)
+    with torch.no_grad():
+        sq = m.elbo(X, sample=False, return_terms=True, predictive=True)[3]
+    assert scored == pytest.approx(plain - 2.0 * float(sq[exact].sum()) / 40, rel=1e-5)
+
+
 @pytest.mark.parametrize(
     "params, D, match",
     [
