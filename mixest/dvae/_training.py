@@ -177,14 +177,13 @@ def _mean_elbo(
         xb = X[i : i + batch_size]
         cb = None if X_cond is None else X_cond[i : i + batch_size]
         lb = None if levels is None else levels[i : i + batch_size]
+        terms = module.elbo(xb, 1.0, generator=gen, feed_prob=feed_prob, x_cond=cb, level=lb,
+                            return_terms=True, predictive=predictive_weight > 0)
+        score = terms[0]
         if predictive_weight > 0:
-            terms = module.elbo(xb, 1.0, generator=gen, feed_prob=feed_prob, x_cond=cb,
-                                level=lb, return_terms=True, predictive=True)
             w = 1.0 if exact is None else exact[i : i + batch_size].to(xb.dtype)
-            total += float((terms[0] - predictive_weight * w * terms[3]).sum())
-        else:
-            total += float(module.elbo(xb, 1.0, generator=gen, feed_prob=feed_prob, x_cond=cb,
-                                       level=lb).sum())
+            score = score - predictive_weight * w * terms[3]
+        total += float(score.sum())
     return total / X.shape[0]
 
 
