@@ -182,6 +182,12 @@ class DVAE(SequenceEstimator):
     n_epochs : int, default=500
     batch_size : int, default=256
     learning_rate : float, default=1e-3
+        Adam's step size (of the first epoch with ``final_learning_rate``).
+    final_learning_rate : float or None, default=None
+        Anneal the step size on a half cosine from ``learning_rate`` at the first epoch to this
+        value at epoch ``n_epochs - 1`` (``history_.learning_rate`` records it). Small steps at
+        the end let the weights settle where constant steps keep them jittering, which matters
+        when the prior must be precise to a fraction of a pixel. None: constant.
     beta : float, default=1.0
         Weight of the KL term.
     kl_warmup : int, default=20
@@ -246,6 +252,7 @@ class DVAE(SequenceEstimator):
         "n_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "final_learning_rate": [Interval(Real, 0, None, closed="left"), None],
         "beta": [Interval(Real, 0, None, closed="left")],
         "kl_warmup": [Interval(Integral, 0, None, closed="left")],
         "ss_start": [Interval(Integral, 0, None, closed="left")],
@@ -301,6 +308,7 @@ class DVAE(SequenceEstimator):
         n_epochs: int = 500,
         batch_size: int = 256,
         learning_rate: float = 1e-3,
+        final_learning_rate: float | None = None,
         beta: float = 1.0,
         kl_warmup: int = 20,
         ss_start: int = 20,
@@ -337,6 +345,7 @@ class DVAE(SequenceEstimator):
         self.n_epochs = n_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.final_learning_rate = final_learning_rate
         self.beta = beta
         self.kl_warmup = kl_warmup
         self.ss_start = ss_start
@@ -458,6 +467,8 @@ class DVAE(SequenceEstimator):
                 input_noise_clean=float(self.input_noise_clean),
                 input_noise_min=float(self.input_noise_min),
                 predictive_weight=float(self.predictive_weight),
+                final_learning_rate=(None if self.final_learning_rate is None
+                                     else float(self.final_learning_rate)),
             )
         self.module_: DVAEModule = module
         self.n_epochs_ = len(self.history_.train_loss)

@@ -22,6 +22,7 @@ __all__ = [
     "TrainingHistory",
     "jitter",
     "resolve_device",
+    "learning_rate_at",
     "schedule",
     "torch_threads",
     "train_dvae",
@@ -63,6 +64,7 @@ class TrainingHistory:
     train_loss: list[float] = field(default_factory=list)
     val_elbo: list[float] = field(default_factory=list)
     kl_weight: list[float] = field(default_factory=list)
+    learning_rate: list[float] = field(default_factory=list)
     feed_prob: list[float] = field(default_factory=list)
     best_epoch: int = -1
     best_val_elbo: float = -math.inf
@@ -87,6 +89,22 @@ def schedule(
     else:
         p = ss_max * min(1.0, (epoch - ss_start + 1) / (ss_end - ss_start))
     return kl_w, p
+
+
+def learning_rate_at(
+    epoch: int, *, n_epochs: int, learning_rate: float, final_learning_rate: float | None
+) -> float:
+    """Learning rate of ``epoch`` (0-based): constant, or annealed on a half cosine.
+
+    With ``final_learning_rate`` the rate falls from ``learning_rate`` at the first epoch to
+    ``final_learning_rate`` at the last one (``n_epochs - 1``).
+    """
+    if final_learning_rate is None or n_epochs <= 1:
+        return learning_rate
+    progress = epoch / (n_epochs - 1)
+    return final_learning_rate + 0.5 * (learning_rate - final_learning_rate) * (
+        1.0 + math.cos(math.pi * progress)
+    )
 
 
 def jitter(
@@ -211,6 +229,7 @@ def train_dvae(
     input_noise_clean: float = 0.0,
     input_noise_min: float = 0.0,
     predictive_weight: float = 0.0,
+    final_learning_rate: float | None = None,
 ) -> TrainingHistory:
     """Fit ``module`` in place by maximising the ELBO; leave the best validation weights in it.
 
@@ -252,6 +271,9 @@ def train_dvae(
         Weight of the auxiliary one-step prediction error in the training loss, on the
         sequences whose inputs are exact (see :class:`mixest.dvae.DVAE`); the validation score
         of early stopping is the same objective.
+    final_learning_rate : float or None, default=None
+        Anneal the learning rate on a half cosine to this value at the last epoch
+        (see :func:`learning_rate_at`); None keeps it constant.
 
     Returns
     -------
@@ -286,6 +308,9 @@ def train_dvae(
         kl_w, p = schedule(
             epoch, kl_warmup=kl_warmup, ss_start=ss_start, ss_end=ss_end, ss_max=ss_max
         )
+        for group in opt.param_groups:
+            group["lr"] = learning_rate_at(epoch, n_epochs=n_epochs, learning_rate=learning_rate,
+                                           final_learning_rate=final_learning_rate)
         module.train()
         perm = torch.as_tensor(rng.permutation(n), device=X_train.device)
         epoch_loss = 0.0
@@ -315,6 +340,7 @@ def train_dvae(
         hist.n_sequences_seen += n
         hist.train_loss.append(epoch_loss / n)
         hist.kl_weight.append(kl_w)
+        hist.learning_rate.append(opt.param_groups[0]["lr"])
         hist.feed_prob.append(p)
         if not math.isfinite(hist.train_loss[-1]):
             raise FloatingPointError(

@@ -75,6 +75,33 @@ def test_best_weights_are_a_real_copy():
     assert restored != pytest.approx(h.val_elbo[-1], rel=1e-6)
 
 
+def test_learning_rate_schedule():
+    from mixest.dvae._training import learning_rate_at
+
+    kw = dict(n_epochs=11, learning_rate=1e-2, final_learning_rate=1e-4)
+    rates = [learning_rate_at(e, **kw) for e in range(11)]
+    assert rates[0] == pytest.approx(1e-2) and rates[-1] == pytest.approx(1e-4)
+    assert rates[5] == pytest.approx((1e-2 + 1e-4) / 2)  # half-way down the half cosine
+    assert np.all(np.diff(rates) < 0)
+    assert learning_rate_at(3, n_epochs=11, learning_rate=1e-2, final_learning_rate=None) == 1e-2
+
+    # The optimiser follows it: a last epoch at step size 0 leaves the weights of the first.
+    X = _toy(n=32)
+    base = {**TINY, "validation_fraction": 0.0, "kl_warmup": 0, "ss_max": 0.0,
+            "patience": None, "learning_rate": 1e-2, "random_state": 3}
+    one = DVAE(**{**base, "n_epochs": 1}).fit(X)
+    two = DVAE(**{**base, "n_epochs": 2, "final_learning_rate": 0.0}).fit(X)
+    assert two.history_.learning_rate == [1e-2, 0.0]
+    for k, v in one.module_.state_dict().items():
+        assert torch.equal(v, two.module_.state_dict()[k]), k
+    moved = DVAE(**{**base, "n_epochs": 2}).fit(X)
+    assert moved.history_.best_epoch == 1  # else the comparison below would be vacuous
+    assert not all(torch.equal(v, moved.module_.state_dict()[k])
+                   for k, v in one.module_.state_dict().items())
+    with pytest.raises(ValueError, match="final_learning_rate"):
+        DVAE(**{**base, "final_learning_rate": -1.0}).fit(X)
+
+
 def test_fixed_seed_gives_identical_weights():
     X = _toy()
     a = DVAE(**{**TINY, "random_state": 7}).fit(X).module_.state_dict()
