@@ -143,6 +143,11 @@ class DVAE(SequenceEstimator):
         :math:`x_t`, absorbs what the prior fails to predict, and a learned variance can cover
         a poor mean. 0: the plain ELBO (the paper). Early stopping reads the same objective on
         the validation sequences.
+    predictive_loss : {"squared", "absolute"}, default="squared"
+        The error of that auxiliary term. Squared errors are dominated by the few large
+        misses at changes of motion; absolute errors also weigh the many small ones of smooth
+        motion (a parabola's constant acceleration, say), which is what a mean absolute error
+        counts.
     min_std : "auto" or float, default="auto"
         Floor of the decoder standard deviation in data units; "auto" is 1e-3 of each
         dimension's standard deviation in the training data. It keeps the prior's variance
@@ -241,6 +246,7 @@ class DVAE(SequenceEstimator):
         "gate_init": [Interval(Real, None, None, closed="neither")],
         "noise_level_input": ["boolean"],
         "predictive_weight": [Interval(Real, 0, None, closed="left")],
+        "predictive_loss": [StrOptions({"squared", "absolute"})],
         "min_std": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
         "input_noise": [Interval(Real, 0, None, closed="left")],
         "noise_targets": ["boolean"],
@@ -297,6 +303,7 @@ class DVAE(SequenceEstimator):
         gate_init: float = 0.0,
         noise_level_input: bool = False,
         predictive_weight: float = 0.0,
+        predictive_loss: str = "squared",
         min_std: str | float = "auto",
         input_noise: float = 0.0,
         noise_targets: bool = True,
@@ -334,6 +341,7 @@ class DVAE(SequenceEstimator):
         self.gate_init = gate_init
         self.noise_level_input = noise_level_input
         self.predictive_weight = predictive_weight
+        self.predictive_loss = predictive_loss
         self.min_std = min_std
         self.input_noise = input_noise
         self.noise_targets = noise_targets
@@ -467,6 +475,7 @@ class DVAE(SequenceEstimator):
                 input_noise_clean=float(self.input_noise_clean),
                 input_noise_min=float(self.input_noise_min),
                 predictive_weight=float(self.predictive_weight),
+                predictive_loss=self.predictive_loss,
                 final_learning_rate=(None if self.final_learning_rate is None
                                      else float(self.final_learning_rate)),
             )

@@ -688,6 +688,7 @@ class DVAEModule(nn.Module):
         x_cond: Tensor | None = None,
         level: float | Tensor | None = None,
         predictive: bool = False,
+        predictive_loss: str = "squared",
     ) -> Tensor | tuple[Tensor, ...]:
         """Per-frame evidence lower bound of each sequence (one reparameterised sample).
 
@@ -715,13 +716,21 @@ class DVAEModule(nn.Module):
             first differences' scale, averaged over the frames from the third on (the first
             two cannot know position and velocity) and over dimensions: an auxiliary training
             term that trains the prediction a tracker uses directly (Gaussian only).
+        predictive_loss : {"squared", "absolute"}, default="squared"
+            The fourth term's error: squared, or absolute (the mean absolute error, which
+            weighs the many small errors of smooth motion more against the few large ones at
+            changes of motion than the squared error does).
 
         Returns
         -------
         elbo : Tensor of shape (B,)
         recon, kl : Tensor of shape (B,), only with ``return_terms``.
-        pred_sq : Tensor of shape (B,), only with ``return_terms`` and ``predictive``.
+        pred_err : Tensor of shape (B,), only with ``return_terms`` and ``predictive``.
         """
+        if predictive_loss not in ("squared", "absolute"):
+            raise ValueError(
+                f"predictive_loss must be 'squared' or 'absolute', got {predictive_loss!r}"
+            )
         if x_cond is not None and x_cond.shape != x.shape:
             raise ValueError(
                 f"x_cond must have the shape of x {tuple(x.shape)}, got {tuple(x_cond.shape)}"
@@ -739,7 +748,8 @@ class DVAEModule(nn.Module):
             if self.likelihood != "gaussian":
                 raise ValueError("the predictive term needs the Gaussian likelihood.")
             err = (x[:, 2:] - r["pred_mean"][:, 2:]) / self.dx_scale
-            return elbo, recon, kl, err.pow(2).mean((1, 2))
+            err = err.pow(2) if predictive_loss == "squared" else err.abs()
+            return elbo, recon, kl, err.mean((1, 2))
         return elbo, recon, kl
 
     @torch.no_grad()

@@ -184,10 +184,12 @@ def _mean_elbo(
     levels: torch.Tensor | None = None,
     predictive_weight: float = 0.0,
     exact: torch.Tensor | None = None,
+    predictive_loss: str = "squared",
 ) -> float:
     """Mean per-frame ELBO (beta 1) with a fixed noise seed (conditioned on ``X_cond``, whose
-    noise levels are ``levels``), minus ``predictive_weight`` times the one-step squared error
-    on the sequences flagged ``exact`` (all when None): the objective that training maximises."""
+    noise levels are ``levels``), minus ``predictive_weight`` times the one-step error
+    (``predictive_loss``) on the sequences flagged ``exact`` (all when None): the objective
+    that training maximises."""
     module.eval()
     gen = torch.Generator(device=X.device).manual_seed(seed)
     total = 0.0
@@ -196,7 +198,8 @@ def _mean_elbo(
         cb = None if X_cond is None else X_cond[i : i + batch_size]
         lb = None if levels is None else levels[i : i + batch_size]
         terms = module.elbo(xb, 1.0, generator=gen, feed_prob=feed_prob, x_cond=cb, level=lb,
-                            return_terms=True, predictive=predictive_weight > 0)
+                            return_terms=True, predictive=predictive_weight > 0,
+                            predictive_loss=predictive_loss)
         score = terms[0]
         if predictive_weight > 0:
             w = 1.0 if exact is None else exact[i : i + batch_size].to(xb.dtype)
@@ -230,6 +233,7 @@ def train_dvae(
     input_noise_min: float = 0.0,
     predictive_weight: float = 0.0,
     final_learning_rate: float | None = None,
+    predictive_loss: str = "squared",
 ) -> TrainingHistory:
     """Fit ``module`` in place by maximising the ELBO; leave the best validation weights in it.
 
@@ -271,6 +275,8 @@ def train_dvae(
         Weight of the auxiliary one-step prediction error in the training loss, on the
         sequences whose inputs are exact (see :class:`mixest.dvae.DVAE`); the validation score
         of early stopping is the same objective.
+    predictive_loss : {"squared", "absolute"}, default="squared"
+        Error of that auxiliary term (see :meth:`mixest.dvae.DVAEModule.elbo`).
     final_learning_rate : float or None, default=None
         Anneal the learning rate on a half cosine to this value at the last epoch
         (see :func:`learning_rate_at`); None keeps it constant.
@@ -325,7 +331,8 @@ def train_dvae(
                     xc = noisy
             terms = module.elbo(xb, beta, feed_prob=p, return_terms=True, x_cond=xc,
                                 level=level if read_level else None,
-                                predictive=predictive_weight > 0)
+                                predictive=predictive_weight > 0,
+                                predictive_loss=predictive_loss)
             objective = terms[1] - beta * kl_w * terms[2]
             if predictive_weight > 0:  # on the sequences whose inputs are exact
                 exact = 1.0 if level is None else (level == 0).to(objective.dtype)
@@ -350,7 +357,8 @@ def train_dvae(
         if X_val is not None:
             score = _mean_elbo(module, X_val, max(batch_size, 512), val_seed, p, X_val_cond,
                                val_levels if read_level else None, predictive_weight,
-                               None if X_val_cond is None else val_levels == 0)
+                               None if X_val_cond is None else val_levels == 0,
+                               predictive_loss)
         else:
             score = -hist.train_loss[-1]
         hist.val_elbo.append(score)

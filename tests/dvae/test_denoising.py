@@ -248,15 +248,18 @@ def test_predictive_weight_zero_is_the_plain_elbo():
     a = DVAE(**kw).fit(X)
     b = DVAE(predictive_weight=0.0, **kw).fit(X)
     c = DVAE(predictive_weight=1.0, **kw).fit(X)
+    d = DVAE(predictive_weight=1.0, predictive_loss="absolute", **kw).fit(X)
     fa = _pack(a.module_.state_dict())[0]
     assert torch.equal(fa, _pack(b.module_.state_dict())[0])
     assert not torch.equal(fa, _pack(c.module_.state_dict())[0])
+    assert not torch.equal(_pack(c.module_.state_dict())[0], _pack(d.module_.state_dict())[0])
     assert np.isfinite(c.history_.train_loss).all()
 
 
-def test_validation_score_is_the_trained_objective():
+@pytest.mark.parametrize("loss", ["squared", "absolute"])
+def test_validation_score_is_the_trained_objective(loss):
     """With ``predictive_weight`` the early-stopping score is the ELBO minus the weighted
-    one-step squared error of the exact-input sequences (same draws, so the ELBO parts match)."""
+    one-step error of the exact-input sequences (same draws, so the ELBO parts match)."""
     from mixest.dvae._training import _mean_elbo
 
     rng = np.random.RandomState(0)
@@ -266,10 +269,13 @@ def test_validation_score_is_the_trained_objective():
     m.set_normalization(X, 1e-3)
     exact = torch.arange(40) % 2 == 0
     plain = _mean_elbo(m, X, 16, 7)
-    scored = _mean_elbo(m, X, 16, 7, predictive_weight=2.0, exact=exact)
+    scored = _mean_elbo(m, X, 16, 7, predictive_weight=2.0, exact=exact, predictive_loss=loss)
     with torch.no_grad():
-        sq = m.elbo(X, sample=False, return_terms=True, predictive=True)[3]
-    assert scored == pytest.approx(plain - 2.0 * float(sq[exact].sum()) / 40, rel=1e-5)
+        mean, _ = m.predict_next(X)
+    err = ((X - mean) / m.dx_scale)[:, 2:]
+    err = err.pow(2) if loss == "squared" else err.abs()
+    expected = plain - 2.0 * float(err.mean((1, 2))[exact].sum()) / 40
+    assert scored == pytest.approx(expected, rel=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -284,6 +290,8 @@ def test_validation_score_is_the_trained_objective():
         ({"gated_extrapolation": True, "residual_order": 2}, 4, "gated_extrapolation"),
         ({"input_noise_relative": True}, 3, "D = 4"),
         ({"input_noise_relative": True, "likelihood": "itakura_saito"}, 4, "Gaussian"),
+        ({"predictive_loss": "huber"}, 4, "predictive_loss"),
+        ({"predictive_weight": -1.0}, 4, "predictive_weight"),
     ],
 )
 def test_bad_denoising_params_rejected(params, D, match):

@@ -291,5 +291,11 @@ def test_predictive_term_is_the_causal_one_step_prediction(cls):
         terms = m.elbo(x, sample=False, return_terms=True, predictive=True)
         sq = (((x - mean) / m.dx_scale)[:, 2:] ** 2).mean((1, 2))
         torch.testing.assert_close(terms[3], sq)
+        terms = m.elbo(x, sample=False, return_terms=True, predictive=True,
+                       predictive_loss="absolute")
+        ae = ((x - mean) / m.dx_scale)[:, 2:].abs().mean((1, 2))
+        torch.testing.assert_close(terms[3], ae)
+        with pytest.raises(ValueError, match="predictive_loss"):
+            m.elbo(x, return_terms=True, predictive=True, predictive_loss="huber")
         assert len(m.elbo(x, sample=False, return_terms=True)) == 3
         assert "pred_mean" not in m.run(x, sample=False)
