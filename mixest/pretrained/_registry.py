@@ -12,7 +12,8 @@ _HERE = Path(__file__).resolve().parent
 PRETRAINED: dict[str, tuple[str, str]] = {
     "mot": (
         "dvae_mot.pt",
-        "SRNN prior on image-normalised boxes (x1, y1, x2, y2), y down, trained on the synthetic "
+        "SRNN prior (gated first-order residual, told its inputs' noise level) on "
+        "image-normalised boxes (x1, y1, x2, y2), y down, trained on the synthetic "
         "single-source trajectories by benchmarks/train_priors.py --prior mot",
     ),
     "mot-ar": (

@@ -81,7 +81,7 @@ def test_list_of_tables_input():
     np.testing.assert_allclose(out_tables, out_array, atol=1e-9)
 
 
-def test_bad_input_errors():
+def test_bad_input_errors(tiny_dvae):
     est = MixDVAETracker(2, **CV)
     X = np.zeros((2, 5, 2, 4))
     X[0, 0, 0, 0] = np.inf
@@ -100,8 +100,8 @@ def test_bad_input_errors():
     fitted = MixDVAETracker(2, **CV).fit(np.random.default_rng(0).random((1, 5, 2, 4)))
     with pytest.raises(ValueError, match="D"):
         fitted.predict(np.zeros((1, 5, 2, 3)))
-    with pytest.raises(ValueError, match="noise_level_input=True"):  # the bundled prior has none
-        MixDVAETracker(2, prior_noise_level=0.5).fit(np.zeros((1, 5, 2, 4)))
+    with pytest.raises(ValueError, match="noise_level_input=True"):  # a prior without the input
+        MixDVAETracker(2, prior=tiny_dvae, prior_noise_level=0.5).fit(np.zeros((1, 5, 2, 4)))
     with pytest.raises(ValueError, match="prior_noise_level"):
         MixDVAETracker(2, prior_noise_level=-1.0).fit(np.zeros((1, 5, 2, 4)))
 
