@@ -8,11 +8,11 @@ Usage (the exact command that produced the committed ``mixest/pretrained/dvae_mo
 sequences of 60 frames from :func:`mixest.datasets.make_trajectories`, boxes (x1, y1, x2, y2)
 in image-normalised units, y down). The recipe is the paper's (Adam, batch 256, KL warm-up,
 the best validation epoch kept) with the epoch count shrunk to the CPU budget (100 epochs,
-about 20-26 min of one core), scheduled sampling off, a gated first-order residual, denoising
-training told the noise level (30% of the sequences exact, the others jittered by up to 0.1 of
-the box size, clean targets) so that the prior handles the VEM's posterior means whatever their
-noise, and an auxiliary absolute-error term on the causal one-step prediction from exact boxes;
-see ``docs/dvae.md``.
+about 26-30 min of one core beside other jobs), scheduled sampling off, a gated first-order
+residual, denoising training told the noise level (30% of the sequences exact, the others
+jittered by up to 0.1 of the box size, clean targets) so that the prior handles the VEM's
+posterior means whatever their noise, and an auxiliary absolute-error term on the causal
+one-step prediction from exact boxes; see ``docs/dvae.md``.
 
 ``--prior mot-ar``: the Deep AR baseline's LSTM (:class:`mixest.baselines.DeepARTracker`) on
 the same kind of data, trained by ``benchmarks/train_deep_ar.py`` (options after ``--prior
@@ -88,9 +88,10 @@ PRIORS: dict[str, dict] = {
             # Decoder std floor 1e-5 (0.02 px of a 1920-px frame).
             "min_std": 1e-5,
             # The paper's recipe (KL warm-up, Adam, early stopping on the validation objective)
-            # shrunk to the CPU budget: 100 epochs (about 20-26 min of one core), the step size
-            # annealed on a half cosine from 3e-3 to 3e-5, the best epoch kept (no patience),
-            # warm-up 5, scheduled sampling off (it compounds errors with a residual decoder).
+            # shrunk to the CPU budget: 100 epochs (about 26-30 min of one core beside other
+            # jobs), the step size annealed on a half cosine from 3e-3 to 3e-5, the best epoch
+            # kept (no patience), warm-up 5, scheduled sampling off (it compounds errors with a
+            # residual decoder).
             "n_epochs": 100,
             "batch_size": 256,
             "learning_rate": 3e-3,

@@ -135,9 +135,10 @@ class DVAE(SequenceEstimator):
         frames as well as it denoises jittered ones, instead of hedging between the two.
     predictive_weight : float, default=0.0
         Gaussian only. Subtract this multiple of an auxiliary term from the training objective:
-        the mean squared error, in units of the first differences' scale, of the one-step
-        prediction from exact inputs, i.e. of the decoder mean at the prior's *mean* latent
-        :math:`E_p[z_t | h_t, z_{t-1}]` (what :meth:`predict_next` and a tracker use), over the
+        the mean error (squared or absolute, ``predictive_loss``), in units of the first
+        differences' scale, of the one-step prediction from exact inputs, i.e. of the decoder
+        mean at the prior's *mean* latent :math:`E_p[z_t | h_t, z_{t-1}]` (what
+        :meth:`predict_next` and a tracker use), over the
         training sequences left unjittered (all of them without ``input_noise``). The ELBO
         trains that prediction only through its KL term: the posterior, which sees
         :math:`x_t`, absorbs what the prior fails to predict, and a learned variance can cover

@@ -21,8 +21,8 @@ from mixest.dvae._modules import DVAEModule
 __all__ = [
     "TrainingHistory",
     "jitter",
-    "resolve_device",
     "learning_rate_at",
+    "resolve_device",
     "schedule",
     "torch_threads",
     "train_dvae",
@@ -314,9 +314,10 @@ def train_dvae(
         kl_w, p = schedule(
             epoch, kl_warmup=kl_warmup, ss_start=ss_start, ss_end=ss_end, ss_max=ss_max
         )
+        lr = learning_rate_at(epoch, n_epochs=n_epochs, learning_rate=learning_rate,
+                              final_learning_rate=final_learning_rate)
         for group in opt.param_groups:
-            group["lr"] = learning_rate_at(epoch, n_epochs=n_epochs, learning_rate=learning_rate,
-                                           final_learning_rate=final_learning_rate)
+            group["lr"] = lr
         module.train()
         perm = torch.as_tensor(rng.permutation(n), device=X_train.device)
         epoch_loss = 0.0
@@ -347,7 +348,7 @@ def train_dvae(
         hist.n_sequences_seen += n
         hist.train_loss.append(epoch_loss / n)
         hist.kl_weight.append(kl_w)
-        hist.learning_rate.append(opt.param_groups[0]["lr"])
+        hist.learning_rate.append(lr)
         hist.feed_prob.append(p)
         if not math.isfinite(hist.train_loss[-1]):
             raise FloatingPointError(
