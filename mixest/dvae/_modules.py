@@ -711,9 +711,9 @@ class DVAEModule(nn.Module):
             Noise level of the conditioning sequence (``noise_level_input`` only; see
             :meth:`level_column`).
         predictive : bool, default=False
-            With ``return_terms``: also return the squared error of the one-step prediction
-            (the decoder mean at the prior's mean latent, see :meth:`run`) in units of the
-            first differences' scale, averaged over the frames from the third on (the first
+            With ``return_terms``: also return the error (``predictive_loss``) of the one-step
+            prediction (the decoder mean at the prior's mean latent, see :meth:`run`) in units of
+            the first differences' scale, averaged over the frames from the third on (the first
             two cannot know position and velocity) and over dimensions: an auxiliary training
             term that trains the prediction a tracker uses directly (Gaussian only).
         predictive_loss : {"squared", "absolute"}, default="squared"
@@ -737,6 +737,8 @@ class DVAEModule(nn.Module):
             )
         cond = x if x_cond is None else x_cond
         predictive = predictive and return_terms
+        if predictive and self.likelihood != "gaussian":
+            raise ValueError("the predictive term needs the Gaussian likelihood.")
         r = self.run(cond, sample=sample, generator=generator, feed_prob=feed_prob, level=level,
                      predictive=predictive)
         recon = self.log_likelihood(x, r["x_mean"], r["x_var"]).mean(-1)
@@ -745,8 +747,6 @@ class DVAEModule(nn.Module):
         if not return_terms:
             return elbo
         if predictive:
-            if self.likelihood != "gaussian":
-                raise ValueError("the predictive term needs the Gaussian likelihood.")
             err = (x[:, 2:] - r["pred_mean"][:, 2:]) / self.dx_scale
             err = err.pow(2) if predictive_loss == "squared" else err.abs()
             return elbo, recon, kl, err.mean((1, 2))

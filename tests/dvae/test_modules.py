@@ -297,5 +297,8 @@ def test_predictive_term_is_the_causal_one_step_prediction(cls):
         torch.testing.assert_close(terms[3], ae)
         with pytest.raises(ValueError, match="predictive_loss"):
             m.elbo(x, return_terms=True, predictive=True, predictive_loss="huber")
+    m_is, p = _module(cls, "itakura_saito")
+    with pytest.raises(ValueError, match="Gaussian"):
+        m_is.elbo(p, return_terms=True, predictive=True)
         assert len(m.elbo(x, sample=False, return_terms=True)) == 3
         assert "pred_mean" not in m.run(x, sample=False)
