@@ -15,13 +15,14 @@ Reports, on trajectories drawn with a seed the training never used:
 - calibration of the prior's predictive variance (mean squared z-score, share inside 2 sigma);
 - the per-frame ELBO of the trained SRNN against the same SRNN untrained (same architecture,
   same data-derived normalisation buffers, fresh random weights), on the clean held-out data
-  and on the same data jittered by the prior's ``input_noise`` (its training objective: for a
-  denoising prior, ``noise_targets=False``, jittered inputs scored against clean targets);
+  and, for a prior trained with ``TrainingNoise``, with its inputs jittered as in training
+  (its training objective: jittered inputs scored against clean targets);
 - a PNG of sampled trajectories next to real synthetic ones.
 
-A prior trained with ``noise_level_input=True`` is told the level of what it reads: 0 for the
-exact held-out boxes (the clean rows, the clean ELBO, the samples), ``--input-jitter`` divided
-by its ``input_noise`` for the jittered rows, 1 for the ELBO on data jittered as in training.
+A prior trained with ``TrainingNoise(level_input=True)`` is told the level of what it reads: 0
+for the exact held-out boxes (the clean rows, the clean ELBO, the samples), ``--input-jitter``
+divided by its ``noise.std`` for the jittered rows, 1 for the ELBO on inputs jittered as in
+training.
 """
 
 from __future__ import annotations
@@ -133,16 +134,17 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.seed}; the prior was trained on seed 0)")
 
     # A prior with a noise-level input is told how noisy each input is: 0 for the exact
-    # held-out boxes, the jitter as a fraction of its training input_noise for jittered ones.
+    # held-out boxes, the jitter as a fraction of its training noise.std for jittered ones.
+    noise = prior.noise_
     reads_level = bool(getattr(prior.module_, "noise_level_input", False))
 
     def at(level: float) -> dict:
         return {"level": level} if reads_level else {}
 
-    jitter_level = args.input_jitter / prior.input_noise if reads_level else None
+    jitter_level = args.input_jitter / noise.std if reads_level else None
     if reads_level:
         print(f"noise-level input: level 0 on exact boxes, {jitter_level:g} (= "
-              f"{args.input_jitter:g} / input_noise {prior.input_noise:g}) on jittered ones")
+              f"{args.input_jitter:g} / noise.std {noise.std:g}) on jittered ones")
     mean, var = prior.predict_next(X, **at(0.0))
     rows = {
         "DVAE prior (causal one-step mean)": _errors(mean, X),
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['p99_px']:8.3f}")
     z2 = ((mean[:, 2:] - X[:, 2:]) ** 2 / var[:, 2:])
     print(f"\npredictive std: median {np.sqrt(np.median(var[:, 2:])):.2e} "
-          f"(floor min_std = {prior.min_std}); mean squared z-score {z2.mean():.3f}; "
+          f"(floor min_std = {prior.network_.min_std}); mean squared z-score {z2.mean():.3f}; "
           f"share of errors within 2 std {np.mean(z2 < 4):.4f}")
     z2n = ((mean_n[:, 2:] - X[:, 2:]) ** 2 / var_n[:, 2:])
     print(f"jittered inputs: predictive std median {np.sqrt(np.median(var_n[:, 2:])):.2e}; "
@@ -196,21 +198,16 @@ def main(argv: list[str] | None = None) -> int:
     untrained = untrained_est.score(X, **at(0.0))
     print(f"\nper-frame ELBO (nats, beta 1, teacher forcing): trained {trained:.4f}, "
           f"untrained {untrained:.4f}, difference {trained - untrained:+.4f}")
-    if prior.input_noise > 0:  # the training objective: data jittered by input_noise
-        std = prior.input_noise * (wh if prior.input_noise_relative else 1.0)
+    if noise is not None:  # the training objective: jittered inputs, clean targets
+        std = noise.std * (wh if noise.relative else 1.0)
         Xj = X + std * np.random.RandomState(args.seed + 2).standard_normal(X.shape)
-        if prior.noise_targets:
-            tj, uj = prior.score(Xj, **at(1.0)), untrained_est.score(Xj, **at(1.0))
-            what = "held-out data jittered"
-        else:  # denoising: jittered conditioning inputs, clean targets
-            tj = _denoising_elbo(prior.module_, X, Xj, **at(1.0))
-            uj = _denoising_elbo(fresh, X, Xj, **at(1.0))
-            what = "jittered inputs, clean targets,"
-        unit = " x box size" if prior.input_noise_relative else ""
-        print(f"per-frame ELBO on {what} by input_noise={prior.input_noise:g}{unit} "
-              f"(as in training): trained {tj:.4f}, untrained {uj:.4f}, difference "
+        tj = _denoising_elbo(prior.module_, X, Xj, **at(1.0))
+        uj = _denoising_elbo(fresh, X, Xj, **at(1.0))
+        unit = " x box size" if noise.relative else ""
+        print(f"per-frame ELBO on inputs jittered by noise.std={noise.std:g}{unit}, clean "
+              f"targets (as in training): trained {tj:.4f}, untrained {uj:.4f}, difference "
               f"{tj - uj:+.4f}")
-    print(f"validation ELBO recorded at training (final scheduled-sampling rate): "
+    print(f"validation objective recorded at training (final scheduled-sampling rate): "
           f"{prior.history_.best_val_elbo:.4f} at epoch {prior.history_.best_epoch}")
     if args.plot is not None:
         _plot(prior, X, args.plot, seed=1, **at(0.0))

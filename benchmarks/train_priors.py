@@ -4,15 +4,15 @@ Usage (the exact command that produced the committed ``mixest/pretrained/dvae_mo
 
     nohup nice python benchmarks/train_priors.py --prior mot > train_mot.log 2>&1 &
 
-``--prior mot``: an SRNN on synthetic single-source box trajectories (DESIGN §3: 20,000
-sequences of 60 frames from :func:`mixest.datasets.make_trajectories`, boxes (x1, y1, x2, y2)
-in image-normalised units, y down). The recipe is the paper's (Adam, batch 256, KL warm-up,
-the best validation epoch kept) with the epoch count shrunk to the CPU budget (100 epochs,
-about 26-30 min of one core beside other jobs), scheduled sampling off, a gated first-order
-residual, denoising training told the noise level (30% of the sequences exact, the others
-jittered by up to 0.1 of the box size, clean targets) so that the prior handles the VEM's
-posterior means whatever their noise, and an auxiliary absolute-error term on the causal
-one-step prediction from exact boxes; see ``docs/dvae.md``.
+``--prior mot``: an SRNN on synthetic single-source box trajectories (20,000 sequences of 60
+frames from :func:`mixest.datasets.make_trajectories`, boxes (x1, y1, x2, y2) in
+image-normalised units, y down) trained by ``DVAE(recipe="mot")``: the paper's recipe (Adam,
+batch 256, KL warm-up, the best validation epoch kept) with the epoch count shrunk to the CPU
+budget (100 epochs, about 26-30 min of one core beside other jobs), scheduled sampling off, a
+gated first-order residual, denoising training told the noise level (30% of the sequences
+exact, the others jittered by up to 0.1 of the box size, clean targets) so that the prior
+handles the VEM's posterior means whatever their noise, and an auxiliary absolute-error term on
+the causal one-step prediction from exact boxes; see ``docs/dvae.md``.
 
 ``--prior mot-ar``: the Deep AR baseline's LSTM (:class:`mixest.baselines.DeepARTracker`) on
 the same kind of data, trained by ``benchmarks/train_deep_ar.py`` (options after ``--prior
@@ -20,13 +20,14 @@ mot-ar`` are passed on to it)::
 
     nohup nice python benchmarks/train_priors.py --prior mot-ar > train_mot_ar.log 2>&1 &
 
-The script prints the validation ELBO (or NLL) of the kept weights and the command to reproduce
-them. ``--param KEY=VALUE`` overrides one DVAE parameter of the recipe (candidate search, with
-``--out`` elsewhere than the bundled file), e.g. the fixed-noise-level candidate of
-``docs/dvae.md``::
+The script prints the validation objective of the kept weights and the command to reproduce
+them. ``--param KEY=VALUE`` overrides one DVAE parameter of the recipe, or one field of its
+grouped settings as ``network.FIELD``, ``noise.FIELD`` or ``scheduled_sampling.FIELD``
+(candidate search, with ``--out`` elsewhere than the bundled file), e.g. a larger network
+trained with less jitter::
 
-    nice python benchmarks/train_priors.py --out /tmp/B.pt --param input_noise_random=False
-    --param input_noise=0.06
+    nice python benchmarks/train_priors.py --out /tmp/c.pt --param network.rnn_dim=32
+    --param noise.std=0.05
 
 (one command line). Other priors can be added to ``PRIORS`` below (and to
 ``mixest/pretrained/_registry.py``).
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import shlex
 import sys
 import time
@@ -46,7 +48,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-# name -> (data builder, DVAE keyword arguments, output file)
+# name -> data builder, DVAE keyword arguments, output file
 PRIORS: dict[str, dict] = {
     "mot": {
         "n_sequences": 20_000,
@@ -54,53 +56,36 @@ PRIORS: dict[str, dict] = {
         "data_seed": 0,
         "file": "dvae_mot.pt",
         "params": {
-            "architecture": "srnn",
-            "likelihood": "gaussian",
-            "z_dim": 4,
-            "rnn_dim": 16,
-            "dense_dims": (32, 16),
-            "encoder_rnn": True,
-            # First-order residual with gated extrapolation: the decoder weighs the last
-            # velocity and acceleration (exact kinematics on lines and parabolas) and adds its
-            # own correction; the gates start near constant velocity.
-            "residual_order": 1,
-            "velocity_input": True,
-            "gated_extrapolation": True,
-            "gate_init": 4.0,
-            # Denoising training, told the noise level: 30% of the sequences are read exactly
-            # (level 0), the others jittered by u x 0.1 of the box size (u ~ U[0, 1], level u),
-            # and the decoder must predict the clean next box. Inside the VEM the prior reads
-            # posterior means whose noise ranges from none to the detections' own; the tracker
-            # tells it their level (1 by default), predictions from exact boxes use 0.
-            "noise_level_input": True,
-            "input_noise": 0.1,
-            "input_noise_relative": True,
-            "input_noise_random": True,
-            "input_noise_clean": 0.3,
-            "noise_targets": False,
-            # Standardised by the clean data (jittered scales cap the precision from exact
-            # boxes), and trained on the causal one-step prediction from exact boxes too (its
-            # absolute error, in units of the first differences' scale): the ELBO alone trains
-            # that prediction only through the KL term and settles on constant acceleration.
-            "jittered_scales": False,
-            "predictive_weight": 100.0,
-            "predictive_loss": "absolute",
-            # Decoder std floor 1e-5 (0.02 px of a 1920-px frame).
-            "min_std": 1e-5,
-            # The paper's recipe (KL warm-up, Adam, early stopping on the validation objective)
-            # shrunk to the CPU budget: 100 epochs (about 26-30 min of one core beside other
-            # jobs), the step size annealed on a half cosine from 3e-3 to 3e-5, the best epoch
-            # kept (no patience), warm-up 5, scheduled sampling off (it compounds errors with a
-            # residual decoder).
+            # The "mot" recipe (mixest.dvae.RECIPES["mot"]):
+            # - network: an SRNN (z 4, LSTM 16, dense 32/16, backward encoder LSTM) with a
+            #   first-order residual and gated extrapolation: the decoder weighs the last
+            #   velocity and acceleration (exact kinematics on lines and parabolas) and adds its
+            #   own correction; the gates start near constant velocity (gate_init 4). Decoder
+            #   std floor 1e-5 (0.02 px of a 1920-px frame).
+            # - noise: denoising training told the noise level: 30% of the sequences are read
+            #   exactly (level 0), the others jittered by u x 0.1 of the box size (u ~ U[0, 1],
+            #   level u), and the decoder must predict the clean next box. Inside the VEM the
+            #   prior reads posterior means whose noise ranges from none to the detections' own;
+            #   the tracker tells it their level (1 by default), predictions from exact boxes
+            #   use 0. Standardised by the clean data (jittered scales cap the precision from
+            #   exact boxes).
+            # - predictive_weight 100: trained on the causal one-step prediction from exact
+            #   boxes too (its absolute error, in units of the first differences' scale): the
+            #   ELBO alone trains that prediction only through the KL term and settles on
+            #   constant acceleration.
+            "recipe": "mot",
+            # The paper's schedule (KL warm-up, Adam, early stopping on the validation
+            # objective) shrunk to the CPU budget: 100 epochs (about 26-30 min of one core
+            # beside other jobs), the step size annealed on a half cosine from 3e-3 to 3e-5,
+            # the best epoch kept (no patience), warm-up 5, scheduled sampling off (it compounds
+            # errors with a residual decoder). These are DVAE's defaults, spelled out.
             "n_epochs": 100,
             "batch_size": 256,
             "learning_rate": 3e-3,
             "final_learning_rate": 3e-5,
             "beta": 1.0,
             "kl_warmup": 5,
-            "ss_start": 20,
-            "ss_end": 100,
-            "ss_max": 0.0,
+            "scheduled_sampling": None,
             "validation_fraction": 0.1,
             "patience": None,
             "grad_clip": 5.0,
@@ -109,6 +94,31 @@ PRIORS: dict[str, dict] = {
         },
     },
 }
+
+
+def _override(params: dict, key: str, value: object) -> None:
+    """Set ``key`` (a DVAE parameter, or ``group.field`` of a grouped setting) in ``params``."""
+    from mixest.dvae import DVAE, RECIPES, Network, ScheduledSampling, TrainingNoise
+
+    group, dot, name = key.partition(".")
+    if not dot:
+        params[key] = value
+        DVAE(**params)  # (a misspelt parameter fails here, before the data are built)
+        return
+    classes = {"network": Network, "noise": TrainingNoise, "scheduled_sampling": ScheduledSampling}
+    if group not in classes:
+        raise ValueError(f"{key!r}: only network.*, noise.* and scheduled_sampling.* have fields")
+    current = params.get(group, "recipe" if group != "scheduled_sampling" else None)
+    if current == "recipe":  # start from the recipe's setting
+        recipe = params.get("recipe", "auto")
+        if recipe == "auto":
+            gaussian = params.get("likelihood", "gaussian") == "gaussian"
+            recipe = "mot" if gaussian else "plain"
+        current = RECIPES[recipe][group]
+    if current is None:  # no such setting yet: build it from this field
+        params[group] = classes[group](**{name: value})
+    else:
+        params[group] = dataclasses.replace(current, **{name: value})
 
 
 def _make_data(name: str, spec: dict, n_sequences: int | None) -> np.ndarray:
@@ -132,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu | cuda | auto (default: recipe's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one DVAE parameter of the recipe (candidate search), "
-                        "e.g. --param residual_order=2 --param input_noise=0.06")
+                        help="override one DVAE parameter of the recipe, or one field of a "
+                        "grouped setting (candidate search), e.g. --param network.rnn_dim=32 "
+                        "--param noise.std=0.06 --param predictive_weight=10")
     args, rest = parser.parse_known_args(argv)
     if args.prior == "mot-ar":  # the Deep AR baseline has its own training script
         sys.path.insert(0, str(REPO / "benchmarks"))
@@ -159,9 +170,13 @@ def main(argv: list[str] | None = None) -> int:
         if not sep:
             parser.error(f"--param expects KEY=VALUE (a DVAE parameter), got {item!r}")
         try:
-            params[key] = ast.literal_eval(value)
+            value = ast.literal_eval(value)
         except (ValueError, SyntaxError):
-            params[key] = value
+            pass
+        try:
+            _override(params, key, value)
+        except (TypeError, ValueError) as exc:
+            parser.error(f"--param {item}: {exc}")
     out = args.out or REPO / "mixest" / "pretrained" / spec["file"]
 
     X = _make_data(args.prior, spec, args.n_sequences)
@@ -174,9 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     n_params = sum(p.numel() for p in model.module_.parameters())
     print(f"trained {model.n_epochs_} epochs in {dt:.1f} s "
           f"({h.n_sequences_seen / h.seconds:.0f} sequences/s), {n_params} parameters")
-    print("val ELBO per epoch:", " ".join(f"{v:.3f}" for v in h.val_elbo))
-    print(f"best epoch {h.best_epoch}: validation ELBO {h.best_val_elbo:.4f} nats/frame "
+    print("validation objective per epoch:", " ".join(f"{v:.3f}" for v in h.val_elbo))
+    print(f"best epoch {h.best_epoch}: validation objective {h.best_val_elbo:.4f} nats/frame "
           f"(under the final scheduled-sampling rate)")
+    print(f"network: {model.network_}\nnoise: {model.noise_}\n"
+          f"predictive weight: {model.predictive_weight_}")
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
     print(f"wrote {out} ({out.stat().st_size} bytes)")

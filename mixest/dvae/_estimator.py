@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import io
 import math
 import os
+import warnings
 from numbers import Integral, Real
 from pathlib import Path
 from typing import ClassVar
@@ -18,19 +20,20 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from mixest.base import SequenceEstimator, check_sequences
-from mixest.dvae._modules import MODULE_OPTIONS, DVAEModule, build_module
-from mixest.dvae._training import (
-    TrainingHistory,
-    jitter,
-    resolve_device,
-    torch_threads,
-    train_dvae,
-)
+from mixest.dvae._config import RECIPES, Network, ScheduledSampling, TrainingNoise
+from mixest.dvae._modules import DVAEModule, build_module
+from mixest.dvae._training import TrainingHistory, resolve_device, torch_threads, train_dvae
 
 __all__ = ["DVAE", "FORMAT_NAME", "FORMAT_VERSION"]
 
 FORMAT_NAME = "mixest-dvae"
-FORMAT_VERSION = 1
+#: Version 2 stores the grouped parameters (:class:`Network`, :class:`TrainingNoise`,
+#: :class:`ScheduledSampling`, ``recipe``); version 1 files (flat parameters) still load.
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
+
+# The settings dataclass of each grouped parameter (saved as plain dicts).
+_GROUPED = {"network": Network, "noise": TrainingNoise, "scheduled_sampling": ScheduledSampling}
 
 
 def _digest(flat: torch.Tensor, layout: list) -> str:
@@ -78,10 +81,128 @@ def _seed_from(random_state: object) -> int:
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
 
+# ---------------------------------------------------------------------- plain-data parameters
+def _to_plain(value: object) -> object:
+    """A settings dataclass as a dict of plain values (weight files hold no pickled classes)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = dataclasses.asdict(value)
+        if "dense_dims" in out:
+            out["dense_dims"] = list(out["dense_dims"])
+        return out
+    return value
+
+
+def _from_plain(name: str, value: object) -> object:
+    """Inverse of :func:`_to_plain` for the parameter ``name``."""
+    if name in _GROUPED and isinstance(value, dict):
+        value = dict(value)
+        if "dense_dims" in value:
+            value["dense_dims"] = tuple(value["dense_dims"])
+        return _GROUPED[name](**value)
+    return value
+
+
+# The flat parameters of format version 1 (mixest before the grouped settings) and their
+# defaults then: files written before a parameter existed load with its old default.
+_V1_DEFAULTS = {
+    "architecture": "srnn", "likelihood": "gaussian", "z_dim": 4, "rnn_dim": 8,
+    "dense_dims": (16, 8), "encoder_rnn": True, "residual_order": 2, "velocity_input": None,
+    "gated_extrapolation": False, "gate_init": 0.0, "noise_level_input": False,
+    "predictive_weight": 0.0, "predictive_loss": "squared", "min_std": "auto",
+    "input_noise": 0.0, "noise_targets": True, "jittered_scales": True,
+    "input_noise_relative": False, "input_noise_random": False, "input_noise_clean": 0.0,
+    "input_noise_min": 0.0, "n_epochs": 500, "batch_size": 256, "learning_rate": 1e-3,
+    "final_learning_rate": None, "beta": 1.0, "kl_warmup": 20, "ss_start": 20, "ss_end": 100,
+    "ss_max": 0.0, "validation_fraction": 0.1, "patience": 50, "grad_clip": 5.0,
+    "device": "auto", "n_threads": 1, "random_state": None, "verbose": False,
+}
+_KEPT = ("likelihood", "n_epochs", "batch_size", "learning_rate", "final_learning_rate", "beta",
+         "kl_warmup", "validation_fraction", "patience", "grad_clip", "device", "n_threads",
+         "random_state", "verbose")
+
+
+def _params_from_v1(old: dict, module_config: dict | None) -> tuple[dict, list[str]]:
+    """Today's parameters for the flat parameters of a version-1 file or pickle.
+
+    Returns the parameters (``recipe="mot"`` or ``"plain"`` with the recipe's settings where
+    they match it exactly, else the settings spelled out) and the training options that no
+    longer exist (empty when the translation trains exactly as the old parameters did).
+    """
+    p = {**_V1_DEFAULTS, **old}
+    cfg = module_config or {}  # the built module is the truth for the network's shape
+    likelihood = p["likelihood"]
+    shape = {k: cfg.get(k, p[k]) for k in ("architecture", "z_dim", "rnn_dim", "dense_dims",
+                                            "encoder_rnn", "residual_order", "velocity_input",
+                                            "gated_extrapolation")}
+    gated = bool(shape["gated_extrapolation"])
+    network = Network(
+        architecture=shape["architecture"], z_dim=int(shape["z_dim"]),
+        rnn_dim=int(shape["rnn_dim"]), dense_dims=tuple(int(d) for d in shape["dense_dims"]),
+        encoder_rnn=bool(shape["encoder_rnn"]),
+        # an Itakura-Saito module always ran with order 0, whatever was asked
+        residual_order=int(shape["residual_order"]) if likelihood == "gaussian" else 0,
+        velocity_input=shape["velocity_input"], gated_extrapolation=gated,
+        gate_init=float(p["gate_init"]) if gated else None,  # (ignored without the gates)
+        min_std=p["min_std"],
+    )
+    lost: list[str] = []
+    noise = None
+    if p["input_noise"] > 0:
+        if p["noise_targets"]:
+            lost.append("noise_targets=True")
+        elif p["jittered_scales"]:
+            lost.append("jittered_scales=True")
+        if p["input_noise_random"] and p["input_noise_min"] > 0:
+            lost.append(f"input_noise_min={p['input_noise_min']!r}")
+        random_level = bool(p["input_noise_random"])
+        noise = TrainingNoise(
+            std=float(p["input_noise"]), relative=bool(p["input_noise_relative"]),
+            random_level=random_level,
+            # (without random levels the old jitter ignored the clean share)
+            clean_fraction=float(p["input_noise_clean"]) if random_level else 0.0,
+            level_input=bool(cfg.get("noise_level_input", p["noise_level_input"])),
+        )
+    weight = float(p["predictive_weight"])
+    if weight > 0 and noise is not None and noise.clean_fraction == 0:
+        weight = 0.0  # the term was computed on exact sequences, and there were none
+    if weight > 0 and p["predictive_loss"] != "absolute":
+        lost.append(f"predictive_loss={p['predictive_loss']!r}")
+    sampling = None
+    if p["ss_max"] > 0:
+        start = int(p["ss_start"])
+        sampling = ScheduledSampling(float(p["ss_max"]), start, max(start, int(p["ss_end"])))
+    params = {k: p[k] for k in _KEPT}
+    params.update(recipe="plain", network=network, noise=noise, predictive_weight=weight,
+                  scheduled_sampling=sampling)
+    for name in ("mot", "plain"):  # a file trained by a named recipe says so
+        preset = RECIPES[name]
+        try:
+            same = (preset["network"].resolve(likelihood) == network.resolve(likelihood)
+                    and preset["noise"] == noise and preset["predictive_weight"] == weight)
+        except ValueError:
+            same = False
+        if same:
+            params.update(recipe=name, network="recipe", noise="recipe",
+                          predictive_weight="recipe")
+            break
+    return params, lost
+
+
+def _warn_lost(source: str, lost: list[str]) -> None:
+    if lost:
+        warnings.warn(
+            f"{source} was trained with options mixest no longer offers ({', '.join(lost)}; "
+            "see docs/dvae.md). It loads and predicts exactly as before, but fit() on it would "
+            "train the nearest current recipe.",
+            UserWarning,
+            stacklevel=2,
+        )
+
+
 class DVAE(SequenceEstimator):
     """Dynamical variational autoencoder (SRNN or VRNN) for single-source sequences.
 
-    The generative model of DESIGN §3 with the SRNN architecture:
+    The SRNN of the MixDVAE paper:
 
     .. math::
 
@@ -96,126 +217,64 @@ class DVAE(SequenceEstimator):
         \\frac1T \\sum_t \\mathbb E_q[\\log p(x_t | h_t, z_t)]
         - \\beta\\, \\mathrm{KL}(q(z_t | z_{t-1}, h_t, x_{t:T}) \\| p(z_t | h_t, z_{t-1})).
 
+    The defaults train the bundled box prior (``DVAE.from_pretrained("mot")``): with
+    ``random_state=0`` and ``device="cpu"``, ``DVAE().fit(make_trajectories(20_000, 60,
+    random_state=0))`` is its recipe. ``docs/dvae.md`` explains every choice and records the
+    experiments behind it.
+
     Parameters
     ----------
-    architecture : {"srnn", "vrnn"}, default="srnn"
     likelihood : {"gaussian", "itakura_saito"}, default="gaussian"
         Gaussian for trajectories; Itakura-Saito for power spectra (zero-mean complex Gaussian).
-    z_dim : int, default=4
-    rnn_dim : int, default=8
-        Forward LSTM size (and backward encoder LSTM size).
-    dense_dims : tuple of int, default=(16, 8)
-        Hidden layers of the dense blocks.
-    encoder_rnn : bool, default=True
-        Backward LSTM over ``x_{t:T}`` in the encoder (False: the encoder reads ``x_t`` only).
-    residual_order : {0, 1, 2}, default=2
-        Gaussian only: the decoder predicts ``x_t`` (0), ``x_t - x_{t-1}`` (1) or the deviation
-        from constant velocity ``x_t - 2 x_{t-1} + x_{t-2}`` (2), each rescaled by its
-        training-set scale.
-    velocity_input : bool, default=None
-        Also feed ``x_{t-1} - x_{t-2}`` to the LSTM (None: True for Gaussian data).
-    gated_extrapolation : bool, default=False
-        With ``residual_order=1`` (Gaussian): the decoder mean is
-        ``x_{t-1} + sigmoid(g_v) v_{t-1} + sigmoid(g_a) a_{t-1} + s_1 r``, gates ``g_v, g_a``
-        and residual ``r`` from the decoder, ``v`` and ``a`` the last velocity and acceleration
-        of the inputs, which the LSTM also reads (see :class:`mixest.dvae.SRNN`).
-    gate_init : float, default=0.0
-        With ``gated_extrapolation``: initial bias of the velocity gate's logit (``+gate_init``)
-        and of the acceleration gate's logit (``-gate_init``). 0 starts both gates at 1/2; 4
-        starts the decoder near constant velocity (gates 0.98 and 0.02), from which it learns
-        when to use the acceleration, instead of settling on constant acceleration, whose
-        saturated gate then hardly moves.
-    noise_level_input : bool, default=False
-        The recurrence also reads the noise level of its inputs: in training each sequence's
-        jitter factor (0 for the ``input_noise_clean`` share, else its ``input_noise_random``
-        draw; needs ``input_noise > 0``), afterwards the ``level`` argument of
-        :meth:`predict_next`, :meth:`score`, :meth:`score_samples`, :meth:`transform` and
-        :meth:`sample` (0 for exact frames; default 1, the largest training jitter, which is
-        also what a tracker feeds unless told otherwise). One network then predicts from exact
-        frames as well as it denoises jittered ones, instead of hedging between the two.
-    predictive_weight : float, default=0.0
+    recipe : {"auto", "mot", "plain"}, default="auto"
+        Named preset (:data:`~mixest.dvae.RECIPES`) of the three settings below that are left at
+        ``"recipe"``. ``"mot"``: the bundled box prior's (a gated first-order SRNN, denoising
+        training told the noise level, the predictive term; Gaussian box data
+        ``(x1, y1, x2, y2)``, D = 4). ``"plain"``: the plain ELBO with the default
+        :class:`~mixest.dvae.Network`, no training noise, no predictive term (any data).
+        ``"auto"``: ``"mot"`` for the Gaussian likelihood, ``"plain"`` for Itakura-Saito.
+    network : Network or "recipe", default="recipe"
+        Architecture, sizes, residual decoder and variance floor
+        (:class:`~mixest.dvae.Network`).
+    noise : TrainingNoise, None or "recipe", default="recipe"
+        Denoising training (:class:`~mixest.dvae.TrainingNoise`): the frames the network reads
+        are jittered, the targets stay clean. None: trained on the data as given.
+    predictive_weight : float or "recipe", default="recipe"
         Gaussian only. Subtract this multiple of an auxiliary term from the training objective:
-        the mean error (squared or absolute, ``predictive_loss``), in units of the first
-        differences' scale, of the one-step prediction from exact inputs, i.e. of the decoder
-        mean at the prior's *mean* latent :math:`E_p[z_t | h_t, z_{t-1}]` (what
-        :meth:`predict_next` and a tracker use), over the
-        training sequences left unjittered (all of them without ``input_noise``). The ELBO
+        the mean absolute error, in units of the first differences' scale, of the causal
+        one-step prediction (the decoder mean at the prior's *mean* latent, what
+        :meth:`predict_next` and a tracker use) over the training sequences read exactly (all
+        without ``noise``; with it, its ``clean_fraction``, which must then be > 0). The ELBO
         trains that prediction only through its KL term: the posterior, which sees
-        :math:`x_t`, absorbs what the prior fails to predict, and a learned variance can cover
-        a poor mean. 0: the plain ELBO (the paper). Early stopping reads the same objective on
-        the validation sequences.
-    predictive_loss : {"squared", "absolute"}, default="squared"
-        The error of that auxiliary term. Squared errors are dominated by the few large
-        misses at changes of motion; absolute errors also weigh the many small ones of smooth
-        motion (a parabola's constant acceleration, say), which is what a mean absolute error
-        counts.
-    min_std : "auto" or float, default="auto"
-        Floor of the decoder standard deviation in data units; "auto" is 1e-3 of each
-        dimension's standard deviation in the training data. It keeps the prior's variance
-        realistic when the training data are noise-free.
-    input_noise : float, default=0.0
-        Standard deviation of Gaussian jitter added to every training batch: in data units, or
-        a fraction of the box size with ``input_noise_relative``.
-    noise_targets : bool, default=True
-        Jitter the reconstruction targets too (True: the whole batch is jittered, the model
-        learns noisy trajectories) or only the conditioning inputs (False: denoising training;
-        the recurrence, the encoder and the residual base read jittered frames and the decoder
-        must predict the clean next frame, as inside a tracker fed noisy posterior means). The
-        input standardisation (velocity and residual scales) is then taken from one jittered
-        copy of the training data unless ``jittered_scales=False``.
-    jittered_scales : bool, default=True
-        With ``noise_targets=False``: take the input standardisation from one jittered copy of
-        the training data (True) or from the clean data (False). The residual is output in
-        units of the first or second differences' scale, and a network's outputs are only so
-        precise: jittered scales (several times the clean motion, 15 times for box heights
-        jittered by 0.1 of the box size) cap how exactly it can predict from exact frames.
-        Clean scales suit ``noise_level_input=True``, which asks for both.
-    input_noise_relative : bool, default=False
-        ``input_noise`` is a fraction of each frame's box width (x coordinates) and height
-        (y coordinates). Needs Gaussian box data ``(x1, y1, x2, y2)`` (D = 4).
-    input_noise_random : bool, default=False
-        Draw each training sequence's jitter level uniformly between 0 and ``input_noise``
-        (noise-level augmentation), so that one prior learns both to extrapolate clean
-        trajectories and to denoise noisy ones, telling them apart from their roughness.
-    input_noise_clean : float, default=0.0
-        With ``input_noise_random``: the share of training sequences left exactly clean, so
-        that noise-free inputs are learned as such (a uniform level is almost never zero).
-    input_noise_min : float, default=0.0
-        With ``input_noise_random``: draw the other sequences' levels uniformly between
-        ``input_noise_min * input_noise`` and ``input_noise`` instead. With
-        ``input_noise_clean`` this leaves a gap between clean and noisy sequences that the
-        network can detect (see ``docs/dvae.md``).
-    n_epochs : int, default=500
+        :math:`x_t`, absorbs what the prior fails to predict. 0: the plain ELBO. Early
+        stopping reads the same objective on the validation sequences.
+    n_epochs : int, default=100
     batch_size : int, default=256
-    learning_rate : float, default=1e-3
+    learning_rate : float, default=3e-3
         Adam's step size (of the first epoch with ``final_learning_rate``).
-    final_learning_rate : float or None, default=None
+    final_learning_rate : float or None, default=3e-5
         Anneal the step size on a half cosine from ``learning_rate`` at the first epoch to this
-        value at epoch ``n_epochs - 1`` (``history_.learning_rate`` records it). Small steps at
-        the end let the weights settle where constant steps keep them jittering, which matters
-        when the prior must be precise to a fraction of a pixel. None: constant.
+        value at epoch ``n_epochs - 1`` (``history_.learning_rate`` records it): small steps at
+        the end let the weights settle. None: constant.
     beta : float, default=1.0
         Weight of the KL term.
-    kl_warmup : int, default=20
+    kl_warmup : int, default=5
         Epochs over which the KL weight rises linearly to 1.
-    ss_start, ss_end : int, default=20, 100
-        Scheduled sampling: the probability of feeding the model's own prediction into the
-        recurrence rises linearly from 0 at ``ss_start`` to ``ss_max`` at ``ss_end``.
-    ss_max : float, default=0.0
-        Final scheduled-sampling probability (0 disables it; the paper ramps it in). The first
-        two frames are never replaced. With ``residual_order=2`` the fed predictions' errors
-        compound along the sequence, so a long ramp (the paper's 80 epochs) is needed for
-        ``z`` to learn to correct them; hence off by default.
+    scheduled_sampling : ScheduledSampling or None, default=None
+        Feed the model's own predictions into the recurrence in training
+        (:class:`~mixest.dvae.ScheduledSampling`); None: teacher forcing throughout.
     validation_fraction : float, default=0.1
-        Share of the sequences held out for early stopping (0: none, stop on training loss).
-    patience : int or None, default=50
-        Early-stopping patience in epochs (None: train all epochs, keep the best).
+        Share of the sequences held out to select the best epoch (0: none, select on the
+        training loss).
+    patience : int or None, default=None
+        Stop after this many epochs without a better validation objective (training loss
+        without a validation split). None: train all epochs, keep the best.
     grad_clip : float or None, default=5.0
         Maximum gradient norm.
     device : {"cpu", "cuda", "auto"}, default="auto"
     n_threads : int or None, default=1
         torch CPU threads while this estimator computes (restored afterwards); None leaves
-        torch's setting alone. The default models are too small to gain from more threads.
+        torch's setting alone. These models are too small to gain from more threads.
     random_state : int, RandomState or None, default=None
         Seeds torch and NumPy: a fixed value gives identical weights on CPU.
     verbose : bool, default=False
@@ -225,46 +284,45 @@ class DVAE(SequenceEstimator):
     ----------
     module_ : DVAEModule
         The trained PyTorch module (on ``device_``).
+    network_ : Network
+        The network trained, every field resolved (the recipe's unless given).
+    noise_ : TrainingNoise or None
+        The training noise used.
+    predictive_weight_ : float
+        The predictive term's weight used.
     device_ : torch.device
     history_ : TrainingHistory
-        Training loss and validation ELBO per epoch, best epoch, wall time.
+        Training loss and validation objective per epoch, best epoch, wall time.
     n_features_in_ : int
         Frame size ``D``.
     n_epochs_ : int
         Epochs actually run.
+
+    Examples
+    --------
+    >>> from mixest.datasets import make_trajectories
+    >>> from mixest.dvae import DVAE, Network, TrainingNoise
+    >>> X = make_trajectories(32, 15, random_state=0)
+    >>> est = DVAE(network=Network(rnn_dim=4, dense_dims=(8,)),  # the mot recipe, smaller
+    ...            n_epochs=2, device="cpu", random_state=0).fit(X)
+    >>> est.noise_ == TrainingNoise(0.1, relative=True, random_level=True,
+    ...                             clean_fraction=0.3, level_input=True)
+    True
     """
 
     _parameter_constraints: ClassVar[dict] = {
-        "architecture": [StrOptions({"srnn", "vrnn"})],
         "likelihood": [StrOptions({"gaussian", "itakura_saito"})],
-        "z_dim": [Interval(Integral, 1, None, closed="left")],
-        "rnn_dim": [Interval(Integral, 1, None, closed="left")],
-        "dense_dims": [tuple, list],
-        "encoder_rnn": ["boolean"],
-        "residual_order": [Interval(Integral, 0, 2, closed="both")],
-        "velocity_input": ["boolean", None],
-        "gated_extrapolation": ["boolean"],
-        "gate_init": [Interval(Real, None, None, closed="neither")],
-        "noise_level_input": ["boolean"],
-        "predictive_weight": [Interval(Real, 0, None, closed="left")],
-        "predictive_loss": [StrOptions({"squared", "absolute"})],
-        "min_std": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
-        "input_noise": [Interval(Real, 0, None, closed="left")],
-        "noise_targets": ["boolean"],
-        "jittered_scales": ["boolean"],
-        "input_noise_relative": ["boolean"],
-        "input_noise_random": ["boolean"],
-        "input_noise_clean": [Interval(Real, 0, 1, closed="left")],
-        "input_noise_min": [Interval(Real, 0, 1, closed="left")],
+        "recipe": [StrOptions({"auto", *RECIPES})],
+        "network": [Network, StrOptions({"recipe"})],
+        "noise": [TrainingNoise, None, StrOptions({"recipe"})],
+        "predictive_weight": [Interval(Real, 0, None, closed="left"), StrOptions({"recipe"})],
         "n_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "final_learning_rate": [Interval(Real, 0, None, closed="left"), None],
         "beta": [Interval(Real, 0, None, closed="left")],
         "kl_warmup": [Interval(Integral, 0, None, closed="left")],
-        "ss_start": [Interval(Integral, 0, None, closed="left")],
-        "ss_end": [Interval(Integral, 0, None, closed="left")],
-        "ss_max": [Interval(Real, 0, 1, closed="both")],
+        "scheduled_sampling": [ScheduledSampling, None],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "patience": [Interval(Integral, 1, None, closed="left"), None],
         "grad_clip": [Interval(Real, 0, None, closed="neither"), None],
@@ -275,15 +333,14 @@ class DVAE(SequenceEstimator):
     }
     _input_kind: ClassVar[str] = "sequences"
     _test_params: ClassVar[dict] = {
-        "z_dim": 2,
-        "rnn_dim": 4,
-        "dense_dims": (4,),
+        "recipe": "plain",
+        "network": Network(z_dim=2, rnn_dim=4, dense_dims=(4,), residual_order=2),
         "n_epochs": 2,
         "batch_size": 16,
+        "learning_rate": 1e-3,
+        "final_learning_rate": None,
         "kl_warmup": 1,
-        "ss_start": 1,
-        "ss_end": 2,
-        "ss_max": 0.5,
+        "scheduled_sampling": ScheduledSampling(0.5, start=1, end=2),
         "validation_fraction": 0.0,
         "device": "cpu",
         "random_state": 0,
@@ -291,75 +348,39 @@ class DVAE(SequenceEstimator):
 
     def __init__(
         self,
-        architecture: str = "srnn",
-        likelihood: str = "gaussian",
         *,
-        z_dim: int = 4,
-        rnn_dim: int = 8,
-        dense_dims: tuple[int, ...] = (16, 8),
-        encoder_rnn: bool = True,
-        residual_order: int = 2,
-        velocity_input: bool | None = None,
-        gated_extrapolation: bool = False,
-        gate_init: float = 0.0,
-        noise_level_input: bool = False,
-        predictive_weight: float = 0.0,
-        predictive_loss: str = "squared",
-        min_std: str | float = "auto",
-        input_noise: float = 0.0,
-        noise_targets: bool = True,
-        jittered_scales: bool = True,
-        input_noise_relative: bool = False,
-        input_noise_random: bool = False,
-        input_noise_clean: float = 0.0,
-        input_noise_min: float = 0.0,
-        n_epochs: int = 500,
+        likelihood: str = "gaussian",
+        recipe: str = "auto",
+        network: Network | str = "recipe",
+        noise: TrainingNoise | None | str = "recipe",
+        predictive_weight: float | str = "recipe",
+        n_epochs: int = 100,
         batch_size: int = 256,
-        learning_rate: float = 1e-3,
-        final_learning_rate: float | None = None,
+        learning_rate: float = 3e-3,
+        final_learning_rate: float | None = 3e-5,
         beta: float = 1.0,
-        kl_warmup: int = 20,
-        ss_start: int = 20,
-        ss_end: int = 100,
-        ss_max: float = 0.0,
+        kl_warmup: int = 5,
+        scheduled_sampling: ScheduledSampling | None = None,
         validation_fraction: float = 0.1,
-        patience: int | None = 50,
+        patience: int | None = None,
         grad_clip: float | None = 5.0,
         device: str = "auto",
         n_threads: int | None = 1,
         random_state: object = None,
         verbose: bool = False,
     ):
-        self.architecture = architecture
         self.likelihood = likelihood
-        self.z_dim = z_dim
-        self.rnn_dim = rnn_dim
-        self.dense_dims = dense_dims
-        self.encoder_rnn = encoder_rnn
-        self.residual_order = residual_order
-        self.velocity_input = velocity_input
-        self.gated_extrapolation = gated_extrapolation
-        self.gate_init = gate_init
-        self.noise_level_input = noise_level_input
+        self.recipe = recipe
+        self.network = network
+        self.noise = noise
         self.predictive_weight = predictive_weight
-        self.predictive_loss = predictive_loss
-        self.min_std = min_std
-        self.input_noise = input_noise
-        self.noise_targets = noise_targets
-        self.jittered_scales = jittered_scales
-        self.input_noise_relative = input_noise_relative
-        self.input_noise_random = input_noise_random
-        self.input_noise_clean = input_noise_clean
-        self.input_noise_min = input_noise_min
         self.n_epochs = n_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.final_learning_rate = final_learning_rate
         self.beta = beta
         self.kl_warmup = kl_warmup
-        self.ss_start = ss_start
-        self.ss_end = ss_end
-        self.ss_max = ss_max
+        self.scheduled_sampling = scheduled_sampling
         self.validation_fraction = validation_fraction
         self.patience = patience
         self.grad_clip = grad_clip
@@ -388,6 +409,46 @@ class DVAE(SequenceEstimator):
     def _generator(self, random_state: object) -> torch.Generator:
         return torch.Generator(device=self.device_).manual_seed(_seed_from(random_state))
 
+    def _settings(self, n_features: int) -> tuple[Network, TrainingNoise | None, float]:
+        """The network (resolved), training noise and predictive weight to train, checked."""
+        likelihood = self.likelihood
+        recipe = self.recipe
+        if recipe == "auto":
+            recipe = "mot" if likelihood == "gaussian" else "plain"
+        elif recipe == "mot" and likelihood != "gaussian":
+            raise ValueError("recipe='mot' is a Gaussian box prior's; likelihood="
+                             f"{likelihood!r} needs recipe='plain' (or 'auto').")
+        preset = RECIPES[recipe]
+        network = preset["network"] if isinstance(self.network, str) else self.network
+        noise = preset["noise"] if isinstance(self.noise, str) else self.noise
+        weight = (preset["predictive_weight"] if isinstance(self.predictive_weight, str)
+                  else float(self.predictive_weight))
+        network = network.resolve(likelihood)
+        if noise is not None:
+            try:
+                noise.check(likelihood, n_features)
+            except ValueError as exc:
+                if not isinstance(self.noise, str):
+                    raise
+                label = f"recipe={self.recipe!r}"
+                if self.recipe == "auto":
+                    label += f" (the {recipe!r} recipe for {likelihood} data)"
+                raise ValueError(
+                    f"{label} trains with {noise!r}: {exc} Pass recipe='plain' (no training "
+                    "noise) or noise=TrainingNoise(...) for these data."
+                ) from exc
+        if weight > 0:
+            if likelihood != "gaussian":
+                raise ValueError(f"predictive_weight={weight!r} needs the Gaussian likelihood "
+                                 "(the term is an error of the predicted mean).")
+            if noise is not None and noise.clean_fraction == 0:
+                raise ValueError(
+                    f"predictive_weight={weight!r} is computed on the training sequences read "
+                    "exactly, and with this noise there are none: give noise.clean_fraction > 0, "
+                    "or predictive_weight=0."
+                )
+        return network, noise, weight
+
     # ------------------------------------------------------------------ fit / use
     @_in_threads
     def fit(self, X: object, y: object = None) -> DVAE:
@@ -404,16 +465,10 @@ class DVAE(SequenceEstimator):
         self : DVAE
         """
         self._validate_params()
+        if self.scheduled_sampling is not None:
+            self.scheduled_sampling.check()
         X = self._check_X(X, reset=True)
-        if self.input_noise_relative and (self.likelihood != "gaussian" or X.shape[-1] != 4):
-            raise ValueError(
-                "input_noise_relative=True scales the jitter by the box size: it needs Gaussian "
-                f"box data (x1, y1, x2, y2) with D = 4, got likelihood={self.likelihood!r} and "
-                f"D = {X.shape[-1]}."
-            )
-        if self.noise_level_input and self.input_noise <= 0:
-            raise ValueError("noise_level_input=True needs input_noise > 0: the model reads the "
-                             "level of the training jitter.")
+        network, noise, weight = self._settings(X.shape[-1])
         rng = check_random_state(self.random_state)
         self.device_ = resolve_device(self.device)
         n = X.shape[0]
@@ -428,31 +483,31 @@ class DVAE(SequenceEstimator):
         devices = [self.device_.index or 0] if self.device_.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(_seed_from(rng))
-            options = {k: getattr(self, k) for k in MODULE_OPTIONS}
-            module = build_module({"x_dim": X.shape[-1], **options}).to(self.device_)
-            if self.gated_extrapolation and self.gate_init != 0:
+            module = build_module({
+                "x_dim": X.shape[-1], "architecture": network.architecture,
+                "z_dim": network.z_dim, "rnn_dim": network.rnn_dim,
+                "dense_dims": network.dense_dims, "likelihood": self.likelihood,
+                "encoder_rnn": network.encoder_rnn, "residual_order": network.residual_order,
+                "velocity_input": network.velocity_input,
+                "gated_extrapolation": network.gated_extrapolation,
+                "noise_level_input": noise is not None and noise.level_input,
+            }).to(self.device_)
+            if network.gated_extrapolation and network.gate_init != 0:
                 with torch.no_grad():  # decoder outputs: mean, log-variance, g_v, g_a
                     gates = module.decoder_net[-1].bias.view(4, -1)
-                    gates[2] += self.gate_init
-                    gates[3] -= self.gate_init
+                    gates[2] += network.gate_init
+                    gates[3] -= network.gate_init
             t_tr = self._tensor(X_tr)
-            if self.min_std == "auto":
+            if network.min_std == "auto":
                 min_std = 1e-3 * t_tr.reshape(-1, X.shape[-1]).std(0)
                 if t_tr.reshape(-1, X.shape[-1]).shape[0] < 2:
                     min_std = torch.zeros(X.shape[-1], device=self.device_)
             else:
-                min_std = float(self.min_std)
-            t_norm = t_tr
-            if not self.noise_targets and self.input_noise > 0 and self.jittered_scales:
-                # Denoising: the recurrence and the residual base read jittered frames, so the
-                # velocity feature and the residual output are scaled by the differences of
-                # jittered data (one fixed draw); with clean-data scales a second-order
-                # residual would have to output values ~100 times its unit.
-                gen = torch.Generator(device=self.device_).manual_seed(_seed_from(rng))
-                t_norm = jitter(t_tr, self.input_noise, self.input_noise_relative, gen,
-                                self.input_noise_random, self.input_noise_clean,
-                                self.input_noise_min)
-            module.set_normalization(t_norm, min_std)
+                min_std = float(network.min_std)
+            # Standardised by the clean data, also with training noise: the residual is output
+            # in units of the difference scales, and jittered scales (several times the clean
+            # motion) cap how exactly the network can predict from exact frames.
+            module.set_normalization(t_tr, min_std)
             self.history_: TrainingHistory = train_dvae(
                 module,
                 t_tr,
@@ -460,27 +515,20 @@ class DVAE(SequenceEstimator):
                 n_epochs=self.n_epochs,
                 batch_size=self.batch_size,
                 learning_rate=self.learning_rate,
-                beta=self.beta,
-                kl_warmup=self.kl_warmup,
-                ss_start=self.ss_start,
-                ss_end=self.ss_end,
-                ss_max=self.ss_max,
-                patience=self.patience if X_val is not None else None,
-                grad_clip=self.grad_clip,
-                input_noise=self.input_noise,
-                rng=rng,
-                verbose=bool(self.verbose),
-                noise_targets=bool(self.noise_targets),
-                input_noise_relative=bool(self.input_noise_relative),
-                input_noise_random=bool(self.input_noise_random),
-                input_noise_clean=float(self.input_noise_clean),
-                input_noise_min=float(self.input_noise_min),
-                predictive_weight=float(self.predictive_weight),
-                predictive_loss=self.predictive_loss,
                 final_learning_rate=(None if self.final_learning_rate is None
                                      else float(self.final_learning_rate)),
+                beta=self.beta,
+                kl_warmup=self.kl_warmup,
+                scheduled_sampling=self.scheduled_sampling,
+                noise=noise,
+                predictive_weight=weight,
+                patience=self.patience,
+                grad_clip=self.grad_clip,
+                rng=rng,
+                verbose=bool(self.verbose),
             )
         self.module_: DVAEModule = module
+        self.network_, self.noise_, self.predictive_weight_ = network, noise, weight
         self.n_epochs_ = len(self.history_.train_loss)
         return self
 
@@ -503,7 +551,8 @@ class DVAE(SequenceEstimator):
         X : array-like of shape (n_sequences, T, D)
         y : ignored
         level : float, optional
-            Noise level of ``X`` (``noise_level_input`` only; 0 for exact frames).
+            Noise level of ``X`` (models trained with ``TrainingNoise(level_input=True)``
+            only; 0 for exact frames).
 
         Returns
         -------
@@ -534,7 +583,7 @@ class DVAE(SequenceEstimator):
     def transform(self, X: object, level: float | None = None) -> np.ndarray:
         """Posterior latent means (deterministic pass), shape (n_sequences, T, z_dim).
 
-        ``level``: noise level of ``X`` (``noise_level_input`` only; 0 for exact frames).
+        ``level``: noise level of ``X``, as in :meth:`score`.
         """
         check_is_fitted(self, "module_")
         X = self._check_X(X, reset=False)
@@ -553,9 +602,9 @@ class DVAE(SequenceEstimator):
         ----------
         X : array-like of shape (n_sequences, T, D)
         level : float, optional
-            Noise level of ``X`` as a fraction of the largest training jitter
-            (``noise_level_input`` only): 0 for exact frames, 1 (the default) for frames
-            jittered by ``input_noise``.
+            Noise level of ``X`` as a fraction of the largest training jitter (models trained
+            with ``TrainingNoise(level_input=True)`` only): 0 for exact frames, 1 (the default)
+            for frames jittered by ``noise.std``.
 
         Returns
         -------
@@ -594,7 +643,7 @@ class DVAE(SequenceEstimator):
             unconditional first boxes are rough; continuations show the learned motion).
         level : float, optional
             Noise level the recurrence is told its inputs (``X_start``, then its own draws)
-            have (``noise_level_input`` only).
+            have (models trained with ``TrainingNoise(level_input=True)`` only).
 
         Returns
         -------
@@ -626,14 +675,18 @@ class DVAE(SequenceEstimator):
     # ------------------------------------------------------------------ persistence
     def _payload(self) -> dict:
         flat, layout = _pack(self.module_.state_dict())
-        params = self.get_params(deep=False)
+        params = {k: _to_plain(v) for k, v in self.get_params(deep=False).items()}
         if not isinstance(params["random_state"], (Integral, type(None))):
             params["random_state"] = None  # a RandomState object is not plain data
-        params["dense_dims"] = list(params["dense_dims"])
         return {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "params": params,
+            "settings": {
+                "network": _to_plain(self.network_),
+                "noise": _to_plain(self.noise_),
+                "predictive_weight": float(self.predictive_weight_),
+            },
             "module_config": self.module_.config(),
             "weights": flat,
             "layout": layout,
@@ -648,37 +701,54 @@ class DVAE(SequenceEstimator):
             },
         }
 
+    def _fitted_settings(self, payload: dict) -> dict:
+        """``network_``, ``noise_`` and ``predictive_weight_`` of a payload of any version."""
+        if payload["format_version"] == 1:  # the parameters were translated: resolve them
+            network, noise, weight = self._settings(int(payload["n_features_in"]))
+            return {"network": network, "noise": noise, "predictive_weight": weight}
+        s = payload["settings"]
+        return {"network": _from_plain("network", s["network"]),
+                "noise": _from_plain("noise", s["noise"]),
+                "predictive_weight": float(s["predictive_weight"])}
+
     @classmethod
     def _from_payload(cls, payload: object, source: str) -> DVAE:
         if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
             raise ValueError(f"{source} is not a mixest DVAE weight file.")
         version = payload.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in _READABLE_VERSIONS:
             raise ValueError(
-                f"{source} has DVAE format version {version!r}; this mixest reads version "
-                f"{FORMAT_VERSION}."
+                f"{source} has DVAE format version {version!r}; this mixest reads versions "
+                f"{', '.join(map(str, _READABLE_VERSIONS))}."
             )
         try:
             flat, layout = payload["weights"], payload["layout"]
             if _digest(flat, layout) != payload["sha256"]:
                 raise ValueError(f"{source} is corrupted: its weights fail the sha256 check.")
             state = _unpack(flat, layout)
-            params = dict(payload["params"])
-            params["dense_dims"] = tuple(params["dense_dims"])
+            if version == 1:
+                params, lost = _params_from_v1(payload["params"], payload["module_config"])
+                _warn_lost(source, lost)
+            else:
+                params = {k: _from_plain(k, v) for k, v in payload["params"].items()}
             est = cls(**params)
+            settings = est._fitted_settings(payload)
             module = build_module(payload["module_config"])
             module.load_state_dict(state, strict=True)
         except (KeyError, TypeError, RuntimeError, AttributeError) as exc:
             raise ValueError(f"{source} does not match its DVAE configuration: {exc}") from exc
-        est._attach(module, payload)
+        est._attach(module, payload, settings)
         return est
 
-    def _attach(self, module: DVAEModule, payload: dict) -> None:
+    def _attach(self, module: DVAEModule, payload: dict, settings: dict) -> None:
         try:
             self.device_ = resolve_device(self.device)
         except RuntimeError:  # saved on a GPU machine, loaded without one
             self.device_ = torch.device("cpu")
         self.module_ = module.to(self.device_).eval()
+        self.network_ = settings["network"]
+        self.noise_ = settings["noise"]
+        self.predictive_weight_ = settings["predictive_weight"]
         self.n_features_in_ = int(payload["n_features_in"])
         h = payload.get("history", {})
         self.history_ = TrainingHistory(
@@ -693,20 +763,25 @@ class DVAE(SequenceEstimator):
     def save(self, path: str | os.PathLike) -> None:
         """Write weights, configuration and format version to ``path`` (a torch file).
 
-        The file loads with ``torch.load(weights_only=True)``: it holds no pickled code.
+        The file loads with ``torch.load(weights_only=True)``: it holds no pickled code (the
+        grouped settings are stored as plain dicts).
         """
         check_is_fitted(self, "module_")
         torch.save(self._payload(), Path(path))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> DVAE:
-        """Read a DVAE written by :meth:`save`.
+        """Read a DVAE written by :meth:`save` (this or an earlier format version).
+
+        Files of format version 1 (flat parameters) are translated to today's parameters;
+        their weights load unchanged. A warning names the training options of such a file that
+        mixest no longer offers.
 
         Raises
         ------
         ValueError
-            If the file is not a DVAE weight file, is corrupted, has another format version, or
-            its weights do not match its configuration.
+            If the file is not a DVAE weight file, is corrupted, has an unknown format version,
+            or its weights do not match its configuration.
         """
         path = Path(path)
         try:
@@ -724,7 +799,8 @@ class DVAE(SequenceEstimator):
         Parameters
         ----------
         name : str
-            ``"mot"``: SRNN on image-normalised boxes (x1, y1, x2, y2), y down.
+            ``"mot"``: SRNN on image-normalised boxes (x1, y1, x2, y2), y down, trained by
+            ``DVAE(recipe="mot", device="cpu", random_state=0)``.
         """
         from mixest.pretrained._registry import weight_path
 
@@ -736,15 +812,25 @@ class DVAE(SequenceEstimator):
             buf = io.BytesIO()
             torch.save(self._payload(), buf)
             state["module_"] = buf.getvalue()
-            state.pop("device_", None)
-            state.pop("history_", None)
+            for key in ("device_", "history_", "network_", "noise_", "predictive_weight_"):
+                state.pop(key, None)
         return state
 
     def __setstate__(self, state: dict) -> None:
         blob = state.pop("module_", None)
-        self.__dict__.update(state)
+        payload = None
         if blob is not None:
             payload = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+        legacy = {k: state.pop(k) for k in list(state) if k in _V1_DEFAULTS
+                  and k not in self._parameter_constraints}
+        if legacy:  # pickled by mixest before the grouped settings
+            old = {k: state.pop(k) for k in list(state) if k in _V1_DEFAULTS}
+            params, lost = _params_from_v1({**old, **legacy},
+                                           None if payload is None else payload["module_config"])
+            _warn_lost("this pickled DVAE", lost)
+            state.update(params)
+        self.__dict__.update(state)
+        if payload is not None:
             module = build_module(payload["module_config"])
             module.load_state_dict(_unpack(payload["weights"], payload["layout"]))
-            self._attach(module, payload)
+            self._attach(module, payload, self._fitted_settings(payload))

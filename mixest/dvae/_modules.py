@@ -1,4 +1,4 @@
-"""PyTorch DVAE modules: the SRNN of DESIGN §3 and a VRNN, with step-by-step public methods.
+"""PyTorch DVAE modules: the SRNN and the VRNN, with step-by-step public methods.
 
 Both models share one skeleton (:class:`DVAEModule`). At frame ``t`` (0-based below, the paper's
 ``t + 1``) a model
@@ -39,8 +39,9 @@ from torch import Tensor, nn
 
 __all__ = ["DVAEModule", "DVAEState", "SRNN", "VRNN", "gaussian_kl", "build_module"]
 
-#: The module's constructor options besides ``x_dim``, which :class:`mixest.dvae.DVAE` also
-#: carries under the same names (:func:`build_module` takes them with ``x_dim``).
+#: The module's constructor options besides ``x_dim`` (:meth:`DVAEModule.config` saves them,
+#: :func:`build_module` takes them with ``x_dim``). :class:`mixest.dvae.DVAE` sets them from its
+#: ``likelihood``, its :class:`~mixest.dvae.Network` and ``TrainingNoise.level_input``.
 MODULE_OPTIONS = (
     "architecture",
     "z_dim",
@@ -657,19 +658,6 @@ class DVAEModule(nn.Module):
         r = self.run(x, sample=sample, generator=generator, level=level)
         return r["z"], r["z_mean"], r["z_logvar"]
 
-    def decode(self, x: Tensor, z: Tensor,
-               level: float | Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Teacher-forced decoding: ``p(x_t | x_{<t}, z_{<=t})`` for every ``t``.
-
-        ``level``: noise level of ``x`` (``noise_level_input`` only).
-
-        Returns
-        -------
-        mean, var : Tensor of shape (B, T, x_dim)
-        """
-        r = self.run(x, z=z, level=level)
-        return r["x_mean"], r["x_var"]
-
     def log_likelihood(self, x: Tensor, mean: Tensor, var: Tensor) -> Tensor:
         """Per-frame ``log p(x_t | ...)`` summed over the last axis."""
         if self.likelihood == "itakura_saito":
@@ -688,7 +676,6 @@ class DVAEModule(nn.Module):
         x_cond: Tensor | None = None,
         level: float | Tensor | None = None,
         predictive: bool = False,
-        predictive_loss: str = "squared",
     ) -> Tensor | tuple[Tensor, ...]:
         """Per-frame evidence lower bound of each sequence (one reparameterised sample).
 
@@ -711,15 +698,13 @@ class DVAEModule(nn.Module):
             Noise level of the conditioning sequence (``noise_level_input`` only; see
             :meth:`level_column`).
         predictive : bool, default=False
-            With ``return_terms``: also return the error (``predictive_loss``) of the one-step
-            prediction (the decoder mean at the prior's mean latent, see :meth:`run`) in units of
-            the first differences' scale, averaged over the frames from the third on (the first
-            two cannot know position and velocity) and over dimensions: an auxiliary training
-            term that trains the prediction a tracker uses directly (Gaussian only).
-        predictive_loss : {"squared", "absolute"}, default="squared"
-            The fourth term's error: squared, or absolute (the mean absolute error, which
-            weighs the many small errors of smooth motion more against the few large ones at
-            changes of motion than the squared error does).
+            With ``return_terms``: also return the absolute error of the one-step prediction
+            (the decoder mean at the prior's mean latent, see :meth:`run`) in units of the first
+            differences' scale, averaged over the frames from the third on (the first two
+            cannot know position and velocity) and over dimensions: an auxiliary training term
+            that trains the prediction a tracker uses directly (Gaussian only). Absolute, not
+            squared: a squared error is made almost entirely at the few changes of motion and
+            hardly sees the many small errors of smooth motion (``docs/dvae.md``).
 
         Returns
         -------
@@ -727,10 +712,6 @@ class DVAEModule(nn.Module):
         recon, kl : Tensor of shape (B,), only with ``return_terms``.
         pred_err : Tensor of shape (B,), only with ``return_terms`` and ``predictive``.
         """
-        if predictive_loss not in ("squared", "absolute"):
-            raise ValueError(
-                f"predictive_loss must be 'squared' or 'absolute', got {predictive_loss!r}"
-            )
         if x_cond is not None and x_cond.shape != x.shape:
             raise ValueError(
                 f"x_cond must have the shape of x {tuple(x.shape)}, got {tuple(x_cond.shape)}"
@@ -747,8 +728,7 @@ class DVAEModule(nn.Module):
         if not return_terms:
             return elbo
         if predictive:
-            err = (x[:, 2:] - r["pred_mean"][:, 2:]) / self.dx_scale
-            err = err.pow(2) if predictive_loss == "squared" else err.abs()
+            err = ((x[:, 2:] - r["pred_mean"][:, 2:]) / self.dx_scale).abs()
             return elbo, recon, kl, err.mean((1, 2))
         return elbo, recon, kl
 
@@ -850,7 +830,7 @@ class DVAEModule(nn.Module):
 
 
 class SRNN(DVAEModule):
-    """Stochastic RNN (Fraccaro et al. 2016) as in DESIGN §3.
+    """Stochastic RNN (Fraccaro et al. 2016), the DVAE of the MixDVAE paper.
 
     ``h_t = LSTM(g(x_{t-1}), h_{t-1})``; ``p(z_t | h_t, z_{t-1})``; ``p(x_t | h_t, z_t)``;
     ``q(z_t | z_{t-1}, h_t, x_{t:T})``. See :class:`DVAEModule` for the parameters.

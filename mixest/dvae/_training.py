@@ -1,7 +1,7 @@
-"""Training loop of the DVAE modules (DESIGN §3): Adam, mini-batches, early stopping.
+"""Training loop of the DVAE modules: Adam, mini-batches, KL warm-up, early stopping.
 
-One function, :func:`train_dvae`, used by :class:`mixest.dvae.DVAE` and by
-``benchmarks/train_priors.py``.
+One function, :func:`train_dvae`, used by :class:`mixest.dvae.DVAE` (``docs/dvae.md`` describes
+the objective and the recipe of the bundled prior).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from mixest.dvae._config import ScheduledSampling, TrainingNoise
 from mixest.dvae._modules import DVAEModule
 
 __all__ = [
@@ -73,21 +74,15 @@ class TrainingHistory:
 
 
 def schedule(
-    epoch: int, *, kl_warmup: int, ss_start: int, ss_end: int, ss_max: float
+    epoch: int, *, kl_warmup: int, scheduled_sampling: ScheduledSampling | None = None
 ) -> tuple[float, float]:
     """KL weight and scheduled-sampling probability at ``epoch`` (0-based).
 
     The KL weight rises linearly to 1 over the first ``kl_warmup`` epochs; the probability of
-    feeding the model's own prediction rises linearly from 0 at ``ss_start`` to ``ss_max`` at
-    ``ss_end``.
+    feeding the model's own prediction follows ``scheduled_sampling`` (0 without it).
     """
     kl_w = 1.0 if kl_warmup <= 0 else min(1.0, (epoch + 1) / kl_warmup)
-    if ss_max <= 0.0 or epoch < ss_start:
-        p = 0.0
-    elif ss_end <= ss_start:
-        p = ss_max
-    else:
-        p = ss_max * min(1.0, (epoch - ss_start + 1) / (ss_end - ss_start))
+    p = 0.0 if scheduled_sampling is None else scheduled_sampling.probability(epoch)
     return kl_w, p
 
 
@@ -114,14 +109,15 @@ def jitter(
     generator: torch.Generator | None = None,
     random_level: bool = False,
     clean_fraction: float = 0.0,
-    min_level: float = 0.0,
     return_level: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """``x`` plus Gaussian noise: std ``std`` in data units, or relative to the box size.
 
+    The primitive behind :class:`~mixest.dvae.TrainingNoise` (whose fields it takes).
+
     Parameters
     ----------
-    x : Tensor of shape (..., D)
+    x : Tensor of shape (..., T, D)
         Sequences in data units; with ``relative`` boxes ``(x1, y1, x2, y2)`` (D = 4).
     std : float
         Noise standard deviation (data units), or with ``relative`` the fraction of the box
@@ -131,18 +127,12 @@ def jitter(
         Noise source (default: torch's global generator).
     random_level : bool, default=False
         Scale the noise of each sequence (each index of the leading axes but the last two) by
-        its own factor drawn uniformly from [0, 1], so that clean and noisy sequences are mixed.
+        its own level drawn uniformly from [0, 1], so that clean and noisy sequences are mixed.
     clean_fraction : float, default=0.0
-        With ``random_level``: the share of sequences (each an independent draw) whose factor is
-        0, left exactly clean.
-    min_level : float, default=0.0
-        With ``random_level``: draw the other factors uniformly from [min_level, 1] instead.
-        With ``clean_fraction`` this leaves a gap between clean and noisy sequences, so that a
-        network can tell them apart from their roughness (tiny noise is indistinguishable from
-        none, and a prior that hedges between the two trusts clean inputs too little).
+        The share of sequences (each an independent draw) whose level is 0, left exactly clean.
     return_level : bool, default=False
-        Also return each sequence's noise factor (1 without ``random_level``), the noise level
-        a ``noise_level_input`` module reads.
+        Also return each sequence's noise level (1 without ``random_level``, 0 for the clean
+        ones), the number a module built with ``noise_level_input=True`` reads.
 
     Returns
     -------
@@ -151,16 +141,16 @@ def jitter(
     level : Tensor of shape ``x.shape[:-2]``, only with ``return_level``
     """
     noise = torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+    shape = x.shape[:-2] + (1, 1)
     if random_level:
-        level = torch.rand(x.shape[:-2] + (1, 1), dtype=x.dtype, device=x.device,
-                           generator=generator)
-        level = min_level + (1.0 - min_level) * level  # (exactly ``level`` when 0)
-        if clean_fraction > 0.0:  # (no extra draw otherwise: older recipes stay reproducible)
-            keep = torch.rand(level.shape, dtype=x.dtype, device=x.device, generator=generator)
-            level = level * (keep >= clean_fraction)
-        noise = noise * level
+        level = torch.rand(shape, dtype=x.dtype, device=x.device, generator=generator)
     else:
-        level = torch.ones(x.shape[:-2] + (1, 1), dtype=x.dtype, device=x.device)
+        level = torch.ones(shape, dtype=x.dtype, device=x.device)
+    if clean_fraction > 0.0:  # (no extra draw otherwise: recipes without it stay reproducible)
+        keep = torch.rand(shape, dtype=x.dtype, device=x.device, generator=generator)
+        level = level * (keep >= clean_fraction)
+    if random_level or clean_fraction > 0.0:
+        noise = noise * level
     if relative:
         if x.shape[-1] != 4:
             raise ValueError(
@@ -184,12 +174,11 @@ def _mean_elbo(
     levels: torch.Tensor | None = None,
     predictive_weight: float = 0.0,
     exact: torch.Tensor | None = None,
-    predictive_loss: str = "squared",
 ) -> float:
-    """Mean per-frame ELBO (beta 1) with a fixed noise seed (conditioned on ``X_cond``, whose
-    noise levels are ``levels``), minus ``predictive_weight`` times the one-step error
-    (``predictive_loss``) on the sequences flagged ``exact`` (all when None): the objective
-    that training maximises."""
+    """The objective that training maximises, on ``X``: mean per-frame ELBO (beta 1, fixed
+    noise seed; conditioned on ``X_cond``, whose noise levels are ``levels``) minus
+    ``predictive_weight`` times the one-step absolute error on the sequences flagged ``exact``
+    (all when None)."""
     module.eval()
     gen = torch.Generator(device=X.device).manual_seed(seed)
     total = 0.0
@@ -198,8 +187,7 @@ def _mean_elbo(
         cb = None if X_cond is None else X_cond[i : i + batch_size]
         lb = None if levels is None else levels[i : i + batch_size]
         terms = module.elbo(xb, 1.0, generator=gen, feed_prob=feed_prob, x_cond=cb, level=lb,
-                            return_terms=True, predictive=predictive_weight > 0,
-                            predictive_loss=predictive_loss)
+                            return_terms=True, predictive=predictive_weight > 0)
         score = terms[0]
         if predictive_weight > 0:
             w = 1.0 if exact is None else exact[i : i + batch_size].to(xb.dtype)
@@ -216,24 +204,16 @@ def train_dvae(
     n_epochs: int,
     batch_size: int,
     learning_rate: float,
-    beta: float,
-    kl_warmup: int,
-    ss_start: int,
-    ss_end: int,
-    ss_max: float,
-    patience: int | None,
-    grad_clip: float | None,
-    input_noise: float,
     rng: np.random.RandomState,
-    verbose: bool = False,
-    noise_targets: bool = True,
-    input_noise_relative: bool = False,
-    input_noise_random: bool = False,
-    input_noise_clean: float = 0.0,
-    input_noise_min: float = 0.0,
-    predictive_weight: float = 0.0,
     final_learning_rate: float | None = None,
-    predictive_loss: str = "squared",
+    beta: float = 1.0,
+    kl_warmup: int = 0,
+    scheduled_sampling: ScheduledSampling | None = None,
+    noise: TrainingNoise | None = None,
+    predictive_weight: float = 0.0,
+    patience: int | None = None,
+    grad_clip: float | None = None,
+    verbose: bool = False,
 ) -> TrainingHistory:
     """Fit ``module`` in place by maximising the ELBO; leave the best validation weights in it.
 
@@ -243,43 +223,30 @@ def train_dvae(
         Normalisation buffers already set; on the device of the data.
     X_train, X_val : Tensor of shape (n, T, D)
         Training and (optional) validation sequences, on the module's device.
-    n_epochs, batch_size, learning_rate, beta, kl_warmup, ss_start, ss_end, ss_max
-        See :class:`mixest.dvae.DVAE`.
-    patience : int or None
-        Stop after this many epochs without a better validation ELBO (None: never).
-    grad_clip : float or None
-        Maximum global gradient norm.
-    input_noise : float
-        Standard deviation (data units, or a fraction of the box size with
-        ``input_noise_relative``) of Gaussian jitter added to every training batch.
+    n_epochs, batch_size, learning_rate, final_learning_rate, beta, kl_warmup
+        See :class:`mixest.dvae.DVAE` (``final_learning_rate``: :func:`learning_rate_at`).
     rng : numpy RandomState
         Shuffling; torch's global generator (seeded by the caller) draws the noise.
-    verbose : bool
-        Show a tqdm progress bar.
-    noise_targets : bool, default=True
-        Jitter the whole batch, reconstruction targets included (True), or only the
-        conditioning sequence that the recurrence, the encoder and the residual base read,
-        with clean targets (False: denoising training; the validation ELBO is then also
-        computed from jittered inputs, one fixed draw, against clean targets).
-    input_noise_relative : bool, default=False
-        ``input_noise`` is a fraction of each frame's box width (x coordinates) and height
-        (y coordinates); needs boxes ``(x1, y1, x2, y2)``.
-    input_noise_random : bool, default=False
-        Each sequence's jitter std is ``input_noise`` times its own uniform [0, 1] draw.
-    input_noise_clean : float, default=0.0
-        With ``input_noise_random``: the share of sequences left clean.
-    input_noise_min : float, default=0.0
-        With ``input_noise_random``: the other sequences' factors are uniform on
-        [input_noise_min, 1].
+    scheduled_sampling : ScheduledSampling or None, default=None
+        Feed the model's own predictions into the recurrence (see
+        :class:`~mixest.dvae.ScheduledSampling`); None: teacher forcing throughout.
+    noise : TrainingNoise or None, default=None
+        Denoising training (checked by the caller): each batch's conditioning sequence, which
+        the recurrence, the encoder and the residual base read, is jittered while the targets
+        stay clean; the validation objective is computed from one fixed jittered copy of the
+        validation inputs. A module built with ``noise_level_input=True`` reads each
+        sequence's level. None: the plain ELBO on the data as given.
     predictive_weight : float, default=0.0
-        Weight of the auxiliary one-step prediction error in the training loss, on the
-        sequences whose inputs are exact (see :class:`mixest.dvae.DVAE`); the validation score
-        of early stopping is the same objective.
-    predictive_loss : {"squared", "absolute"}, default="squared"
-        Error of that auxiliary term (see :meth:`mixest.dvae.DVAEModule.elbo`).
-    final_learning_rate : float or None, default=None
-        Anneal the learning rate on a half cosine to this value at the last epoch
-        (see :func:`learning_rate_at`); None keeps it constant.
+        Weight of the auxiliary one-step absolute error in the training loss, on the sequences
+        whose inputs are exact (see :class:`mixest.dvae.DVAE`); the validation score of early
+        stopping is the same objective.
+    patience : int or None, default=None
+        Stop after this many epochs without a better validation objective (without
+        ``X_val``: training objective). None: never.
+    grad_clip : float or None, default=None
+        Maximum global gradient norm.
+    verbose : bool, default=False
+        Show a tqdm progress bar.
 
     Returns
     -------
@@ -293,27 +260,26 @@ def train_dvae(
     best_state = None
     since_best = 0
     val_seed = int(rng.randint(2**31 - 1))
-    add_noise = functools.partial(
-        jitter, std=input_noise, relative=input_noise_relative, random_level=input_noise_random,
-        clean_fraction=input_noise_clean, min_level=input_noise_min,
-    )
     # a noise_level_input module reads each sequence's jitter level (0: clean validation data)
     read_level = getattr(module, "noise_level_input", False)
-    if read_level and input_noise <= 0.0:
-        raise ValueError("noise_level_input=True needs input_noise > 0: the module reads the "
-                         "level of the training jitter.")
+    if read_level and noise is None:
+        raise ValueError("a module with noise_level_input=True needs training noise: it reads "
+                         "the level of the training jitter.")
+    add_noise = None if noise is None else functools.partial(
+        jitter, std=noise.std, relative=noise.relative, random_level=noise.random_level,
+        clean_fraction=noise.clean_fraction, return_level=True,
+    )
     X_val_cond = val_levels = None
-    if X_val is not None and not noise_targets and input_noise > 0.0:
+    if X_val is not None and add_noise is not None:
         gen = torch.Generator(device=X_val.device).manual_seed(val_seed + 1)
-        X_val_cond, val_levels = add_noise(X_val, generator=gen, return_level=True)
+        X_val_cond, val_levels = add_noise(X_val, generator=gen)
     if X_val is not None and read_level and X_val_cond is None:
         val_levels = torch.zeros(X_val.shape[0], dtype=X_val.dtype, device=X_val.device)
+    ss_max = 0.0 if scheduled_sampling is None else scheduled_sampling.max_prob
     t0 = time.perf_counter()
     bar = tqdm(range(n_epochs), disable=not verbose, desc="DVAE", unit="epoch")
     for epoch in bar:
-        kl_w, p = schedule(
-            epoch, kl_warmup=kl_warmup, ss_start=ss_start, ss_end=ss_end, ss_max=ss_max
-        )
+        kl_w, p = schedule(epoch, kl_warmup=kl_warmup, scheduled_sampling=scheduled_sampling)
         lr = learning_rate_at(epoch, n_epochs=n_epochs, learning_rate=learning_rate,
                               final_learning_rate=final_learning_rate)
         for group in opt.param_groups:
@@ -324,16 +290,11 @@ def train_dvae(
         for i in range(0, n, batch_size):
             xb = X_train[perm[i : i + batch_size]]
             xc = level = None
-            if input_noise > 0.0:
-                noisy, level = add_noise(xb, return_level=True)
-                if noise_targets:
-                    xb = noisy
-                else:
-                    xc = noisy
+            if add_noise is not None:  # denoising: jittered inputs, clean targets
+                xc, level = add_noise(xb)
             terms = module.elbo(xb, beta, feed_prob=p, return_terms=True, x_cond=xc,
                                 level=level if read_level else None,
-                                predictive=predictive_weight > 0,
-                                predictive_loss=predictive_loss)
+                                predictive=predictive_weight > 0)
             objective = terms[1] - beta * kl_w * terms[2]
             if predictive_weight > 0:  # on the sequences whose inputs are exact
                 exact = 1.0 if level is None else (level == 0).to(objective.dtype)
@@ -358,8 +319,7 @@ def train_dvae(
         if X_val is not None:
             score = _mean_elbo(module, X_val, max(batch_size, 512), val_seed, p, X_val_cond,
                                val_levels if read_level else None, predictive_weight,
-                               None if X_val_cond is None else val_levels == 0,
-                               predictive_loss)
+                               None if X_val_cond is None else val_levels == 0)
         else:
             score = -hist.train_loss[-1]
         hist.val_elbo.append(score)

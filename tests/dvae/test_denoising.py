@@ -1,4 +1,5 @@
-"""Denoising training: conditioning sequence ``x_cond`` in the ELBO, input-only jitter."""
+"""Denoising training (``TrainingNoise``): ``x_cond`` in the ELBO, input-only jitter, the
+predictive term, and the checks of the training settings."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from mixest.dvae import DVAE, SRNN, VRNN
+from mixest.dvae import DVAE, SRNN, VRNN, Network, ScheduledSampling, TrainingNoise
 from mixest.dvae._estimator import _pack
 from mixest.dvae._training import jitter
 
@@ -71,6 +72,13 @@ def test_random_level_jitter_draws_one_level_per_sequence():
     # one level per sequence: both halves of a sequence share it
     first, second = d[:, : T // 2, 0].std(1), d[:, T // 2 :, 0].std(1)
     assert float(torch.corrcoef(torch.stack([first, second]))[0, 1]) > 0.95
+    # exactly one normal per value and one uniform level per sequence (the draws of every
+    # recipe so far, the bundled prior's included)
+    gen = torch.Generator().manual_seed(4)
+    noise = torch.randn(x.shape, generator=gen)
+    level = torch.rand((n, 1, 1), generator=gen)
+    again = jitter(x, 0.1, generator=torch.Generator().manual_seed(4), random_level=True)
+    assert torch.equal(again, x + 0.1 * (noise * level))
 
 
 def test_clean_fraction_leaves_that_share_of_sequences_exactly_clean():
@@ -82,32 +90,18 @@ def test_clean_fraction_leaves_that_share_of_sequences_exactly_clean():
     assert 0.28 < float(clean.float().mean()) < 0.32
     level = d[~clean][..., 0].std(1) / 0.1  # the others keep a uniform level
     assert 0.46 < float(level.mean()) < 0.54
-    # clean_fraction=0 draws exactly what the older recipes drew
+    # clean_fraction=0 draws exactly what the recipes without it drew
     a = jitter(x, 0.1, generator=torch.Generator().manual_seed(2), random_level=True)
     b = jitter(x, 0.1, generator=torch.Generator().manual_seed(2), random_level=True,
                clean_fraction=0.0)
     assert torch.equal(a, b)
-
-
-def test_min_level_leaves_a_gap_between_clean_and_noisy_sequences():
-    n, T = 4000, 400
-    x = torch.zeros(n, T, 1)
-    d = jitter(x, 0.1, generator=torch.Generator().manual_seed(3), random_level=True,
-               clean_fraction=0.5, min_level=0.25)
-    level = d[..., 0].std(1) / 0.1
-    clean = level == 0
-    assert 0.47 < float(clean.float().mean()) < 0.53
-    noisy = level[~clean]  # U[0.25, 1]: mean 0.625, nothing near zero
-    assert 0.6 < float(noisy.mean()) < 0.65
-    assert 0.2 < float(noisy.min()) < 0.27 and 0.97 < float(noisy.max()) < 1.1
-    # min_level=0 gives exactly the older recipes' draw: one normal per value, one uniform
-    # level per sequence
-    gen = torch.Generator().manual_seed(4)
-    noise = torch.randn(x.shape, generator=gen)
-    level = torch.rand((n, 1, 1), generator=gen)
-    b = jitter(x, 0.1, generator=torch.Generator().manual_seed(4), random_level=True,
-               min_level=0.0)
-    assert torch.equal(b, x + 0.1 * (noise * level))
+    # without random levels the others are jittered at the full level
+    d, lv = jitter(x, 0.1, generator=torch.Generator().manual_seed(3), clean_fraction=0.3,
+                   return_level=True)
+    assert set(lv.unique().tolist()) == {0.0, 1.0}
+    assert 0.28 < float((lv == 0).float().mean()) < 0.32
+    assert torch.equal(d[lv == 0], x[lv == 0])
+    assert 0.97 < float(d[lv == 1][..., 0].std() / 0.1) < 1.03
 
 
 def _constant_velocity(n, T, D, seed):
@@ -117,18 +111,21 @@ def _constant_velocity(n, T, D, seed):
     return x0 + v * np.arange(T)[None, :, None]
 
 
+def _small(**network):
+    """A small plain-recipe DVAE (constant step size), with these Network fields."""
+    kw = dict(z_dim=2, rnn_dim=8, dense_dims=(16,), residual_order=1, gated_extrapolation=False)
+    return dict(recipe="plain", network=Network(**{**kw, **network}), learning_rate=5e-3,
+                final_learning_rate=None, device="cpu", random_state=0)
+
+
 def test_denoising_training_beats_random_walk_on_noisy_inputs():
     """Inputs jittered, targets clean: the one-step mean from noisy inputs, scored on the clean
     frames, must beat the random walk x~_{t-1} (which is also what a first-order residual
     model predicts untrained, and what whole-sequence jitter teaches when noise dominates)."""
     sigma = 0.005
     X = _constant_velocity(256, 12, 1, 0)
-    est = DVAE(
-        z_dim=2, rnn_dim=8, dense_dims=(16,), residual_order=1, min_std=1e-4,
-        input_noise=sigma, noise_targets=False, n_epochs=15, batch_size=64,
-        learning_rate=5e-3, kl_warmup=2, validation_fraction=0.0, device="cpu",
-        random_state=0,
-    ).fit(X)
+    est = DVAE(noise=TrainingNoise(sigma), n_epochs=15, batch_size=64, kl_warmup=2,
+               validation_fraction=0.0, **_small(min_std=1e-4)).fit(X)
     Xt = _constant_velocity(256, 16, 1, 1)
     Xn = Xt + sigma * np.random.RandomState(2).standard_normal(Xt.shape)
     mean, var = est.predict_next(Xn)
@@ -149,12 +146,9 @@ def test_noise_level_augmentation_adapts_to_the_input_noise():
     Xn = Xt + sigma * np.random.RandomState(2).standard_normal(Xt.shape)
     out = {}
     for random_level in (True, False):
-        est = DVAE(
-            z_dim=2, rnn_dim=8, dense_dims=(16,), residual_order=1, min_std=1e-5,
-            input_noise=sigma, input_noise_random=random_level, noise_targets=False,
-            n_epochs=15, batch_size=64, learning_rate=5e-3, kl_warmup=2,
-            validation_fraction=0.0, device="cpu", random_state=0,
-        ).fit(X)
+        est = DVAE(noise=TrainingNoise(sigma, random_level=random_level), n_epochs=15,
+                   batch_size=64, kl_warmup=2, validation_fraction=0.0,
+                   **_small(min_std=1e-5)).fit(X)
         (m_c, v_c), (_, v_n) = est.predict_next(Xt), est.predict_next(Xn)
         out[random_level] = (np.mean((m_c[:, 6:] - Xt[:, 6:]) ** 2),
                              np.median(v_c[:, 6:]), np.median(v_n[:, 6:]))
@@ -168,72 +162,47 @@ def test_noise_level_augmentation_adapts_to_the_input_noise():
 def test_denoising_4d_relative_noise_fit_save_load(tmp_path):
     X = np.concatenate([_constant_velocity(64, 10, 2, 0)] * 2, -1)
     X[..., 2:] += np.array([0.05, 0.15])  # boxes (x1, y1, x2, y2)
-    est = DVAE(residual_order=2, input_noise=0.05, input_noise_relative=True,
-               noise_targets=False, n_epochs=2, batch_size=32, kl_warmup=1, device="cpu",
-               random_state=0).fit(X)
+    noise = TrainingNoise(0.05, relative=True)
+    est = DVAE(recipe="plain", network=Network(residual_order=2), noise=noise, n_epochs=2,
+               batch_size=32, kl_warmup=1, device="cpu", random_state=0).fit(X)
     assert np.isfinite(est.history_.val_elbo).all()
     path = tmp_path / "denoise.pt"
     est.save(path)
     same = DVAE.load(path)
-    assert same.noise_targets is False and same.input_noise_relative is True
-    assert same.input_noise == 0.05
+    assert same.noise == noise and same.noise_ == noise
+    assert same.network_ == est.network_ and same.network_.residual_order == 2
     np.testing.assert_array_equal(same.predict_next(X)[0], est.predict_next(X)[0])
-    # A file written before these parameters existed loads with the old behaviour.
-    payload = est._payload()
-    for key in ("noise_targets", "input_noise_relative", "input_noise_random"):
-        del payload["params"][key]
-    torch.save(payload, path)
-    old = DVAE.load(path)
-    assert old.noise_targets is True and old.input_noise_relative is False
-    assert old.input_noise_random is False
 
 
-def test_noise_targets_default_is_whole_batch_jitter():
-    """The defaults (``noise_targets=True``, absolute noise) train exactly as before the options
-    existed (same weights when passed explicitly); input-only jitter trains differently."""
-    X = _constant_velocity(48, 8, 4, 0)
-    kw = dict(z_dim=2, rnn_dim=4, dense_dims=(8,), input_noise=0.01, n_epochs=2,
-              batch_size=16, kl_warmup=1, device="cpu", random_state=0)
-    a = DVAE(**kw).fit(X)
-    b = DVAE(**kw, noise_targets=True, input_noise_relative=False).fit(X)
-    c = DVAE(**kw, noise_targets=False).fit(X)
-    fa = _pack(a.module_.state_dict())[0]
-    assert torch.equal(fa, _pack(b.module_.state_dict())[0])
-    assert not torch.equal(fa, _pack(c.module_.state_dict())[0])
-
-
-def test_jittered_scales_false_takes_the_scales_from_the_clean_data():
-    """Denoising training standardises by one jittered copy of the training split unless
-    ``jittered_scales=False``, which takes the clean split's difference scales."""
+def test_training_noise_standardises_by_the_clean_data():
+    """With training noise the input standardisation (the difference scales the residual is
+    output in) is taken from the clean training split, not from jittered data: jittered scales
+    cap how exactly a network can predict from exact frames (docs/dvae.md, K1-K3)."""
     X = _constant_velocity(64, 10, 2, 0)
-    kw = dict(z_dim=2, rnn_dim=4, dense_dims=(8,), residual_order=1, input_noise=0.05,
-              noise_targets=False, n_epochs=1, batch_size=32, kl_warmup=1,
-              validation_fraction=0.25, device="cpu", random_state=0)
+    est = DVAE(noise=TrainingNoise(0.05), n_epochs=1, batch_size=32, kl_warmup=1,
+               validation_fraction=0.25, **_small(rnn_dim=4, dense_dims=(8,))).fit(X)
     perm = np.random.RandomState(0).permutation(64)
     train = X[perm[16:]]  # the split fit makes with this seed
     clean = np.sqrt(np.mean(np.diff(train, axis=1) ** 2, axis=(0, 1)))
-    scales = {}
-    for jittered in (True, False):
-        est = DVAE(jittered_scales=jittered, **kw).fit(X)
-        scales[jittered] = est.module_.dx_scale.numpy()
-    np.testing.assert_allclose(scales[False], clean, rtol=1e-5)
-    assert np.all(scales[True] > 3 * clean)  # jitter 0.05 against steps of about 0.01
+    np.testing.assert_allclose(est.module_.dx_scale.numpy(), clean, rtol=1e-5)
 
 
 def test_gate_init_offsets_the_initial_gate_biases():
-    """``gate_init=b`` adds +b to the velocity gate's bias and -b to the acceleration gate's,
-    nothing else (compared after one step of a vanishing learning rate, same seed)."""
+    """``Network(gate_init=b)`` adds +b to the velocity gate's bias and -b to the acceleration
+    gate's, nothing else (compared after one step of a vanishing learning rate, same seed)."""
     X = _constant_velocity(32, 8, 4, 0)
-    kw = dict(z_dim=2, rnn_dim=4, dense_dims=(8,), residual_order=1, gated_extrapolation=True,
-              n_epochs=1, learning_rate=1e-12, validation_fraction=0.0, device="cpu",
-              random_state=0)
-    a = DVAE(**kw).fit(X).module_.state_dict()
-    b = DVAE(gate_init=4.0, **kw).fit(X).module_.state_dict()
+    kw = dict(n_epochs=1, learning_rate=1e-12, validation_fraction=0.0)
+    small = dict(rnn_dim=4, dense_dims=(8,), gated_extrapolation=True)
+    a = DVAE(**{**_small(**small, gate_init=0.0), **kw}).fit(X).module_.state_dict()
+    b = DVAE(**{**_small(**small, gate_init=4.0), **kw}).fit(X).module_.state_dict()
     last = [k for k in a if k.startswith("decoder_net.")][-1]
     expected = torch.zeros(4, 4)
     expected[2], expected[3] = 4.0, -4.0
     torch.testing.assert_close((b[last] - a[last]).view(4, 4), expected)
     assert all(torch.equal(a[k], b[k]) for k in a if k != last)
+    # the default with the gates is the bundled prior's start, near constant velocity
+    c = DVAE(**{**_small(**small), **kw}).fit(X).module_.state_dict()
+    assert all(torch.equal(b[k], c[k]) for k in b)
 
 
 def test_predictive_weight_zero_is_the_plain_elbo():
@@ -242,24 +211,22 @@ def test_predictive_weight_zero_is_the_plain_elbo():
     test_modules.py)."""
     rng = np.random.RandomState(0)
     X = 0.5 + np.cumsum(0.01 * rng.standard_normal((256, 12, 1)) + 0.002, axis=1)
-    kw = dict(z_dim=2, rnn_dim=4, dense_dims=(8,), residual_order=1, n_epochs=2,
-              batch_size=32, kl_warmup=1, validation_fraction=0.0, device="cpu",
-              random_state=0)
+    kw = dict(n_epochs=2, batch_size=32, kl_warmup=1, validation_fraction=0.0,
+              **_small(rnn_dim=4, dense_dims=(8,)))
     a = DVAE(**kw).fit(X)
     b = DVAE(predictive_weight=0.0, **kw).fit(X)
     c = DVAE(predictive_weight=1.0, **kw).fit(X)
-    d = DVAE(predictive_weight=1.0, predictive_loss="absolute", **kw).fit(X)
     fa = _pack(a.module_.state_dict())[0]
     assert torch.equal(fa, _pack(b.module_.state_dict())[0])
     assert not torch.equal(fa, _pack(c.module_.state_dict())[0])
-    assert not torch.equal(_pack(c.module_.state_dict())[0], _pack(d.module_.state_dict())[0])
     assert np.isfinite(c.history_.train_loss).all()
+    assert c.predictive_weight_ == 1.0 and a.predictive_weight_ == 0.0
 
 
-@pytest.mark.parametrize("loss", ["squared", "absolute"])
-def test_validation_score_is_the_trained_objective(loss):
+def test_validation_score_is_the_trained_objective():
     """With ``predictive_weight`` the early-stopping score is the ELBO minus the weighted
-    one-step error of the exact-input sequences (same draws, so the ELBO parts match)."""
+    one-step absolute error of the exact-input sequences (same draws, so the ELBO parts
+    match)."""
     from mixest.dvae._training import _mean_elbo
 
     rng = np.random.RandomState(0)
@@ -269,11 +236,10 @@ def test_validation_score_is_the_trained_objective(loss):
     m.set_normalization(X, 1e-3)
     exact = torch.arange(40) % 2 == 0
     plain = _mean_elbo(m, X, 16, 7)
-    scored = _mean_elbo(m, X, 16, 7, predictive_weight=2.0, exact=exact, predictive_loss=loss)
+    scored = _mean_elbo(m, X, 16, 7, predictive_weight=2.0, exact=exact)
     with torch.no_grad():
         mean, _ = m.predict_next(X)
-    err = ((X - mean) / m.dx_scale)[:, 2:]
-    err = err.pow(2) if loss == "squared" else err.abs()
+    err = ((X - mean) / m.dx_scale)[:, 2:].abs()
     expected = plain - 2.0 * float(err.mean((1, 2))[exact].sum()) / 40
     assert scored == pytest.approx(expected, rel=1e-5)
 
@@ -281,20 +247,41 @@ def test_validation_score_is_the_trained_objective(loss):
 @pytest.mark.parametrize(
     "params, D, match",
     [
-        ({"noise_targets": "no"}, 4, "noise_targets"),
-        ({"input_noise_relative": 1.5}, 4, "input_noise_relative"),
-        ({"input_noise_random": "yes"}, 4, "input_noise_random"),
-        ({"input_noise_clean": 1.0}, 4, "input_noise_clean"),
-        ({"input_noise_min": -0.1}, 4, "input_noise_min"),
-        ({"input_noise_min": 1.0}, 4, "input_noise_min"),
-        ({"gated_extrapolation": True, "residual_order": 2}, 4, "gated_extrapolation"),
-        ({"input_noise_relative": True}, 3, "D = 4"),
-        ({"input_noise_relative": True, "likelihood": "itakura_saito"}, 4, "Gaussian"),
-        ({"predictive_loss": "huber"}, 4, "predictive_loss"),
+        ({"noise": TrainingNoise(0.0)}, 4, "noise.std"),
+        ({"noise": TrainingNoise(0.1, relative=1.5)}, 4, "noise.relative"),
+        ({"noise": TrainingNoise(0.1, random_level="yes")}, 4, "noise.random_level"),
+        ({"noise": TrainingNoise(0.1, clean_fraction=1.0)}, 4, "noise.clean_fraction"),
+        ({"noise": TrainingNoise(0.1, level_input=None)}, 4, "noise.level_input"),
+        ({"noise": TrainingNoise(0.1, relative=True)}, 3, "D = 4"),
+        ({"noise": TrainingNoise(0.1, relative=True), "likelihood": "itakura_saito"}, 4,
+         "Gaussian"),
+        ({"noise": "gaussian"}, 4, "noise"),
+        ({"network": Network(gated_extrapolation=True, residual_order=2)}, 4,
+         "gated_extrapolation"),
+        ({"network": Network(gate_init=4.0, gated_extrapolation=False)}, 4, "gate_init"),
+        ({"network": Network(residual_order=3)}, 4, "network.residual_order"),
+        ({"network": Network(residual_order=1), "likelihood": "itakura_saito"}, 4,
+         "network.residual_order"),
+        ({"network": Network(dense_dims=(8, 0))}, 4, "network.dense_dims"),
+        ({"network": Network(z_dim=0)}, 4, "network.z_dim"),
+        ({"network": Network(min_std=-1.0)}, 4, "network.min_std"),
+        ({"network": {"z_dim": 2}}, 4, "network"),
         ({"predictive_weight": -1.0}, 4, "predictive_weight"),
+        ({"predictive_weight": 1.0, "noise": TrainingNoise(0.1, random_level=True)}, 4,
+         "clean_fraction"),
+        ({"predictive_weight": 1.0, "likelihood": "itakura_saito", "recipe": "plain"}, 4,
+         "predictive_weight"),
+        ({"recipe": "fast"}, 4, "recipe"),
+        ({"recipe": "mot", "likelihood": "itakura_saito"}, 4, "recipe='mot'"),
+        ({"recipe": "mot"}, 2, "recipe='mot'.*D = 4"),  # the bundled recipe needs boxes
+        ({"scheduled_sampling": ScheduledSampling(0.5, start=5, end=2)}, 4,
+         "scheduled_sampling.end"),
+        ({"scheduled_sampling": (0.5, 1, 2)}, 4, "scheduled_sampling"),
     ],
 )
-def test_bad_denoising_params_rejected(params, D, match):
+def test_bad_settings_rejected(params, D, match):
+    """Every setting is honoured or refused, with a ValueError naming it."""
     X = np.random.default_rng(0).uniform(0.1, 0.9, (8, 6, D))
+    X[..., 2:] += 0.1 if D == 4 else 0.0
     with pytest.raises(ValueError, match=match):
         DVAE(n_epochs=1, device="cpu", **params).fit(X)

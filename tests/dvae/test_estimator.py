@@ -10,7 +10,7 @@ import torch
 from sklearn.base import clone
 
 import mixest
-from mixest.dvae import DVAE
+from mixest.dvae import DVAE, Network, ScheduledSampling
 
 TINY = dict(DVAE._test_params)
 
@@ -31,8 +31,8 @@ def fitted():
 
 def test_lazy_import_and_params():
     assert mixest.DVAE is DVAE
-    est = DVAE(z_dim=3)
-    assert est.get_params()["z_dim"] == 3
+    est = DVAE(network=Network(z_dim=3))
+    assert est.get_params()["network"].z_dim == 3
     assert not hasattr(est, "module_")
     assert clone(est).get_params() == est.get_params()
 
@@ -40,9 +40,9 @@ def test_lazy_import_and_params():
 def test_training_loss_decreases_on_toy_problem():
     X = _toy(n=48)
     params = dict(
-        z_dim=2, rnn_dim=8, dense_dims=(8,), n_epochs=15, batch_size=16, kl_warmup=0,
-        ss_max=0.0, validation_fraction=0.25, patience=None, learning_rate=1e-2,
-        residual_order=0, device="cpu", random_state=0,
+        recipe="plain", network=Network(z_dim=2, rnn_dim=8, dense_dims=(8,), residual_order=0),
+        n_epochs=15, batch_size=16, kl_warmup=0, validation_fraction=0.25, patience=None,
+        learning_rate=1e-2, final_learning_rate=None, device="cpu", random_state=0,
     )
     est = DVAE(**params).fit(X)
     loss = est.history_.train_loss
@@ -63,9 +63,8 @@ def test_best_weights_are_a_real_copy():
     m = SRNN(2, z_dim=2, rnn_dim=4, dense_dims=(4,), residual_order=0)
     m.set_normalization(X[:30])
     h = train_dvae(
-        m, X[:30], X[30:], n_epochs=8, batch_size=8, learning_rate=0.3, beta=1.0,
-        kl_warmup=0, ss_start=0, ss_end=0, ss_max=0.0, patience=None, grad_clip=None,
-        input_noise=0.0, rng=np.random.RandomState(0),
+        m, X[:30], X[30:], n_epochs=8, batch_size=8, learning_rate=0.3,
+        rng=np.random.RandomState(0),
     )
     val_seed = int(np.random.RandomState(0).randint(2**31 - 1))
     assert h.best_epoch == int(np.argmax(h.val_elbo))
@@ -87,7 +86,7 @@ def test_learning_rate_schedule():
 
     # The optimiser follows it: a last epoch at step size 0 leaves the weights of the first.
     X = _toy(n=32)
-    base = {**TINY, "validation_fraction": 0.0, "kl_warmup": 0, "ss_max": 0.0,
+    base = {**TINY, "validation_fraction": 0.0, "kl_warmup": 0, "scheduled_sampling": None,
             "patience": None, "learning_rate": 1e-2, "random_state": 3}
     one = DVAE(**{**base, "n_epochs": 1}).fit(X)
     two = DVAE(**{**base, "n_epochs": 2, "final_learning_rate": 0.0}).fit(X)
@@ -100,6 +99,13 @@ def test_learning_rate_schedule():
                    for k, v in one.module_.state_dict().items())
     with pytest.raises(ValueError, match="final_learning_rate"):
         DVAE(**{**base, "final_learning_rate": -1.0}).fit(X)
+
+
+def test_patience_without_a_validation_split_reads_the_training_loss():
+    # a vanishing step size: the loss only moves with the sampling noise, so it stops improving
+    est = DVAE(**{**TINY, "n_epochs": 50, "learning_rate": 1e-12, "kl_warmup": 0,
+                  "scheduled_sampling": None, "patience": 1}).fit(_toy(n=16))
+    assert est.n_epochs_ < 50 and est.history_.val_elbo == [-v for v in est.history_.train_loss]
 
 
 def test_fixed_seed_gives_identical_weights():
@@ -146,8 +152,8 @@ def test_pickle_round_trip(fitted):
     loaded = pickle.loads(pickle.dumps(fitted))
     _same_predictions(fitted, loaded)
     assert loaded.device_ == torch.device("cpu")
-    unfitted = pickle.loads(pickle.dumps(DVAE(z_dim=3)))
-    assert unfitted.z_dim == 3 and not hasattr(unfitted, "module_")
+    unfitted = pickle.loads(pickle.dumps(DVAE(network=Network(z_dim=3))))
+    assert unfitted.network == Network(z_dim=3) and not hasattr(unfitted, "module_")
 
 
 def test_corrupted_or_mismatching_file_rejected(fitted, tmp_path):
@@ -214,22 +220,33 @@ def test_bad_input_after_fit(fitted):
 
 
 def test_bad_params_rejected():
-    with pytest.raises(ValueError, match="architecture"):
-        DVAE(architecture="lstm").fit(_toy(n=4))
+    with pytest.raises(ValueError, match="network.architecture"):
+        DVAE(network=Network(architecture="lstm")).fit(_toy(n=4))
     with pytest.raises(ValueError, match="device"):
         DVAE(device="tpu").fit(_toy(n=4))
+    with pytest.raises(ValueError, match="scheduled_sampling.max_prob"):
+        DVAE(**{**TINY, "scheduled_sampling": ScheduledSampling(0.0)}).fit(_toy(n=4))
 
 
 def test_itakura_saito_and_vrnn_fit():
     P = np.abs(_toy(n=16, D=5)) ** 2 + 1e-3
-    est = DVAE(**{**TINY, "architecture": "vrnn", "likelihood": "itakura_saito"}).fit(P)
+    network = Network(architecture="vrnn", z_dim=2, rnn_dim=4, dense_dims=(4,))
+    est = DVAE(**{**TINY, "network": network, "likelihood": "itakura_saito"}).fit(P)
     assert np.isfinite(est.score(P))
     assert est.sample(2, 4, random_state=0).min() >= 0
+    # the likelihood's defaults: no residual, no velocity input, no gates
+    assert est.network_ == Network(architecture="vrnn", z_dim=2, rnn_dim=4, dense_dims=(4,),
+                                   residual_order=0, velocity_input=False,
+                                   gated_extrapolation=False, gate_init=0.0)
+    # the default recipe of Itakura-Saito data is the plain one
+    auto = DVAE(likelihood="itakura_saito", network=network, n_epochs=1,
+                validation_fraction=0.0, device="cpu", random_state=0).fit(P)
+    assert auto.noise_ is None and auto.predictive_weight_ == 0.0
 
 
 def test_pretrained_mot():
     prior = DVAE.from_pretrained("mot")
-    assert prior.n_features_in_ == 4 and prior.architecture == "srnn"
+    assert prior.n_features_in_ == 4 and prior.network_.architecture == "srnn"
     x = prior.sample(4, 30, random_state=0)
     assert x.shape == (4, 30, 4) and np.all(np.isfinite(x))
     # mean continuations of real starts stay plausible boxes (x2 > x1, y2 > y1, in frame)
@@ -244,7 +261,7 @@ def test_pretrained_mot():
     # (within 20%) and their variance covers the error (mean squared z-score near 1)
     wh = np.concatenate([X[..., 2:] - X[..., :2]] * 2, -1)
     Xn = X + 0.04 * wh * np.random.RandomState(0).standard_normal(X.shape)
-    level = {"level": 0.04 / prior.input_noise} if prior.noise_level_input else {}
+    level = {"level": 0.04 / prior.noise_.std} if prior.noise_.level_input else {}
     m, v = prior.predict_next(Xn, **level)
     err = np.abs(m[:, 2:] - X[:, 2:]).mean()
     cv = np.abs(2 * Xn[:, 1:-1] - Xn[:, :-2] - X[:, 2:]).mean()

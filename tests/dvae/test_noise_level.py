@@ -1,4 +1,5 @@
-"""Noise-level input (``noise_level_input=True``): the recurrence reads how noisy its inputs are."""
+"""Noise-level input (modules with ``noise_level_input=True``, trained by
+``TrainingNoise(level_input=True)``): the recurrence reads how noisy its inputs are."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from mixest.dvae import DVAE, SRNN, VRNN
-from mixest.dvae._training import jitter
+from mixest.dvae import DVAE, SRNN, VRNN, Network, TrainingNoise
+from mixest.dvae._training import jitter, train_dvae
 
 
 def _module(cls, **kw):
@@ -93,9 +94,11 @@ def test_trained_level_input_trusts_exact_frames_and_denoises_noisy_ones():
     """
     q, sigma = 0.01, 0.03
     est = DVAE(
-        z_dim=2, rnn_dim=8, dense_dims=(16,), residual_order=1, min_std=1e-5,
-        input_noise=sigma, input_noise_random=True, input_noise_clean=0.5, noise_targets=False,
-        noise_level_input=True, n_epochs=12, batch_size=64, learning_rate=5e-3, kl_warmup=2,
+        recipe="plain",
+        network=Network(z_dim=2, rnn_dim=8, dense_dims=(16,), residual_order=1,
+                        gated_extrapolation=False, min_std=1e-5),
+        noise=TrainingNoise(sigma, random_level=True, clean_fraction=0.5, level_input=True),
+        n_epochs=12, batch_size=64, learning_rate=5e-3, final_learning_rate=None, kl_warmup=2,
         validation_fraction=0.0, device="cpu", random_state=0,
     ).fit(_random_walks(1024, 16, q, 0))
     Xt = _random_walks(512, 16, q, 1)
@@ -114,14 +117,18 @@ def test_trained_level_input_trusts_exact_frames_and_denoises_noisy_ones():
 
 def test_estimator_level_validation():
     X = _random_walks(16, 6, 0.01, 0)
-    common = dict(z_dim=2, rnn_dim=2, dense_dims=(2,), n_epochs=1, validation_fraction=0.0,
-                  device="cpu", random_state=0)
-    with pytest.raises(ValueError, match="needs input_noise > 0"):
-        DVAE(noise_level_input=True, **common).fit(X)
+    common = dict(recipe="plain", network=Network(z_dim=2, rnn_dim=2, dense_dims=(2,)),
+                  n_epochs=1, validation_fraction=0.0, device="cpu", random_state=0)
+    m = SRNN(1, noise_level_input=True)  # a module reading the level needs training noise
+    m.set_normalization(torch.as_tensor(X, dtype=torch.float32))
+    with pytest.raises(ValueError, match="needs training noise"):
+        train_dvae(m, torch.as_tensor(X, dtype=torch.float32), None, n_epochs=1,
+                   batch_size=8, learning_rate=1e-3, rng=np.random.RandomState(0))
     plain = DVAE(**common).fit(X)
     with pytest.raises(ValueError, match="noise_level_input=True"):
         plain.predict_next(X, level=0.0)
-    est = DVAE(noise_level_input=True, input_noise=0.01, **common).fit(X)
+    est = DVAE(noise=TrainingNoise(0.01, level_input=True), **common).fit(X)
+    assert est.module_.noise_level_input and not plain.module_.noise_level_input
     for bad, err in ((-0.1, ValueError), (float("nan"), ValueError), (True, TypeError),
                      ("0", TypeError)):
         with pytest.raises(err, match="level"):
