@@ -1,9 +1,9 @@
 """Deep autoregressive tracker: a deterministic LSTM as the source dynamics of the VEM.
 
-The Deep AR baseline of MixDVAE (DESIGN §6) keeps the observation and assignment model and
-replaces the DVAE by a deterministic recurrent network that predicts the next frame's mean and
-(diagonal) variance from the past, trained by the Gaussian negative log-likelihood on the same
-single-source trajectories as the DVAE prior. Without a latent variable there is no E-Z step.
+The Deep AR baseline of MixDVAE (``docs/baselines.md``) keeps the observation and assignment
+model and replaces the DVAE by a deterministic recurrent network that predicts the next frame's
+mean and (diagonal) variance from the past, trained by the Gaussian negative log-likelihood on the
+same single-source trajectories as the DVAE prior. Without a latent variable there is no E-Z step.
 
 The network works in units of the box: its input at frame ``t`` is the last displacement
 ``(x_{t-1} - x_{t-2}) / s_{t-1}`` and the log box size, where ``s = (w, h, w, h)``, and it
@@ -25,9 +25,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from mixest.base import check_sequences
-from mixest.mixture._dynamics import SourceDynamics
-
-from ._vkf import _VEMTrackerBase
+from mixest.mixture._dynamics import Dynamics
+from mixest.tracking._base import VEMTracker
 
 __all__ = ["DeepARDynamics", "DeepARTracker", "load_deep_ar", "train_deep_ar"]
 
@@ -259,7 +258,7 @@ def load_deep_ar(name: str = "mot-ar") -> dict:
     }
 
 
-class DeepARDynamics(SourceDynamics):
+class DeepARDynamics(Dynamics):
     """The Deep AR network as a source model of the VEM engine.
 
     At frame ``t`` the network, fed with the posterior means ``m_{t-1}`` and ``m_{t-2}``, gives
@@ -303,7 +302,7 @@ class DeepARDynamics(SourceDynamics):
         return {**state, "x_prev": state["x"] if t > 0 else x, "x": x}
 
 
-class DeepARTracker(_VEMTrackerBase):
+class DeepARTracker(VEMTracker):
     """MixDVAE's VEM with a deterministic LSTM (Deep AR) as the source dynamics.
 
     ``fit`` trains the network on single-source trajectories: the tracks in ``y`` when given,
@@ -332,8 +331,8 @@ class DeepARTracker(_VEMTrackerBase):
         Training input noise in box sizes (robustness to being fed posterior means).
     initial_position_std : float, default=0.5
         First frame's prior standard deviation in box sizes.
-    obs_noise, clutter, clutter_weight, assignment_temperature, \
-update_noise, update_weights, init, max_iter, tol, box_format, image_size, verbose
+    obs_noise, clutter, assignment_temperature, update_noise, update_weights, init, max_iter, \
+tol, box_format, image_size, n_jobs, verbose
         As in :class:`~mixest.baselines.VKFTracker`.
     random_state : int, RandomState instance or None, default=None
         Seed of the training data, the network's initialisation and training, and the VEM.
@@ -347,8 +346,8 @@ update_noise, update_weights, init, max_iter, tol, box_format, image_size, verbo
     history_ : dict or None
         Training history (``train_nll``, ``val_nll`` per epoch, ``best_epoch``,
         ``best_val_nll``, ``seconds``); metadata of the bundled model when loaded.
-    n_iter_ : int
-        VEM iterations of the last :meth:`predict` call.
+    n_iter_ : ndarray of int of shape (n_sequences,)
+        VEM iterations of each sequence in the last :meth:`predict` call.
 
     Examples
     --------
@@ -366,7 +365,7 @@ update_noise, update_weights, init, max_iter, tol, box_format, image_size, verbo
         "n_sources": 2, "max_iter": 2, "n_train_sequences": 32, "max_epochs": 2, "hidden_size": 8,
     }
     _parameter_constraints: dict = {
-        **_VEMTrackerBase._common_constraints,
+        **VEMTracker._common_constraints,
         "prior": [StrOptions({"train", "pretrained:mot-ar"})],
         "hidden_size": [Interval(Integral, 1, None, closed="left")],
         "n_train_sequences": [Interval(Integral, 2, None, closed="left")],
@@ -392,8 +391,7 @@ update_noise, update_weights, init, max_iter, tol, box_format, image_size, verbo
         input_noise: float = 0.08,
         initial_position_std: float = 0.5,
         obs_noise: float = 0.04,
-        clutter: bool = False,
-        clutter_weight: float = 0.05,
+        clutter: float = 0.0,
         assignment_temperature: float = 1.0,
         update_noise: bool = False,
         update_weights: bool = False,
@@ -402,6 +400,7 @@ update_noise, update_weights, init, max_iter, tol, box_format, image_size, verbo
         tol: float = 1e-4,
         box_format: str = "xywh",
         image_size: tuple[float, float] | None = (1920, 1080),
+        n_jobs: int | None = None,
         random_state: int | np.random.RandomState | None = None,
         verbose: bool = False,
     ):
@@ -417,7 +416,6 @@ update_noise, update_weights, init, max_iter, tol, box_format, image_size, verbo
         self.initial_position_std = initial_position_std
         self.obs_noise = obs_noise
         self.clutter = clutter
-        self.clutter_weight = clutter_weight
         self.assignment_temperature = assignment_temperature
         self.update_noise = update_noise
         self.update_weights = update_weights
@@ -426,6 +424,7 @@ update_noise, update_weights, init, max_iter, tol, box_format, image_size, verbo
         self.tol = tol
         self.box_format = box_format
         self.image_size = image_size
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
 
@@ -438,7 +437,7 @@ update_noise, update_weights, init, max_iter, tol, box_format, image_size, verbo
         y = check_sequences(
             y, name="y", ndim=4, allow_nan=True, last_dim=4, axis_names="(n_sequences, T, N, 4)"
         )
-        tracks = self._normalise(y).transpose(0, 2, 1, 3).reshape(-1, y.shape[1], 4)
+        tracks = self._to_model(y).transpose(0, 2, 1, 3).reshape(-1, y.shape[1], 4)
         complete = tracks[~np.isnan(tracks).any(axis=(1, 2))]
         if complete.shape[0] < 2 or complete.shape[1] < 3:
             raise ValueError(
@@ -464,6 +463,7 @@ update_noise, update_weights, init, max_iter, tol, box_format, image_size, verbo
         self : DeepARTracker
         """
         self._validate_params()
+        self._check_params_common()
         X = self._check_X(X)
         rng = check_random_state(self.random_state)
         if self.prior.startswith("pretrained:"):
@@ -486,46 +486,7 @@ update_noise, update_weights, init, max_iter, tol, box_format, image_size, verbo
         self.n_features_in_ = X.shape[-1]
         return self
 
-    def _run(self, X: object) -> Any:
-        import torch
-
-        # One-frame LSTM steps on a few hundred sources: threads only add contention.
-        n_threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return super()._run(X)
-        finally:
-            torch.set_num_threads(n_threads)
-
     def _dynamics(self) -> DeepARDynamics:
         return DeepARDynamics(
             _module_from_weights(self.weights_), initial_position_std=self.initial_position_std
         )
-
-    def one_step_nll(self, tracks: object) -> float:
-        """Mean one-step Gaussian NLL (per frame and coordinate) of single-source tracks.
-
-        Parameters
-        ----------
-        tracks : array-like of shape (n_sequences, T, 4)
-            Complete trajectories in ``box_format`` and the units of ``image_size``.
-
-        Returns
-        -------
-        nll : float
-            In normalised units (lower is better).
-        """
-        import torch
-        from sklearn.utils.validation import check_is_fitted
-
-        check_is_fitted(self, "weights_")
-        tracks = check_sequences(
-            tracks, name="tracks", ndim=3, last_dim=4, min_length=1,
-            axis_names="(n_sequences, T, 4)",
-        )
-        if tracks.shape[1] < 2:
-            raise ValueError(f"tracks need at least 2 frames, got {tracks.shape[1]}.")
-        module = _module_from_weights(self.weights_)
-        X = torch.as_tensor(self._normalise(tracks), dtype=torch.float32)
-        with torch.no_grad():
-            return float(_nll(module, X))

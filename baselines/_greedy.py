@@ -33,7 +33,7 @@ def greedy_track(X: np.ndarray, n_sources: int) -> np.ndarray:
     tracks : ndarray of shape (n_sequences, T, n_sources, D)
         Tracks start at the first frame where a source can be seeded (earlier frames copy it).
     """
-    from mixest.mixture._vem import initial_means
+    from mixest.tracking._observation import initial_means
 
     B, T, K, D = X.shape
     valid = ~np.isnan(X).any(-1)

@@ -18,26 +18,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from mixest.base import SequenceEstimator
+from mixest.tracking._boxes import box_iou
 from mixest.tracking._validation import check_detections
 
 from ._kalman import constant_velocity_model, kalman_predict, kalman_update
 
 __all__ = ["SORTTracker", "sort_track"]
-
-
-def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU ``(..., M, P)`` of ``xyxy`` boxes ``a (..., M, 4)`` and ``b (..., P, 4)``."""
-    a, b = a[..., :, None, :], b[..., None, :, :]
-    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = iw * ih
-    union = (
-        (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-        + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-        - inter
-    )
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, inter / union, 0.0)
 
 
 def _to_cxcywh(xyxy: np.ndarray) -> np.ndarray:
@@ -111,7 +97,7 @@ def sort_track(
         mean = np.where(born[..., None], pm, mean)
         cov = np.where(born[..., None, None], pc, cov)
         pred_boxes = _to_xyxy(mean[..., :D])
-        iou = _box_iou(pred_boxes, np.where(valid[:, t, :, None], X[:, t], 0.0))  # (B, N, K)
+        iou = box_iou(pred_boxes, np.where(valid[:, t, :, None], X[:, t], 0.0))  # (B, N, K)
         z = np.full((B, N, D), np.nan)  # (cx, cy, w, h) of the matched detection
         births = []
         # One small assignment problem per sequence and frame: scipy solves one per call.

@@ -14,23 +14,22 @@ sequences and sources, fed per source with the pseudo-observation
 which the update consumes in information form (no pseudo-observation is ever inverted, and a
 frame where nothing is assigned to a source is simply a missing observation).
 
-This module also holds :class:`_VEMTrackerBase`, the input/output plumbing shared with
-:class:`~mixest.baselines.DeepARTracker` (pixel boxes in, normalised ``xyxy`` inside, pixel
-boxes out).
+The tracker's plumbing (units, batching, the observation model) is
+:class:`mixest.tracking.VEMTracker`'s, shared with :class:`~mixest.MixDVAETracker` and
+:class:`~mixest.baselines.DeepARTracker`.
 """
 
 from __future__ import annotations
 
 from numbers import Integral, Real
-from typing import Any
 
 import numpy as np
-from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils._param_validation import Interval
 
-from mixest.base import SequenceEstimator
-from mixest.mixture._dynamics import SourceDynamics
+from mixest.mixture._dynamics import Dynamics
+from mixest.tracking._base import VEMTracker
+from mixest.tracking._boxes import box_iou
+from mixest.tracking._observation import box_noise
 
 from ._kalman import constant_velocity_model, kalman_predict, rts_smoother
 
@@ -95,7 +94,7 @@ def kalman_update_information(
     return new_mean, 0.5 * (new_cov + _mT(new_cov))
 
 
-class KalmanDynamics(SourceDynamics):
+class KalmanDynamics(Dynamics):
     """Constant-velocity linear-Gaussian source model for the VEM engine (VKF's E-S step).
 
     The state of a source is ``[box, velocity]`` (``2 D`` values); noises are expressed in units
@@ -297,8 +296,6 @@ class KalmanDynamics(SourceDynamics):
         current = np.diagonal(self._Q, axis1=-2, axis2=-1)[:, D:]  # Q_vv = q^2 (dt = 1)
         return np.maximum(np.where(n > 0, q2, current), 1e-12)
 
-    def infer_latents(self, means: np.ndarray, rng: np.random.Generator) -> None:
-        """No latent variables: nothing to infer."""
 
 
 # Padding sources (when the sequences of one engine call hold different numbers of sources)
@@ -310,17 +307,8 @@ _BIRTH_ACCEPT = 0.5
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU ``(..., M, P)`` of ``xyxy`` boxes ``a (..., M, 4)`` and ``b (..., P, 4)``; 0 where
-    either is NaN or the union is empty (no validation: estimated boxes may be inverted)."""
-    a, b = a[..., :, None, :], b[..., None, :, :]
-    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = iw * ih
-    area_a = np.clip(a[..., 2] - a[..., 0], 0, None) * np.clip(a[..., 3] - a[..., 1], 0, None)
-    area_b = np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)
-    union = area_a + area_b - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.nan_to_num(np.where(union > 0, inter / union, 0.0))
+    """:func:`~mixest.tracking._boxes.box_iou`, 0 where either box is missing."""
+    return np.nan_to_num(box_iou(a, b))
 
 
 def _unexplained_chains(
@@ -383,153 +371,7 @@ def _unexplained_chains(
     return chain, start, length
 
 
-class _VEMTrackerBase(SequenceEstimator):
-    """Input/output plumbing of the VEM trackers of :mod:`mixest.baselines`.
-
-    Subclasses implement ``fit`` (learn or load the dynamics) and ``_dynamics()`` (a fresh
-    :class:`~mixest.mixture._dynamics.SourceDynamics`); this class runs the shared engine
-    (:func:`mixest.mixture._vem.run_vem`) with MixDVAE's observation model.
-    """
-
-    _input_kind = "detections"
-    _boxes_only = False  # True for models whose dynamics need box sizes
-    _common_constraints: dict = {
-        "n_sources": [Interval(Integral, 1, None, closed="left")],
-        "obs_noise": [Interval(Real, 0, None, closed="neither")],
-        "clutter": ["boolean"],
-        "clutter_weight": [Interval(Real, 0, 1, closed="neither")],
-        "assignment_temperature": [Interval(Real, 0, None, closed="neither")],
-        "update_noise": ["boolean"],
-        "update_weights": ["boolean"],
-        "init": [StrOptions({"filter", "first-frame", "chunked"})],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="left")],
-        "box_format": [StrOptions({"xywh", "xyxy", "cxcywh"})],
-        "image_size": [tuple, list, np.ndarray, None],
-        "random_state": ["random_state"],
-        "verbose": ["boolean"],
-    }
-
-    def _check_X(self, X: object) -> np.ndarray:
-        from mixest.tracking._validation import check_detections
-
-        X = check_detections(X, box_format=self.box_format, boxes_only=self._boxes_only)
-        if hasattr(self, "n_features_in_") and X.shape[-1] != self.n_features_in_:
-            raise ValueError(
-                f"X has D = {X.shape[-1]} coordinates, the tracker was fitted with "
-                f"{self.n_features_in_}."
-            )
-        return X
-
-    def _size(self) -> tuple[float, float]:
-        return (1.0, 1.0) if self.image_size is None else self.image_size
-
-    def _normalise(self, X: np.ndarray) -> np.ndarray:
-        """Boxes -> image-normalised ``xyxy``; other points are divided by ``(w, h, w, ...)``."""
-        from mixest.tracking._boxes import normalize_boxes
-
-        if X.shape[-1] != 4:
-            return X / np.resize(np.asarray(self._size(), dtype=float), X.shape[-1])
-        return normalize_boxes(X, self._size(), self.box_format)
-
-    def _phi(self, Xn: np.ndarray) -> np.ndarray:
-        """Diagonal observation noise per detection (normalised units).
-
-        ``(r w, r h, r w, r h)^2`` for boxes; an isotropic ``r^2`` for other points.
-        """
-        if Xn.shape[-1] != 4:
-            return np.full(Xn.shape, self.obs_noise**2)
-        wh = np.maximum(Xn[..., 2:] - Xn[..., :2], 1e-4)
-        phi = (self.obs_noise * np.concatenate([wh, wh], axis=-1)) ** 2
-        return np.where(np.isnan(phi), 1.0, phi)
-
-    def _dynamics(self) -> SourceDynamics:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _run(self, X: object) -> Any:
-        check_is_fitted(self, "n_features_in_")
-        X = self._check_X(X)
-        Xn = self._normalise(X)
-        rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
-        result = self._run_vem(Xn, rng)
-        self.n_iter_ = result.n_iter
-        return result
-
-    def _run_vem(
-        self,
-        Xn: np.ndarray,
-        rng: np.random.Generator,
-        n_sources: int | None = None,
-        dynamics: SourceDynamics | None = None,
-        init: str | None = None,
-        init_dynamics: SourceDynamics | None = None,
-        tol: float | None = None,
-    ) -> Any:
-        """One call of the shared engine on normalised detections ``Xn``."""
-        from mixest.mixture._vem import run_vem
-
-        return run_vem(
-            Xn,
-            self._dynamics() if dynamics is None else dynamics,
-            n_sources=self.n_sources if n_sources is None else n_sources,
-            phi=self._phi(Xn),
-            max_iter=self.max_iter,
-            tol=self.tol if tol is None else tol,
-            clutter=self.clutter,
-            clutter_weight=self.clutter_weight,
-            temperature=self.assignment_temperature,
-            update_phi=self.update_noise,
-            update_pi=self.update_weights,
-            init=self.init if init is None else init,
-            init_dynamics=self._init_dynamics() if init_dynamics is None else init_dynamics,
-            random_state=rng,
-            verbose=self.verbose,
-        )
-
-    def _init_dynamics(self) -> SourceDynamics | None:
-        return None
-
-    def _to_output(self, means: np.ndarray) -> np.ndarray:
-        from mixest.tracking._boxes import denormalize_boxes
-
-        if means.shape[-1] != 4:
-            return means * np.resize(np.asarray(self._size(), dtype=float), means.shape[-1])
-        boxes = np.array(means, copy=True)
-        boxes[..., 2:] = np.maximum(boxes[..., 2:], boxes[..., :2])  # keep corners ordered
-        return denormalize_boxes(boxes, self._size(), self.box_format)
-
-    def predict(self, X: object) -> np.ndarray:
-        """Track the ``n_sources`` objects of every sequence.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_sequences, T, K, 4) or list of DataFrame
-            Detections in ``box_format`` and pixels (NaN rows are missing detections), or
-            MOTChallenge-style detection tables, one per sequence.
-
-        Returns
-        -------
-        tracks : ndarray of shape (n_sequences, T, n_sources, 4)
-            Posterior mean boxes in ``box_format``.
-        """
-        return self._to_output(self._run(X).means)
-
-    def predict_assignments(self, X: object) -> np.ndarray:
-        """Posterior assignment probabilities ``(n_sequences, T, K, n_sources[+1])``.
-
-        The last column is the clutter class when ``clutter=True``; rows of missing detections
-        are zero.
-        """
-        return self._run(X).eta
-
-    def score(self, X: object, y: object) -> float:
-        """MOTA of :meth:`predict` against ground-truth tracks ``y`` (same units and format)."""
-        from mixest.tracking._metrics import mota_score
-
-        return mota_score(y, self.predict(X), box_format=self.box_format)
-
-
-class VKFTracker(_VEMTrackerBase):
+class VKFTracker(VEMTracker):
     """Variational Kalman filter tracker: MixDVAE's VEM with constant-velocity Kalman dynamics.
 
     The observation model, the assignment posterior (E-W, with optional clutter) and the M-step
@@ -552,7 +394,7 @@ class VKFTracker(_VEMTrackerBase):
         RTS smoothing in the E-S step (``False``: the filtered posterior).
     birth : bool, default=False
         Start new tracks from chains of unexplained detections (see Notes). Needs
-        ``clutter=True`` and boxes. The outputs then have ``max_sources`` tracks: the first
+        ``clutter > 0`` and boxes. The outputs then have ``max_sources`` tracks: the first
         ``n_sources`` ones, then the born ones in order of birth, NaN before their first frame
         (and NaN throughout for unused columns).
     max_sources : int or None, default=None
@@ -567,10 +409,8 @@ class VKFTracker(_VEMTrackerBase):
         which a detection is that track's and starts nothing.
     obs_noise : float, default=0.04
         ``r`` of ``Phi_tk = diag((r w_k)^2, (r h_k)^2, (r w_k)^2, (r h_k)^2)``.
-    clutter : bool, default=False
-        Add a clutter class with a uniform density over the image.
-    clutter_weight : float, default=0.05
-        Prior probability of the clutter class.
+    clutter : float, default=0.0
+        Prior probability of a clutter class with a uniform density over the image (0: none).
     assignment_temperature : float, default=1.0
         Divides the quadratic term of E-W (the paper's code effectively uses 125).
     update_noise : bool, default=False
@@ -578,8 +418,8 @@ class VKFTracker(_VEMTrackerBase):
     update_weights : bool, default=False
         M-step of the assignment prior ``pi``.
     init : {"filter", "first-frame", "chunked"}, default="filter"
-        VEM initialisation (see :func:`mixest.mixture._vem.run_vem`); ``"filter"`` uses this
-        tracker's own Kalman model, filtering only.
+        VEM initialisation (see :class:`~mixest.tracking.GaussianDetections`); ``"filter"``
+        uses this tracker's own Kalman model, filtering only.
     max_iter : int, default=30
         Maximum number of VEM iterations.
     tol : float, default=1e-4
@@ -588,6 +428,8 @@ class VKFTracker(_VEMTrackerBase):
         Box convention of ``X``, of ``y`` in :meth:`score` and of the tracks.
     image_size : tuple of (width, height) or None, default=(1920, 1080)
         Image size in the units of ``X``; ``None`` (or ``(1, 1)``) for normalised boxes.
+    n_jobs : int or None, default=None
+        Worker processes over batches of sequences (joblib; ``-1``: all cores).
     random_state : int, RandomState instance or None, default=None
         Seed of the VEM (VKF itself is deterministic).
     verbose : bool, default=False
@@ -597,8 +439,9 @@ class VKFTracker(_VEMTrackerBase):
     ----------
     n_features_in_ : int
         Number of coordinates per detection (4).
-    n_iter_ : int
-        VEM iterations of the last :meth:`predict` call (with births, of its last VEM run).
+    n_iter_ : ndarray of int of shape (n_sequences,)
+        VEM iterations of each sequence in the last :meth:`predict` call (with births, of its
+        last VEM run).
     n_births_ : ndarray of int of shape (n_sequences,)
         Tracks born in each sequence by the last :meth:`predict` call (zeros without
         ``birth``).
@@ -642,7 +485,7 @@ class VKFTracker(_VEMTrackerBase):
 
     _test_params = {"n_sources": 2, "max_iter": 3}
     _parameter_constraints: dict = {
-        **_VEMTrackerBase._common_constraints,
+        **VEMTracker._common_constraints,
         "process_noise": [Interval(Real, 0, None, closed="neither")],
         "initial_velocity_std": [Interval(Real, 0, None, closed="neither")],
         "learn_process_noise": ["boolean"],
@@ -668,8 +511,7 @@ class VKFTracker(_VEMTrackerBase):
         birth_threshold: float = 0.5,
         birth_iou: float = 0.3,
         obs_noise: float = 0.04,
-        clutter: bool = False,
-        clutter_weight: float = 0.05,
+        clutter: float = 0.0,
         assignment_temperature: float = 1.0,
         update_noise: bool = False,
         update_weights: bool = False,
@@ -678,6 +520,7 @@ class VKFTracker(_VEMTrackerBase):
         tol: float = 1e-4,
         box_format: str = "xywh",
         image_size: tuple[float, float] | None = (1920, 1080),
+        n_jobs: int | None = None,
         random_state: int | np.random.RandomState | None = None,
         verbose: bool = False,
     ):
@@ -693,7 +536,6 @@ class VKFTracker(_VEMTrackerBase):
         self.birth_iou = birth_iou
         self.obs_noise = obs_noise
         self.clutter = clutter
-        self.clutter_weight = clutter_weight
         self.assignment_temperature = assignment_temperature
         self.update_noise = update_noise
         self.update_weights = update_weights
@@ -702,6 +544,7 @@ class VKFTracker(_VEMTrackerBase):
         self.tol = tol
         self.box_format = box_format
         self.image_size = image_size
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
 
@@ -723,11 +566,12 @@ class VKFTracker(_VEMTrackerBase):
         self : VKFTracker
         """
         self._validate_params()
+        self._check_params_common()
         X = self._check_X(X)
         if self.birth:
-            if not self.clutter:
+            if not self.clutter > 0:
                 raise ValueError(
-                    "birth=True needs clutter=True: unexplained detections are those the "
+                    "birth=True needs clutter > 0: unexplained detections are those the "
                     "clutter class takes."
                 )
             if X.shape[-1] != 4:
@@ -776,7 +620,7 @@ class VKFTracker(_VEMTrackerBase):
         """
         first = means[:, 0]
         velocity = means[:, 1] - first if means.shape[1] > 1 else np.zeros_like(first)
-        phi = self._phi(first)
+        phi = box_noise(first, self.obs_noise)
         wh = np.maximum(first[..., 2:] - first[..., :2], 1e-3)
         q2 = (self.process_noise * np.concatenate([wh, wh], -1)) ** 2
         var = np.concatenate([phi, 2.0 * phi + q2], -1)
@@ -799,10 +643,9 @@ class VKFTracker(_VEMTrackerBase):
             result = self._run(X)
             self.n_births_ = np.zeros(len(result.means), dtype=int)
             return result.means, result.eta
-        check_is_fitted(self, "n_features_in_")
-        Xn = self._normalise(self._check_X(X))
-        rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
-        result = self._run_vem(Xn, rng)
+        result = self._run(X)
+        Xn = self._to_model(self._check_X(X))
+        seed = int(self._seeds(1)[0])
         B, T, K, D = Xn.shape
         N0, N_max = self.n_sources, self._max_sources()
         means = np.full((B, T, N_max, D), np.nan)
@@ -812,7 +655,7 @@ class VKFTracker(_VEMTrackerBase):
         )
         count = np.full(B, N0)
         valid = ~np.isnan(Xn).any(-1)
-        phi = self._phi(Xn)
+        phi = box_noise(Xn, self.obs_noise)
         # First frame and birth law of every source. The first run's sources keep the default
         # first-frame prior in the VEM, but seed the re-runs' online initialisation at their
         # first-frame estimate; unused columns (T: never born) rest far outside the image.
@@ -824,7 +667,6 @@ class VKFTracker(_VEMTrackerBase):
         birth_P = np.broadcast_to(np.eye(2 * D), (B, N_max, 2 * D, 2 * D)).copy()
         birth_x[:, :N0], birth_P[:, :N0] = self._first_frame_law(result.means)
         open_ = count < N_max  # sequences still allowed to grow
-        n_iter = result.n_iter
         while open_.any():  # one birth per sequence and round
             seq = np.flatnonzero(open_)
             # A detection near a known track (IoU >= birth_iou) is that track's, poorly fitted:
@@ -862,11 +704,11 @@ class VKFTracker(_VEMTrackerBase):
             init_dyn.birth_frames, init_dyn.birth_means, init_dyn.birth_covs = frames, *laws
             # tol=0: the engine then keeps every sequence in every forward pass, which the
             # per-source birth frames of the dynamics rely on (the best-bound iterate is kept).
-            res = self._run_vem(
-                Xn[seq], rng, n_sources=N, dynamics=dyn, init="filter", init_dynamics=init_dyn,
+            res = self._vem(
+                Xn[seq], seed, n_sources=N, dynamics=dyn, init="filter", init_dynamics=init_dyn,
                 tol=0.0,
             )
-            n_iter = res.n_iter
+            self.n_iter_[seq] = res.n_iter
             # Keep a birth only if the born source explains the chain that spawned it.
             in_chain = chain >= 0
             took = res.eta[rows[:, None], np.arange(T), np.maximum(chain, 0), new[:, None]]
@@ -883,7 +725,6 @@ class VKFTracker(_VEMTrackerBase):
             ).sum(-1)
             count[seq] += 1
             open_ &= count < N_max
-        self.n_iter_ = n_iter
         self.n_births_ = count - N0
         # A born source does not exist before its chain: no box, and its responsibilities
         # there go to the clutter class.
@@ -910,12 +751,12 @@ class VKFTracker(_VEMTrackerBase):
             ``(n_sequences, T, max_sources, 4)``: the first ``n_sources`` tracks, then the born
             ones in order of birth, NaN before their first frame; unused columns are NaN.
         """
-        return self._to_output(self._track(X)[0])
+        return self._from_model(self._track(X)[0])
 
     def predict_assignments(self, X: object) -> np.ndarray:
         """Posterior assignment probabilities ``(n_sequences, T, K, n_sources[+1])``.
 
-        The last column is the clutter class when ``clutter=True``; rows of missing detections
+        The last column is the clutter class when ``clutter > 0``; rows of missing detections
         are zero. With ``birth=True`` the shape is ``(n_sequences, T, K, max_sources + 1)``,
         with the columns of :meth:`predict`'s tracks (zero for a source before its birth, the
         mass it would have taken there is given to the clutter class).

@@ -1,4 +1,4 @@
-"""Speed and memory of MixDVAETracker (DESIGN §7).
+"""Speed and memory of MixDVAETracker.
 
 Seconds per sequence for T = 60, 120, 300 with 128 sequences per batch and a fixed number of
 VEM iterations (70, tol = 0), the share of time per VEM step, the ratio of the Numba E-W kernel
@@ -57,7 +57,7 @@ def one_run(T, n, max_iter, prior, finetune_steps=0, n_jobs=1, seed=0):
 
         prior = DVAE.load(prior)
     est = MixDVAETracker(3, prior=prior, max_iter=max_iter, tol=0.0, batch_size=n,
-                         finetune_steps=finetune_steps, finetune_lr=1e-2, box_format="xyxy",
+                         finetune_steps=finetune_steps, box_format="xyxy",
                          image_size=(1, 1), n_jobs=n_jobs, random_state=seed).fit(X)
     est.predict(X[:2 * n_jobs])  # warm-up: Numba cache, torch kernels, worker processes
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

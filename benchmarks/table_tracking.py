@@ -1,4 +1,4 @@
-"""Tracking results table: MixDVAE against the greedy floor (DESIGN §7, Table 2 analogue).
+"""Tracking results table: MixDVAE against the greedy floor (the paper's Table 2 analogue).
 
 Two detection protocols (mild: jitter 0.04 of the box size, 10% misses; hard: jitter 0.08,
 30% misses, detections shuffled within each frame), T = 60, 120, 300, on synthetic 3-object
@@ -59,6 +59,21 @@ def mot17(root, n, T, protocol, seed, grouping="any"):
     return X, xyxy
 
 
+def _at_level(prior, level):
+    """A copy of a DVAE prior with a noise-level input that tells it ``level`` (None: as is)."""
+    if level is None:
+        return prior
+    import copy
+
+    from mixest.dvae import DVAE
+
+    if isinstance(prior, str):
+        prior = DVAE.from_pretrained(prior.split(":", 1)[1])
+    prior = copy.deepcopy(prior)
+    prior.module_.noise_level.fill_(float(level))
+    return prior
+
+
 def methods(args, jitter):
     """name -> factory of every compared tracker (the greedy floor first)."""
     from mixest import MixDVAETracker
@@ -79,28 +94,22 @@ def methods(args, jitter):
             from mixest.dvae import DVAE
 
             reads_level = DVAE.from_pretrained(prior.split(":", 1)[1]).module_.noise_level_input
-        variants = itertools.product(args.temperatures, args.exclusive, args.smooth,
-                                     [1] if cv else args.normalize_size,
+        variants = itertools.product(args.temperatures, args.smooth,
                                      args.prior_noise_levels if reads_level else [None])
-        for temp, exclusive, smooth, normalize, level in variants:
+        for temp, smooth, level in variants:
             label = name
             if level is not None:
                 label += f", level {level:g}"
             if temp != 1:
                 label += f", temperature {temp:g}"
-            if exclusive:
-                label += ", exclusive"
             if not smooth:
                 label += ", filter only"
-            if not normalize:
-                label += ", no size frame"
-            out[label] = (lambda t=temp, p=prior_obj, e=exclusive, s=smooth, n=normalize,
-                          u=level:
+            told = _at_level(prior_obj, level)
+            out[label] = (lambda t=temp, p=told, s=smooth:
                           MixDVAETracker(3, prior=p, max_iter=args.max_iter, box_format="xyxy",
                                          image_size=(1, 1), assignment_temperature=t,
-                                         exclusive=bool(e), smooth=bool(s),
-                                         normalize_size=bool(n), prior_noise_level=u,
-                                         obs_noise=jitter, n_jobs=args.n_jobs, random_state=0))
+                                         smooth=bool(s), obs_noise=jitter, n_jobs=args.n_jobs,
+                                         random_state=0))
     return out
 
 
@@ -121,16 +130,11 @@ def main(argv=None):
     p.add_argument("--max-iter", type=int, default=70)
     p.add_argument("--temperatures", type=float, nargs="+", default=[1.0],
                    help="E-W temperatures (125: the released code's hidden factor 0.008)")
-    p.add_argument("--exclusive", type=int, nargs="+", default=[0],
-                   help="0: the model's E-W; 1: one-detection-per-object balancing")
-    p.add_argument("--normalize-size", type=int, nargs="+", default=[1, 0],
-                   help="1: the prior runs in each object's size frame (default); 0: it reads "
-                   "the boxes as they are (the paper)")
     p.add_argument("--smooth", type=int, nargs="+", default=[1],
                    help="1: E-S with the backward (RTS) pass (default); 0: the paper's filter")
     p.add_argument("--prior-noise-levels", type=float, nargs="+", default=[None],
                    help="noise levels told to priors with a noise-level input "
-                   "(prior_noise_level; default: the prior's own)")
+                   "(default: the level stored with the prior)")
     p.add_argument("--n-jobs", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)

@@ -1,8 +1,14 @@
-"""Lower bound of the MixDVAE VEM for diagonal covariances, as one Numba pass.
+"""Terms of the VEM lower bound for diagonal covariances, each as one Numba pass.
 
-Same quantity as :func:`mixest.mixture._vem.lower_bound` (its NumPy oracle) with diagonal
-``phi``, ``covs`` and ``pred_var``: one loop over ``(b, t, k, n, d)`` instead of a dozen
-temporaries of shape ``(B, T, K, N, D)``.
+:func:`expected_log_likelihood_diag`: the detections' part,
+:math:`\\sum_{tk} E_q[\\log p(o_{tk}, w_{tk} | s)] + H(q(w))` per sequence, the same quantity as
+:func:`mixest.tracking._observation.expected_log_likelihood_numpy` (its NumPy oracle) with
+diagonal ``phi`` and ``covs``: one loop over ``(b, t, k, n, d)`` instead of a dozen temporaries
+of shape ``(B, T, K, N, D)``.
+
+:func:`gaussian_prior_diag`: a real Gaussian dynamics' part,
+:math:`\\sum_{tn} E_q[\\log N(s_{tn}; \\mu_{tn}, V_{tn})] + H(q(s))` per sequence (oracle: the
+NumPy expression of :meth:`mixest.mixture.Dynamics.expected_log_prior`).
 """
 
 from __future__ import annotations
@@ -12,13 +18,13 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["lower_bound_diag"]
+__all__ = ["expected_log_likelihood_diag", "gaussian_prior_diag"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
 @numba.njit(cache=True, nogil=True)
-def _bound(obs, valid, phi, means, covs, eta, log_prior, log_clutter, pred_mean, pred_var, out):
+def _bound(obs, valid, phi, means, covs, eta, log_prior, log_clutter, out):
     B, T, K, D = obs.shape
     N = means.shape[2]
     C = eta.shape[3]
@@ -44,25 +50,40 @@ def _bound(obs, valid, phi, means, covs, eta, log_prior, log_clutter, pred_mean,
                     e = eta[b, t, k, N]
                     if e > 0.0:
                         acc += e * (log_prior[b, N] + log_clutter - math.log(e))
-            for n in range(N):
-                for d in range(D):
-                    r = means[b, t, n, d] - pred_mean[b, t, n, d]
-                    v = pred_var[b, t, n, d]
-                    s = covs[b, t, n, d]
-                    # E[log N(s; mu, v)] + entropy of N(m, s)
-                    acc += 0.5 * (math.log(s / v) + 1.0 - (r * r + s) / v)
         out[b] = acc
 
 
-def lower_bound_diag(obs, valid, phi, means, covs, eta, log_prior, log_clutter, pred_mean,
-                     pred_var) -> np.ndarray:
-    """Per-sequence lower bound ``(B,)``, diagonal covariances only (see the module docstring)."""
+def expected_log_likelihood_diag(obs, valid, phi, means, covs, eta, log_prior,
+                                 log_clutter) -> np.ndarray:
+    """Per-sequence bound term ``(B,)``, diagonal covariances only (see the module docstring)."""
     f64 = np.float64
     out = np.empty(obs.shape[0])
     _bound(np.ascontiguousarray(obs, dtype=f64), np.ascontiguousarray(valid, dtype=np.bool_),
            np.ascontiguousarray(phi, dtype=f64), np.ascontiguousarray(means, dtype=f64),
            np.ascontiguousarray(covs, dtype=f64), np.ascontiguousarray(eta, dtype=f64),
-           np.ascontiguousarray(log_prior, dtype=f64), float(log_clutter),
-           np.ascontiguousarray(pred_mean, dtype=f64), np.ascontiguousarray(pred_var, dtype=f64),
-           out)
+           np.ascontiguousarray(log_prior, dtype=f64), float(log_clutter), out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _prior(means, covs, pred_mean, pred_var, out):
+    B = means.shape[0]
+    for b in range(B):
+        acc = 0.0
+        for i in range(means.shape[1]):
+            r = means[b, i] - pred_mean[b, i]
+            v = pred_var[b, i]
+            s = covs[b, i]
+            # E[log N(s; mu, v)] + entropy of N(m, s)
+            acc += 0.5 * (math.log(s / v) + 1.0 - (r * r + s) / v)
+        out[b] = acc
+
+
+def gaussian_prior_diag(means, covs, pred_mean, pred_var) -> np.ndarray:
+    """Per-sequence dynamics term ``(B,)`` from real ``(B, ...)`` arrays of one shape."""
+    B = means.shape[0]
+    out = np.empty(B)
+    args = (np.ascontiguousarray(a, dtype=np.float64).reshape(B, -1)
+            for a in (means, covs, pred_mean, pred_var))
+    _prior(*args, out)
     return out

@@ -16,7 +16,8 @@ from mixest.base import check_int
 
 __all__ = ["make_trajectories", "make_tracking_mixture"]
 
-# Motion statistics of DESIGN §3, per axis (x, y), in image-normalised units per frame.
+# Motion statistics of the paper's generator (docs/dvae.md), per axis (x, y), in
+# image-normalised units per frame.
 _VELOCITY_STD = np.array([0.00125, 0.0006])
 _ACCELERATION_STD = np.array([3.7e-5, 2e-5])
 _ANGULAR_FREQUENCY_STD = np.array([0.003, 0.001])

@@ -1,4 +1,9 @@
-"""The variational EM engine for mixtures of dynamical sources (E-W, E-S, E-Z, M steps)."""
+"""The variational EM engine for mixtures of dynamical sources.
+
+One loop (:func:`run_vem`) and two injected models: an :class:`ObservationModel` (how the
+sources are observed: E-W, evidence, M-step) and a :class:`Dynamics` (how a source evolves:
+E-S, E-Z). See ``docs/engine.md``.
+"""
 
 from mixest._lazy import attach
 
@@ -8,14 +13,9 @@ __getattr__, __dir__, __all__ = attach(
         # name: module that defines it (add one line per public name)
         "run_vem": "._vem",
         "VEMResult": "._vem",
-        "e_step_w": "._vem",
         "e_step_s": "._vem",
-        "evidence": "._vem",
-        "m_step": "._vem",
-        "lower_bound": "._vem",
-        "initial_means": "._vem",
-        "exclusive_assignments": "._vem",
-        "SourceDynamics": "._dynamics",
+        "ObservationModel": "._observation",
+        "Dynamics": "._dynamics",
         "ConstantVelocityDynamics": "._dynamics",
         "DVAEDynamics": "._dynamics",
         "gaussian_product": "._dynamics",

@@ -1,49 +1,23 @@
-"""Source dynamics plug-ins for the VEM engine.
+"""Source dynamics for the VEM engine: the :class:`Dynamics` interface and its models.
 
-The engine in :mod:`mixest.mixture._vem` never looks inside a source model. It talks to it through
-four verbs, on a flat batch of ``M = n_sequences * n_sources`` independent sources, sequential in
-time:
-
-``begin(m0) -> state``
-    Start a forward pass; ``m0`` of shape ``(M, D)`` is the current guess of the first position.
-``predict(state, t) -> (mean, var, state)``
-    The prior of :math:`s_t` given the past, :math:`p(s_t | s_{1:t-1}) \\approx N(\\mu_t, V_t)`;
-    ``var`` has shape ``(M, D)`` (diagonal) or ``(M, D, D)``.
-``update(state, t, mean, var, info_vec, info_prec) -> (m_t, Sigma_t, state)``
-    Combine the prior with the observations assigned to each source, given in information form:
-    ``info_prec`` :math:`= \\sum_k \\eta_{tkn} \\Phi_{tk}^{-1}` and ``info_vec``
-    :math:`= \\sum_k \\eta_{tkn} \\Phi_{tk}^{-1} o_{tk}` (zero when nothing is assigned, so no
-    pseudo-observation is ever inverted). The default is the element-wise Gaussian product
-
-    .. math::
-
-        \\Sigma_t = (\\Lambda_t + V_t^{-1})^{-1}, \\qquad
-        m_t = \\Sigma_t (\\xi_t + V_t^{-1} \\mu_t).
-
-    Models with hidden state (a Kalman filter with a velocity) override it so that the update also
-    corrects the hidden part.
-``smooth(means, covs, pred_mean, pred_var) -> (means, covs)``
-    Optional backward pass after the forward one, given the filtered posteriors and the forward
-    pass's predictions (identity by default; an RTS smoother fits here).
-
-and one hook for the E-Z step, ``infer_latents(means, rng)`` (no-op for models without latents).
-Two optional notices give per-sequence state a batch layout (no-ops by default):
-``start_batch(n_sequences, n_sources, rng)`` at the start of a VEM run, and
-``select_sequences(sequences)`` before each E-Z of its main loop (the indices of the sequences
-still iterating, whose means come next, sequence-major).
-``stochastic`` tells the engine whether ``infer_latents`` draws samples (then the lower bound need
-not increase monotonically, and the best iterate is kept).
+The engine (:func:`mixest.mixture.run_vem`) never looks inside a source model. It talks to it
+through the verbs of :class:`Dynamics`, on a flat batch of ``M = n_sequences * n_sources``
+independent sources, sequential in time (E-S), plus the E-Z hook and the model's part of the
+lower bound. ``docs/engine.md`` explains how the two injected models and the loop fit together.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import numpy as np
 
+_LOG_2PI = math.log(2.0 * math.pi)
+
 __all__ = [
-    "SourceDynamics",
+    "Dynamics",
     "ConstantVelocityDynamics",
     "DVAEDynamics",
     "gaussian_product",
@@ -155,30 +129,45 @@ def linearised_rts(
     return sm, sc
 
 
-class SourceDynamics:
-    """Interface of a source model usable by the VEM engine (see the module docstring).
+class Dynamics:
+    """A source model usable by the VEM engine (E-S, E-Z and its part of the bound).
 
-    Subclasses implement :meth:`begin` and :meth:`predict`; the rest has working defaults.
+    Every verb below is declared here with a working default except :meth:`begin` and
+    :meth:`predict`; the engine calls all of them and looks nothing up. Arrays are on a flat
+    batch of ``M = n_sequences * n_sources`` sources (sequence-major), ``D`` values per frame
+    (box coordinates, frequency bins, ...).
+
+    The E-S forward pass is ``state = begin(m0)``, then for every frame ``t``:
+    ``mean, var, state = predict(state, t)`` (the prior of :math:`s_t` given the past) and
+    ``m_t, Sigma_t, state = update(state, t, mean, var, info_vec, info_prec)`` (the posterior
+    given the observations' evidence in information form); then
+    ``smooth(means, covs, pred_mean, pred_var)`` (a backward pass, identity by default).
+    A model may instead run the whole forward pass in one call (:meth:`forward_pass`).
     """
 
-    #: whether :meth:`infer_latents` draws random samples
+    #: whether :meth:`infer_latents` draws random samples (the bound then need not increase
+    #: monotonically; the engine keeps the best iterate either way)
     stochastic: bool = False
 
-    def infer_latents(self, means: np.ndarray, rng: np.random.Generator) -> None:
-        """E-Z hook: update the latent posterior from the current means ``(M, T, D)``."""
-
     def start_batch(self, n_sequences: int, n_sources: int, rng: np.random.Generator) -> None:
-        """A VEM run on ``n_sequences`` of ``n_sources`` sources starts (no-op by default)."""
+        """A VEM run on ``n_sequences`` of ``n_sources`` sources starts (after its
+        initialisation). No-op by default."""
 
     def select_sequences(self, sequences: np.ndarray) -> None:
-        """The next :meth:`infer_latents` sees these sequences of the batch (no-op)."""
+        """The next :meth:`infer_latents` sees these sequences of the batch (the ones still
+        iterating, sequence-major). No-op by default."""
+
+    def infer_latents(self, means: np.ndarray, rng: np.random.Generator) -> None:
+        """E-Z: update the latent posterior from the current means ``(M, T, D)`` (no-op for
+        models without latents)."""
 
     def begin(self, m0: np.ndarray) -> Any:
-        """Start a forward pass from the current first positions ``m0`` of shape ``(M, D)``."""
+        """Start a forward pass from the current first-frame means ``m0`` of shape ``(M, D)``."""
         raise NotImplementedError
 
     def predict(self, state: Any, t: int) -> tuple[np.ndarray, np.ndarray, Any]:
-        """Prior mean and variance of the sources at frame ``t``."""
+        """Prior mean ``(M, D)`` and variance ``(M, D)`` or ``(M, D, D)`` of the sources at
+        frame ``t`` given the past."""
         raise NotImplementedError
 
     def update(
@@ -190,7 +179,20 @@ class SourceDynamics:
         info_vec: np.ndarray,
         info_prec: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, Any]:
-        """Posterior of the sources at frame ``t`` (default: :func:`gaussian_product`)."""
+        """Posterior of the sources at frame ``t`` given the evidence in information form.
+
+        ``info_prec`` is the summed precision of what was assigned to each source (zero when
+        nothing was, so no pseudo-observation is ever inverted) and ``info_vec`` the matching
+        information vector. The default is the element-wise Gaussian product
+
+        .. math::
+
+            \\Sigma_t = (\\Lambda_t + V_t^{-1})^{-1}, \\qquad
+            m_t = \\Sigma_t (\\xi_t + V_t^{-1} \\mu_t)
+
+        (:func:`gaussian_product`, complex ``info_vec`` allowed), recorded by :meth:`observe`.
+        Models with hidden state (a velocity) override it to correct the hidden part too.
+        """
         m, sigma = gaussian_product(mean, var, info_vec, info_prec)
         return m, sigma, self.observe(state, t, m, sigma)
 
@@ -201,14 +203,53 @@ class SourceDynamics:
     def smooth(
         self, means: np.ndarray, covs: np.ndarray, pred_mean: np.ndarray, pred_var: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Optional backward pass over the filtered ``(M, T, D)`` moments (identity by default).
+        """Backward pass over the filtered ``(M, T, D)`` moments (identity by default).
 
         ``pred_mean`` and ``pred_var`` are the forward pass's predictions (:meth:`predict`).
         """
         return means, covs
 
+    def forward_pass(
+        self, info_vec: np.ndarray, info_prec: np.ndarray, m_first: np.ndarray
+    ) -> list[np.ndarray] | None:
+        """The whole forward pass in one call: ``[means, covs, pred_mean, pred_var]`` of shape
+        ``(M, T, ...)``, or None (the default) to run it frame by frame."""
+        return None
 
-class ConstantVelocityDynamics(SourceDynamics):
+    def expected_log_prior(
+        self, means: np.ndarray, covs: np.ndarray, pred_mean: np.ndarray, pred_var: np.ndarray
+    ) -> np.ndarray:
+        """The dynamics' part of the lower bound, per sequence.
+
+        :math:`\\sum_{tn} E_q[\\log N(s_{tn}; \\mu_{tn}, V_{tn})] + H(q(s))` for real
+        Gaussian sources, from arrays of shape ``(B, T, N, D)`` (or ``(B, T, N, D, D)`` for
+        full covariances). A model of complex sources overrides it.
+
+        Returns
+        -------
+        bound : ndarray of shape (B,)
+        """
+        B, D = means.shape[0], means.shape[-1]
+        if pred_var.ndim == means.ndim and covs.ndim == means.ndim:
+            from mixest._kernels._bound import gaussian_prior_diag
+
+            return gaussian_prior_diag(means, covs, pred_mean, pred_var)  # element-wise, Numba
+        r = means - pred_mean
+        v, c = _as_full(pred_var, means.ndim), _as_full(covs, means.ndim)
+        second = r[..., :, None] * r[..., None, :] + c
+        log_p = -0.5 * (D * _LOG_2PI + np.linalg.slogdet(v)[1]
+                        + np.trace(np.linalg.solve(v, second), axis1=-2, axis2=-1))
+        entropy = 0.5 * (D * (1.0 + _LOG_2PI) + np.linalg.slogdet(c)[1])
+        return (log_p + entropy).reshape(B, -1).sum(1)
+
+
+def _as_full(a: np.ndarray, ndim: int) -> np.ndarray:
+    """Covariances of arrays of ``ndim`` dimensions as full matrices: diagonal ones (``ndim``
+    dimensions) become ``(..., D, D)``, full ones (``ndim + 1``) are returned as they are."""
+    return a if a.ndim > ndim else a[..., :, None] * np.eye(a.shape[-1])
+
+
+class ConstantVelocityDynamics(Dynamics):
     """Linear-Gaussian constant-velocity model with a hidden velocity, one Kalman filter per source.
 
     State per coordinate: position :math:`p` and velocity :math:`v`,
@@ -314,7 +355,7 @@ class ConstantVelocityDynamics(SourceDynamics):
         return sm, sc
 
 
-class DVAEDynamics(SourceDynamics):
+class DVAEDynamics(Dynamics):
     """A trained DVAE (e.g. SRNN) as the source model: decoder for E-S, encoder for E-Z.
 
     At frame ``t`` the decoder, fed with :math:`m_{t-1}` and :math:`z_t`, gives the prior
@@ -359,20 +400,6 @@ class DVAEDynamics(SourceDynamics):
         frame's posterior also uses the detections after it. The paper's E-S step is the
         forward pass alone (``False``); with the smoother the E-W and E-Z steps see smoothed
         trajectories.
-    reference_box : array-like of shape (4,), optional
-        Box priors (``(x1, y1, x2, y2)``, D = 4) only: run the network in a per-source frame,
-        :math:`x' = a x + b`, that takes the source's mean centre to the centre of
-        ``reference_box`` and, when the source's median box size :math:`\\sqrt{wh}` is larger
-        than that box's, zooms it out to that size (:math:`a = \\min(1, \\text{reference
-        size} / \\text{size})`, at least 0.01). The network reads :math:`x'`, its predictions
-        are mapped back (:math:`\\mu = (\\mu' - b) / a`, :math:`v = v' / a^2`). Pass the
-        prior's mean training box: close-up objects, whose boxes are larger and move faster
-        than those the prior was trained on, then look like objects it knows, and tracking them
-        is equivariant to a zoom. Smaller boxes are not zoomed in (that cost accuracy on the
-        synthetic sequences, whose speeds do not depend on the box size). The map is fixed at
-        the first E-Z step of each VEM run (after :meth:`start_batch`; recomputed at every call
-        before it, as in the chunked initialisation), so the model stays the same across
-        iterations. ``None``: the network reads the boxes as they are.
     noise_level : float, optional
         Modules built with ``noise_level_input=True`` only: the noise level the network is told
         its inputs (the posterior means) have, as a fraction of its largest training jitter. A
@@ -383,8 +410,7 @@ class DVAEDynamics(SourceDynamics):
     def __init__(self, module, n_samples: int = 1, sample: bool = False, device: str = "cpu",
                  backend: str = "auto", propagate_uncertainty: bool = True,
                  finetune_steps: int = 0, finetune_lr: float = 1e-3, smooth: bool = False,
-                 precision: str = "float32", reference_box: Any = None,
-                 noise_level: float | None = None):
+                 precision: str = "float32", noise_level: float | None = None):
         if noise_level is not None:
             if not getattr(module, "noise_level_input", False):
                 raise ValueError("noise_level needs a DVAE module built with "
@@ -399,20 +425,7 @@ class DVAEDynamics(SourceDynamics):
         self.finetune_lr = float(finetune_lr)
         self._tuner = None
         self._selected = None
-        self._last = None  # (means, network-frame means, LSTM states) of the last E-S pass
-        self.reference_box = None
-        if reference_box is not None:
-            if int(getattr(module, "x_dim", 4)) != 4:
-                raise ValueError("reference_box needs a box prior (x1, y1, x2, y2), D = 4.")
-            box = np.asarray(reference_box, dtype=float)
-            if box.shape != (4,) or not np.all(np.isfinite(box)) or not np.all(box[2:] > box[:2]):
-                raise ValueError("reference_box must be a finite box (x1, y1, x2, y2) with "
-                                 f"x2 > x1 and y2 > y1, got {reference_box!r}.")
-            self.reference_box = box
-        self._n_sources = None  # set by start_batch: a VEM run is under way
-        self._rows = None  # rows of the next infer_latents in the batch (select_sequences)
-        self._frame_batch = None  # (a, b) of every source of the batch
-        self._frame = None  # (a, b) of the rows of the current E-Z / E-S pair
+        self._last = None  # (means, LSTM states) of the last forward pass
         self.propagate_uncertainty = propagate_uncertainty
         self.residual_order = int(getattr(module, "residual_order",
                                           1 if getattr(module, "residual", False) else 0))
@@ -442,8 +455,6 @@ class DVAEDynamics(SourceDynamics):
     def start_batch(self, n_sequences: int, n_sources: int, rng: np.random.Generator) -> None:
         self._selected = None
         self._tuner = None
-        self._n_sources = n_sources
-        self._rows = self._frame_batch = None
         if self.finetune_steps > 0:
             from mixest.mixture._finetune import EncoderFineTuner
 
@@ -452,57 +463,10 @@ class DVAEDynamics(SourceDynamics):
 
     def select_sequences(self, sequences: np.ndarray) -> None:
         self._selected = np.asarray(sequences)
-        if self._n_sources is not None:
-            N = self._n_sources
-            self._rows = (self._selected[:, None] * N + np.arange(N)).ravel()
-
-    # ------------------------------------------------------------------ size frame
-    def _size_frame(self, means: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(a, b)`` of shapes (M, 1) and (M, D): each source's map into the prior's frame."""
-        ref = self.reference_box
-        ref_size = np.sqrt((ref[2] - ref[0]) * (ref[3] - ref[1]))
-        size = np.median(np.sqrt(np.abs((means[..., 2] - means[..., 0])
-                                        * (means[..., 3] - means[..., 1]))), axis=1)
-        with np.errstate(divide="ignore"):  # a degenerate box is left at its size
-            a = np.clip(ref_size / size, 0.01, 1.0)[:, None]
-        centre = 0.5 * (means[..., :2] + means[..., 2:]).mean(1)
-        return a, np.tile(0.5 * (ref[:2] + ref[2:]) - a * centre, 2)
-
-    def _select_frame(self, means: np.ndarray) -> None:
-        """Fix the frame of this E-Z step and the E-S pass after it (see ``reference_box``)."""
-        rows, self._rows = self._rows, None
-        if self.reference_box is None:
-            self._frame = None
-        elif self._n_sources is None:  # outside a run (the chunked initialisation)
-            self._frame = self._size_frame(means)
-        else:
-            if self._frame_batch is None:
-                self._frame_batch = self._size_frame(means)
-                rows = None  # the first E-Z of a run sees every source
-            a, b = self._frame_batch
-            self._frame = (a, b) if rows is None else (a[rows], b[rows])
-
-    def _to_net(self, x: np.ndarray) -> np.ndarray:
-        """Data units -> the network's frame; ``x`` is (M, D) or (M, T, D)."""
-        if self._frame is None:
-            return x
-        a, b = self._frame
-        return (a * x + b) if x.ndim == 2 else (a[:, None] * x + b[:, None])
-
-    def _from_net(self, mean: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Means and diagonal variances, (M, D) or (M, T, D), back to data units."""
-        if self._frame is None:
-            return mean, var
-        a, b = self._frame
-        if mean.ndim == 3:
-            a, b = a[:, None], b[:, None]
-        return (mean - b) / a, var / a**2
 
     def infer_latents(self, means: np.ndarray, rng: np.random.Generator) -> None:
         R = self._R
-        self._select_frame(means)
         reuse = self._last is not None and np.array_equal(self._last[0], means)
-        means = self._last[1] if reuse else self._to_net(means)
         if self._tuner is not None and self._selected is not None:
             M, T, _ = means.shape
             eps = rng.standard_normal((M * R, T, self.module.z_dim)) if self.sample else None
@@ -518,8 +482,8 @@ class DVAEDynamics(SourceDynamics):
             # float64 Numba kernels for the recurrences (verified equal to the torch module)
             M, T, _ = means.shape
             eps = rng.standard_normal((M * R, T, self.twin.z_dim)) if self.sample else None
-            # E-S just ran the forward LSTM on these means (in this frame)
-            hidden = self._last[2] if reuse else None
+            # E-S just ran the forward LSTM on these means
+            hidden = self._last[1] if reuse else None
             self._z = self.twin.encode_fast(means, R, eps, hidden)[0]
             return
         import torch
@@ -540,20 +504,14 @@ class DVAEDynamics(SourceDynamics):
             return None
         if self._z is None or self._z.shape[0] != m_first.shape[0] * self._R:
             raise RuntimeError("call infer_latents before the E-S pass (E-Z precedes E-S).")
-        if self._frame is not None:  # the evidence in the network's frame
-            a = self._frame[0][:, None]
-            info_vec = info_vec / a + info_prec * self._frame[1][:, None] / a**2
-            info_prec = info_prec / a**2
         # with the smoother, E-Z reads the smoothed means: the LSTM states cannot be reused
         out = self.twin.forward_pass(info_vec, info_prec, self._z, self._R,
                                      self.propagate_uncertainty, return_hidden=not self.do_smooth,
                                      return_coefficients=self.gated)
         hidden = None if self.do_smooth else out[4]
         self._coef = out[-1] if self.gated else None
-        means, covs = self._from_net(out[0], out[1])
-        pm, pv = self._from_net(out[2], out[3])
-        self._last = None if self.do_smooth else (means, out[0], hidden)
-        return [means, covs, pm, pv]
+        self._last = None if self.do_smooth else (out[0], hidden)
+        return list(out[:4])
 
     def begin(self, m0: np.ndarray):
         if self._z is None or self._z.shape[0] != m0.shape[0] * self._R:
@@ -591,7 +549,6 @@ class DVAEDynamics(SourceDynamics):
             mu_r, var_r = mu.reshape(M, R, -1), var.reshape(M, R, -1)
             mu = mu_r.mean(1)
             var = (var_r + mu_r**2).mean(1) - mu**2
-        mu, var = self._from_net(mu, var)
         if gates is not None:
             return mu, self._gated_terms(gates, t, var, state), {**state, "h": h}
         if self.gated:  # the first two frames: a plain first-order residual
@@ -634,8 +591,7 @@ class DVAEDynamics(SourceDynamics):
 
     def observe(self, state, t, m, sigma):
         R = self._R
-        x = self._to_net(m)
-        x = np.repeat(x, R, axis=0) if R > 1 else x
+        x = np.repeat(m, R, axis=0) if R > 1 else m
         if self.twin is None:
             import torch
 

@@ -1,4 +1,4 @@
-"""Per-sequence encoder fine-tuning for the E-Z step (DESIGN §4).
+"""Per-sequence encoder fine-tuning for the E-Z step (the paper's option; docs/tracking.md).
 
 Every sequence of a VEM batch gets its own copy of the SRNN's inference network (``feature_enc``,
 ``rnn_enc``, ``encoder_net``), stacked along a leading axis and run with batched matrix products,

@@ -10,6 +10,10 @@ __getattr__, __dir__, __all__ = attach(
     {
         # name: module that defines it (add one line per public name)
         "MixDVAETracker": "._tracker",
+        "VEMTracker": "._base",
+        "GaussianDetections": "._observation",
+        "SizeFrame": "._size_frame",
+        "box_noise": "._observation",
         "convert_boxes": "._boxes",
         "normalize_boxes": "._boxes",
         "denormalize_boxes": "._boxes",

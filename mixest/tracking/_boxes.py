@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "box_iou",
     "BOX_FORMATS",
     "convert_boxes",
     "denormalize_boxes",
@@ -217,3 +218,35 @@ def denormalize_boxes(boxes: object, image_size: object, box_format: str = "xywh
     arr = _check_boxes(boxes, "boxes", "xyxy")
     scale = _check_image_size(image_size, arr.dtype)
     return _from_xyxy(arr * scale, box_format)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union of every pair of ``xyxy`` boxes, without input checks.
+
+    The one IoU of the package (:func:`~mixest.tracking.iou_matrix` validates and converts
+    before calling it; the trackers call it on their own arrays).
+
+    Parameters
+    ----------
+    a : ndarray of shape (..., M, 4)
+    b : ndarray of shape (..., P, 4)
+        Leading axes broadcast with those of ``a``.
+
+    Returns
+    -------
+    iou : ndarray of shape (..., M, P)
+        NaN where either box is NaN, 0 where the union is empty. A box with crossed corners
+        (an estimate can have them) has zero area.
+    """
+    a, b = a[..., :, None, :], b[..., None, :, :]
+    inter = (np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+             * np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0,
+                       None))
+    area_a = np.clip(a[..., 2] - a[..., 0], 0, None) * np.clip(a[..., 3] - a[..., 1], 0, None)
+    area_b = np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)
+    union = area_a + area_b - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, inter / union, 0.0)
+    iou[np.isnan(union)] = np.nan  # np.where turned NaN unions (missing boxes) into 0
+    return iou
+

@@ -14,7 +14,7 @@ import pandas as pd
 from sklearn.metrics import make_scorer
 
 from mixest.base import check_sequences
-from mixest.tracking._boxes import _check_boxes, _check_format, convert_boxes
+from mixest.tracking._boxes import _check_boxes, _check_format, box_iou, convert_boxes
 
 __all__ = [
     "idf1_score",
@@ -73,18 +73,7 @@ def iou_matrix(a: object, b: object, box_format: str = "xywh") -> np.ndarray:
         raise ValueError(
             f"a and b must have shape (..., M, 4) and (..., P, 4), got {a.shape} and {b.shape}."
         )
-    a, b = a[..., :, None, :], b[..., None, :, :]
-    iw = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0])
-    ih = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    union = area_a + area_b - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0, inter / union, 0.0)
-    # np.where turned NaN unions (missing boxes) into 0: put the NaN back.
-    iou[np.isnan(union)] = np.nan
-    return iou
+    return box_iou(a, b)
 
 
 def _check_threshold(iou_threshold: object) -> float:

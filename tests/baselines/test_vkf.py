@@ -14,6 +14,7 @@ from mixest.baselines._kalman import (
 )
 from mixest.baselines._vkf import KalmanDynamics, kalman_update_information
 from mixest.datasets import make_tracking_mixture
+from mixest.tracking import box_noise
 
 
 @pytest.mark.parametrize("full", [False, True])
@@ -58,7 +59,7 @@ def test_one_source_without_clutter_equals_a_kalman_smoother(smooth):
     prior = dyn.begin(X[:, 0, 0])
     kw = dict(
         transition_matrix=dyn._F, observation_matrix=dyn._H, transition_covariance=dyn._Q,
-        observation_covariance=vkf._phi(X)[:, :, 0, :, None] * np.eye(4),
+        observation_covariance=box_noise(X, vkf.obs_noise)[:, :, 0, :, None] * np.eye(4),
         initial_mean=prior["x"], initial_covariance=prior["P"],
     )
     ref = kalman_smoother(X[:, :, 0], **kw) if smooth else kalman_filter(X[:, :, 0], **kw)
@@ -81,7 +82,7 @@ def test_tracks_three_sources_and_contract():
         convert_boxes(denormalize_boxes(vkf.predict(X), size, "xyxy"), "xyxy", "xywh"),
         rtol=1e-6, atol=1e-6,
     )
-    clutter = VKFTracker(box_format="xyxy", image_size=(1, 1), clutter=True).fit(X)
+    clutter = VKFTracker(box_format="xyxy", image_size=(1, 1), clutter=0.05).fit(X)
     eta = clutter.predict_assignments(X)
     assert eta.shape == X.shape[:3] + (4,)
     np.testing.assert_allclose(eta.sum(-1), (~np.isnan(X).any(-1)) * 1.0)

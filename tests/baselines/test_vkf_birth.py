@@ -28,7 +28,7 @@ def _appearing(n_sequences: int, seed: int = 0, n_frames: int = 50):
 
 
 def _tracker(**kw) -> VKFTracker:
-    return VKFTracker(**{"n_sources": 2, "clutter": True, "box_format": "xyxy",
+    return VKFTracker(**{"n_sources": 2, "clutter": 0.05, "box_format": "xyxy",
                          "image_size": (1, 1), **kw})
 
 
@@ -79,7 +79,7 @@ def test_birth_works_in_pixels_and_other_box_formats():
     want = ref.predict(X)
     size = (1920, 1080)
     Xp = denormalize_boxes(X, size, "xywh")
-    vkf = VKFTracker(2, clutter=True, birth=True, box_format="xywh", image_size=size).fit(Xp)
+    vkf = VKFTracker(2, clutter=0.05, birth=True, box_format="xywh", image_size=size).fit(Xp)
     got = vkf.predict(Xp)
     np.testing.assert_array_equal(vkf.n_births_, ref.n_births_)
     np.testing.assert_allclose(got, denormalize_boxes(want, size, "xywh"), rtol=1e-6, atol=1e-6)
@@ -91,11 +91,11 @@ def test_pure_clutter_gives_no_birth():
     centre, wh = rng.uniform(0, 1, (B, T, K, 2)), rng.uniform(0.02, 0.2, (B, T, K, 2))
     X = np.concatenate([centre - wh / 2, centre + wh / 2], -1)
     X[rng.uniform(size=(B, T, K)) < 0.3] = np.nan
-    vkf = VKFTracker(1, clutter=True, birth=True, box_format="xyxy", image_size=(1, 1)).fit(X)
+    vkf = VKFTracker(1, clutter=0.05, birth=True, box_format="xyxy", image_size=(1, 1)).fit(X)
     tracks = vkf.predict(X)
     np.testing.assert_array_equal(vkf.n_births_, 0)
     assert np.isnan(tracks[:, :, 1:]).all()
-    plain = VKFTracker(1, clutter=True, box_format="xyxy", image_size=(1, 1)).fit(X).predict(X)
+    plain = VKFTracker(1, clutter=0.05, box_format="xyxy", image_size=(1, 1)).fit(X).predict(X)
     np.testing.assert_array_equal(tracks[:, :, :1], plain)
 
 
@@ -146,7 +146,7 @@ def test_bad_birth_parameters_raise(params):
 
 def test_inconsistent_birth_settings_raise():
     X, _ = make_tracking_mixture(1, n_sources=2, n_frames=10, random_state=0)
-    with pytest.raises(ValueError, match="clutter=True"):
+    with pytest.raises(ValueError, match="clutter > 0"):
         VKFTracker(2, birth=True, box_format="xyxy", image_size=(1, 1)).fit(X)
     with pytest.raises(ValueError, match="at least n_sources"):
         _tracker(birth=True, max_sources=1).fit(X)

@@ -1,4 +1,4 @@
-"""The synthetic trajectory generator of DESIGN §3 and the tracking-mixture builder."""
+"""The synthetic trajectory generator (docs/dvae.md) and the tracking-mixture builder."""
 
 import numpy as np
 import pytest

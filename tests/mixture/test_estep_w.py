@@ -69,7 +69,7 @@ def test_temperature_flattens_assignments():
 
 def test_evidence_kernel_equals_numpy():
     from mixest._kernels._estep_w import evidence_diag
-    from mixest.mixture._vem import evidence
+    from mixest.tracking._observation import evidence
 
     rng = np.random.default_rng(0)
     obs, valid, phi, means, covs, lp = _problem(rng)

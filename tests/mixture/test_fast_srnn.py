@@ -153,9 +153,12 @@ def test_float32_fast_paths_equal_float32_torch(config):
         NumpySRNN(module, np.float16)
 
 
-def test_fused_bound_equals_numpy():
-    from mixest._kernels._bound import lower_bound_diag
-    from mixest.mixture._vem import lower_bound
+def test_bound_kernel_equals_numpy():
+    """The detections' bound term (Numba) against its NumPy twin, and the dynamics' term
+    against the closed form of E[log N(s; mu, v)] + H(N(m, s)) written out."""
+    from mixest._kernels._bound import expected_log_likelihood_diag
+    from mixest.mixture import Dynamics
+    from mixest.tracking._observation import expected_log_likelihood_numpy
 
     rng = np.random.default_rng(0)
     B, T, K, N, D = 3, 7, 4, 3, 4
@@ -171,8 +174,15 @@ def test_fused_bound_equals_numpy():
         eta[0, 0, 0] = 0.0  # exact zeros: 0 log 0 = 0
         eta[0, 0, 0, 0] = float(valid[0, 0, 0])
         lp = np.log(rng.dirichlet(np.ones(C), B))
-        args = (obs, valid, phi, means, covs, eta, lp, -0.3, pm, pv)
-        np.testing.assert_allclose(lower_bound_diag(*args), lower_bound(*args), rtol=1e-12)
+        args = (obs, valid, phi, means, covs, eta, lp, -0.3)
+        np.testing.assert_allclose(expected_log_likelihood_diag(*args),
+                                   expected_log_likelihood_numpy(*args), rtol=1e-12)
+    prior = Dynamics().expected_log_prior(means, covs, pm, pv)
+    written = sum(-0.5 * np.log(2 * np.pi * pv[:, t, n, d])
+                  - 0.5 * ((means[:, t, n, d] - pm[:, t, n, d]) ** 2 + covs[:, t, n, d])
+                  / pv[:, t, n, d] + 0.5 * np.log(2 * np.pi * np.e * covs[:, t, n, d])
+                  for t in range(T) for n in range(N) for d in range(D))
+    np.testing.assert_allclose(prior, written, rtol=1e-12)
 
 
 @pytest.mark.parametrize("config", CONFIGS)

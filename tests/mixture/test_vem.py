@@ -1,15 +1,17 @@
-"""The VEM engine: E-S against an independent Kalman filter, the bound, the options."""
+"""The VEM engine: E-S against an independent Kalman filter, a new observation model against a
+Kalman smoother, the convergence warning, the default bound of a dynamics."""
+
+import warnings
 
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 
-from mixest.mixture._dynamics import (
-    ConstantVelocityDynamics,
-    SourceDynamics,
-    gaussian_product,
-)
-from mixest.mixture._vem import e_step_s, evidence, initial_means, run_vem
-from mixest.tracking._tracker import box_noise
+from mixest.mixture import ConstantVelocityDynamics, Dynamics, ObservationModel, run_vem
+from mixest.mixture._dynamics import gaussian_product
+from mixest.mixture._vem import e_step_s
+from mixest.tracking import GaussianDetections
+from mixest.tracking._observation import evidence
 
 
 def _linear_tracks(rng, B, T, N, D=2):
@@ -56,153 +58,114 @@ def test_e_step_s_equals_filterpy_kalman_filter(filterpy_cv):
                 np.testing.assert_allclose(covs[b, t, n], np.diag(kf.P[:D, :D]), rtol=1e-9)
 
 
-def _mixture(rng, B=6, T=30, N=3):
+class ScalarObservations(ObservationModel):
+    """A toy observation model: every source is seen directly, y_tn = s_tn + noise (variance r),
+    the assignments are known and NaN marks a missing observation."""
+
+    def __init__(self, r):
+        self.r = r
+
+    def prepare(self, observations, n_sources):
+        y = np.asarray(observations, dtype=float)  # (B, T, N, 1)
+        return {"y": np.nan_to_num(y), "seen": ~np.isnan(y)}, {}
+
+    def initialize(self, data, params, n_sources, dynamics, rng):
+        first = data["y"][:, :1].repeat(data["y"].shape[1], 1)
+        return first, np.full(first.shape, self.r)
+
+    def e_w(self, data, params, means, covs):
+        return data["seen"][..., 0].astype(float)  # known assignments: (B, T, N)
+
+    def evidence(self, data, params, eta):
+        w = eta[..., None] / self.r
+        return w * data["y"], w
+
+    def expected_log_likelihood(self, data, params, means, covs, eta):
+        r, y = self.r, data["y"]
+        terms = -0.5 * (np.log(2 * np.pi * r) + ((y - means) ** 2 + covs) / r)
+        return (eta[..., None] * terms).reshape(len(y), -1).sum(1)
+
+    def m_step(self, data, params, means, covs, eta):
+        return params
+
+
+def test_new_observation_model_gives_the_kalman_smoother(filterpy_cv):
+    """Linear-Gaussian sources seen directly: one VEM iteration with constant-velocity dynamics
+    is the RTS smoother of each source's observations (filterpy as the oracle)."""
+    rng = np.random.default_rng(1)
+    B, T, N, r = 3, 25, 2, 1e-3
+    y = _linear_tracks(rng, B, T, N, D=1) + rng.normal(0, np.sqrt(r), (B, T, N, 1))
+    y[rng.random((B, T, N)) < 0.2] = np.nan
+    y[:, 0] = rng.uniform(0.2, 0.8, (B, N, 1))  # seen at the first frame (the initial guess)
+    noise = dict(position_noise=1e-5, velocity_noise=1e-6, initial_position_var=1e-2,
+                 initial_velocity_var=1e-4)
+    res = run_vem(y, ScalarObservations(r), ConstantVelocityDynamics(smooth=True, **noise),
+                  n_sources=N, max_iter=1, tol=0.0)
+    for b in range(B):
+        for n in range(N):
+            kf = filterpy_cv(y[b, 0, n], *noise.values())
+            zs = [None if np.isnan(v[0]) else v for v in y[b, :, n]]
+            kf.R = np.array([[r]])
+            kf.predict = _first_step_without_predict(kf)
+            xs, ps, _, _ = kf.batch_filter(zs)
+            xs, ps, _, _ = kf.rts_smoother(xs, ps)
+            np.testing.assert_allclose(res.means[b, :, n, 0], xs[:, 0], rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(res.covs[b, :, n, 0], ps[:, 0, 0], rtol=1e-9)
+    assert res.eta.shape == (B, T, N) and res.converged.all()
+
+
+def _first_step_without_predict(kf):
+    """filterpy predicts before every update; the engine's first frame uses the initial prior."""
+    predict, calls = kf.predict, []
+
+    def wrapped(*args, **kwargs):
+        calls.append(None)
+        if len(calls) > 1:
+            predict(*args, **kwargs)
+
+    return wrapped
+
+
+def test_convergence_warning_once_and_never_with_tol_zero():
     from mixest.datasets import make_tracking_mixture
 
-    X, y = make_tracking_mixture(B, N, T, jitter=0.04, miss_prob=0.1, random_state=0)
-    return X, y
+    X, _ = make_tracking_mixture(4, 3, 40, jitter=0.08, miss_prob=0.3, random_state=0)
+    run = dict(observation_model=GaussianDetections(), dynamics=ConstantVelocityDynamics(),
+               n_sources=3, max_iter=2)
+    with pytest.warns(ConvergenceWarning, match="did not converge") as record:
+        res = run_vem(X, tol=1e-12, **run)
+    assert len(record) == 1 and not res.converged.all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        assert run_vem(X, tol=0.0, **run).converged.all()  # exactly max_iter was asked for
 
 
-def test_bound_non_decreasing_with_fixed_predictions():
-    """Deterministic steps that each maximise the bound: E-W and E-S are exact coordinate ascent
-    when the dynamics' predictions do not depend on the means (here a static prior)."""
-
-    class Static(SourceDynamics):
-        def begin(self, m0):
-            return None
-
-        def predict(self, state, t):
-            return self._mu[:, t], np.full_like(self._mu[:, t], 1e-3), state
-
-        def infer_latents(self, means, rng):
-            if not hasattr(self, "_mu"):
-                self._mu = means.copy()
-
-    rng = np.random.default_rng(0)
-    X, _ = _mixture(rng)
-    res = run_vem(X, Static(), n_sources=3, phi=box_noise(X, 0.04), max_iter=15, tol=0.0,
-                  init="first-frame")
-    diffs = np.diff(res.history, axis=0)
-    assert np.all(diffs >= -1e-9 * np.abs(res.history[1:]))
-
-
-def test_run_vem_options_and_best_iterate():
-    rng = np.random.default_rng(0)
-    X, y = _mixture(rng)
-    phi = box_noise(X, 0.04)
-    for init in ("filter", "first-frame", "chunked"):
-        res = run_vem(X, ConstantVelocityDynamics(), n_sources=3, phi=phi, max_iter=4,
-                      init=init, chunk_size=10, n_init_iter=2, clutter=True,
-                      update_phi=True, update_pi=True)
-        assert res.means.shape == y.shape
-        assert res.eta.shape == X.shape[:3] + (4,)
-        assert np.isfinite(res.lower_bound).all()
-        best = res.history[res.best_iter, np.arange(len(res.best_iter))]
-        np.testing.assert_allclose(best, res.lower_bound)
-    with pytest.raises(ValueError, match="init"):
-        run_vem(X, ConstantVelocityDynamics(), n_sources=3, phi=phi, init="nope")
-
-
-def test_full_phi_path_matches_diagonal():
-    rng = np.random.default_rng(0)
-    X, _ = _mixture(rng, B=3, T=15)
-    phi = box_noise(X, 0.04)
-
-    class RandomWalk(SourceDynamics):
-        def begin(self, m0):
-            return m0
-
-        def predict(self, state, t):
-            v = np.full(state.shape, 1e-3) if state.ndim == 2 else None
-            return state, v, state
-
-        def observe(self, state, t, m, sigma):
-            return m
-
-    kw = dict(n_sources=3, max_iter=3, tol=0.0, init="first-frame")
-    a = run_vem(X, RandomWalk(), phi=phi, **kw)
-    b = run_vem(X, RandomWalk(), phi=phi[..., :, None] * np.eye(4), **kw)
-    np.testing.assert_allclose(a.means, b.means, atol=1e-9)
-    np.testing.assert_allclose(a.lower_bound, b.lower_bound, rtol=1e-9)
-
-
-def test_initial_means_uses_first_full_frame():
-    obs = np.full((1, 3, 3, 2), np.nan)
-    obs[0, 0, 0] = [0.1, 0.1]
-    obs[0, 1] = [[0.2, 0.2], [np.nan, np.nan], [0.4, 0.4]]
-    obs[0, 2, :2] = [[0.5, 0.5], [0.6, 0.6]]
-    m0, t0 = initial_means(obs, ~np.isnan(obs).any(-1), 2)
-    assert t0[0] == 1
-    np.testing.assert_allclose(m0[0], [[0.2, 0.2], [0.4, 0.4]])
-
-
-def test_exclusive_assignments_balance_frames():
-    from mixest.mixture import exclusive_assignments
-
-    rng = np.random.default_rng(0)
-    eta = rng.dirichlet(np.ones(4), size=(3, 5, 6))  # (B, T, K, N + clutter)
-    eta[:, :, -1] = 0.0  # a missing detection
-    out = exclusive_assignments(eta, 3, n_iter=50)
-    np.testing.assert_allclose(out[:, :, :-1].sum(-1), 1.0, atol=1e-12)
-    assert np.all(out[:, :, -1] == 0)
-    assert np.all(out[..., :3].sum(2) <= 1.0 + 0.05)  # each source ~ at most one detection
-    # two detections near one source: balancing hands one of them to the other source
-    two = np.array([[[[0.9, 0.1], [0.9, 0.1]]]])
-    bal = exclusive_assignments(two, 2, n_iter=100)
-    np.testing.assert_allclose(bal[0, 0].sum(0), [1.0, 1.0], atol=0.05)
-
-
-def test_run_vem_exclusive_option():
-    rng = np.random.default_rng(0)
-    X, y = _mixture(rng)
-    res = run_vem(X, ConstantVelocityDynamics(), n_sources=3, phi=box_noise(X, 0.04),
-                  max_iter=3, exclusive=True)
-    assert res.means.shape == y.shape
-    np.testing.assert_allclose(res.eta.sum(-1), (~np.isnan(X).any(-1)).astype(float),
-                               atol=1e-9)
-
-
-def test_filter_init_matches_one_to_one_and_keeps_close_objects_apart():
-    """Two objects side by side, a third far away, detections shuffled with misses: the
-    initialisation gives every object its own source (soft assignments merged the close
-    pair in some sequences)."""
-    from mixest.mixture._vem import _filter_init, _predictive_match
-
-    rng = np.random.default_rng(3)
-    B, T, N, D = 8, 40, 3, 2
-    truth = np.empty((B, T, N, D))
-    truth[:, :, 0] = [0.30, 0.5]
-    truth[:, :, 1] = [0.32, 0.5]  # 2.5 noise std from object 0
-    truth[:, :, 2] = [0.80, 0.2]
-    obs = truth + rng.normal(0, 0.008, truth.shape)
-    obs[rng.random((B, T, N)) < 0.3] = np.nan
-    perm = np.argsort(rng.random((B, T, N)), axis=-1)
-    obs = np.take_along_axis(obs, perm[..., None], 2)
-    valid = ~np.isnan(obs).any(-1)
-    phi = np.full(obs.shape, 0.008**2)
-    log_prior = np.full((B, N), -np.log(N))
-    m0, _ = initial_means(obs, valid, N)
-    means, _ = _filter_init(obs, valid, phi, m0, log_prior, 0.0, 1.0, None)
-    # every object is nearest to a different source over the second half
-    dist = np.linalg.norm(means[:, T // 2:, :, None] - truth[:, T // 2:, None], axis=-1)
-    owner = dist.mean(1).argmin(1)  # (B, N objects) -> source
-    assert all(len(set(o)) == N for o in owner)
-    # one frame: a source never takes two detections, and clutter takes the outlier
-    o = np.array([[[0.30, 0.5], [0.32, 0.5], [5.0, 5.0]]])
-    eta = _predictive_match(o, np.ones((1, 3), bool), np.full((1, 3, 2), 1e-4),
-                            np.array([[[0.30, 0.5], [0.32, 0.5]]]), np.full((1, 2, 2), 1e-4),
-                            np.log([[0.45, 0.45, 0.1]]), 0.0, 1.0)
-    np.testing.assert_array_equal(eta[0], [[1, 0, 0], [0, 1, 0], [0, 0, 1]])
-
-
-def test_tol_zero_runs_exactly_max_iter_iterations():
-    """Benchmarks force the iteration count with tol=0, even when every bound dips."""
+def test_tracker_warns_once_per_call():
     from mixest import MixDVAETracker
     from mixest.datasets import make_tracking_mixture
 
-    X, _ = make_tracking_mixture(4, 3, 150, jitter=0.08, miss_prob=0.3, shuffle=True,
-                                 random_state=0)
-    est = MixDVAETracker(3, box_format="xyxy", image_size=(1, 1)).fit(X)
-    r = run_vem(X, est._dynamics(), n_sources=3, phi=box_noise(X, 0.08), max_iter=6, tol=0.0)
-    assert r.n_iter == 6 and len(r.history) == 6
-    assert np.all(r.history[r.best_iter, np.arange(4)] == r.lower_bound)
+    X, _ = make_tracking_mixture(6, 3, 40, jitter=0.08, miss_prob=0.3, random_state=0)
+    est = MixDVAETracker(prior="constant-velocity", max_iter=2, tol=1e-12, batch_size=2,
+                         box_format="xyxy", image_size=(1, 1)).fit(X)
+    with pytest.warns(ConvergenceWarning) as record:
+        est.predict(X)
+    assert len([w for w in record if w.category is ConvergenceWarning]) == 1
+
+
+def test_run_vem_refuses_bad_arguments():
+    model, dyn = GaussianDetections(), ConstantVelocityDynamics()
+    X = np.zeros((1, 3, 2, 4))
+    with pytest.raises(ValueError, match="n_sources"):
+        run_vem(X, model, dyn, n_sources=0)
+    with pytest.raises(TypeError, match="random_state"):
+        run_vem(X, model, dyn, n_sources=2, random_state="seed")
+
+
+def test_default_bound_of_dynamics_full_matches_diagonal():
+    rng = np.random.default_rng(0)
+    m, pm = rng.normal(size=(2, 5, 3, 4)), rng.normal(size=(2, 5, 3, 4))
+    c, pv = rng.uniform(0.1, 1, (2, 5, 3, 4)), rng.uniform(0.1, 1, (2, 5, 3, 4))
+    diag = Dynamics().expected_log_prior(m, c, pm, pv)
+    eye = np.eye(4)
+    full = Dynamics().expected_log_prior(m, c[..., None] * eye, pm, pv[..., None] * eye)
+    np.testing.assert_allclose(diag, full, rtol=1e-12)
