@@ -18,10 +18,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from mixest.base import SequenceEstimator
+from mixest.mixture._kalman import constant_velocity_model, kalman_predict, kalman_update
 from mixest.tracking._boxes import box_iou
 from mixest.tracking._validation import check_detections
-
-from ._kalman import constant_velocity_model, kalman_predict, kalman_update
 
 __all__ = ["SORTTracker", "sort_track"]
 

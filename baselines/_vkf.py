@@ -26,280 +26,17 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
-from mixest.mixture._dynamics import Dynamics
+from mixest.mixture._kalman import ConstantVelocityDynamics
 from mixest.tracking._base import VEMTracker
 from mixest.tracking._boxes import box_iou
 from mixest.tracking._observation import box_noise
 
-from ._kalman import constant_velocity_model, kalman_predict, rts_smoother
-
-__all__ = ["KalmanDynamics", "VKFTracker", "kalman_update_information"]
-
-
-def _mT(a: np.ndarray) -> np.ndarray:
-    return np.swapaxes(a, -1, -2)
-
-
-def kalman_update_information(
-    mean: np.ndarray,
-    covariance: np.ndarray,
-    info_vec: np.ndarray,
-    info_prec: np.ndarray,
-    observation_matrix: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Kalman update by evidence given in information form (batched).
-
-    The evidence ``xi = Lambda o_bar`` and ``Lambda = R^{-1}`` (possibly singular, e.g. zero when
-    nothing is assigned) enters through ``K = P H^T (I + Lambda H P H^T)^{-1} Lambda``, which is
-    the usual gain ``P H^T (H P H^T + R)^{-1}`` without ever forming ``R``:
-
-    .. math::
-
-        m^+ = m + P H^T (I + \\Lambda C)^{-1} (\\xi - \\Lambda H m), \\quad
-        P^+ = (I - K H) P (I - K H)^T + K \\Lambda^{-1} K^T,
-
-    with ``C = H P H^T`` and ``K Lambda^{-1} K^T = P H^T A^{-1} Lambda A^{-T} H P``,
-    ``A = I + Lambda C`` (Joseph's form, finite for any ``Lambda >= 0``).
-
-    Parameters
-    ----------
-    mean : ndarray of shape (..., Dx)
-    covariance : ndarray of shape (..., Dx, Dx)
-    info_vec : ndarray of shape (..., Dz)
-        ``xi = sum_k eta_k Phi_k^{-1} o_k``.
-    info_prec : ndarray of shape (..., Dz) or (..., Dz, Dz)
-        ``Lambda = sum_k eta_k Phi_k^{-1}``: its diagonal, or the full matrix.
-    observation_matrix : ndarray of shape (Dz, Dx)
-
-    Returns
-    -------
-    mean, covariance : ndarray
-        Posterior ``(..., Dx)`` and ``(..., Dx, Dx)``.
-    """
-    H = np.asarray(observation_matrix, dtype=float)
-    Dz = H.shape[0]
-    lam = info_prec if info_prec.ndim == covariance.ndim else info_prec[..., :, None] * np.eye(Dz)
-    PHt = covariance @ H.T
-    C = H @ PHt
-    A = np.eye(Dz) + lam @ C
-    innov = info_vec - np.einsum("...ij,...j->...i", lam, np.einsum("ij,...j->...i", H, mean))
-    step = np.linalg.solve(A, innov[..., None])[..., 0]
-    new_mean = mean + np.einsum("...ij,...j->...i", PHt, step)
-    # K = P H^T A^{-1} Lambda, via the solve A^T Y = ... : K^T = Lambda A^{-T} H P.
-    AinvT_HP = np.linalg.solve(_mT(A), _mT(PHt))  # A^{-T} H P
-    gain = _mT(lam @ AinvT_HP)
-    I_KH = np.eye(mean.shape[-1]) - gain @ H
-    noise = _mT(AinvT_HP) @ lam @ AinvT_HP  # P H^T A^{-1} Lambda A^{-T} H P
-    new_cov = I_KH @ covariance @ _mT(I_KH) + noise
-    return new_mean, 0.5 * (new_cov + _mT(new_cov))
-
-
-class KalmanDynamics(Dynamics):
-    """Constant-velocity linear-Gaussian source model for the VEM engine (VKF's E-S step).
-
-    The state of a source is ``[box, velocity]`` (``2 D`` values); noises are expressed in units
-    of the source's box size ``(w, h, w, h)`` at the first frame, so one setting works for small
-    and large boxes. The forward pass is a batched Kalman filter fed with the pseudo-observations
-    (in information form); :meth:`smooth` runs the RTS smoother over the stored filtered states
-    and, with ``learn_process_noise``, the M-step of the process-noise intensity per source and
-    coordinate (kept for the next E-S step).
-
-    Parameters
-    ----------
-    process_noise : float, default=0.02
-        Intensity ``q`` of the white-noise acceleration (see
-        :func:`~mixest.baselines._kalman.constant_velocity_model`), in box sizes per frame.
-    initial_position_std : float, default=0.5
-        Prior standard deviation of the first position around the engine's first-frame guess,
-        in box sizes.
-    initial_velocity_std : float, default=0.1
-        Prior standard deviation of the first velocity, in box sizes per frame.
-    smooth : bool, default=True
-        Run the RTS smoother after the filter (``False`` gives a filtering-only E-S step).
-    learn_process_noise : bool, default=False
-        M-step of ``q^2`` from the smoothed moments after every E-S step.
-    birth_frames : ndarray of int of shape (M,), optional
-        First frame of each source (track birth). Before it a source does not exist: its prior
-        is flat (variance :data:`ABSENT_VAR` per coordinate), it takes no evidence and its
-        posterior is that prior, so it claims no detection in E-W and adds nothing to the
-        lower bound. At its birth frame its state is drawn afresh from
-        ``N(birth_means, birth_covs)`` (no transition from the frame before). ``0`` is an
-        ordinary source; ``M`` must then be the number of sources of every forward pass
-        (the engine's ``tol=0``, which never drops converged sequences from the batch).
-    birth_means : ndarray of shape (M, 2 D), optional
-        Birth state ``[box, velocity]`` of each source. Where ``birth_frames == 0`` a NaN row
-        keeps the default first-frame prior (around the engine's ``m0``); a finite row replaces
-        it. A source with a birth law has its noises scaled by its birth box.
-    birth_covs : ndarray of shape (M, 2 D, 2 D), optional
-        Birth state covariance.
-    """
-
-    #: prior variance (normalised units) of a source that does not exist yet
-    ABSENT_VAR = 1.0
-
-    def __init__(
-        self,
-        process_noise: float = 0.02,
-        initial_position_std: float = 0.5,
-        initial_velocity_std: float = 0.1,
-        smooth: bool = True,
-        learn_process_noise: bool = False,
-        birth_frames: np.ndarray | None = None,
-        birth_means: np.ndarray | None = None,
-        birth_covs: np.ndarray | None = None,
-    ):
-        self.process_noise = process_noise
-        self.initial_position_std = initial_position_std
-        self.initial_velocity_std = initial_velocity_std
-        self.do_smooth = smooth
-        self.learn_process_noise = learn_process_noise
-        self.birth_frames = birth_frames
-        self.birth_means = birth_means
-        self.birth_covs = birth_covs
-        self.q2_: np.ndarray | None = None  # learned intensity per source and coordinate
-
-    def _scale(self, m0: np.ndarray) -> np.ndarray:
-        D = m0.shape[-1]
-        if D == 4:  # boxes: (w, h, w, h), floored for degenerate boxes
-            wh = np.maximum(m0[..., 2:] - m0[..., :2], 1e-3)
-            return np.concatenate([wh, wh], axis=-1)
-        return np.ones_like(m0)
-
-    def begin(self, m0: np.ndarray) -> dict:
-        M, D = m0.shape
-        self._law = None
-        if self.birth_frames is not None:
-            if len(self.birth_frames) != M:
-                raise ValueError(
-                    f"birth_frames has {len(self.birth_frames)} sources, the forward pass {M}."
-                )
-            # Sources with a birth law are scaled by their birth box, not by m0.
-            self._law = (self.birth_frames > 0) | np.isfinite(self.birth_means).all(-1)
-            m0 = np.where(self._law[:, None], self.birth_means[:, :D], m0)
-        scale = self._scale(m0)
-        if self.q2_ is None or self.q2_.shape != (M, D):
-            q2 = (self.process_noise * scale) ** 2
-        else:
-            q2 = self.q2_
-        F, H, Q = constant_velocity_model(D, np.sqrt(q2))
-        std = np.concatenate(
-            [self.initial_position_std * scale, self.initial_velocity_std * scale], axis=-1
-        )
-        self._F, self._H, self._Q = F, H, Q
-        self._history: list[tuple[np.ndarray, np.ndarray]] = []
-        return {"x": np.concatenate([m0, np.zeros((M, D))], axis=-1),
-                "P": std[:, :, None] ** 2 * np.eye(2 * D)}
-
-    def predict(self, state: dict, t: int) -> tuple[np.ndarray, np.ndarray, dict]:
-        x, P = state["x"], state["P"]
-        if t > 0:  # the first frame's prior is the initial one
-            x, P = kalman_predict(x, P, self._F, self._Q)
-        if self.birth_frames is not None:
-            x, P = self._births(x, P, t)
-        D = self._H.shape[0]
-        return x[:, :D], np.diagonal(P[:, :D, :D], axis1=1, axis2=2).copy(), {"x": x, "P": P}
-
-    def _births(self, x: np.ndarray, P: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
-        """Prior at ``t`` of the sources not born yet (flat) or born now (the birth law)."""
-        tb = self.birth_frames
-        absent, now = t < tb, (t == tb) & self._law
-        if not (absent.any() or now.any()):
-            return x, P
-        flat = self.ABSENT_VAR * np.eye(x.shape[-1])
-        x = np.where((absent | now)[:, None], self.birth_means, x)
-        P = np.where(absent[:, None, None], flat, np.where(now[:, None, None], self.birth_covs, P))
-        return x, P
-
-    def update(
-        self,
-        state: dict,
-        t: int,
-        mean: np.ndarray,
-        var: np.ndarray,
-        info_vec: np.ndarray,
-        info_prec: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray, dict]:
-        if self.birth_frames is not None:  # a source that does not exist yet observes nothing
-            here = (t >= self.birth_frames)[:, None]
-            info_vec = np.where(here, info_vec, 0.0)
-            info_prec = np.where(here if info_prec.ndim == 2 else here[..., None], info_prec, 0.0)
-        x, P = kalman_update_information(state["x"], state["P"], info_vec, info_prec, self._H)
-        self._history.append((x, P))
-        return (*self._marginal(x, P, full=info_prec.ndim == 3), {"x": x, "P": P})
-
-    def _marginal(self, x: np.ndarray, P: np.ndarray, full: bool) -> tuple[np.ndarray, np.ndarray]:
-        D = self._H.shape[0]
-        cov = P[..., :D, :D]
-        return x[..., :D], cov.copy() if full else np.diagonal(cov, axis1=-2, axis2=-1).copy()
-
-    def smooth(
-        self, means: np.ndarray, covs: np.ndarray, pred_mean: np.ndarray, pred_var: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        if len(self._history) != means.shape[1]:
-            # The forward pass did not go through update (should not happen with the engine).
-            return means, covs
-        if not self.do_smooth:
-            return means, covs
-        xf = np.stack([h[0] for h in self._history], axis=1)  # (M, T, 2D)
-        Pf = np.stack([h[1] for h in self._history], axis=1)
-        xs, Ps, cross = rts_smoother(
-            xf, Pf, transition_matrix=self._F, transition_covariance=self._Q
-        )
-        keep = None
-        if self.birth_frames is not None:
-            # No transition leads into a birth: before it the posterior is the flat prior.
-            before = np.arange(xs.shape[1])[None, :] < self.birth_frames[:, None]  # (M, T)
-            xs = np.where(before[..., None], xf, xs)
-            Ps = np.where(before[..., None, None], Pf, Ps)
-            keep = ~before[:, :-1] & ~(  # transitions t-1 -> t with both ends alive, no reset
-                np.arange(1, xs.shape[1])[None, :] == self.birth_frames[:, None]
-            )
-        if self.learn_process_noise and xs.shape[1] > 1:
-            self.q2_ = self._m_step_q2(xs, Ps, cross, keep)
-        return self._marginal(xs, Ps, full=covs.ndim == 4)
-
-    def _m_step_q2(
-        self, xs: np.ndarray, Ps: np.ndarray, cross: np.ndarray, keep: np.ndarray | None = None
-    ) -> np.ndarray:
-        """EM update of the acceleration intensity ``q^2`` per source and coordinate.
-
-        With ``e_t = x_t - F x_{t-1}`` and ``Q = q^2 Q_0`` on every (position, velocity) pair,
-        ``q^2 = mean_t tr(Q_0^{-1} E[e_t e_t^T]) / 2`` over the 2x2 blocks of ``E[e e^T]``
-        (over the transitions in ``keep`` (M, T-1) when given; a source with none keeps its
-        current ``q^2``).
-        """
-        F = self._F
-        D = F.shape[0] // 2
-        r = xs[:, 1:] - np.einsum("ij,mtj->mti", F, xs[:, :-1])
-        FPc = F @ _mT(cross)  # F Cov(x_{t-1}, x_t)
-        E = (
-            r[..., :, None] * r[..., None, :]
-            + Ps[:, 1:]
-            - FPc
-            - _mT(FPc)
-            + F @ Ps[:, :-1] @ F.T
-        )  # (M, T-1, 2D, 2D)
-        idx = np.arange(D)
-        blocks = np.stack(
-            [
-                np.stack([E[..., idx, idx], E[..., idx, idx + D]], -1),
-                np.stack([E[..., idx + D, idx], E[..., idx + D, idx + D]], -1),
-            ],
-            -2,
-        )  # (M, T-1, D, 2, 2)
-        Q0 = np.array([[1.0 / 3.0, 0.5], [0.5, 1.0]])
-        per_t = 0.5 * np.trace(np.linalg.solve(Q0, blocks), axis1=-2, axis2=-1)  # (M, T-1, D)
-        if keep is None:
-            return np.maximum(per_t.mean(1), 1e-12)
-        n = keep.sum(1)[:, None]
-        q2 = np.where(keep[..., None], per_t, 0.0).sum(1) / np.maximum(n, 1)
-        current = np.diagonal(self._Q, axis1=-2, axis2=-1)[:, D:]  # Q_vv = q^2 (dt = 1)
-        return np.maximum(np.where(n > 0, q2, current), 1e-12)
-
+__all__ = ["VKFTracker"]
 
 
 # Padding sources (when the sequences of one engine call hold different numbers of sources)
-# never exist (see KalmanDynamics.birth_frames) and rest this far outside the normalised image.
+# never exist (see ConstantVelocityDynamics.birth_frames) and rest this far outside the
+# normalised image.
 _DUMMY_OFFSET = 10.0
 # A birth is kept only if the born source then takes at least this mean responsibility for the
 # detections of the chain that spawned it.
@@ -450,7 +187,8 @@ class VKFTracker(VEMTracker):
     -----
     Any number of coordinates ``D`` works: for ``D != 4`` the observations are points (e.g. 2-D
     positions) divided by ``image_size`` per axis, ``Phi = obs_noise^2 I`` in those units and
-    the noises of the dynamics are in the same units (no box scale).
+    the noises of the dynamics are in units of
+    :data:`~mixest.mixture._kalman.POINT_SIZE` (0.05 of the image, the size of a typical box).
 
     **Track birth** (``birth=True``, off by default: every window of the benchmarks holds the
     same ``N`` objects from its first to its last frame). The engine is fixed-``N``, so births
@@ -464,7 +202,8 @@ class VKFTracker(VEMTracker):
        (``>= birth_iou``) and take the earliest chain of at least ``birth_min_frames`` frames;
     4. add a source that does not exist before the chain's first frame (flat prior, no
        evidence, no responsibility) and starts there from a birth law: the chain's first box
-       (to its observation noise) and mean velocity (see :class:`KalmanDynamics`);
+       (to its observation noise) and mean velocity (see
+       :class:`~mixest.mixture.ConstantVelocityDynamics`);
     5. re-run the VEM on those sequences with the enlarged set, initialised online from every
        source's law (the known sources at their first-frame estimates), and keep the birth only
        if the new source then takes more than half of its chain's responsibility;
@@ -695,13 +434,12 @@ class VKFTracker(VEMTracker):
             laws = (birth_x[seq, :N].reshape(S * N, 2 * D),
                     birth_P[seq, :N].reshape(S * N, 2 * D, 2 * D))
             # The VEM: the first run's sources keep their default first-frame prior (NaN law).
-            dyn = self._dynamics()
-            dyn.birth_frames, dyn.birth_covs = frames, laws[1]
-            dyn.birth_means = np.where((frames > 0)[:, None], laws[0], np.nan)
+            dyn = self._dynamics(birth_frames=frames, birth_covs=laws[1],
+                                 birth_means=np.where((frames > 0)[:, None], laws[0], np.nan))
             # Its initialisation: one online pass seeded by every source's law, so the known
             # sources keep their identities and the born one starts at its chain.
-            init_dyn = self._init_dynamics()
-            init_dyn.birth_frames, init_dyn.birth_means, init_dyn.birth_covs = frames, *laws
+            init_dyn = self._init_dynamics(birth_frames=frames, birth_means=laws[0],
+                                           birth_covs=laws[1])
             # tol=0: the engine then keeps every sequence in every forward pass, which the
             # per-source birth frames of the dynamics rely on (the best-bound iterate is kept).
             res = self._vem(
@@ -763,17 +501,14 @@ class VKFTracker(VEMTracker):
         """
         return self._track(X)[1]
 
-    def _dynamics(self) -> KalmanDynamics:
-        return KalmanDynamics(
-            process_noise=self.process_noise,
-            initial_velocity_std=self.initial_velocity_std,
-            smooth=self.smooth,
-            learn_process_noise=self.learn_process_noise,
+    def _dynamics(self, **births) -> ConstantVelocityDynamics:
+        return ConstantVelocityDynamics(
+            process_noise=self.process_noise, initial_velocity_std=self.initial_velocity_std,
+            smooth=self.smooth, learn_process_noise=self.learn_process_noise, **births,
         )
 
-    def _init_dynamics(self) -> KalmanDynamics:
-        return KalmanDynamics(
-            process_noise=self.process_noise,
-            initial_velocity_std=self.initial_velocity_std,
-            smooth=False,
+    def _init_dynamics(self, **births) -> ConstantVelocityDynamics:
+        return ConstantVelocityDynamics(
+            process_noise=self.process_noise, initial_velocity_std=self.initial_velocity_std,
+            smooth=False, **births,
         )

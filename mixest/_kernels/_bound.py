@@ -67,23 +67,25 @@ def expected_log_likelihood_diag(obs, valid, phi, means, covs, eta, log_prior,
 
 @numba.njit(cache=True, nogil=True)
 def _prior(means, covs, pred_mean, pred_var, out):
-    B = means.shape[0]
+    B, T, N, D = means.shape
     for b in range(B):
         acc = 0.0
-        for i in range(means.shape[1]):
-            r = means[b, i] - pred_mean[b, i]
-            v = pred_var[b, i]
-            s = covs[b, i]
-            # E[log N(s; mu, v)] + entropy of N(m, s)
-            acc += 0.5 * (math.log(s / v) + 1.0 - (r * r + s) / v)
+        for t in range(T):
+            for n in range(N):
+                for d in range(D):
+                    r = means[b, t, n, d] - pred_mean[b, t, n, d]
+                    v = pred_var[b, t, n, d]
+                    s = covs[b, t, n, d]
+                    # E[log N(s; mu, v)] + entropy of N(m, s)
+                    acc += 0.5 * (math.log(s / v) + 1.0 - (r * r + s) / v)
         out[b] = acc
 
 
 def gaussian_prior_diag(means, covs, pred_mean, pred_var) -> np.ndarray:
-    """Per-sequence dynamics term ``(B,)`` from real ``(B, ...)`` arrays of one shape."""
-    B = means.shape[0]
-    out = np.empty(B)
-    args = (np.ascontiguousarray(a, dtype=np.float64).reshape(B, -1)
-            for a in (means, covs, pred_mean, pred_var))
-    _prior(*args, out)
+    """Per-sequence dynamics term ``(B,)`` from real ``(B, T, N, D)`` arrays."""
+    out = np.empty(means.shape[0])
+    # contiguous copies: the engine's arrays are views of different memory orders (a network's
+    # time-major outputs, source-major posteriors), which no one loop order reads in sequence
+    _prior(*(np.ascontiguousarray(a, dtype=np.float64)
+             for a in (means, covs, pred_mean, pred_var)), out)
     return out

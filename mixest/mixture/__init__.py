@@ -16,7 +16,7 @@ __getattr__, __dir__, __all__ = attach(
         "e_step_s": "._vem",
         "ObservationModel": "._observation",
         "Dynamics": "._dynamics",
-        "ConstantVelocityDynamics": "._dynamics",
+        "ConstantVelocityDynamics": "._kalman",
         "DVAEDynamics": "._dynamics",
         "gaussian_product": "._dynamics",
     },

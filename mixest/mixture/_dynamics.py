@@ -18,7 +18,6 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 __all__ = [
     "Dynamics",
-    "ConstantVelocityDynamics",
     "DVAEDynamics",
     "gaussian_product",
     "linearised_rts",
@@ -247,112 +246,6 @@ def _as_full(a: np.ndarray, ndim: int) -> np.ndarray:
     """Covariances of arrays of ``ndim`` dimensions as full matrices: diagonal ones (``ndim``
     dimensions) become ``(..., D, D)``, full ones (``ndim + 1``) are returned as they are."""
     return a if a.ndim > ndim else a[..., :, None] * np.eye(a.shape[-1])
-
-
-class ConstantVelocityDynamics(Dynamics):
-    """Linear-Gaussian constant-velocity model with a hidden velocity, one Kalman filter per source.
-
-    State per coordinate: position :math:`p` and velocity :math:`v`,
-    :math:`p_t = p_{t-1} + v_{t-1} + \\epsilon_p`, :math:`v_t = v_{t-1} + \\epsilon_v`. Coordinates
-    are independent, so the filter runs on 2x2 covariances element-wise (equal to the full
-    ``2D``-state Kalman filter with block-diagonal matrices). The update corrects the velocity too.
-
-    Parameters
-    ----------
-    position_noise, velocity_noise : float
-        Process noise variances of position and velocity per frame.
-    initial_position_var, initial_velocity_var : float
-        Variances of the first frame's prior.
-    smooth : bool, default=False
-        Run the Rauch-Tung-Striebel smoother (element-wise 2x2) after the filter.
-    """
-
-    def __init__(
-        self,
-        position_noise: float = 1e-5,
-        velocity_noise: float = 1e-6,
-        initial_position_var: float = 1e-2,
-        initial_velocity_var: float = 1e-4,
-        smooth: bool = False,
-    ):
-        self.do_smooth = bool(smooth)
-        self._filtered: list[dict] = []
-        self.position_noise = position_noise
-        self.velocity_noise = velocity_noise
-        self.initial_position_var = initial_position_var
-        self.initial_velocity_var = initial_velocity_var
-
-    def begin(self, m0: np.ndarray) -> dict:
-        M, D = m0.shape
-        self._filtered = []
-        return {
-            "p": m0.astype(float).copy(),
-            "v": np.zeros((M, D)),
-            "Ppp": np.full((M, D), self.initial_position_var),
-            "Ppv": np.zeros((M, D)),
-            "Pvv": np.full((M, D), self.initial_velocity_var),
-        }
-
-    def predict(self, state: dict, t: int) -> tuple[np.ndarray, np.ndarray, dict]:
-        if t > 0:  # the first frame's prior is the initial one
-            p, v, Ppp, Ppv, Pvv = (state[k] for k in ("p", "v", "Ppp", "Ppv", "Pvv"))
-            state = {
-                "p": p + v,
-                "v": v,
-                "Ppp": Ppp + 2.0 * Ppv + Pvv + self.position_noise,
-                "Ppv": Ppv + Pvv,
-                "Pvv": Pvv + self.velocity_noise,
-            }
-        return state["p"], state["Ppp"], state
-
-    def update(self, state, t, mean, var, info_vec, info_prec):
-        if info_prec.ndim != 2:
-            raise ValueError("ConstantVelocityDynamics supports diagonal observation noise only.")
-        p, v, Ppp, Ppv, Pvv = (state[k] for k in ("p", "v", "Ppp", "Ppv", "Pvv"))
-        # Kalman gain in information form: K = P H^T lam / (1 + lam Ppp); finite when lam = 0
-        denom = 1.0 + info_prec * Ppp
-        innov = info_vec - info_prec * p  # lam * (y - p)
-        new = {
-            "p": p + Ppp * innov / denom,
-            "v": v + Ppv * innov / denom,
-            "Ppp": Ppp / denom,
-            "Ppv": Ppv / denom,
-            "Pvv": Pvv - Ppv**2 * info_prec / denom,
-        }
-        if self.do_smooth:
-            self._filtered.append(new)
-        return new["p"], new["Ppp"], new
-
-    def smooth(self, means, covs, pred_mean, pred_var):
-        if not self.do_smooth or len(self._filtered) != means.shape[1]:
-            return means, covs
-        # RTS with F = [[1, 1], [0, 1]] per coordinate, on the stored filtered 2x2 states
-        nxt = self._filtered[-1]
-        sm, sc = means.copy(), covs.copy()
-        for t in range(len(self._filtered) - 2, -1, -1):
-            f = self._filtered[t]
-            # predicted covariance P' = F P F^T + Q and cross term C = P F^T
-            a = f["Ppp"] + 2.0 * f["Ppv"] + f["Pvv"] + self.position_noise
-            b = f["Ppv"] + f["Pvv"]
-            d = f["Pvv"] + self.velocity_noise
-            c11, c12, c21, c22 = f["Ppp"] + f["Ppv"], f["Ppv"], f["Ppv"] + f["Pvv"], f["Pvv"]
-            det = a * d - b * b
-            # gain J = C P'^{-1}
-            j11, j12 = (c11 * d - c12 * b) / det, (c12 * a - c11 * b) / det
-            j21, j22 = (c21 * d - c22 * b) / det, (c22 * a - c21 * b) / det
-            dp = nxt["p"] - (f["p"] + f["v"])
-            dv = nxt["v"] - f["v"]
-            ep, eb, ed = nxt["Ppp"] - a, nxt["Ppv"] - b, nxt["Pvv"] - d
-            nxt = {
-                "p": f["p"] + j11 * dp + j12 * dv,
-                "v": f["v"] + j21 * dp + j22 * dv,
-                # P_s = P + J (P_s' - P') J^T
-                "Ppp": f["Ppp"] + j11 * j11 * ep + 2.0 * j11 * j12 * eb + j12 * j12 * ed,
-                "Ppv": f["Ppv"] + j11 * j21 * ep + (j11 * j22 + j12 * j21) * eb + j12 * j22 * ed,
-                "Pvv": f["Pvv"] + j21 * j21 * ep + 2.0 * j21 * j22 * eb + j22 * j22 * ed,
-            }
-            sm[:, t], sc[:, t] = nxt["p"], nxt["Ppp"]
-        return sm, sc
 
 
 class DVAEDynamics(Dynamics):

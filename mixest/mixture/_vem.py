@@ -201,8 +201,6 @@ def run_vem(
         t3 = time.perf_counter()
         new_params = observation_model.m_step(d, p, m_new, c_new, e)
         t4 = time.perf_counter()
-        lb[idx] = scale * (observation_model.expected_log_likelihood(d, p, m_new, c_new, e)
-                           + dynamics.expected_log_prior(m_new, c_new, pred_mean, pred_var))
         if c_new.ndim != covs.ndim:  # dynamics with full covariances
             covs = covs[..., :, None] * np.eye(D)
         if m_new.dtype != means.dtype:  # complex sources
@@ -210,6 +208,9 @@ def run_vem(
         if eta is None:
             eta = np.zeros((B,) + e.shape[1:], dtype=e.dtype)
         means[idx], covs[idx], eta[idx] = m_new, c_new, e
+        m_new, c_new = means[idx], covs[idx]  # in memory order, as the bound's kernels read
+        lb[idx] = scale * (observation_model.expected_log_likelihood(d, p, m_new, c_new, e)
+                           + dynamics.expected_log_prior(m_new, c_new, pred_mean, pred_var))
         improved = monitor.report(lb)
         current = {"means": means, "covs": covs, "eta": eta, **params}
         if best is None:

@@ -23,7 +23,8 @@ import numpy as np
 from mixest._kernels._assignment import min_cost_matching
 from mixest._kernels._bound import expected_log_likelihood_diag
 from mixest._kernels._estep_w import e_w_numba, evidence_diag
-from mixest.mixture._dynamics import ConstantVelocityDynamics, Dynamics
+from mixest.mixture._dynamics import Dynamics
+from mixest.mixture._kalman import ConstantVelocityDynamics
 from mixest.mixture._observation import ObservationModel
 from mixest.mixture._vem import e_step_s
 
@@ -225,7 +226,7 @@ class GaussianDetections(ObservationModel):
         chunks of 30 frames, each seeded by the end of the previous one.
     init_dynamics : Dynamics, optional
         Dynamics of the ``"filter"`` initialisation (default: a constant-velocity Kalman
-        filter, :class:`~mixest.mixture.ConstantVelocityDynamics`).
+        filter, :class:`~mixest.mixture.ConstantVelocityDynamics` with ``smooth=False``).
     """
 
     def __init__(
@@ -332,7 +333,7 @@ class GaussianDetections(ObservationModel):
         """Online initialisation: one forward pass predicting, matching frame t, updating."""
         B, T, K, D = obs.shape
         N = m0.shape[1]
-        dyn = self.init_dynamics or ConstantVelocityDynamics()
+        dyn = self.init_dynamics or ConstantVelocityDynamics(smooth=False)
         state = dyn.begin(m0.reshape(B * N, D))
         means = np.empty((B, T, N, D))
         covs = None

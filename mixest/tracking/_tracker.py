@@ -240,7 +240,8 @@ class MixDVAETracker(VEMTracker):
         return self.batch_size
 
     def _dynamics(self):
-        from mixest.mixture._dynamics import ConstantVelocityDynamics, DVAEDynamics
+        from mixest.mixture._dynamics import DVAEDynamics
+        from mixest.mixture._kalman import ConstantVelocityDynamics
         from mixest.tracking._size_frame import SizeFrame
 
         if self.prior_ is None:

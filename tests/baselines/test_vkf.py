@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 
 from mixest.baselines import VKFTracker
-from mixest.baselines._kalman import (
+from mixest.datasets import make_tracking_mixture
+from mixest.mixture._kalman import (
+    ConstantVelocityDynamics,
     constant_velocity_model,
     kalman_filter,
     kalman_smoother,
     kalman_update,
+    kalman_update_information,
 )
-from mixest.baselines._vkf import KalmanDynamics, kalman_update_information
-from mixest.datasets import make_tracking_mixture
 from mixest.tracking import box_noise
 
 
@@ -55,8 +56,8 @@ def test_one_source_without_clutter_equals_a_kalman_smoother(smooth):
         process_noise=0.05, smooth=smooth, random_state=0,
     ).fit(X)
     tracks = vkf.predict(X)[:, :, 0]
-    dyn = KalmanDynamics(process_noise=0.05)
-    prior = dyn.begin(X[:, 0, 0])
+    dyn = ConstantVelocityDynamics(process_noise=0.05)
+    prior = dyn._as_matrices(dyn.begin(X[:, 0, 0]))  # the 2x2 blocks as (8, 8) matrices
     kw = dict(
         transition_matrix=dyn._F, observation_matrix=dyn._H, transition_covariance=dyn._Q,
         observation_covariance=box_noise(X, vkf.obs_noise)[:, :, 0, :, None] * np.eye(4),
@@ -107,7 +108,7 @@ def test_process_noise_m_step_recovers_the_true_intensity():
         x = x @ F.T + rng.normal(size=(M, 2 * D)) @ chol.T
         states.append(x)
     Z = np.stack(states, 1)[..., :D] + 0.5 * rng.normal(size=(M, T, D))
-    dyn = KalmanDynamics()
+    dyn = ConstantVelocityDynamics()
     dyn._F = F
     q2 = np.full((M, D), 0.05**2)  # a wrong start
     for _ in range(40):  # EM: smoother under the current q, then the M-step
@@ -128,7 +129,9 @@ def test_two_dimensional_points():
     y = np.stack([np.hstack([10 + 2.0 * t, 50 + 0 * t]), np.hstack([200 - 3.0 * t, 80 + t])], 1)
     X = y[None] + rng.normal(scale=0.5, size=(1, T, 2, 2))
     X[0, 5:9, 0] = np.nan
-    vkf = VKFTracker(n_sources=2, obs_noise=0.5, image_size=None, random_state=0).fit(X)
+    # pixels in an image of 256 x 256: points are normalised by it, noise 0.5 px
+    vkf = VKFTracker(n_sources=2, obs_noise=0.5 / 256, image_size=(256, 256),
+                     random_state=0).fit(X)
     tracks = vkf.predict(X)
     assert tracks.shape == (1, T, 2, 2)
     # Source order is set by the first frame's detection order: compare up to a permutation.

@@ -7,8 +7,9 @@ import pytest
 from sklearn.utils._param_validation import InvalidParameterError
 
 from mixest.baselines import VKFTracker
-from mixest.baselines._vkf import KalmanDynamics, _iou
+from mixest.baselines._vkf import _iou
 from mixest.datasets import make_tracking_mixture
+from mixest.mixture import ConstantVelocityDynamics
 from mixest.tracking._metrics import mota_score
 
 T_ON = 20  # frame where the third object appears
@@ -158,7 +159,7 @@ def test_kalman_dynamics_source_absent_before_its_birth():
     M, D, T = 2, 4, 6
     box = np.array([0.4, 0.4, 0.5, 0.6])
     law_x = np.concatenate([box, np.full(D, 0.01)])
-    dyn = KalmanDynamics(
+    dyn = ConstantVelocityDynamics(
         birth_frames=np.array([0, 3]),
         birth_means=np.stack([np.full(2 * D, np.nan), law_x]),
         birth_covs=np.broadcast_to(1e-4 * np.eye(2 * D), (M, 2 * D, 2 * D)).copy(),
@@ -168,7 +169,7 @@ def test_kalman_dynamics_source_absent_before_its_birth():
     for t in range(T):
         mean, var, state = dyn.predict(state, t)
         if t < 3:  # flat prior, and the evidence (far from the box) is ignored
-            np.testing.assert_allclose(var[1], KalmanDynamics.ABSENT_VAR)
+            np.testing.assert_allclose(var[1], ConstantVelocityDynamics.ABSENT_VAR)
         if t == 3:
             np.testing.assert_allclose(mean[1], box)
             np.testing.assert_allclose(var[1], 1e-4)
@@ -176,7 +177,8 @@ def test_kalman_dynamics_source_absent_before_its_birth():
         if t < 3:
             np.testing.assert_allclose(m[1], box)
     means, covs = dyn.smooth(np.zeros((M, T, D)), np.ones((M, T, D)), None, None)
-    np.testing.assert_allclose(covs[1, :3], KalmanDynamics.ABSENT_VAR)  # not smoothed back
+    absent = ConstantVelocityDynamics.ABSENT_VAR
+    np.testing.assert_allclose(covs[1, :3], absent)  # not smoothed back
     assert np.all(covs[1, 3:] < 1e-3)
     with pytest.raises(ValueError, match="birth_frames"):
         dyn.begin(np.zeros((3, D)))

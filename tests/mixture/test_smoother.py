@@ -102,23 +102,21 @@ def test_second_order_smoother_shrinks_variances():
 
 def test_constant_velocity_smoother_equals_filterpy_rts(filterpy_cv):
     """prior='constant-velocity' with smoothing: E-S is a Kalman filter + RTS smoother."""
-    from mixest.mixture._dynamics import ConstantVelocityDynamics
-    from mixest.mixture._vem import e_step_s
+    from mixest.mixture import ConstantVelocityDynamics, e_step_s
 
     rng = np.random.default_rng(3)
     B, T, N, D = 2, 10, 2, 2
     prec = rng.uniform(1e2, 1e4, (B, T, N, D)) * (rng.random((B, T, N, 1)) > 0.3)
     target = rng.uniform(0.2, 0.8, (B, 1, N, D)) + 0.01 * np.arange(T)[None, :, None, None]
     iv = prec * (target + rng.normal(0, 0.01, (B, T, N, D)))
-    dyn = ConstantVelocityDynamics(position_noise=1e-4, velocity_noise=1e-5,
-                                   initial_position_var=0.05, initial_velocity_var=1e-3,
-                                   smooth=True)
+    dyn = ConstantVelocityDynamics(process_noise=0.01, initial_position_std=0.2,
+                                   initial_velocity_std=0.03, smooth=True)
     m_first = rng.uniform(0, 1, (B, N, D))
     means, covs, _, _ = e_step_s(dyn, iv, prec, m_first)
 
     for b in range(B):
         for n in range(N):
-            kf = filterpy_cv(m_first[b, n], 1e-4, 1e-5, 0.05, 1e-3)
+            kf = filterpy_cv(m_first[b, n], 0.01, 0.2, 0.03)
             xs, ps = [], []
             for t in range(T):
                 if t > 0:

@@ -40,14 +40,14 @@ def test_e_step_s_equals_filterpy_kalman_filter(filterpy_cv):
     phi = rng.uniform(1e-4, 4e-4, (B, T, K, D))
     eta = rng.dirichlet(np.ones(N), size=(B, T, K)) * valid[..., None]
     iv, ip = evidence(obs, valid, phi, eta)
-    dyn = ConstantVelocityDynamics(position_noise=1e-4, velocity_noise=1e-5,
-                                   initial_position_var=0.05, initial_velocity_var=1e-3)
+    dyn = ConstantVelocityDynamics(process_noise=0.01, initial_position_std=0.2,
+                                   initial_velocity_std=0.03, smooth=False)
     m_first = rng.uniform(0, 1, (B, N, D))
     means, covs, _, _ = e_step_s(dyn, iv, ip, m_first)
 
     for b in range(B):
         for n in range(N):
-            kf = filterpy_cv(m_first[b, n], 1e-4, 1e-5, 0.05, 1e-3)
+            kf = filterpy_cv(m_first[b, n], 0.01, 0.2, 0.03)
             for t in range(T):
                 if t > 0:
                     kf.predict()
@@ -97,8 +97,7 @@ def test_new_observation_model_gives_the_kalman_smoother(filterpy_cv):
     y = _linear_tracks(rng, B, T, N, D=1) + rng.normal(0, np.sqrt(r), (B, T, N, 1))
     y[rng.random((B, T, N)) < 0.2] = np.nan
     y[:, 0] = rng.uniform(0.2, 0.8, (B, N, 1))  # seen at the first frame (the initial guess)
-    noise = dict(position_noise=1e-5, velocity_noise=1e-6, initial_position_var=1e-2,
-                 initial_velocity_var=1e-4)
+    noise = dict(process_noise=0.003, initial_position_std=0.1, initial_velocity_std=0.01)
     res = run_vem(y, ScalarObservations(r), ConstantVelocityDynamics(smooth=True, **noise),
                   n_sources=N, max_iter=1, tol=0.0)
     for b in range(B):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from filterpy.kalman import KalmanFilter
 
-from mixest.baselines._kalman import (
+from mixest.mixture._kalman import (
     constant_velocity_model,
     kalman_filter,
     kalman_predict,
@@ -189,3 +189,24 @@ def test_shape_errors():
             transition_covariance=Q, observation_covariance=np.eye(3),
             initial_mean=np.zeros(4), initial_covariance=np.eye(4),
         )
+
+
+@pytest.mark.parametrize("smooth", [False, True])
+def test_constant_velocity_blocks_equal_the_matrix_filter(smooth):
+    """ConstantVelocityDynamics runs diagonal evidence on 2x2 blocks per coordinate; the same
+    evidence given as full matrices runs the (2D, 2D) matrix filter: same moments."""
+    from mixest.mixture import ConstantVelocityDynamics, e_step_s
+
+    rng = np.random.default_rng(5)
+    B, T, N, D = 3, 25, 2, 4
+    boxes = rng.uniform(0.1, 0.3, (B, 1, N, 2))
+    boxes = np.concatenate([boxes, boxes + 0.1], -1) + 0.004 * np.arange(T)[None, :, None, None]
+    prec = rng.uniform(1e3, 1e5, (B, T, N, D)) * (rng.random((B, T, N, 1)) > 0.3)
+    iv = prec * (boxes + rng.normal(0, 0.005, boxes.shape))
+    m_first = boxes[:, 0] + 0.01
+    blocks = e_step_s(ConstantVelocityDynamics(smooth=smooth), iv, prec, m_first)
+    full = e_step_s(ConstantVelocityDynamics(smooth=smooth), iv, prec[..., None] * np.eye(D),
+                    m_first)
+    np.testing.assert_allclose(blocks[0], full[0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(blocks[1], np.diagonal(full[1], axis1=-2, axis2=-1), rtol=1e-8)
+    np.testing.assert_allclose(blocks[2], full[2], rtol=1e-9, atol=1e-12)  # predictions
