@@ -8,22 +8,32 @@ the image size), tracks ``N`` objects over the frame range and writes a MOTChall
 IDF1 and ID switches next to the greedy floor.
 
 Tracking methods are looked up in :data:`METHODS` (name -> ``"module:factory"``); a factory takes
-the parsed arguments and returns an unfitted tracker, so new methods are one line each.
+the parsed arguments and returns an unfitted tracker, so new methods are one line each. The
+options ``--prior``, ``--max-iter`` and ``--seed`` a method takes, and their defaults, are in
+:data:`METHOD_OPTIONS`; the command refuses the others rather than ignoring them.
+
+Errors are one line on stderr, without a traceback: exit status 2 for a command line to fix (an
+option, the frame range, the output path), 1 for an input file that cannot be used.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import math
+import os
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
-__all__ = ["main", "METHODS"]
+__all__ = ["main", "METHODS", "METHOD_OPTIONS", "PRIORS"]
 
 #: ``--method`` name -> ``"module:callable"``; the callable maps parsed arguments to a tracker.
+#: A class is called with ``n_sources``, ``box_format``, ``image_size`` and the options of
+#: :data:`METHOD_OPTIONS` it takes (``prior``, ``max_iter``, ``random_state``).
 METHODS: dict[str, str] = {
     "mixdvae": "mixest.cli:_make_mixdvae",
     "greedy": "mixest.cli:_make_greedy",
@@ -32,12 +42,49 @@ METHODS: dict[str, str] = {
     "sort": "mixest.baselines:SORTTracker",
 }
 
+#: ``--method`` name -> the options ``prior``, ``max_iter``, ``seed`` it takes, with defaults.
+#: An option a method does not take is refused when given, never ignored. ``--seed`` goes to
+#: the methods with random draws (the variational EM trackers); SORT and greedy are
+#: deterministic, so a seed would change nothing and is refused.
+METHOD_OPTIONS: dict[str, dict[str, object]] = {
+    "mixdvae": {"prior": "pretrained:mot", "max_iter": 70, "seed": 0},
+    "vkf": {"max_iter": 30, "seed": 0},
+    "deep-ar": {"prior": "pretrained:mot-ar", "max_iter": 30, "seed": 0},
+    "sort": {},
+    "greedy": {},
+}
+
+#: ``--method`` name -> its ``--prior`` choices; ``"FILE.pt"`` stands for a DVAE saved with
+#: :meth:`mixest.dvae.DVAE.save`.
+PRIORS: dict[str, tuple[str, ...]] = {
+    "mixdvae": ("pretrained:mot", "constant-velocity", "FILE.pt"),
+    "deep-ar": ("pretrained:mot-ar", "train"),
+}
+
+_FLAGS = {"prior": "--prior", "max_iter": "--max-iter", "seed": "--seed"}
+_WHY_NOT = {
+    "prior": "it has no learned dynamics prior",
+    "max_iter": "it runs no variational EM iterations",
+    "seed": "it is deterministic",
+}
+
+
+def _fail(message: object, status: int = 2) -> NoReturn:
+    """Exit with a one-line message: 2 for the command line, 1 for an unusable input file."""
+    print(f"mixest: error: {' '.join(str(message).split())}", file=sys.stderr)
+    raise SystemExit(status)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
 
 def _make_mixdvae(args: argparse.Namespace, image_size: tuple[float, float]):
     from mixest.tracking._tracker import MixDVAETracker
 
-    return MixDVAETracker(n_sources=args.n_sources, prior=args.prior, max_iter=args.max_iter,
-                          box_format="xywh", image_size=image_size, random_state=args.seed)
+    return MixDVAETracker(n_sources=args.n_sources, prior=_load_prior(args.prior),
+                          max_iter=args.max_iter, box_format="xywh", image_size=image_size,
+                          random_state=args.seed)
 
 
 def _make_greedy(args: argparse.Namespace, image_size: tuple[float, float]):
@@ -47,18 +94,89 @@ def _make_greedy(args: argparse.Namespace, image_size: tuple[float, float]):
 
 
 def make_tracker(method: str, args: argparse.Namespace, image_size: tuple[float, float]):
-    """Build the tracker registered under ``method`` in :data:`METHODS`."""
+    """Build the tracker registered under ``method`` in :data:`METHODS`.
+
+    Parameters
+    ----------
+    method : str
+        A key of :data:`METHODS`.
+    args : argparse.Namespace
+        Parsed ``mixest track`` arguments, with the method's options resolved (see
+        :data:`METHOD_OPTIONS`).
+    image_size : tuple of float
+        ``(width, height)`` of the images in pixels.
+
+    Returns
+    -------
+    tracker : estimator
+        An unfitted tracker working on ``"xywh"`` pixel boxes.
+    """
     if method not in METHODS:
-        raise SystemExit(f"unknown method {method!r}; choose from {sorted(METHODS)}")
+        _fail(f"unknown --method {method!r}; choose from {', '.join(sorted(METHODS))}")
     module, name = METHODS[method].split(":")
     try:
         factory = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as exc:
-        msg = f"method {method!r} is not available in this installation ({exc})."
-        raise SystemExit(msg) from exc
+        _fail(f"method {method!r} is not available in this installation ({exc})", 1)
     if isinstance(factory, type):  # an estimator class: common keyword arguments
-        return factory(n_sources=args.n_sources, box_format="xywh", image_size=image_size)
+        takes = METHOD_OPTIONS.get(method, {})
+        options = {"prior": "prior", "max_iter": "max_iter", "seed": "random_state"}
+        kwargs = {options[k]: getattr(args, k) for k in takes}
+        return factory(n_sources=args.n_sources, box_format="xywh", image_size=image_size,
+                       **kwargs)
     return factory(args, image_size)
+
+
+def _resolve_options(args: argparse.Namespace) -> None:
+    """Refuse the options ``args.method`` does not take; fill in its defaults for the others."""
+    if args.method not in METHODS:
+        _fail(f"unknown --method {args.method!r}; choose from {', '.join(sorted(METHODS))}")
+    takes = METHOD_OPTIONS.get(args.method, {})
+    for name, flag in _FLAGS.items():
+        given = getattr(args, name)
+        if name not in takes:
+            if given is not None:
+                users = [m for m in sorted(METHOD_OPTIONS) if name in METHOD_OPTIONS[m]]
+                _fail(f"{flag} does not apply to --method {args.method}: {_WHY_NOT[name]} "
+                      f"({flag} applies to {', '.join(users)})")
+        elif given is None:
+            setattr(args, name, takes[name])
+    if "prior" in takes:
+        args.prior = _check_prior(args.method, args.prior)
+    if "max_iter" in takes and args.max_iter < 1:
+        _fail(f"--max-iter must be at least 1, got {args.max_iter}")
+    if "seed" in takes and not 0 <= args.seed < 2**32:
+        _fail(f"--seed must be an integer in [0, 2**32), got {args.seed}")
+
+
+def _check_prior(method: str, prior: str) -> str:
+    """Check ``--prior`` against :data:`PRIORS` before any file is read or model trained."""
+    choices = PRIORS.get(method)
+    if choices is None:  # a method registered without a list: its tracker checks the prior
+        return prior
+    if prior in choices and prior != "FILE.pt":  # FILE.pt is a placeholder, not a name
+        return prior
+    if "FILE.pt" in choices and prior.endswith(".pt"):
+        if not Path(prior).is_file():
+            _fail(f"--prior {prior}: file not found", 1)
+        return prior
+    if method == "mixdvae" and prior == "train":
+        _fail("--prior train needs ground-truth tracks, which mixest track does not read; train "
+              "a mixest.dvae.DVAE in Python, save() it and pass the .pt file as --prior")
+    _fail(f"--prior {prior!r} is not a prior of --method {method}; choose from "
+          f"{', '.join(choices)}")
+
+
+def _load_prior(prior: str) -> object:
+    """A ``.pt`` prior becomes a fitted DVAE; the named priors go to the tracker as they are."""
+    if not prior.endswith(".pt"):
+        return prior
+    from mixest.dvae import DVAE
+
+    try:
+        return DVAE.load(prior)
+    except (OSError, ValueError) as exc:
+        _fail(f"--prior {prior}: {exc}", 1)
 
 
 def _parse_frames(text: str | None) -> tuple[int, int] | None:
@@ -67,11 +185,35 @@ def _parse_frames(text: str | None) -> tuple[int, int] | None:
     try:
         first, last = (int(v) for v in text.split(":"))
     except ValueError:
-        msg = f"--frames must look like FIRST:LAST (1-based, inclusive), got {text!r}"
-        raise SystemExit(msg) from None
+        _fail(f"--frames must look like FIRST:LAST (1-based, inclusive), got {text!r}")
+    if first < 1:
+        _fail(f"--frames: frames are 1-based, got FIRST = {first}")
     if last < first:
-        raise SystemExit(f"--frames: LAST must be >= FIRST, got {text!r}")
+        _fail(f"--frames: LAST must be >= FIRST, got {text!r}")
     return first, last
+
+
+def _frame_range(
+    frames: tuple[int, int] | None, table, det: Path
+) -> tuple[int, int]:
+    """The frames to track: ``--frames`` clipped to the file's first and last detection.
+
+    Frames without detections inside the range are tracked (missing detections are valid
+    input); a range with no detection at all is refused rather than filled with guesses.
+    """
+    first_det, last_det = int(table["frame"].min()), int(table["frame"].max())
+    if frames is None:
+        return first_det, last_det
+    first, last = frames
+    in_range = (table["frame"] >= first) & (table["frame"] <= last)
+    if not in_range.any():
+        _fail(f"--frames {first}:{last}: {det} has no detections in these frames (its "
+              f"detections span frames {first_det}-{last_det})")
+    clipped = max(first, first_det), min(last, last_det)
+    if clipped != (first, last):
+        print(f"mixest: note: --frames {first}:{last} clipped to {clipped[0]}:{clipped[1]}, the "
+              f"first and last frames with detections in {det}", file=sys.stderr)
+    return clipped
 
 
 def _find_seqinfo(det: Path, given: str | None) -> Path | None:
@@ -83,44 +225,97 @@ def _find_seqinfo(det: Path, given: str | None) -> Path | None:
     return None
 
 
+def _image_size(det: Path, args: argparse.Namespace) -> tuple[float, float]:
+    """``(width, height)`` from the seqinfo.ini, else from ``--image-size``."""
+    from mixest.tracking._motchallenge import read_seqinfo
+
+    seqinfo = _find_seqinfo(det, args.seqinfo)
+    if seqinfo is None:
+        size = tuple(float(v) for v in args.image_size)
+        if not all(math.isfinite(v) and v > 0 for v in size):
+            _fail(f"--image-size must be two positive numbers, got {args.image_size}")
+        return size
+    try:
+        info = read_seqinfo(seqinfo)
+    except (OSError, ValueError) as exc:
+        _fail(exc, 1)
+    size = []
+    for key, field in (("im_width", "imWidth"), ("im_height", "imHeight")):
+        if key not in info:
+            _fail(f"{seqinfo}: [Sequence] has no {field} (the image size in pixels)", 1)
+        value = info[key]
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok or not math.isfinite(value) or value <= 0:
+            _fail(f"{seqinfo}: {field} must be a positive number of pixels, got {value!r}", 1)
+        size.append(float(value))
+    return size[0], size[1]
+
+
+def _check_output(text: str, flag: str) -> Path:
+    """Fail before any tracking if ``text`` cannot become a file; creates its folder."""
+    path = Path(text)
+    if path.is_dir():
+        _fail(f"{flag} {path} is a folder; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail(f"{flag} {path}: cannot create the folder {path.parent} ({exc.strerror})")
+    if not os.access(path.parent, os.W_OK):
+        _fail(f"{flag} {path}: the folder {path.parent} is not writable")
+    return path
+
+
+def _check_plot(text: str) -> Path:
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = _check_output(text, "--plot")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix.lower().lstrip(".") not in formats:
+        what = f"{path.suffix!r} files" if path.suffix else "a file without an extension"
+        _fail(f"--plot {path}: matplotlib cannot write {what}; use one of "
+              f"{', '.join('.' + e for e in sorted(formats))}")
+    return path
+
+
 def _track(args: argparse.Namespace) -> int:
     from mixest.tracking._motchallenge import (
         detections_to_array,
         read_mot,
-        read_seqinfo,
         tracks_to_table,
         write_mot,
     )
 
+    # Everything the command line can get wrong is checked before the (possibly long) tracking.
+    _resolve_options(args)
+    frames = _parse_frames(args.frames)
+    out = _check_output(args.output, "--output")
+    plot = _check_plot(args.plot) if args.plot else None
     det = Path(args.detections)
     if not det.is_file():
-        raise SystemExit(f"detection file not found: {det}")
-    table = read_mot(det)
-    seqinfo = _find_seqinfo(det, args.seqinfo)
-    if seqinfo is not None:
-        info = read_seqinfo(seqinfo)
-        image_size = (float(info["im_width"]), float(info["im_height"]))
-    else:
-        image_size = tuple(float(v) for v in args.image_size)
-    frames = _parse_frames(args.frames)
-    if frames is None:
-        frames = (int(table["frame"].min()), int(table["frame"].max()))
-    frame_ids = np.arange(frames[0], frames[1] + 1)
-    X = detections_to_array(table, frames=frame_ids)[None]
+        _fail(f"detection file not found: {det}", 1)
+    if out.resolve() == det.resolve():
+        _fail(f"--output {out} is the detection file; writing there would overwrite it")
+    try:
+        table = read_mot(det)
+    except (OSError, ValueError) as exc:
+        _fail(exc, 1)
+    image_size = _image_size(det, args)
+    first, last = _frame_range(frames, table, det)
+    X = detections_to_array(table, frames=np.arange(first, last + 1))[None]
     tracker = make_tracker(args.method, args, image_size)
     tic = time.perf_counter()
-    tracks = tracker.fit(X).predict(X)[0]
+    try:
+        tracks = tracker.fit(X).predict(X)[0]
+    except ValueError as exc:  # input the tracker cannot use, e.g. too few frames
+        _fail(f"--method {args.method} cannot track {det} frames {first}-{last}: {exc}", 1)
     seconds = time.perf_counter() - tic
-    out = Path(args.output)
-    write_mot(out, tracks_to_table(tracks, frame_offset=frames[0]))
-    print(f"tracked {args.n_sources} objects over frames {frames[0]}-{frames[1]} with "
+    write_mot(out, tracks_to_table(tracks, frame_offset=first))
+    print(f"tracked {_plural(args.n_sources, 'object')} over frames {first}-{last} with "
           f"{args.method} in {seconds:.2f} s -> {out}")
-    if args.plot:
-        _plot(X[0], tracks, image_size, Path(args.plot))
-        print(f"plot -> {args.plot}")
+    if plot is not None:
+        _plot(X[0], tracks, image_size, plot)
+        print(f"plot -> {plot}")
     return 0
-
-
 def _plot(X: np.ndarray, tracks: np.ndarray, image_size, path: Path) -> None:
     import matplotlib
 
@@ -151,6 +346,11 @@ def _demo(args: argparse.Namespace) -> int:
     from mixest.tracking._metrics import mot_metrics
     from mixest.tracking._tracker import MixDVAETracker
 
+    prior = _load_prior(_check_prior("mixdvae", args.prior))
+    if args.max_iter < 1:
+        _fail(f"--max-iter must be at least 1, got {args.max_iter}")
+    if args.n_sequences < 1 or args.n_frames < 2:
+        _fail("--n-sequences must be at least 1 and --n-frames at least 2")
     X, y = make_tracking_mixture(args.n_sequences, 3, args.n_frames, jitter=args.jitter,
                                  miss_prob=args.miss_prob, shuffle=args.shuffle,
                                  random_state=args.seed)
@@ -159,7 +359,7 @@ def _demo(args: argparse.Namespace) -> int:
     rows = []
     for name, est in (
         ("greedy", GreedyTracker(3, box_format="xyxy")),
-        ("mixdvae", MixDVAETracker(3, prior=args.prior, **common)),
+        ("mixdvae", MixDVAETracker(3, prior=prior, **common)),
         ("vem+cv", MixDVAETracker(3, prior="constant-velocity", **common)),
     ):
         tic = time.perf_counter()
@@ -178,44 +378,116 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+class _HelpFormatter(
+    argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter
+):
+    """Shows defaults, keeps the epilog's line breaks.
+
+    Options whose default depends on ``--method`` have ``None`` defaults: not shown.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or isinstance(action.default, bool):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like the command's own errors."""
+
+    def error(self, message: str) -> NoReturn:
+        _fail(f"{message} (see {self.prog} --help)")
+
+
+_DESCRIPTION = "Multi-object tracking with MixDVAE and baselines."
+_TRACK_EPILOG = f"""\
+options per method (an option a method does not take is refused, never ignored):
+  mixdvae  --prior {{{', '.join(PRIORS['mixdvae'])}}} (default pretrained:mot),
+           --max-iter (default 70), --seed (default 0)
+  deep-ar  --prior {{{', '.join(PRIORS['deep-ar'])}}} (default pretrained:mot-ar; train
+           retrains the network, about a minute), --max-iter (default 30), --seed (default 0)
+  vkf      --max-iter (default 30), --seed (default 0)
+  sort, greedy: deterministic, none of the three
+
+--frames is clipped to the first and last frames with detections in the file (with a note);
+a range with no detection at all is an error. Frames without detections inside the range are
+tracked. Errors exit with status 2 (command line) or 1 (unusable input file).
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``mixest`` argument parser."""
-    parser = argparse.ArgumentParser(prog="mixest", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    from mixest import __version__
 
-    track = sub.add_parser("track", help="track N objects in a MOTChallenge det.txt")
+    parser = _Parser(prog="mixest", description=_DESCRIPTION, formatter_class=_HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"mixest {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{track,demo}")
+
+    track = sub.add_parser(
+        "track", help="track N objects in a MOTChallenge det.txt",
+        description="Track N objects in a MOTChallenge det.txt and write a MOTChallenge "
+        "result file.", epilog=_TRACK_EPILOG, formatter_class=_HelpFormatter,
+    )
     track.add_argument("detections", help="MOTChallenge detection file (det.txt)")
     track.add_argument("-n", "--n-sources", type=int, default=3, help="objects to track")
-    track.add_argument("--frames", help="FIRST:LAST frame range, 1-based inclusive")
-    track.add_argument("-o", "--output", required=True, help="MOTChallenge result file")
+    track.add_argument("--frames", metavar="FIRST:LAST",
+                       help="frame range, 1-based inclusive (default: the file's first to last "
+                       "frame with detections; clipped to them)")
+    track.add_argument("-o", "--output", required=True,
+                       help="MOTChallenge result file (its folder is created)")
     track.add_argument("--seqinfo", help="seqinfo.ini (default: next to det.txt or one up)")
     track.add_argument("--image-size", nargs=2, type=float, default=(1920, 1080),
                        metavar=("WIDTH", "HEIGHT"), help="used without a seqinfo.ini")
-    track.add_argument("--method", default="mixdvae", help=f"one of {sorted(METHODS)}")
-    track.add_argument("--prior", default="pretrained:mot", help="MixDVAE prior")
-    track.add_argument("--max-iter", type=int, default=70)
-    track.add_argument("--plot", help="write a PNG of the tracks here")
-    track.add_argument("--seed", type=int, default=0)
+    track.add_argument("--method", default="mixdvae", help=f"one of {', '.join(METHODS)}")
+    track.add_argument("--prior", help="dynamics prior; mixdvae: "
+                       f"{', '.join(PRIORS['mixdvae'])} (default pretrained:mot); deep-ar: "
+                       f"{', '.join(PRIORS['deep-ar'])} (default pretrained:mot-ar)")
+    track.add_argument("--max-iter", type=int, metavar="N",
+                       help="variational EM iterations of mixdvae (default 70), vkf and deep-ar "
+                       "(default 30)")
+    track.add_argument("--seed", type=int, help="random seed of mixdvae, vkf and deep-ar "
+                       "(default 0): the same seed gives the same result file")
+    track.add_argument("--plot", metavar="FILE",
+                       help="also draw the tracks into FILE (.png, .pdf, .svg, ...)")
     track.set_defaults(func=_track)
 
-    demo = sub.add_parser("demo", help="synthetic 3-object demo against the greedy floor")
-    demo.add_argument("--n-sequences", type=int, default=32)
-    demo.add_argument("--n-frames", type=int, default=60)
+    demo = sub.add_parser(
+        "demo", help="synthetic 3-object demo against the greedy floor",
+        description="Track synthetic 3-object sequences with MixDVAE, the same VEM with\n"
+        "constant-velocity dynamics, and the greedy floor; print MOTA, IDF1, ID switches.",
+        formatter_class=_HelpFormatter,
+    )
+    demo.add_argument("--n-sequences", type=int, default=32, help="synthetic sequences")
+    demo.add_argument("--n-frames", type=int, default=60, help="frames per sequence")
     demo.add_argument("--jitter", type=float, default=0.04, help="noise, fraction of box size")
-    demo.add_argument("--miss-prob", type=float, default=0.1)
+    demo.add_argument("--miss-prob", type=float, default=0.1, help="probability of a miss")
     demo.add_argument("--shuffle", action="store_true", help="shuffle detections per frame")
-    demo.add_argument("--prior", default="pretrained:mot")
-    demo.add_argument("--max-iter", type=int, default=30)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--prior", default="pretrained:mot",
+                      help=f"MixDVAE prior: {', '.join(PRIORS['mixdvae'])}")
+    demo.add_argument("--max-iter", type=int, default=30, metavar="N",
+                      help="variational EM iterations")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the data and the trackers")
     demo.set_defaults(func=_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``mixest`` command; returns the exit status."""
+    """Entry point of the ``mixest`` command.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    status : int
+        0 on success. Errors raise ``SystemExit`` after a one-line message on stderr: status 2
+        for the command line, 1 for an input file that cannot be used.
+    """
     args = build_parser().parse_args(argv)
     if getattr(args, "n_sources", 1) < 1:
-        raise SystemExit("--n-sources must be at least 1")
+        _fail("--n-sources must be at least 1")
     return args.func(args)
 
 

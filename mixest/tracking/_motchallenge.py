@@ -64,9 +64,9 @@ def read_mot(path: str | os.PathLike) -> pd.DataFrame:
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file is empty, has a number of columns other than 9 or 10, rows of different
-        lengths, non-numeric fields, non-integer frames/ids, frames below 1, or negative box
-        sizes.
+        If the file is binary or empty, has a number of columns other than 9 or 10, rows of
+        different lengths, non-numeric fields (the message names the line and the column),
+        non-integer frames/ids, frames below 1, or negative box sizes.
 
     Examples
     --------
@@ -79,7 +79,15 @@ def read_mot(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"MOTChallenge file not found: {path}")
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        text = "\0"  # reported just below, with the other binary files
+    if "\0" in text:
+        raise ValueError(
+            f"path {str(path)!r} is a binary file, not a MOTChallenge text file (comma-separated "
+            "numbers, one box per line)."
+        )
     lines = [(i + 1, line) for i, line in enumerate(text.splitlines()) if line.strip()]
     if not lines:
         raise ValueError(f"path {str(path)!r} is an empty MOTChallenge file (no rows).")
@@ -104,8 +112,11 @@ def read_mot(path: str | os.PathLike) -> pd.DataFrame:
         try:
             rows.append([float(f) for f in fields])
         except ValueError:
+            names = GT_COLUMNS if n_cols == 9 else RESULT_COLUMNS
+            col = next(j for j, f in enumerate(fields) if not _is_number(f))
             raise ValueError(
-                f"path {str(path)!r}: line {lineno} has a non-numeric field: {line.strip()!r}."
+                f"path {str(path)!r}: line {lineno}, column {col + 1} ({names[col]}) is not a "
+                f"number: {fields[col].strip()[:40]!r}."
             ) from None
     values = np.array(rows, dtype=np.float64)
     if not np.isfinite(values).all():
@@ -121,6 +132,14 @@ def read_mot(path: str | os.PathLike) -> pd.DataFrame:
     _check_table_values(table, f"path {str(path)!r}")
     table.attrs["path"] = str(path)
     return table
+
+
+def _is_number(field: str) -> bool:
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_table_values(table: pd.DataFrame, what: str) -> None:
@@ -228,7 +247,7 @@ def read_seqinfo(path: str | os.PathLike) -> dict[str, object]:
     FileNotFoundError
         If the file does not exist.
     ValueError
-        If it has no ``[Sequence]`` section or cannot be parsed.
+        If it is a binary file, has no ``[Sequence]`` section or cannot be parsed.
     """
     path = Path(path)
     if path.is_dir():
@@ -239,6 +258,8 @@ def read_seqinfo(path: str | os.PathLike) -> dict[str, object]:
     parser.optionxform = str  # keep camelCase keys to convert them ourselves
     try:
         parser.read_string(path.read_text())
+    except UnicodeDecodeError:
+        raise ValueError(f"path {str(path)!r} is a binary file, not a seqinfo.ini.") from None
     except configparser.Error as exc:
         raise ValueError(f"path {str(path)!r} is not a valid seqinfo.ini: {exc}") from None
     if not parser.has_section("Sequence"):

@@ -92,8 +92,8 @@ def test_read_det(tmp_path):
         ("1,1,2,3,4,5\n", "expected 9 columns .* got 6"),
         ("1,1,2,3,4,5,1,1,1,1,1\n", "got 11"),
         ("1,1,2,3,4,5,1,1,1\n2,1,2,3,4,5,1,1\n", "line 2 has 8 columns"),
-        ("1,1,2,3,4,5,1,1,1\n2,1,a,3,4,5,1,1,1\n", "line 2 has a non-numeric field"),
-        ("frame,id,x,y,w,h,conf,class,vis\n", "line 1 has a non-numeric field"),
+        ("1,1,2,3,4,5,1,1,1\n2,1,a,3,4,5,1,1,1\n", r"line 2, column 3 \(bb_left\) .* 'a'"),
+        ("frame,id,x,y,w,h,conf,class,vis\n", r"line 1, column 1 \(frame\) is not a number"),
         ("1,1,2,3,4,5,1,1,1\n2,1,nan,3,4,5,1,1,1\n", "line 2 has NaN or infinite"),
         ("1.5,1,2,3,4,5,1,1,1\n", "'frame' has non-integer"),
         ("0,1,2,3,4,5,1,1,1\n", "1-based"),
@@ -105,6 +105,17 @@ def test_read_bad_files(tmp_path, text, match):
     with pytest.raises(ValueError, match=match) as info:
         read_mot(path)
     assert "path" in str(info.value)
+
+
+@pytest.mark.parametrize("data", [b"\x89PNG\r\n\x1a\n\xff\xfe\x00", b"1,1,2\x00,3,4,5,1,1,1\n"])
+def test_read_binary_file(tmp_path, data):
+    path = tmp_path / "det.txt"
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match="is a binary file"):
+        read_mot(path)
+    (tmp_path / "seqinfo.ini").write_bytes(b"\xff\xfe[Sequence]\x80\n")
+    with pytest.raises(ValueError, match="seqinfo.ini' is a binary file"):
+        read_seqinfo(tmp_path)
 
 
 def test_read_missing_file_and_bad_path_type(tmp_path):
