@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from mixest.mixture._numpy_srnn import MAX_PRIOR_VAR
+
 _LOG_2PI = math.log(2.0 * math.pi)
 
 __all__ = [
@@ -122,9 +124,16 @@ def linearised_rts(
         pred_cov = pred_var[:, t + 1]
         if not propagated:
             pred_cov = pred_cov + a * a * covs[:, t] + (covs[:, t - 1] if second else 0.0)
-        gain = a * covs[:, t] / pred_cov
+        # A prediction capped at MAX_PRIOR_VAR (below its propagated a^2 Sigma_t) says nothing
+        # about s_t: no information flows back through it (J = 0).
+        known = pred_cov > a * a * covs[:, t]
+        gain = np.where(known, a * covs[:, t] / np.where(known, pred_cov, 1.0), 0.0)
         sm[:, t] = means[:, t] + gain * (sm[:, t + 1] - pred_mean[:, t + 1])
-        sc[:, t] = covs[:, t] + gain**2 * (sc[:, t + 1] - pred_cov)
+        # Sigma + J^2 (Sigma^s - P) as two non-negative terms (J P = a Sigma): no cancellation
+        # where P is huge (long runs without evidence)
+        rest = np.where(known, (pred_cov - a * a * covs[:, t]) / np.where(known, pred_cov, 1.0),
+                        1.0)
+        sc[:, t] = covs[:, t] * rest + gain**2 * sc[:, t + 1]
     return sm, sc
 
 
@@ -281,6 +290,10 @@ class DVAEDynamics(Dynamics):
         first-order (delta-method) term :math:`\\Sigma_{t-1}` or
         :math:`4 \\Sigma_{t-1} + \\Sigma_{t-2}` to :math:`v_\\theta`, so a prior trained on
         noise-free trajectories does not claim more certainty than its noisy inputs allow.
+        The propagated variance is capped at
+        :data:`~mixest.mixture._numpy_srnn.MAX_PRIOR_VAR` (one image, squared): the delta
+        method ignores the correlation of consecutive means, so without evidence it grows
+        geometrically.
     finetune_steps : int, default=0
         Adam steps of encoder fine-tuning per E-Z step of the main VEM loop, on a per-sequence
         copy of the encoder (:class:`mixest.mixture._finetune.EncoderFineTuner`; SRNN only). The
@@ -451,6 +464,7 @@ class DVAEDynamics(Dynamics):
                 var = var + 4.0 * state["s1"] + state["s2"]
             elif self.residual_order >= 1:
                 var = var + state["s1"]
+            var = np.minimum(var, MAX_PRIOR_VAR)
         return mu, var, {**state, "h": h}
 
     def _gated_terms(self, gates, t: int, var: np.ndarray, state: dict) -> np.ndarray:
@@ -471,6 +485,7 @@ class DVAEDynamics(Dynamics):
             var = var + over_rows(c1**2) * state["s1"] + over_rows(c2**2) * state["s2"]
             if t >= 3:
                 var = var + over_rows(g_a**2) * state["s3"]
+            var = np.minimum(var, MAX_PRIOR_VAR)
         return var
 
     def smooth(self, means, covs, pred_mean, pred_var):

@@ -16,6 +16,12 @@ import numpy as np
 __all__ = ["NumpySRNN", "numpy_twin"]
 
 _LOGVAR_MIN, _LOGVAR_MAX = -18.0, 12.0
+#: Largest prior variance of a propagated prediction, in the network's (image-normalised) units:
+#: a standard deviation of one image, i.e. nothing known. The delta method treats m_{t-1} and
+#: m_{t-2} as independent, so through a run of frames without evidence a gated extrapolation
+#: (coefficient up to 2) multiplies the variance by up to 4 per frame; uncapped, it overflows
+#: after a few hundred frames and the bound is no longer finite.
+MAX_PRIOR_VAR = 1.0
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -558,6 +564,7 @@ def _emit_and_update(out, t, R, order, gated, propagate, loc, scale, dx_scale, d
                     var += 4.0 * covs[m, t - 1, d] + covs[m, t - 2, d]
                 else:
                     var += covs[m, t - 1, d]
+                var = min(var, MAX_PRIOR_VAR)
             pm[t, m, d] = mu
             pv[t, m, d] = var
             sigma = var / (var * info_prec[m, t, d] + 1.0)
