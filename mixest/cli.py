@@ -313,28 +313,18 @@ def _track(args: argparse.Namespace) -> int:
     print(f"tracked {_plural(args.n_sources, 'object')} over frames {first}-{last} with "
           f"{args.method} in {seconds:.2f} s -> {out}")
     if plot is not None:
-        _plot(X[0], tracks, image_size, plot)
+        _plot(X[0], tracks, first, plot)
         print(f"plot -> {plot}")
     return 0
-def _plot(X: np.ndarray, tracks: np.ndarray, image_size, path: Path) -> None:
+def _plot(X: np.ndarray, tracks: np.ndarray, first_frame: int, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    cx = X[..., 0] + X[..., 2] / 2
-    cy = X[..., 1] + X[..., 3] / 2
-    ax.scatter(cx.ravel(), cy.ravel(), s=4, c="0.6", label="detections")
-    for n in range(tracks.shape[1]):
-        ax.plot(tracks[:, n, 0] + tracks[:, n, 2] / 2, tracks[:, n, 1] + tracks[:, n, 3] / 2,
-                lw=2, label=f"track {n + 1}")
-    ax.set_xlim(0, image_size[0])
-    ax.set_ylim(image_size[1], 0)  # image coordinates: y down
-    ax.set_xlabel("x (pixels)")
-    ax.set_ylabel("y (pixels)")
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
+    from mixest.tracking._plot import plot_tracks
+
+    fig = plot_tracks(X, tracks, box_format="xywh", first_frame=first_frame)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)

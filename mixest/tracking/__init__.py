@@ -29,6 +29,7 @@ __getattr__, __dir__, __all__ = attach(
         "simulate_detections": "._detections",
         "iou_matrix": "._metrics",
         "mot_metrics": "._metrics",
+        "plot_tracks": "._plot",
         "mota_score": "._metrics",
         "idf1_score": "._metrics",
         "motp_score": "._metrics",
