@@ -84,23 +84,51 @@ class GreedyTracker(SequenceEstimator):
         self.box_format = box_format
 
     def fit(self, X, y=None):
-        """Validate the parameters (nothing to learn); return ``self``."""
+        """Validate the parameters (nothing to learn); return ``self``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_sequences, T, K, D)
+            Detections, NaN rows for missing ones; with ``D = 4`` they are boxes in
+            ``box_format`` and must not have negative sizes.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : GreedyTracker
+        """
         self._validate_params()
         X = self._check_X(X)
         self.n_features_in_ = X.shape[-1]
         return self
 
     def _check_X(self, X):
+        from mixest.tracking._boxes import _check_boxes
         from mixest.tracking._validation import check_detections
 
-        return check_detections(X, box_format=self.box_format, boxes_only=False)
+        X = check_detections(X, box_format=self.box_format, boxes_only=False)
+        if X.shape[-1] == 4:  # boxes: a negative width or height is a corrupt detection
+            _check_boxes(X, "X", self.box_format)
+        return X
 
     def predict(self, X) -> np.ndarray:
-        """Tracks ``(n_sequences, T, n_sources, D)`` in the input's units."""
+        """Tracks ``(n_sequences, T, n_sources, D)`` in the input's units.
+
+        Raises
+        ------
+        ValueError
+            If ``X`` has another number of features ``D`` than at :meth:`fit`.
+        """
         from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(self, "n_features_in_")
         X = self._check_X(X)
+        if X.shape[-1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[-1]} features per detection, but GreedyTracker was fitted "
+                f"with {self.n_features_in_}."
+            )
         return greedy_track(X, self.n_sources)
 
     def score(self, X, y) -> float:

@@ -21,6 +21,7 @@ __all__ = [
     "ConvergenceMonitor",
     "SequenceEstimator",
     "check_int",
+    "check_no_bool_numbers",
     "check_sequences",
     "ConvergenceWarning",
 ]
@@ -133,12 +134,50 @@ def check_sequences(
     return arr
 
 
+def check_no_bool_numbers(estimator: BaseEstimator) -> None:
+    """Refuse ``True``/``False`` for parameters whose constraints only allow numbers.
+
+    ``bool`` is an ``int`` subclass, so scikit-learn's ``Interval(Integral, ...)`` (and
+    ``Interval(Real, ...)``) accept ``n_sources=True`` as 1. Call this after
+    ``_validate_params()``; :class:`SequenceEstimator` does it for its subclasses. A parameter
+    that also lists ``"boolean"`` (or another constraint a bool satisfies) keeps accepting
+    booleans.
+
+    Parameters
+    ----------
+    estimator : BaseEstimator
+        An estimator with a ``_parameter_constraints`` dict.
+
+    Raises
+    ------
+    sklearn.utils._param_validation.InvalidParameterError
+        (a ``TypeError`` and a ``ValueError``) naming the first such parameter.
+    """
+    from sklearn.utils._param_validation import (
+        Interval,
+        InvalidParameterError,
+        make_constraint,
+    )
+
+    for name, constraints in getattr(estimator, "_parameter_constraints", {}).items():
+        value = estimator.get_params(deep=False).get(name)
+        if not isinstance(value, bool) or constraints == "no_validation":
+            continue
+        satisfied = [c for c in map(make_constraint, constraints) if c.is_satisfied_by(value)]
+        if satisfied and all(isinstance(c, Interval) for c in satisfied):
+            raise InvalidParameterError(
+                f"The {name!r} parameter of {type(estimator).__name__} must be a number, not a "
+                f"bool; got {value!r}."
+            )
+
+
 class SequenceEstimator(BaseEstimator):
     """Base class of mixest's sequence estimators.
 
     Subclasses declare ``_parameter_constraints`` (scikit-learn's format) and call
-    ``self._validate_params()`` at the top of ``fit``. Two class attributes drive
-    ``tests/test_common.py``:
+    ``self._validate_params()`` at the top of ``fit``; it also refuses booleans for numeric
+    parameters (:func:`check_no_bool_numbers`), which scikit-learn accepts as 0 and 1. Two
+    class attributes drive ``tests/test_common.py``:
 
     ``_input_kind``
         ``"tabular"`` (2-D, runs scikit-learn's own ``parametrize_with_checks``),
@@ -153,6 +192,11 @@ class SequenceEstimator(BaseEstimator):
     _input_kind: ClassVar[str] = "sequences"
     _test_params: ClassVar[dict] = {}
     _deterministic: ClassVar[bool] = False
+
+    def _validate_params(self) -> None:
+        """scikit-learn's parameter validation, plus :func:`check_no_bool_numbers`."""
+        super()._validate_params()
+        check_no_bool_numbers(self)
 
 
 class ConvergenceMonitor:

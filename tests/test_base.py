@@ -1,12 +1,20 @@
 """mixest.base: input validation and the EM convergence monitor."""
 
 import warnings
+from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 
-from mixest.base import ConvergenceMonitor, check_int, check_sequences
+from mixest.base import (
+    ConvergenceMonitor,
+    SequenceEstimator,
+    check_int,
+    check_no_bool_numbers,
+    check_sequences,
+)
 
 
 class TestCheckSequences:
@@ -110,3 +118,76 @@ class TestCheckInt:
     def test_rejects(self, value, error, match):
         with pytest.raises(error, match=match):
             check_int(value, "n", minimum=2)
+
+
+class TestNoBoolNumbers:
+    """``bool`` is an ``int``: scikit-learn's Interval constraints would take True as 1."""
+
+    @staticmethod
+    def _estimators():
+        import importlib
+        import inspect
+
+        from sklearn.base import BaseEstimator
+
+        found = {}
+        for package in ("mixest", "mixest.baselines", "mixest.dvae", "mixest.mixture",
+                        "mixest.separation", "mixest.tracking"):
+            module = importlib.import_module(package)
+            for name in module.__all__:
+                obj = getattr(module, name)
+                if inspect.isclass(obj) and issubclass(obj, BaseEstimator):
+                    if not inspect.isabstract(obj):
+                        found[name] = obj
+        return list(found.values())
+
+    def test_every_interval_parameter_refuses_bools(self):
+        from sklearn.utils._param_validation import Interval, InvalidParameterError, make_constraint
+
+        checked = []
+        for cls in self._estimators():
+            for name, constraints in cls._parameter_constraints.items():
+                if constraints == "no_validation":
+                    continue
+                made = [make_constraint(c) for c in constraints]
+                allows_bool = any(
+                    c.is_satisfied_by(True) for c in made if not isinstance(c, Interval)
+                )
+                if allows_bool or not any(isinstance(c, Interval) for c in made):
+                    continue
+                est = cls().set_params(**{name: True})
+                with pytest.raises(InvalidParameterError, match=f"'{name}' parameter"):
+                    est._validate_params()
+                    check_no_bool_numbers(est)  # for estimators outside SequenceEstimator
+                checked.append(f"{cls.__name__}.{name}")
+        assert "GreedyTracker.n_sources" in checked and "STFTTransformer.hop_length" in checked
+        assert "DVAE.n_threads" in checked
+
+    def test_fit_refuses_n_sources_true(self):
+        from mixest.baselines import GreedyTracker
+
+        X = np.random.default_rng(0).uniform(size=(1, 3, 2, 4))
+        with pytest.raises(TypeError, match="'n_sources' parameter of GreedyTracker must be a"):
+            GreedyTracker(n_sources=True).fit(X)
+        assert GreedyTracker(n_sources=1).fit(X).predict(X).shape == (1, 3, 1, 4)
+
+    def test_boolean_parameters_still_accept_bools(self):
+        from sklearn.utils._param_validation import Interval
+
+        class Est(SequenceEstimator):
+            _parameter_constraints: ClassVar[dict] = {
+                "verbose": [Interval(Integral, 0, None, closed="left"), "boolean"],
+                "rate": [Interval(Real, 0, None, closed="left")],
+            }
+
+            def __init__(self, verbose=0, rate=1.0):
+                self.verbose = verbose
+                self.rate = rate
+
+        Est(verbose=True)._validate_params()
+        with pytest.raises(TypeError, match="'rate' parameter of Est must be a number"):
+            Est(rate=False)._validate_params()
+
+    def test_check_int_refuses_bools(self):
+        with pytest.raises(TypeError, match="n_sources must be an integer, got bool"):
+            check_int(True, "n_sources")

@@ -66,12 +66,25 @@ def _unpack(flat: torch.Tensor, layout: list) -> dict[str, torch.Tensor]:
     return state
 
 
+def _check_n_threads(estimator: object) -> int | None:
+    """``n_threads`` checked before torch sees it (``fit`` validates it only inside)."""
+    n = getattr(estimator, "n_threads", None)
+    if n is not None and (isinstance(n, bool) or not isinstance(n, Integral) or n < 1):
+        from sklearn.utils._param_validation import InvalidParameterError
+
+        raise InvalidParameterError(
+            f"The 'n_threads' parameter of {type(estimator).__name__} must be a positive "
+            f"integer or None, got {n!r}."
+        )
+    return n
+
+
 def _in_threads(method):
     """Run an estimator method under its ``n_threads`` torch setting."""
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        with torch_threads(getattr(self, "n_threads", None)):
+        with torch_threads(_check_n_threads(self)):
             return method(self, *args, **kwargs)
 
     return wrapper
@@ -272,6 +285,8 @@ class DVAE(SequenceEstimator):
     grad_clip : float or None, default=5.0
         Maximum gradient norm.
     device : {"cpu", "cuda", "auto"}, default="auto"
+        Torch device; "auto" is CUDA when torch sees one. "cuda" without a CUDA device is
+        refused by :meth:`fit` with a ``ValueError``.
     n_threads : int or None, default=1
         torch CPU threads while this estimator computes (restored afterwards); None leaves
         torch's setting alone. These models are too small to gain from more threads.
@@ -470,7 +485,13 @@ class DVAE(SequenceEstimator):
         X = self._check_X(X, reset=True)
         network, noise, weight = self._settings(X.shape[-1])
         rng = check_random_state(self.random_state)
-        self.device_ = resolve_device(self.device)
+        try:
+            self.device_ = resolve_device(self.device)
+        except RuntimeError as exc:  # refused here, not as a torch error at predict time
+            raise ValueError(
+                f"device={self.device!r} but torch sees no CUDA device; use device='cpu' or "
+                "'auto'."
+            ) from exc
         n = X.shape[0]
         n_val = int(round(self.validation_fraction * n)) if self.validation_fraction > 0 else 0
         if n_val >= n:
@@ -652,7 +673,9 @@ class DVAE(SequenceEstimator):
         check_is_fitted(self, "module_")
         level = self._check_level(level)
         for name, v in (("n_samples", n_samples), ("T", T)):
-            if not isinstance(v, Integral) or v < 1:
+            if isinstance(v, bool) or not isinstance(v, Integral):
+                raise TypeError(f"{name} must be a positive integer, got {v!r}.")
+            if v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}.")
         x_start = None
         if X_start is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,34 @@ def resample(signal: object, orig_rate: int, new_rate: int) -> np.ndarray:
     return resample_poly(x, new_rate // g, orig_rate // g)
 
 
+def _check_wav_not_truncated(path: Path) -> None:
+    """Refuse a RIFF/WAVE file whose ``data`` chunk is shorter than its header declares.
+
+    libsndfile reads such a file (an interrupted download or copy) up to its end without a
+    word, so the signal would silently lose its tail.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(12)
+        if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return
+        offset = 12
+        while offset + 8 <= size:
+            f.seek(offset)
+            chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
+            if chunk_id == b"data":
+                available = size - offset - 8
+                # 0 and 0xFFFFFFFF are the placeholders of streaming writers: size unknown.
+                if chunk_size not in (0, 0xFFFFFFFF) and chunk_size > available:
+                    raise ValueError(
+                        f"path {str(path)!r} is truncated: its header declares {chunk_size} "
+                        f"bytes of audio data but the file holds only {available}; the "
+                        "signal would lose its end. Re-create or re-download the file."
+                    )
+                return
+            offset += 8 + chunk_size + (chunk_size & 1)  # chunks are padded to even sizes
+
+
 def read_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
     """Read a WAV or FLAC file as a mono float64 signal.
 
@@ -136,8 +165,10 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file is empty, not a readable audio file, holds no samples or non-finite
-        samples, or ``sample_rate`` is not a positive integer.
+        If the file is empty, not a readable audio file, truncated (a WAV file whose header
+        declares more samples than the file holds: libsndfile would return the samples that
+        are left without a word), holds no samples or non-finite samples, or ``sample_rate``
+        is not a positive integer.
     ImportError
         If :mod:`soundfile` is not installed.
 
@@ -160,6 +191,7 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple
         raise FileNotFoundError(f"path {str(path)!r} does not exist or is not a file.")
     if path.stat().st_size == 0:
         raise ValueError(f"path {str(path)!r} is an empty file (0 bytes), not an audio file.")
+    _check_wav_not_truncated(path)
     sf = _import_optional("soundfile")
     try:
         data, file_rate = sf.read(str(path), dtype="float64", always_2d=True)

@@ -13,6 +13,8 @@ return the metric's mean over every mixture and source (higher is better for all
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from mixest.base import check_sequences
@@ -31,6 +33,9 @@ __all__ = [
 ]
 
 _ANY_NDIM = tuple(range(1, 33))
+# pystoi needs 30 STFT frames (256 samples, hop 128) after resampling to 10 kHz: more than
+# 4096 samples there, i.e. more than 4096 * sample_rate / 10000 before (it rounds up).
+_ESTOI_FRAMES_10K = 4096
 
 
 def _check_pair(reference: object, estimate: object) -> tuple[np.ndarray, np.ndarray]:
@@ -45,6 +50,29 @@ def _check_pair(reference: object, estimate: object) -> tuple[np.ndarray, np.nda
             f"{s.shape} and {s_hat.shape}."
         )
     return s, s_hat
+
+
+def _peak_normalised(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` divided by each signal's peak, and the peaks (1 for a silent signal).
+
+    The ratio metrics are scale-invariant, so dividing first keeps their energies away from
+    overflow (signals of 1e200) and underflow (signals of 1e-300).
+    """
+    peak = np.max(np.abs(x), axis=-1, keepdims=True)
+    peak = np.where(peak > 0, peak, 1.0)
+    return x / peak, peak[..., 0]
+
+
+def _centred(x: np.ndarray, zero_mean: bool) -> np.ndarray:
+    """Peak-normalised signals, without their mean when ``zero_mean`` (renormalised after)."""
+    x, _ = _peak_normalised(x)
+    if zero_mean:
+        # The mean of peak-normalised values cannot overflow. What is left of a constant signal
+        # is rounding noise (a few eps), which renormalising would blow up: make it silent.
+        x = x - x.mean(axis=-1, keepdims=True)
+        rounding = np.max(np.abs(x), axis=-1, keepdims=True) <= 8 * np.finfo(x.dtype).eps
+        x, _ = _peak_normalised(np.where(rounding, 0.0, x))
+    return x
 
 
 def _as_output(values: np.ndarray) -> np.ndarray | float:
@@ -83,7 +111,14 @@ def si_sdr(reference: object, estimate: object, *, zero_mean: bool = True) -> np
     ------
     ValueError
         If the shapes differ, a value is not finite, or a reference has zero energy (after
-        removing its mean when ``zero_mean``): SI-SDR is undefined there.
+        removing its mean when ``zero_mean``; a constant reference, up to rounding): SI-SDR is
+        undefined there.
+
+    Notes
+    -----
+    Each signal is divided by its peak before the energies are computed, so the value does not
+    depend on the signals' scale even at the ends of the floating-point range (signals of
+    ``1e200`` or ``1e-300`` give the value of the unscaled ones).
 
     References
     ----------
@@ -99,9 +134,12 @@ def si_sdr(reference: object, estimate: object, *, zero_mean: bool = True) -> np
     True
     """
     s, s_hat = _check_pair(reference, estimate)
-    if zero_mean:
-        s = s - s.mean(axis=-1, keepdims=True)
-        s_hat = s_hat - s_hat.mean(axis=-1, keepdims=True)
+    return _as_output(_si_sdr(s, s_hat, zero_mean))
+
+
+def _si_sdr(s: np.ndarray, s_hat: np.ndarray, zero_mean: bool) -> np.ndarray:
+    """SI-SDR of validated arrays, shape ``s.shape[:-1]``."""
+    s, s_hat = _centred(s, zero_mean), _centred(s_hat, zero_mean)
     ref_energy = np.einsum("...n,...n->...", s, s)
     if np.any(ref_energy <= 0):
         raise ValueError(
@@ -116,8 +154,7 @@ def si_sdr(reference: object, estimate: object, *, zero_mean: bool = True) -> np
     with np.errstate(divide="ignore", invalid="ignore"):
         values = 10.0 * np.log10(num / den)
     # 0 / 0 only for an all-zero estimate: no target energy at all.
-    values = np.where(num == 0, -np.inf, values)
-    return _as_output(values)
+    return np.where(num == 0, -np.inf, values)
 
 
 def si_sdr_improvement(
@@ -142,9 +179,20 @@ def si_sdr_improvement(
     Returns
     -------
     si_sdri : float or ndarray of shape (...)
+        0 where the two SI-SDRs are equal, even when both are ``+inf`` (an estimate equal to a
+        mixture that already equals the reference: nothing was improved). ``+inf`` or ``-inf``
+        where exactly one of them is infinite.
+
+    Raises
+    ------
+    ValueError
+        If the shapes do not agree, a value is not finite, a reference has zero energy, or a
+        mixture is silent (zero energy after removing its mean when ``zero_mean``): its SI-SDR
+        would be ``-inf`` and the improvement ``+inf`` for any estimate.
     """
     s, s_hat = _check_pair(reference, estimate)
     x = check_sequences(mixture, name="mixture", ndim=_ANY_NDIM, axis_names="(..., n_samples)")
+    own = x  # before broadcasting, to count each silent mixture once
     if x.shape != s.shape:
         if s.ndim >= 2 and x.shape == s.shape[:-2] + s.shape[-1:]:
             x = np.broadcast_to(x[..., None, :], s.shape)
@@ -153,8 +201,19 @@ def si_sdr_improvement(
                 f"mixture must have the shape of reference {s.shape} or, with one mixture per "
                 f"group of sources, {s.shape[:-2] + s.shape[-1:]}; got {x.shape}."
             )
-    base = si_sdr(s, x, zero_mean=zero_mean)
-    return _as_output(np.asarray(si_sdr(s, s_hat, zero_mean=zero_mean)) - np.asarray(base))
+    centred = _centred(own, zero_mean)
+    mixture_energy = np.einsum("...n,...n->...", centred, centred)
+    if np.any(mixture_energy <= 0):
+        raise ValueError(
+            f"mixture is silent{' after removing its mean' if zero_mean else ''} in "
+            f"{int(np.count_nonzero(mixture_energy <= 0))} signal(s); the SI-SDR improvement "
+            "over a silent mixture is undefined."
+        )
+    base = _si_sdr(s, x, zero_mean)
+    value = _si_sdr(s, s_hat, zero_mean)
+    # inf - inf: the estimate is as perfect as the mixture was, no improvement.
+    with np.errstate(invalid="ignore"):
+        return _as_output(np.where(value == base, 0.0, value - base))
 
 
 def scale_optimal_rmse(reference: object, estimate: object) -> np.ndarray | float:
@@ -177,13 +236,19 @@ def scale_optimal_rmse(reference: object, estimate: object) -> np.ndarray | floa
     Returns
     -------
     rmse : float or ndarray of shape (...)
+        Independent of the estimate's scale and proportional to the reference's:
+        ``rmse(k * s, c * s_hat) == abs(k) * rmse(s, s_hat)``. Both signals are divided by
+        their peaks before squaring and the reference's peak is applied last, so the value
+        stays finite and exact for signals of ``1e200`` or ``1e-300``.
     """
     s, s_hat = _check_pair(reference, estimate)
+    s, peak = _peak_normalised(s)
+    s_hat, _ = _peak_normalised(s_hat)
     est_energy = np.einsum("...n,...n->...", s_hat, s_hat)
     dot = np.einsum("...n,...n->...", s, s_hat)
     gain = np.divide(dot, est_energy, out=np.zeros_like(dot), where=est_energy > 0)
     err = s - gain[..., None] * s_hat
-    return _as_output(np.sqrt(np.mean(err * err, axis=-1)))
+    return _as_output(peak * np.sqrt(np.mean(err * err, axis=-1)))
 
 
 def _pesq_mode(sample_rate: int, mode: str | None) -> str:
@@ -226,8 +291,8 @@ def pesq_score(
     mode : {"wb", "nb"}, optional
         Override the band; narrow-band is allowed at 16 kHz, wide-band needs 16 kHz.
     on_error : {"raise", "nan"}, default="raise"
-        What to do when PESQ fails on a signal (too short, no utterance detected): raise a
-        ``ValueError`` or return NaN for that signal.
+        What to do when PESQ fails on a signal (too short, no utterance detected, a silent
+        reference or estimate): raise a ``ValueError`` or return NaN for that signal.
 
     Returns
     -------
@@ -253,9 +318,12 @@ def pesq_score(
     out = np.empty(flat_s.shape[0])
     for i in range(flat_s.shape[0]):
         try:
+            # pesq would divide by a zero peak (reference) or a zero level (estimate, a NaN
+            # that it fails to convert to an integer) before reporting anything useful.
             if not np.any(flat_s[i]):
-                # pesq would divide by a zero peak before failing to find an utterance.
                 raise pesq_mod.NoUtterancesError("the reference is all zeros")
+            if not np.any(flat_e[i]):
+                raise pesq_mod.PesqError("the estimate is all zeros")
             out[i] = pesq_mod.pesq(sample_rate, flat_s[i], flat_e[i], mode)
         except pesq_mod.PesqError as exc:
             if on_error == "raise":
@@ -286,21 +354,48 @@ def estoi_score(reference: object, estimate: object, sample_rate: int) -> np.nda
 
     Raises
     ------
+    ValueError
+        If the shapes differ, a value is not finite, a reference is all zeros (ESTOI is
+        undefined there, as SI-SDR is), or a signal is shorter than ESTOI's analysis needs:
+        30 frames of 25.6 ms after pystoi's resampling to 10 kHz and its removal of the
+        reference's silent frames (more than 40 dB below its loudest), i.e. at least
+        ``4096 * sample_rate // 10000 + 1`` samples and more if the reference has silences
+        (``pystoi`` itself would crash or return ``1e-5``).
     ImportError
         If ``pystoi`` is not installed (``pip install mixest[audio]``).
     """
     s, s_hat = _check_pair(reference, estimate)
     sample_rate = _check_sample_rate(sample_rate)
+    min_samples = _ESTOI_FRAMES_10K * sample_rate // 10000 + 1
+    if s.shape[-1] < min_samples:
+        raise ValueError(
+            f"estoi_score needs signals of at least {min_samples} samples (about 0.41 s at "
+            f"sample_rate {sample_rate}), got {s.shape[-1]}."
+        )
     pystoi = _import_optional("pystoi")
     flat_s = s.reshape(-1, s.shape[-1])
     flat_e = s_hat.reshape(-1, s.shape[-1])
-    out = np.array(
-        [
-            pystoi.stoi(a, b, sample_rate, extended=True)
-            for a, b in zip(flat_s, flat_e, strict=True)
-        ],
-        dtype=np.float64,
-    )
+    silent = ~np.any(flat_s, axis=-1)
+    if np.any(silent):
+        raise ValueError(
+            f"reference is all zeros in {int(np.count_nonzero(silent))} signal(s); ESTOI is "
+            "undefined there."
+        )
+    out = np.empty(flat_s.shape[0])
+    for i in range(flat_s.shape[0]):
+        with warnings.catch_warnings():
+            # pystoi warns and returns 1e-5, a made-up score, when too little speech is left.
+            warnings.filterwarnings(
+                "error", message="Not enough STFT frames", category=RuntimeWarning
+            )
+            try:
+                out[i] = pystoi.stoi(flat_s[i], flat_e[i], sample_rate, extended=True)
+            except RuntimeWarning as exc:
+                raise ValueError(
+                    f"ESTOI failed on signal {i} of {flat_s.shape[0]}: fewer than 30 frames "
+                    "(about 0.41 s) of the reference are left after removing its silent frames "
+                    "(more than 40 dB below its loudest); use longer speech."
+                ) from exc
     return _as_output(out.reshape(s.shape[:-1]))
 
 

@@ -25,7 +25,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from mixest.base import check_int, check_sequences
+from mixest.base import check_int, check_no_bool_numbers, check_sequences
 
 __all__ = ["STFTTransformer", "istft", "make_window", "stft"]
 
@@ -40,7 +40,8 @@ def make_window(window: str | np.ndarray, n_fft: int) -> np.ndarray:
     window : {"sine", "hann", "hamming", "sqrt_hann"} or array-like of shape (n_fft,)
         ``"sine"`` is ``w[n] = sin(pi (n + 0.5) / n_fft)``, the window of the MixDVAE paper;
         ``"hann"`` and ``"hamming"`` are the periodic (DFT-even) windows; ``"sqrt_hann"`` is the
-        square root of the periodic Hann window. An array is used as given.
+        square root of the periodic Hann window. An array is used as given; it must not be
+        all zeros.
     n_fft : int
         Window (and FFT) length.
 
@@ -62,6 +63,9 @@ def make_window(window: str | np.ndarray, n_fft: int) -> np.ndarray:
     w = check_sequences(window, name="window", ndim=1, axis_names="(n_fft,)")
     if w.shape[0] != n_fft:
         raise ValueError(f"window must have n_fft={n_fft} samples, got {w.shape[0]}.")
+    if not np.any(w):
+        # Every frame would be zero and the dual window 0 / 0: nothing could be inverted.
+        raise ValueError("window is all zeros; an analysis window needs a nonzero sample.")
     return w
 
 
@@ -312,6 +316,7 @@ class STFTTransformer(TransformerMixin, BaseEstimator):
         self : STFTTransformer
         """
         self._validate_params()
+        check_no_bool_numbers(self)  # Interval(Integral) would take n_fft=True as 1
         if X is not None:
             self._check_waveforms(X)
         sft = _get_sft(self.window, self.n_fft, self.hop_length, self.sample_rate)

@@ -220,6 +220,22 @@ def denormalize_boxes(boxes: object, image_size: object, box_format: str = "xywh
     return _from_xyxy(arr * scale, box_format)
 
 
+def _outside_safe_range(boxes: np.ndarray) -> bool:
+    """Whether areas of these boxes could overflow or underflow (the rare case of box_iou).
+
+    In float64, coordinates up to 2**508 keep products below 2**1018 and sides of at least
+    2**-507 keep areas above 2**-1014; float32 has its own bounds (2**60 and 2**-59).
+    """
+    info = np.finfo(boxes.dtype if np.issubdtype(boxes.dtype, np.floating) else np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if np.fmax.reduce(np.abs(boxes), axis=None, initial=0.0) > 2.0 ** (info.maxexp // 2 - 4):
+            return True
+        sides = boxes[..., 2:] - boxes[..., :2]
+        small = sides < 2.0 ** (info.minexp // 2 + 4)
+        # Zero sides (empty boxes, fillers) are common and harmless: look closer only then.
+        return bool(small.any() and (small & (sides > 0)).any())
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Intersection over union of every pair of ``xyxy`` boxes, without input checks.
 
@@ -236,9 +252,19 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     -------
     iou : ndarray of shape (..., M, P)
         NaN where either box is NaN, 0 where the union is empty. A box with crossed corners
-        (an estimate can have them) has zero area.
+        (an estimate can have them) has zero area. Finite for any finite boxes: when areas could
+        overflow (coordinates of 1e200) or underflow (sides of 1e-200), each pair is first
+        rescaled by a power of two (exact), IoU being scale-invariant.
     """
+    rescale = _outside_safe_range(a) or _outside_safe_range(b)
     a, b = a[..., :, None, :], b[..., None, :, :]
+    if rescale:
+        # IoU is scale-invariant: bring the largest coordinate of each pair into [0.5, 1).
+        # fmax skips NaN, so a missing box does not leave its partner unscaled.
+        largest = np.fmax(np.fmax.reduce(np.abs(a), axis=-1), np.fmax.reduce(np.abs(b), axis=-1))
+        _, exponent = np.frexp(np.nan_to_num(largest))
+        exponent = -exponent[..., None]
+        a, b = np.ldexp(a, exponent), np.ldexp(b, exponent)
     inter = (np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
              * np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0,
                        None))
@@ -249,4 +275,3 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         iou = np.where(union > 0, inter / union, 0.0)
     iou[np.isnan(union)] = np.nan  # np.where turned NaN unions (missing boxes) into 0
     return iou
-

@@ -158,6 +158,15 @@ def _check_inputs(
     return pred, true, box_format, thr
 
 
+def _check_has_objects(true: np.ndarray, name: str) -> None:
+    """Refuse ground truth without a single box: MOTA divides by the number of objects."""
+    if true.shape[2] == 0 or np.isnan(true).all():
+        raise ValueError(
+            f"{name} holds no object (N_true = 0 or every box NaN): MOTA divides by the number "
+            "of true boxes and is undefined; score data with at least one true box."
+        )
+
+
 def mot_metrics(
     tracks_pred: object,
     tracks_true: object,
@@ -190,7 +199,8 @@ def mot_metrics(
         One row per sequence (index ``0 .. n_sequences - 1``) and a last row ``"OVERALL"``
         (all sequences pooled, so counts add up and ratios are over all frames). Columns:
 
-        - ``MOTA``: ``1 - (FN + FP + IDs) / num_objects`` (higher is better, at most 1).
+        - ``MOTA``: ``1 - (FN + FP + IDs) / num_objects`` (higher is better, at most 1); NaN
+          (undefined) in the row of a sequence without any true box.
         - ``MOTP``: **mean IoU of the matched pairs** (higher is better, in
           ``[iou_threshold, 1]``; NaN without matches). py-motmetrics' own ``motp`` is the mean
           distance ``1 - IoU``; mixest reports ``1 - motp``, the convention of recent papers.
@@ -205,11 +215,13 @@ def mot_metrics(
     ------
     ValueError
         Shapes that do not agree on the number of sequences and frames, infinite values,
-        negative box sizes, or an invalid ``iou_threshold``.
+        negative box sizes, an invalid ``iou_threshold``, or a ``tracks_true`` without any
+        box (no object to score).
     """
     import motmetrics as mm
 
     pred, true, box_format, thr = _check_inputs(tracks_pred, tracks_true, box_format, iou_threshold)
+    _check_has_objects(true, "tracks_true")
     accs = _accumulators(pred, true, box_format, thr)
     names = list(range(len(accs)))
     summary = mm.metrics.create().compute_many(
@@ -217,6 +229,8 @@ def mot_metrics(
     )
     summary = summary.rename(columns=_METRICS)
     summary["MOTP"] = 1.0 - summary["MOTP"].astype(np.float64)
+    # py-motmetrics gives -inf or NaN for a sequence without objects: say "undefined" alike.
+    summary.loc[summary["num_objects"] == 0, "MOTA"] = np.nan
     for col in _COUNTS:
         summary[col] = summary[col].astype(np.int64)
     summary.index = [*names, "OVERALL"]
@@ -231,6 +245,8 @@ def _overall(
     import motmetrics as mm
 
     pred, true, box_format, thr = _check_inputs(y_pred, y_true, box_format, iou_threshold)
+    if metric == "mota":
+        _check_has_objects(true, "y_true")
     (acc,) = _accumulators(pred, true, box_format, thr, pooled=True)
     value = float(
         mm.metrics.create().compute(acc, metrics=[metric], return_dataframe=False)[metric]
@@ -257,6 +273,12 @@ def mota_score(
     mota : float
         ``1 - (FN + FP + IDs) / num_objects`` pooled over all sequences (see
         :func:`mot_metrics`).
+
+    Raises
+    ------
+    ValueError
+        If ``y_true`` holds no box at all (``N_true = 0`` or every box NaN): MOTA is undefined
+        without objects, so it is refused rather than returned as ``-inf``.
     """
     return _overall(y_true, y_pred, "mota", box_format, iou_threshold)
 

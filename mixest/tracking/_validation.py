@@ -29,8 +29,26 @@ def detection_tables_to_array(tables: list, box_format: str = "xywh") -> np.ndar
     X : ndarray of shape (n_sequences, T, K, 4)
         ``T`` and ``K`` are the largest over the tables; shorter sequences and frames with fewer
         detections are padded with NaN rows (missing detections).
+
+    Raises
+    ------
+    TypeError
+        If ``tables`` is not a list (or tuple) of pandas DataFrames.
+    ValueError
+        If ``tables`` is empty: there is no sequence to stack.
     """
     from mixest.tracking._motchallenge import detections_to_array
+
+    if not isinstance(tables, (list, tuple)):
+        raise TypeError(
+            f"tables must be a list of pandas DataFrames (one per sequence), got "
+            f"{type(tables).__name__}."
+        )
+    if len(tables) == 0:
+        raise ValueError("tables is empty; pass one detection table per sequence (at least one).")
+    bad = [type(t).__name__ for t in tables if not hasattr(t, "columns")]
+    if bad:
+        raise TypeError(f"tables must hold pandas DataFrames, got {bad[0]}.")
 
     arrays = [detections_to_array(table) for table in tables]
     T = max(a.shape[0] for a in arrays)
@@ -57,9 +75,19 @@ def check_detections(
         Require ``D = 4`` box coordinates; trackers that accept any ``D`` pass False.
     name : str, default="X"
         Argument name used in error messages.
+
+    Raises
+    ------
+    TypeError
+        If ``X`` is not numeric, or is boolean (a mask is not a set of boxes).
+    ValueError
+        If its shape is wrong or it holds infinite values.
     """
     if _is_table_list(X):
         X = detection_tables_to_array(X, box_format)
+    elif np.asarray(X).dtype == np.bool_:
+        # check_sequences would turn a mask into 0/1 coordinates without a word.
+        raise TypeError(f"{name} must hold numeric box coordinates, got a boolean array.")
     last_dim = 4 if boxes_only else None
     shape = f"(n_sequences, T, K, {'4' if boxes_only else 'D'})"
     return check_sequences(

@@ -317,3 +317,40 @@ def test_sample_continuation(fitted):
         fitted.sample(2, 12, X_start=X[:, :4])
     with pytest.raises(ValueError, match="X_start"):
         fitted.sample(3, 4, X_start=X[:, :4])
+
+
+# Clear errors naming the field, before torch sees a bad setting (issue 21).
+
+
+@pytest.mark.parametrize("n_threads", [0, -1, True, 1.5])
+def test_bad_n_threads_is_refused_before_torch(n_threads):
+    threads = torch.get_num_threads()
+    with pytest.raises(ValueError, match="'n_threads' parameter of DVAE must be a positive"):
+        DVAE(**{**TINY, "n_threads": n_threads}).fit(_toy(n=4))
+    assert torch.get_num_threads() == threads
+
+
+def test_bad_n_threads_set_after_fit_is_refused(fitted):
+    est = pickle.loads(pickle.dumps(fitted)).set_params(n_threads=0)
+    with pytest.raises(ValueError, match="'n_threads' parameter"):
+        est.transform(_toy(n=2))
+
+
+@pytest.mark.parametrize("dense_dims", [(0,), (4, 0), (-1,), (True,), 4])
+def test_bad_dense_dims_are_refused_at_fit(dense_dims):
+    with pytest.raises(ValueError, match="network.dense_dims must be a tuple of positive"):
+        DVAE(**{**TINY, "network": Network(dense_dims=dense_dims)}).fit(_toy(n=4))
+
+
+def test_cuda_without_a_cuda_device_is_refused_at_fit(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="device='cuda' but torch sees no CUDA device"):
+        DVAE(**{**TINY, "device": "cuda"}).fit(_toy(n=4))
+    est = DVAE(**{**TINY, "device": "auto"}).fit(_toy(n=4))  # auto falls back to the CPU
+    assert est.device_.type == "cpu" and est.transform(_toy(n=2)).shape == (2, 12, 2)
+
+
+@pytest.mark.parametrize("n_samples", [True, 2.0])
+def test_sample_refuses_non_integer_counts(fitted, n_samples):
+    with pytest.raises(TypeError, match="n_samples must be a positive integer"):
+        fitted.sample(n_samples, 5)

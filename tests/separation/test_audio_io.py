@@ -121,3 +121,32 @@ def test_real_speech_and_flute(shared_data):
     y, rate = read_audio(flute[0], sample_rate=16000)
     assert rate == 16000 and y.shape == (-(-131072 * 160 // 441),)
     assert np.all(np.isfinite(y)) and np.std(y) > 0
+
+
+@pytest.mark.parametrize(("subtype", "channels"), [("PCM_16", 1), ("PCM_24", 2), ("FLOAT", 1)])
+def test_truncated_wav_is_refused(tmp_path, subtype, channels):
+    x = np.stack([_tone(1000, 8000)] * channels, axis=1)
+    path = tmp_path / "cut.wav"
+    sf.write(path, x, 8000, subtype=subtype)
+    read_audio(path)  # intact: read
+    full = path.stat().st_size
+    with path.open("r+b") as f:
+        f.truncate(full - (full - 44) // 2)  # drop half of the samples
+    assert sf.info(path).frames < 1000  # libsndfile alone would read what is left silently
+    with pytest.raises(ValueError, match="truncated: its header declares"):
+        read_audio(path)
+
+
+def test_wav_with_extra_chunks_and_unknown_data_size_is_read(tmp_path):
+    # A LIST chunk before the data, and a streaming writer's 0xFFFFFFFF data size.
+    x = (_tone(500, 8000) * 2**15).astype("<i2").tobytes()
+    fmt = (16).to_bytes(4, "little") + bytes.fromhex("0100 0100 401f0000 803e0000 0200 1000")
+    info = b"INFOISFT" + (3).to_bytes(4, "little") + b"ab\x00\x00"  # odd size: padded
+    chunks = (
+        b"fmt " + fmt + b"LIST" + (len(info) - 1).to_bytes(4, "little") + info
+        + b"data" + (0xFFFFFFFF).to_bytes(4, "little") + x
+    )
+    path = tmp_path / "stream.wav"
+    path.write_bytes(b"RIFF" + (4 + len(chunks)).to_bytes(4, "little") + b"WAVE" + chunks)
+    y, rate = read_audio(path)
+    assert rate == 8000 and y.shape == (500,)

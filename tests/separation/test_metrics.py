@@ -208,3 +208,94 @@ def test_real_speech_pesq_estoi(shared_data):
     p = pesq_score(np.stack([x, x]), np.stack([x, noisy]), rate)
     e = estoi_score(np.stack([x, x]), np.stack([x, noisy]), rate)
     assert p[0] > p[1] + 1.0 and e[0] > e[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Finite answers at the ends of the floating-point range and on degenerate input (issue 21)
+
+
+@pytest.mark.parametrize("scale", [1e200, 1e-300, 1e300])
+@pytest.mark.parametrize("zero_mean", [True, False])
+def test_si_sdr_of_huge_and_tiny_signals_equals_unscaled(scale, zero_mean):
+    rng = np.random.default_rng(7)
+    s = rng.standard_normal((2, 1000)) + 0.5
+    e = s + rng.standard_normal((2, 1000))
+    base = si_sdr(s, e, zero_mean=zero_mean)
+    np.testing.assert_allclose(si_sdr(scale * s, scale * e, zero_mean=zero_mean), base, rtol=1e-12)
+    np.testing.assert_allclose(si_sdr(scale * s, e, zero_mean=zero_mean), base, rtol=1e-12)
+    np.testing.assert_allclose(si_sdr(s, scale * e, zero_mean=zero_mean), base, rtol=1e-12)
+    sdri = si_sdr_improvement(s, e, s + 2 * e, zero_mean=zero_mean)
+    np.testing.assert_allclose(
+        si_sdr_improvement(scale * s, scale * e, scale * (s + 2 * e), zero_mean=zero_mean),
+        sdri,
+        rtol=1e-12,
+    )
+
+
+@pytest.mark.parametrize("scale", [1e200, 1e-300, 1e300])
+def test_scale_optimal_rmse_of_huge_and_tiny_signals(scale):
+    rng = np.random.default_rng(8)
+    s, e = rng.standard_normal(1000), rng.standard_normal(1000)
+    base = scale_optimal_rmse(s, s + e)
+    # Invariant to the estimate's scale, proportional to the reference's.
+    assert scale_optimal_rmse(s, scale * (s + e)) == pytest.approx(base, rel=1e-12)
+    assert scale_optimal_rmse(scale * s, scale * (s + e)) == pytest.approx(scale * base, rel=1e-12)
+
+
+def test_si_sdr_of_a_constant_reference_is_refused():
+    e = np.random.default_rng(9).standard_normal(1000)
+    for value in (0.1, 7.7):  # their mean leaves rounding noise that must not count as signal
+        with pytest.raises(ValueError, match="reference has zero energy after removing its mean"):
+            si_sdr(np.full(1000, value), e)
+
+
+def test_si_sdr_improvement_over_a_silent_mixture_is_refused():
+    rng = np.random.default_rng(10)
+    s = rng.standard_normal((2, 2, 300))
+    mixture = s.sum(axis=1)
+    mixture[1] = 0.0
+    with pytest.raises(ValueError, match="mixture is silent after removing its mean in 1"):
+        si_sdr_improvement(s, s + 0.1, mixture)
+    with pytest.raises(ValueError, match="mixture is silent in 1"):
+        si_sdr_improvement(s, s + 0.1, mixture, zero_mean=False)
+
+
+def test_si_sdr_improvement_of_a_perfect_mixture_kept_as_is_is_zero():
+    s = np.random.default_rng(11).standard_normal(300)
+    # estimate == mixture == reference: +inf - +inf; nothing was improved.
+    assert si_sdr_improvement(s, s, s) == 0.0
+    assert si_sdr_improvement(s, 2 * s, -s) == 0.0
+    # A perfect estimate from an imperfect mixture stays an infinite improvement.
+    assert si_sdr_improvement(s, s, s + np.roll(s, 1)) == np.inf
+
+
+def test_estoi_of_a_silent_reference_is_refused():
+    x = _speech_like(16000, 16000)
+    with pytest.raises(ValueError, match="reference is all zeros in 1 signal"):
+        estoi_score(np.stack([x, np.zeros_like(x)]), np.stack([x, x]), 16000)
+
+
+@pytest.mark.parametrize(("rate", "minimum"), [(16000, 6554), (10000, 4097), (8000, 3277)])
+def test_estoi_of_a_short_signal_names_the_minimum_length(rate, minimum):
+    x = _speech_like(minimum, rate)
+    with pytest.raises(ValueError, match=f"at least {minimum} samples"):
+        estoi_score(x[:100], x[:100], rate)
+    with pytest.raises(ValueError, match=f"at least {minimum} samples .*got {minimum - 1}"):
+        estoi_score(x[:-1], x[:-1], rate)
+    assert estoi_score(x, x, rate) == pytest.approx(1.0, abs=1e-6)  # the minimum is enough
+
+
+def test_estoi_with_too_little_speech_after_silence_removal_is_refused():
+    # Long enough, but all but 0.2 s is silent: pystoi would warn and return 1e-5.
+    x = np.zeros(16000)
+    x[:3200] = _speech_like(3200, 16000)
+    with pytest.raises(ValueError, match="fewer than 30 frames"):
+        estoi_score(x, x, 16000)
+
+
+def test_pesq_of_a_silent_estimate_honours_on_error():
+    x = _speech_like(16000, 16000)
+    with pytest.raises(ValueError, match="estimate is all zeros"):
+        pesq_score(x, np.zeros_like(x), 16000)
+    values = pesq_score(np.stack([x, x]), np.stack([np.zeros_like(x), x]), 16000, on_error="nan")
+    assert np.isnan(values[0]) and values[1] > 4.0

@@ -8,6 +8,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from mixest.separation import STFTTransformer, istft, stft
+from mixest.separation._stft import make_window
 
 
 @pytest.fixture
@@ -124,3 +125,12 @@ def test_invalid_inputs(waveforms):
         st.inverse_transform(S, n_samples=5)
     with pytest.raises(ValueError, match="window"):
         stft(waveforms, window=np.ones(10))
+
+
+def test_all_zero_window_is_refused(waveforms):
+    with pytest.raises(ValueError, match="window is all zeros"):
+        stft(waveforms, window=np.zeros(1024))
+    with pytest.raises(ValueError, match="window is all zeros"):
+        STFTTransformer(window=np.zeros(1024)).fit()
+    with pytest.raises(ValueError, match="window is all zeros"):
+        make_window(np.zeros(8), 8)

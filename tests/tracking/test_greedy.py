@@ -34,3 +34,32 @@ def test_greedy_rejects_bad_input():
         GreedyTracker(2).fit(np.full((1, 3, 2, 4), np.inf))
     with pytest.raises(ValueError):
         GreedyTracker(2).fit(np.zeros((3, 2, 4)))
+
+
+def test_greedy_refuses_another_d_at_predict():
+    X = np.random.default_rng(0).uniform(size=(1, 3, 2, 4))
+    tracker = GreedyTracker(2).fit(X)
+    with pytest.raises(ValueError, match="X has 2 features per detection, but GreedyTracker was "
+                                         "fitted with 4"):
+        tracker.predict(X[..., :2])
+
+
+@pytest.mark.parametrize(
+    ("box_format", "box", "match"),
+    [
+        ("xywh", [0.0, 0.0, -1.0, 1.0], "negative width or height"),
+        ("xyxy", [2.0, 0.0, 1.0, 1.0], r"x2 < x1 or y2 < y1"),
+    ],
+)
+def test_greedy_refuses_boxes_with_negative_size(box_format, box, match):
+    X = np.random.default_rng(1).uniform(size=(1, 3, 2, 4))
+    X[..., 2:] += X[..., :2] if box_format == "xyxy" else 0.0
+    tracker = GreedyTracker(2, box_format=box_format).fit(X)
+    bad = X.copy()
+    bad[0, 1, 0] = box
+    with pytest.raises(ValueError, match=match):
+        GreedyTracker(2, box_format=box_format).fit(bad)
+    with pytest.raises(ValueError, match=match):
+        tracker.predict(bad)
+    bad[0, 1, 0] = np.nan  # a missing box is not a negative one
+    assert tracker.predict(bad).shape == (1, 3, 2, 4)

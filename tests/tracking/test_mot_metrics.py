@@ -314,3 +314,68 @@ def test_pairs_of_formats_give_same_metrics():
         b = mot_metrics(pred, true)
         pairs = itertools.product(a.columns, a.index)
         assert all(np.isclose(a.loc[i, c], b.loc[i, c], equal_nan=True) for c, i in pairs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Finite answers (issue 21)
+
+
+@pytest.mark.parametrize("scale", [1e200, 1e-200, 1e300])
+@pytest.mark.parametrize("fmt", ["xywh", "xyxy", "cxcywh"])
+def test_iou_of_huge_and_tiny_boxes_is_finite_and_scale_invariant(scale, fmt):
+    a = convert_boxes([[0.0, 0.0, 10.0, 10.0]], "xywh", fmt)
+    b = convert_boxes([[2.0, 0.0, 10.0, 10.0], [np.nan] * 4], "xywh", fmt)
+    with np.errstate(all="raise"):  # no overflow, underflow to zero or invalid operation
+        iou = iou_matrix(a * scale, b * scale, box_format=fmt)
+    np.testing.assert_allclose(iou[0, 0], 80 / 120, rtol=1e-12)
+    assert np.isnan(iou[0, 1])  # NaN only where a box is NaN
+
+
+@pytest.mark.parametrize("scale", [1e30, 1e-30, 1.0])
+def test_box_iou_of_float32_boxes_stays_float32_and_finite(scale):
+    from mixest.tracking._boxes import box_iou
+
+    a = np.array([[0.0, 0.0, 10.0, 10.0]], dtype=np.float32) * np.float32(scale)
+    b = np.array([[2.0, 0.0, 12.0, 10.0]], dtype=np.float32) * np.float32(scale)
+    with np.errstate(all="raise"):
+        iou = box_iou(a, b)
+    assert iou.dtype == np.float32
+    np.testing.assert_allclose(iou, [[80 / 120]], rtol=1e-6)
+
+
+def test_box_iou_of_boxes_of_very_different_scales_stays_finite():
+    from mixest.tracking._boxes import box_iou
+
+    big = np.array([[0.0, 0.0, 1e200, 1e200]])
+    small = np.array([[0.0, 0.0, 1e-200, 1e-200], [0.0, 0.0, 1e200, 1e200]])
+    iou = box_iou(big, small)
+    assert np.isfinite(iou).all()
+    np.testing.assert_allclose(iou, [[0.0, 1.0]], atol=1e-300)
+
+
+@pytest.mark.parametrize(
+    "true",
+    [np.full((1, 4, 2, 4), np.nan), np.zeros((1, 4, 0, 4))],
+    ids=["all-nan", "no-objects"],
+)
+@pytest.mark.parametrize("pred_present", [True, False])
+def test_mota_without_objects_is_refused(true, pred_present):
+    pred = np.full((1, 4, 1, 4), np.nan)
+    if pred_present:
+        pred[:] = [0.0, 0.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="y_true holds no object"):
+        mota_score(true, pred)
+    with pytest.raises(ValueError, match="tracks_true holds no object"):
+        mot_metrics(pred, true)
+
+
+def test_mota_row_of_a_sequence_without_objects_is_nan():
+    pred = np.tile([0.0, 0.0, 1.0, 1.0], (2, 4, 1, 1))
+    true = pred.copy()
+    true[0] = np.nan  # sequence 0 has no object, one false positive per frame
+    table = mot_metrics(pred, true)
+    assert np.isnan(table.loc[0, "MOTA"])
+    assert table.loc[1, "MOTA"] == 1.0
+    # OVERALL: 4 objects, 4 false positives.
+    assert table.loc["OVERALL", "MOTA"] == pytest.approx(0.0)
+    assert mota_score(true, pred) == pytest.approx(0.0)

@@ -59,3 +59,28 @@ def test_errors_name_the_argument():
         check_detections(np.zeros((2, 3, 4, 5)), name="tracks")
     with pytest.raises(TypeError, match="X must be an array"):
         check_detections("det.txt")
+
+
+def test_boolean_detections_are_refused():
+    mask = np.ones((1, 3, 2, 4), dtype=bool)
+    with pytest.raises(TypeError, match="X must hold numeric box coordinates, got a boolean"):
+        check_detections(mask)
+    with pytest.raises(TypeError, match="dets must hold numeric"):
+        check_detections(mask.tolist(), name="dets", boxes_only=False)
+    with pytest.raises(TypeError, match="boolean"):
+        GreedyTracker(n_sources=2).fit(mask)
+    assert check_detections(mask.astype(float)).dtype == np.float64  # numbers are fine
+
+
+@pytest.mark.parametrize(
+    ("tables", "error", "match"),
+    [
+        ([], ValueError, "tables is empty"),
+        ((), ValueError, "tables is empty"),
+        ("det.txt", TypeError, "tables must be a list of pandas DataFrames"),
+        ([np.zeros((3, 7))], TypeError, "tables must hold pandas DataFrames, got ndarray"),
+    ],
+)
+def test_detection_tables_to_array_bad_input(tables, error, match):
+    with pytest.raises(error, match=match):
+        detection_tables_to_array(tables)
