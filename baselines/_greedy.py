@@ -129,7 +129,11 @@ class GreedyTracker(SequenceEstimator):
                 f"X has {X.shape[-1]} features per detection, but GreedyTracker was fitted "
                 f"with {self.n_features_in_}."
             )
-        return greedy_track(X, self.n_sources)
+        from mixest.tracking._validation import sequences_without_detections
+
+        tracks = greedy_track(X, self.n_sources)
+        tracks[sequences_without_detections(X)] = np.nan  # nothing to track: no invented boxes
+        return tracks
 
     def score(self, X, y) -> float:
         """MOTA of :meth:`predict` against ground-truth tracks ``y``."""

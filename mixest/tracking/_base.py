@@ -27,7 +27,7 @@ from mixest.mixture._dynamics import Dynamics
 from mixest.mixture._vem import VEMResult, run_vem
 from mixest.tracking._boxes import convert_boxes
 from mixest.tracking._observation import GaussianDetections
-from mixest.tracking._validation import check_detections
+from mixest.tracking._validation import check_detections, sequences_without_detections
 
 __all__ = ["VEMTracker"]
 
@@ -154,6 +154,7 @@ class VEMTracker(SequenceEstimator, metaclass=ABCMeta):
 
         check_is_fitted(self, "n_features_in_")
         obs = self._to_model(self._check_X(X))
+        empty = sequences_without_detections(obs)
         seeds = self._seeds(len(obs))
         # every worker gets a share even when all sequences fit in one batch
         size = min(self._batch_size(), -(-len(obs) // max(effective_n_jobs(self.n_jobs), 1)))
@@ -162,6 +163,7 @@ class VEMTracker(SequenceEstimator, metaclass=ABCMeta):
         results = Parallel(n_jobs=self.n_jobs)(jobs)
         self.n_iter_ = np.concatenate([np.full(len(r.lower_bound), r.n_iter) for r in results])
         result = _concatenate(results)
+        result.means[empty] = np.nan  # nothing to track: no invented boxes
         self.lower_bound_ = result.lower_bound
         self.timings_ = result.timings
         if not result.converged.all():

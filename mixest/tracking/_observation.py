@@ -136,8 +136,10 @@ def initial_means(obs: np.ndarray, valid: np.ndarray, n_sources: int):
     order = np.argsort(~frame_valid, axis=1, kind="stable")  # valid detections first
     sorted_obs = np.take_along_axis(frame_obs, order[..., None], 1)
     sorted_valid = np.take_along_axis(frame_valid, order, 1)
-    fallback = np.nanmean(np.where(frame_valid[..., None], frame_obs, np.nan), axis=1)
-    fallback = np.where(np.isnan(fallback), 0.5, fallback)  # a frame with no detection at all
+    n_valid = frame_valid.sum(1)[:, None]
+    total = np.where(frame_valid[..., None], frame_obs, 0.0).sum(1)
+    # a sequence with no detection at all starts mid-image (the trackers return NaN for it)
+    fallback = np.where(n_valid > 0, total / np.maximum(n_valid, 1), 0.5)
     m0 = np.repeat(fallback[:, None], n_sources, axis=1)
     n_take = min(n_sources, K)
     take = sorted_valid[:, :n_take, None]

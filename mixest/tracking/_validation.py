@@ -7,7 +7,7 @@ import numpy as np
 from mixest.base import check_sequences
 from mixest.tracking._boxes import convert_boxes
 
-__all__ = ["check_detections", "detection_tables_to_array"]
+__all__ = ["check_detections", "detection_tables_to_array", "sequences_without_detections"]
 
 
 def _is_table_list(X: object) -> bool:
@@ -93,3 +93,25 @@ def check_detections(
     return check_sequences(
         X, name=name, ndim=4, allow_nan=True, last_dim=last_dim, axis_names=shape
     )
+
+
+def sequences_without_detections(X: np.ndarray) -> np.ndarray:
+    """Which sequences of ``X`` ``(n_sequences, T, K, D)`` hold no detection at all, with one
+    warning naming them.
+
+    There is nothing to track in such a sequence: trackers return NaN tracks for it rather than
+    inventing boxes (a batch of sequences is still tracked).
+
+    Returns
+    -------
+    empty : ndarray of bool, shape (n_sequences,)
+    """
+    import warnings
+
+    empty = np.isnan(X).any(-1).all((1, 2))
+    if empty.any():
+        listed = ", ".join(str(i) for i in np.flatnonzero(empty)[:10])
+        more = " ..." if empty.sum() > 10 else ""
+        warnings.warn(f"{empty.sum()} of {len(X)} sequence(s) hold no detection "
+                      f"(index {listed}{more}): their tracks are NaN.", UserWarning, stacklevel=3)
+    return empty

@@ -337,3 +337,30 @@ def test_capped_prediction_passes_nothing_back():
     np.testing.assert_array_equal(sm[:, 2], means[:, 2])
     np.testing.assert_array_equal(sc[:, 2], covs[:, 2])
     assert np.all(sc > 0) and not np.allclose(sm[:, 3:5], means[:, 3:5])
+
+
+@pytest.mark.parametrize("make", [
+    lambda: MixDVAETracker(2, box_format="xyxy", image_size=(1, 1), max_iter=3),
+    lambda: MixDVAETracker(2, prior="constant-velocity", box_format="xyxy", image_size=(1, 1)),
+    lambda: __import__("mixest.baselines", fromlist=["VKFTracker"]).VKFTracker(
+        2, box_format="xyxy", image_size=(1, 1)),
+    lambda: __import__("mixest.baselines", fromlist=["DeepARTracker"]).DeepARTracker(
+        2, prior="pretrained:mot-ar", box_format="xyxy", image_size=(1, 1)),
+    lambda: __import__("mixest.baselines", fromlist=["GreedyTracker"]).GreedyTracker(
+        2, box_format="xyxy"),
+], ids=["mixdvae", "vem+cv", "vkf", "deep-ar", "greedy"])
+def test_a_sequence_without_detections_gets_nan_tracks(make):
+    """Nothing to track: NaN tracks and one warning naming the sequence, not invented boxes;
+    the other sequences of the batch are tracked."""
+    import warnings
+
+    X, _ = make_tracking_mixture(3, 2, 12, random_state=0)
+    X[1] = np.nan
+    est = make().fit(X)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tracks = est.predict(X)
+    messages = [str(w.message) for w in caught if w.category is UserWarning]
+    assert len(messages) == 1 and "index 1" in messages[0]
+    assert np.isnan(tracks[1]).all() and np.isfinite(tracks[[0, 2]]).all()
+    assert not [w for w in caught if "Mean of empty slice" in str(w.message)]
