@@ -382,8 +382,8 @@ class VKFTracker(VEMTracker):
             result = self._run(X)
             self.n_births_ = np.zeros(len(result.means), dtype=int)
             return result.means, result.eta
-        result = self._run(X)
-        Xn = self._to_model(self._check_X(X))
+        Xn = self._model_input(X)
+        result = self._run_model(Xn)
         seed = int(self._seeds(1)[0])
         B, T, K, D = Xn.shape
         N0, N_max = self.n_sources, self._max_sources()

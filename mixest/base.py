@@ -298,11 +298,18 @@ class ConvergenceMonitor:
     def warn_if_not_converged(self) -> None:
         """Emit a :class:`~sklearn.exceptions.ConvergenceWarning` for unconverged problems."""
         if self.n_iter >= 2 and not np.all(self.converged_mask):
-            n_bad = int(np.count_nonzero(~self.converged_mask))
-            warnings.warn(
-                f"{self.name} did not converge for {n_bad} of {self.converged_mask.size} "
-                f"problem(s) in {self.n_iter} iterations (tol={self.tol}); increase max_iter "
-                "or tol.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
+            warn_not_converged(self.name, self.converged_mask, self.n_iter, self.tol)
+
+
+def warn_not_converged(name: str, converged: np.ndarray, n_iter: int, tol: float,
+                       what: str = "problem(s)", stacklevel: int = 2) -> None:
+    """One :class:`~sklearn.exceptions.ConvergenceWarning` counting the ``what`` of the boolean
+    mask ``converged`` that did not converge in ``n_iter`` iterations (``stacklevel`` counts
+    from the caller, as for :func:`warnings.warn`)."""
+    n_bad = int(np.count_nonzero(~np.asarray(converged)))
+    warnings.warn(
+        f"{name} did not converge for {n_bad} of {np.size(converged)} {what} in {n_iter} "
+        f"iterations (tol={tol}); increase max_iter or tol.",
+        ConvergenceWarning,
+        stacklevel=stacklevel + 1,
+    )

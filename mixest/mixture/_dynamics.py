@@ -243,7 +243,7 @@ class Dynamics:
 
             return gaussian_prior_diag(means, covs, pred_mean, pred_var)  # element-wise, Numba
         r = means - pred_mean
-        v, c = _as_full(pred_var, means.ndim), _as_full(covs, means.ndim)
+        v, c = full_covariances(pred_var, means.ndim), full_covariances(covs, means.ndim)
         second = r[..., :, None] * r[..., None, :] + c
         log_p = -0.5 * (D * _LOG_2PI + np.linalg.slogdet(v)[1]
                         + np.trace(np.linalg.solve(v, second), axis1=-2, axis2=-1))
@@ -251,7 +251,7 @@ class Dynamics:
         return (log_p + entropy).reshape(B, -1).sum(1)
 
 
-def _as_full(a: np.ndarray, ndim: int) -> np.ndarray:
+def full_covariances(a: np.ndarray, ndim: int) -> np.ndarray:
     """Covariances of arrays of ``ndim`` dimensions as full matrices: diagonal ones (``ndim``
     dimensions) become ``(..., D, D)``, full ones (``ndim + 1``) are returned as they are."""
     return a if a.ndim > ndim else a[..., :, None] * np.eye(a.shape[-1])

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mixest.base import ConvergenceMonitor
-from mixest.mixture._dynamics import Dynamics
+from mixest.mixture._dynamics import Dynamics, full_covariances
 from mixest.mixture._observation import ObservationModel
 
 __all__ = ["VEMResult", "run_vem", "e_step_s"]
@@ -108,7 +108,6 @@ def e_step_s(
     out = dynamics.forward_pass(flat(info_vec), flat(info_prec), m_first.reshape(M, D))
     if out is None:
         state = dynamics.begin(m_first.reshape(M, D))
-        out = None
         for t in range(T):
             mu, var, state = dynamics.predict(state, t)
             iv = info_vec[:, t].reshape(M, D)
@@ -202,7 +201,7 @@ def run_vem(
         new_params = observation_model.m_step(d, p, m_new, c_new, e)
         t4 = time.perf_counter()
         if c_new.ndim != covs.ndim:  # dynamics with full covariances
-            covs = covs[..., :, None] * np.eye(D)
+            covs = full_covariances(covs, means.ndim)
         if m_new.dtype != means.dtype:  # complex sources
             means = means.astype(np.result_type(means, m_new))
         if eta is None:

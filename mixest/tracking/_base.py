@@ -22,10 +22,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from mixest.base import SequenceEstimator
+from mixest.base import SequenceEstimator, warn_not_converged
 from mixest.mixture._dynamics import Dynamics
 from mixest.mixture._vem import VEMResult, run_vem
-from mixest.tracking._boxes import convert_boxes
+from mixest.tracking._boxes import _check_image_size, denormalize_boxes, normalize_boxes
 from mixest.tracking._observation import GaussianDetections
 from mixest.tracking._validation import check_detections, sequences_without_detections
 
@@ -88,19 +88,14 @@ class VEMTracker(SequenceEstimator, metaclass=ABCMeta):
 
     # ------------------------------------------------------------------ units
     def _check_params_common(self) -> None:
-        """Checks the constraints cannot express (call from ``fit``)."""
-        if isinstance(self.clutter, bool):
-            raise TypeError("clutter is the prior probability of the clutter class (a float in "
-                            f"[0, 1), 0: none), got {self.clutter!r}.")
+        """Checks the constraints cannot express (call from ``fit``); a boolean ``clutter`` is
+        refused by ``_validate_params`` already."""
         self._image_size()
 
     def _image_size(self) -> np.ndarray:
         if self.image_size is None:
             return np.ones(2)
-        size = np.asarray(self.image_size, dtype=float)
-        if size.shape != (2,) or not np.all(np.isfinite(size)) or not np.all(size > 0):
-            raise ValueError(f"image_size must be (width, height) > 0, got {self.image_size!r}.")
-        return size
+        return _check_image_size(self.image_size, np.float64)[:2]
 
     def _check_X(self, X: object, name: str = "X") -> np.ndarray:
         X = check_detections(X, box_format=self.box_format, boxes_only=self._boxes_only,
@@ -115,7 +110,7 @@ class VEMTracker(SequenceEstimator, metaclass=ABCMeta):
         image size ``(w, h, w, ...)``)."""
         if X.shape[-1] != 4:
             return X / np.resize(self._image_size(), X.shape[-1])
-        return convert_boxes(X, self.box_format, "xyxy") / np.tile(self._image_size(), 2)
+        return normalize_boxes(X, self._image_size(), self.box_format)
 
     def _from_model(self, M: np.ndarray) -> np.ndarray:
         if M.shape[-1] != 4:
@@ -123,8 +118,8 @@ class VEMTracker(SequenceEstimator, metaclass=ABCMeta):
         # a box whose corners crossed (possible when unobserved) is returned with ordered corners
         x1, x2 = np.minimum(M[..., 0], M[..., 2]), np.maximum(M[..., 0], M[..., 2])
         y1, y2 = np.minimum(M[..., 1], M[..., 3]), np.maximum(M[..., 1], M[..., 3])
-        M = np.stack([x1, y1, x2, y2], axis=-1) * np.tile(self._image_size(), 2)
-        return convert_boxes(M, "xyxy", self.box_format)
+        return denormalize_boxes(np.stack([x1, y1, x2, y2], axis=-1), self._image_size(),
+                                 self.box_format)
 
     # ------------------------------------------------------------------ the engine
     def _vem(self, obs: np.ndarray, seed: int, *, n_sources: int | None = None,
@@ -150,10 +145,17 @@ class VEMTracker(SequenceEstimator, metaclass=ABCMeta):
         ``n_iter_`` (per sequence), ``lower_bound_`` and ``timings_``, and warns once when some
         sequence did not converge.
         """
+        return self._run_model(self._model_input(X))
+
+    def _model_input(self, X: object) -> np.ndarray:
+        """Validated detections in the model's units (image-normalised ``xyxy`` boxes)."""
+        check_is_fitted(self, "n_features_in_")
+        return self._to_model(self._check_X(X))
+
+    def _run_model(self, obs: np.ndarray) -> VEMResult:
+        """:meth:`_run` on detections already in the model's units."""
         from joblib import Parallel, delayed, effective_n_jobs
 
-        check_is_fitted(self, "n_features_in_")
-        obs = self._to_model(self._check_X(X))
         empty = sequences_without_detections(obs)
         seeds = self._seeds(len(obs))
         # every worker gets a share even when all sequences fit in one batch
@@ -166,13 +168,9 @@ class VEMTracker(SequenceEstimator, metaclass=ABCMeta):
         result.means[empty] = np.nan  # nothing to track: no invented boxes
         self.lower_bound_ = result.lower_bound
         self.timings_ = result.timings
-        if not result.converged.all():
-            warnings.warn(
-                f"the VEM did not converge for {np.count_nonzero(~result.converged)} of "
-                f"{len(obs)} sequence(s) in max_iter={self.max_iter} iterations "
-                f"(tol={self.tol}); increase max_iter or tol.",
-                ConvergenceWarning, stacklevel=3,
-            )
+        if not result.converged.all():  # once per call, over every batch
+            warn_not_converged("the VEM", result.converged, result.n_iter, self.tol,
+                               what="sequence(s)", stacklevel=3)
         return result
 
     # ------------------------------------------------------------------ public

@@ -23,7 +23,7 @@ import numpy as np
 from mixest._kernels._assignment import min_cost_matching
 from mixest._kernels._bound import expected_log_likelihood_diag
 from mixest._kernels._estep_w import e_w_numba, evidence_diag
-from mixest.mixture._dynamics import Dynamics
+from mixest.mixture._dynamics import Dynamics, full_covariances
 from mixest.mixture._kalman import ConstantVelocityDynamics
 from mixest.mixture._observation import ObservationModel
 from mixest.mixture._vem import e_step_s
@@ -58,10 +58,6 @@ def box_noise(obs: np.ndarray, scale: float) -> np.ndarray:
     else:
         phi = np.full(obs.shape, scale**2)
     return np.where(np.isnan(phi), 1.0, phi)
-
-
-def _as_full(a: np.ndarray, D: int) -> np.ndarray:
-    return a if a.ndim == 5 else a[..., :, None] * np.eye(D)
 
 
 def evidence(obs, valid, phi, eta_sources):
@@ -103,10 +99,10 @@ def expected_log_likelihood_numpy(obs, valid, phi, means, covs, eta, log_prior, 
         logdet = np.log(p).sum(-1)
         expect = ((diff**2 + covs[:, :, None]) / p[:, :, :, None]).sum(-1)
     else:
-        p = np.where(valid[..., None, None], _as_full(phi, D), np.eye(D))
+        p = np.where(valid[..., None, None], full_covariances(phi, 4), np.eye(D))
         chol = np.linalg.cholesky(p)
         logdet = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(-1)
-        second = diff[..., :, None] * diff[..., None, :] + _as_full(covs, D)[:, :, None]
+        second = diff[..., :, None] * diff[..., None, :] + full_covariances(covs, 4)[:, :, None]
         pk = np.broadcast_to(p[:, :, :, None], second.shape)
         expect = np.trace(np.linalg.solve(pk, second), axis1=-2, axis2=-1)
     loglik = log_prior[:, None, None, :N] - 0.5 * (D * _LOG_2PI + logdet)[..., None] - 0.5 * expect
@@ -282,7 +278,7 @@ class GaussianDetections(ObservationModel):
 
     def initialize(self, data, params, n_sources, dynamics, rng):
         obs, valid, phi = data["obs"], data["valid"], params["phi"]
-        T, D = obs.shape[1], obs.shape[-1]
+        T = obs.shape[1]
         m0, _ = initial_means(obs, valid, n_sources)
         if self.init == "first-frame":
             means = np.repeat(m0[:, None], T, axis=1)
@@ -292,7 +288,7 @@ class GaussianDetections(ObservationModel):
         else:
             means, covs = self._chunked_init(data, params, m0, dynamics, rng)
         if covs.ndim == 4 and phi.ndim == 5:
-            covs = _as_full(covs, D)
+            covs = full_covariances(covs, 4)
         return means, covs
 
     def e_w(self, data, params, means, covs):
@@ -369,7 +365,7 @@ class GaussianDetections(ObservationModel):
             m = np.repeat(seed[:, None], sl.stop - sl.start, axis=1)
             c = np.broadcast_to(_init_var(phi[:, sl], valid[:, sl]), m.shape).copy()
             if phi.ndim == 5:
-                c = _as_full(c, D)
+                c = full_covariances(c, 4)
             for _ in range(_CHUNK_ITER):
                 eta = self.e_w(chunk, chunk_params, m, c)
                 dynamics.infer_latents(np.moveaxis(m, 2, 1).reshape(B * N, -1, D), rng)

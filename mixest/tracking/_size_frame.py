@@ -50,12 +50,15 @@ class SizeFrame(Dynamics):
                              f"x2 > x1 and y2 > y1, got {reference_box!r}.")
         self.dynamics = dynamics
         self.reference_box = box
-        self.stochastic = dynamics.stochastic
         self._n_sources = None  # set by start_batch: a VEM run is under way
         self._rows = None  # rows of the next E-Z in the batch (select_sequences)
         self._batch = None  # (a, b) of every source of the run
         self._frame = None  # (a, b) of the rows of the current E-Z / E-S pair
         self._last = None  # (data-unit means, network-frame means) of the last forward pass
+
+    @property
+    def stochastic(self) -> bool:
+        return self.dynamics.stochastic
 
     # ------------------------------------------------------------------ the map
     def _fit_frame(self, means: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
