@@ -95,6 +95,86 @@ PRIORS: dict[str, dict] = {
     },
 }
 
+# The spectral priors (DVAE.from_pretrained("speech") and ("flute")): the MixDVAE paper's SRNN
+# (z 16, LSTM 128, dense 256 for the frame blocks and 64/32 for the latent blocks, Fraccaro's
+# encoder reading [h_t, x_t]) on 513-bin power spectra (16 kHz, 1024-sample sine window, hop 256)
+# of waveforms trimmed at 30 dB and scaled to max |x| = 1, cut into sequences of 50 frames; the
+# network reads standardised log-power. Its training recipe (beta 0.01, Adam 2e-3) with the
+# epoch count shrunk to one CPU core's hour. Data: see _audio_sources below and docs/separation.md.
+_SPECTRAL = {
+    "likelihood": "itakura_saito",
+    "recipe": "plain",
+    "network": "spectral",  # built in _spectral_network (a Network, not plain data)
+    "noise": None,
+    "n_epochs": 40,
+    "batch_size": 256,
+    "learning_rate": 2e-3,
+    "final_learning_rate": 2e-5,
+    "beta": 0.01,
+    "kl_warmup": 5,
+    "scheduled_sampling": None,
+    "validation_fraction": 0.05,
+    "patience": None,
+    "grad_clip": 5.0,
+    "device": "cpu",
+    "random_state": 0,
+}
+PRIORS["speech"] = {"file": "dvae_speech.pt", "max_sequences": 4000, "data_seed": 0,
+                    "params": _SPECTRAL}
+PRIORS["flute"] = {"file": "dvae_flute.pt", "max_sequences": 4000, "data_seed": 0,
+                   "params": _SPECTRAL}
+
+SHARED = REPO.parent / "shared" / "data" / "audio"
+
+
+def _spectral_network():
+    from mixest.dvae import Network
+
+    return Network(z_dim=16, rnn_dim=128, dense_dims=(256,), latent_dims=(64, 32),
+                   encoder_input="hx")
+
+
+def _audio_sources(name: str) -> list[tuple[Path, tuple[str, ...]]]:
+    """(folder, excluded sub-paths) of every training source of a spectral prior.
+
+    Speech: all open speech of ../shared/data/audio/speech except SiSEC dev1 (held out for
+    evaluation) and the TTS speech of benchmarks/audio_corpus.py (the 8 kHz spoken digits are
+    left out: band-limited speech would teach that speech has nothing above 4 kHz). Flute: the
+    10 Medley-solos-DB training clips (test and validation held out) and the flute melodies
+    rendered with the training soundfont by benchmarks/audio_corpus.py.
+    """
+    import os
+
+    corpus = Path(os.environ.get("MIXEST_AUDIO_CORPUS",
+                                 Path.home() / ".cache" / "mixest" / "audio_corpus"))
+    if name == "speech":
+        return [(SHARED / "speech", ("sisec2011_dev1",)), (corpus / "speech_tts", ())]
+    medley_held_out = tuple(p.name for p in (SHARED / "flute").glob("*.flac")
+                            if "training" not in p.name)
+    return [(SHARED / "flute", medley_held_out), (corpus / "flute_train", ())]
+
+
+def _spectral_data(name: str, spec: dict, n_sequences: int | None) -> np.ndarray:
+    from mixest.datasets import load_audio_folder, make_spectral_sequences
+
+    parts = []
+    for folder, exclude in _audio_sources(name):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder} is missing (run benchmarks/audio_corpus.py for "
+                                    "the synthetic audio; ../shared/data for the real files).")
+        signals = load_audio_folder(folder, 16000, exclude=exclude)
+        seconds = sum(len(x) for x in signals) / 16000
+        seqs = make_spectral_sequences(signals, 50, min_level_db=40.0)
+        print(f"  {folder}: {len(signals)} files, {seconds / 60:.1f} min, "
+              f"{len(seqs)} sequences of 50 frames", flush=True)
+        parts.append(seqs)
+    X = np.concatenate(parts)
+    limit = n_sequences or spec["max_sequences"]
+    if len(X) > limit:  # a seeded subset keeps one epoch within the time budget
+        keep = np.random.default_rng(spec["data_seed"]).choice(len(X), limit, replace=False)
+        X = X[np.sort(keep)]
+    return X
+
 
 def _override(params: dict, key: str, value: object) -> None:
     """Set ``key`` (a DVAE parameter, or ``group.field`` of a grouped setting) in ``params``."""
@@ -122,6 +202,8 @@ def _override(params: dict, key: str, value: object) -> None:
 
 
 def _make_data(name: str, spec: dict, n_sequences: int | None) -> np.ndarray:
+    if name in ("speech", "flute"):
+        return _spectral_data(name, spec, n_sequences)
     if name == "mot":
         from mixest.datasets import make_trajectories
 
@@ -161,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     spec = PRIORS[args.prior]
     params = dict(spec["params"])
+    if params.get("network") == "spectral":
+        params["network"] = _spectral_network()
     if args.n_epochs is not None:
         params["n_epochs"] = args.n_epochs
     if args.device is not None:

@@ -14,6 +14,7 @@ __getattr__, __dir__, __all__ = attach(
         # estimators
         "DVAE": ".dvae",
         "MixDVAETracker": ".tracking",
+        "MixDVAESeparator": ".separation",
         # subpackages
         "baselines": ".baselines",
         "datasets": ".datasets",

@@ -86,6 +86,17 @@ class Network:
         Floor of the decoder standard deviation in data units; "auto" is 1e-3 of each
         dimension's standard deviation in the training data. It keeps the learned variance
         realistic when the training data are noise-free.
+    latent_dims : tuple of int or None, default=None
+        Hidden layers of the prior and encoder blocks (those that output a latent); None:
+        ``dense_dims``.
+    encoder_input : {"x", "hx"}, default="x"
+        SRNN with ``encoder_rnn`` only. ``"hx"``: the backward LSTM reads ``[h_t, x_t]`` and the
+        posterior MLP ``[a_t, z_{t-1}]`` (Fraccaro et al.'s layout, the spectral priors'); ``"x"``:
+        it reads the frames only and the MLP ``[h_t, a_t, z_{t-1}]``.
+    log_input : bool, default=True
+        Itakura-Saito only: the network reads standardised log-power. False: it reads the power
+        itself and the decoder outputs the log-variance directly (the convention of the
+        MixDVAE authors' released priors, :meth:`~mixest.dvae.DVAE.from_checkpoint`).
 
     Examples
     --------
@@ -104,6 +115,9 @@ class Network:
     gated_extrapolation: bool | None = None
     gate_init: float | None = None
     min_std: str | float = "auto"
+    latent_dims: tuple[int, ...] | None = None
+    encoder_input: str = "x"
+    log_input: bool = True
 
     def resolve(self, likelihood: str) -> Network:
         """Check every field and return the network with each ``None`` replaced by its value.
@@ -134,6 +148,20 @@ class Network:
             _fail("network.dense_dims", "a tuple of positive integers", self.dense_dims)
         if not isinstance(self.encoder_rnn, bool):
             _fail("network.encoder_rnn", "a bool", self.encoder_rnn)
+        latent = self.latent_dims
+        if latent is not None and (not isinstance(latent, (tuple, list)) or not all(
+                _is_int(d) and d >= 1 for d in latent)):
+            _fail("network.latent_dims", "a tuple of positive integers or None", latent)
+        if self.encoder_input not in ("x", "hx"):
+            _fail("network.encoder_input", "'x' or 'hx'", self.encoder_input)
+        if self.encoder_input == "hx" and (self.architecture != "srnn" or not self.encoder_rnn):
+            raise ValueError("network.encoder_input='hx' needs architecture='srnn' with "
+                             "encoder_rnn=True (the backward LSTM reads h_t).")
+        if not isinstance(self.log_input, bool):
+            _fail("network.log_input", "a bool", self.log_input)
+        if not self.log_input and gaussian:
+            raise ValueError("network.log_input=False applies to the Itakura-Saito likelihood "
+                             "only.")
         order = self.residual_order
         if order is not None and (not _is_int(order) or order not in (0, 1, 2)):
             _fail("network.residual_order", "0, 1, 2 or None", order)
@@ -162,6 +190,7 @@ class Network:
         if self.min_std != "auto" and not (_is_real(self.min_std) and self.min_std >= 0):
             _fail("network.min_std", '"auto" or a finite number >= 0', self.min_std)
         return replace(self, dense_dims=tuple(int(d) for d in self.dense_dims),
+                       latent_dims=None if latent is None else tuple(int(d) for d in latent),
                        residual_order=order, velocity_input=velocity, gated_extrapolation=gated,
                        gate_init=gate_init)
 

@@ -99,8 +99,9 @@ def _to_plain(value: object) -> object:
     """A settings dataclass as a dict of plain values (weight files hold no pickled classes)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         out = dataclasses.asdict(value)
-        if "dense_dims" in out:
-            out["dense_dims"] = list(out["dense_dims"])
+        for key in ("dense_dims", "latent_dims"):
+            if out.get(key) is not None:
+                out[key] = list(out[key])
         return out
     return value
 
@@ -109,8 +110,9 @@ def _from_plain(name: str, value: object) -> object:
     """Inverse of :func:`_to_plain` for the parameter ``name``."""
     if name in _GROUPED and isinstance(value, dict):
         value = dict(value)
-        if "dense_dims" in value:
-            value["dense_dims"] = tuple(value["dense_dims"])
+        for key in ("dense_dims", "latent_dims"):
+            if value.get(key) is not None:
+                value[key] = tuple(value[key])
         return _GROUPED[name](**value)
     return value
 
@@ -511,6 +513,8 @@ class DVAE(SequenceEstimator):
                 "encoder_rnn": network.encoder_rnn, "residual_order": network.residual_order,
                 "velocity_input": network.velocity_input,
                 "gated_extrapolation": network.gated_extrapolation,
+                "latent_dims": network.latent_dims, "encoder_input": network.encoder_input,
+                "log_input": network.log_input,
                 "noise_level_input": noise is not None and noise.level_input,
             }).to(self.device_)
             if network.gated_extrapolation and network.gate_init != 0:
@@ -828,6 +832,67 @@ class DVAE(SequenceEstimator):
         from mixest.pretrained._registry import weight_path
 
         return cls.load(weight_path(name))
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, config: str | os.PathLike | dict) -> DVAE:
+        """Load a spectral SRNN checkpoint released by the MixDVAE authors.
+
+        The file is read as data (``torch.load(weights_only=True)``) and its tensors are mapped
+        onto mixest's own SRNN with ``Network(encoder_input="hx", log_input=False)``, the
+        layout and input convention of those priors (see ``docs/separation.md``); nothing of
+        their code is used.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The ``state_dict`` file, e.g. ``model_scass_wsj.pt``.
+        config : str, path-like or dict
+            Its ``.ini`` file (``[Network]`` section) or the same keys as a dict.
+
+        Returns
+        -------
+        DVAE
+            Fitted, ``likelihood="itakura_saito"``, on power spectra of ``x_dim`` bins.
+
+        Raises
+        ------
+        ValueError
+            If the file is not a state dict of such an SRNN or does not match the config.
+        """
+        from mixest.dvae._checkpoint import convert_state_dict, read_network_config
+
+        options = read_network_config(config)
+        path = Path(path)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            raise ValueError(f"{path} is not a readable PyTorch file: {exc}") from exc
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                                  for v in state.values()):
+            raise ValueError(f"{path} is not a state_dict (a dict of tensors).")
+        network = Network(z_dim=options["z_dim"], rnn_dim=options["rnn_dim"],
+                          dense_dims=options["dense_dims"], latent_dims=options["latent_dims"],
+                          encoder_input="hx", log_input=False, min_std=0.0)
+        est = cls(likelihood="itakura_saito", recipe="plain", network=network, noise=None,
+                  device="cpu")
+        network = network.resolve("itakura_saito")
+        module = build_module({
+            "x_dim": options["x_dim"], "architecture": "srnn", "z_dim": network.z_dim,
+            "rnn_dim": network.rnn_dim, "dense_dims": network.dense_dims,
+            "likelihood": "itakura_saito", "encoder_rnn": True, "residual_order": 0,
+            "velocity_input": False, "latent_dims": network.latent_dims,
+            "encoder_input": "hx", "log_input": False,
+        })
+        try:
+            module.load_state_dict(convert_state_dict(state, options, module.state_dict()))
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+        payload = {"n_features_in": options["x_dim"]}
+        est._attach(module, payload, {"network": network, "noise": None,
+                                      "predictive_weight": 0.0})
+        return est
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

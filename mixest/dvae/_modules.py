@@ -53,6 +53,9 @@ MODULE_OPTIONS = (
     "velocity_input",
     "gated_extrapolation",
     "noise_level_input",
+    "latent_dims",
+    "encoder_input",
+    "log_input",
 )
 
 LOG_EPS = 1e-10  # power-spectrum offset before the log (inputs only)
@@ -161,6 +164,20 @@ class DVAEModule(nn.Module):
         frames, ``u = 1`` from frames jittered at the training's largest level. Methods that
         read frames take it as ``level`` (a number, or one per sequence); without it they use
         the ``noise_level`` buffer (1.0 unless set), the level a tracker feeds by default.
+    latent_dims : tuple of int or None, default=None
+        Hidden layers of the prior and encoder blocks (the ones that output a latent); None:
+        ``dense_dims``. The MixDVAE paper's spectral SRNN uses (64, 32) there and (256,)
+        elsewhere.
+    encoder_input : {"x", "hx"}, default="x"
+        SRNN only. ``"x"``: the backward LSTM reads the frames' features and the posterior MLP
+        ``[h_t, a_t, z_{t-1}]``. ``"hx"``: Fraccaro et al.'s layout, the backward LSTM reads
+        ``[h_t, x_t]`` and the posterior MLP ``[a_t, z_{t-1}]`` (the published MixDVAE
+        priors').
+    log_input : bool, default=True
+        Itakura-Saito only: the network reads standardised ``log(x + eps)``. False: it reads
+        the power itself, unscaled, and the decoder outputs the log-variance itself (the
+        published MixDVAE priors' convention; :meth:`set_normalization` then leaves the
+        scales at 0 and 1).
     """
 
     architecture = "base"
@@ -178,6 +195,9 @@ class DVAEModule(nn.Module):
         velocity_input: bool | None = None,
         gated_extrapolation: bool = False,
         noise_level_input: bool = False,
+        latent_dims: tuple[int, ...] | None = None,
+        encoder_input: str = "x",
+        log_input: bool = True,
     ):
         super().__init__()
         if likelihood not in ("gaussian", "itakura_saito"):
@@ -196,6 +216,16 @@ class DVAEModule(nn.Module):
         if self.gated_extrapolation and (likelihood != "gaussian" or self.residual_order != 1):
             raise ValueError("gated_extrapolation needs the Gaussian likelihood and "
                              f"residual_order=1, got {likelihood!r} and {residual_order!r}")
+        if encoder_input not in ("x", "hx"):
+            raise ValueError(f"encoder_input must be 'x' or 'hx', got {encoder_input!r}")
+        if encoder_input == "hx" and (self.architecture != "srnn" or not encoder_rnn):
+            raise ValueError("encoder_input='hx' needs the SRNN with its backward encoder LSTM "
+                             "(its h_t does not depend on z)")
+        self.encoder_input = encoder_input
+        self.latent_dims = None if latent_dims is None else tuple(int(d) for d in latent_dims)
+        self.log_input = bool(log_input)
+        if not self.log_input and likelihood != "itakura_saito":
+            raise ValueError("log_input=False applies to the Itakura-Saito likelihood only")
         # Standardisation (data units <-> network units), set by set_normalization().
         self.register_buffer("x_loc", torch.zeros(x_dim))
         self.register_buffer("x_scale", torch.ones(x_dim))
@@ -211,8 +241,10 @@ class DVAEModule(nn.Module):
         n_feat = self.n_features
         feat = self.dense_dims[-1] if self.dense_dims else n_feat
         n_out = (2 + 2 * self.gated_extrapolation) * x_dim if likelihood == "gaussian" else x_dim
+        latent = self.dense_dims if self.latent_dims is None else self.latent_dims
+        reads_h = encoder_input == "hx"
         self.feature_x = _mlp(n_feat, self.dense_dims, None)  # g(.) of the LSTM input
-        self.feature_enc = _mlp(n_feat, self.dense_dims, None)
+        self.feature_enc = _mlp(n_feat + reads_h * rnn_dim, self.dense_dims, None)
         if self.encoder_rnn:
             self.rnn_enc = nn.LSTM(feat, rnn_dim, batch_first=True)
             n_a = rnn_dim
@@ -220,8 +252,8 @@ class DVAEModule(nn.Module):
             n_a = feat
         self._build_recurrence(feat)
         n_prior = rnn_dim + (z_dim if self._prior_uses_z else 0)
-        self.prior_net = _mlp(n_prior, self.dense_dims, 2 * z_dim)
-        self.encoder_net = _mlp(rnn_dim + n_a + z_dim, self.dense_dims, 2 * z_dim)
+        self.prior_net = _mlp(n_prior, latent, 2 * z_dim)
+        self.encoder_net = _mlp((not reads_h) * rnn_dim + n_a + z_dim, latent, 2 * z_dim)
         self.decoder_net = _mlp(rnn_dim + z_dim, tuple(reversed(self.dense_dims)), n_out)
 
     # ------------------------------------------------------------------ configuration
@@ -238,6 +270,8 @@ class DVAEModule(nn.Module):
         """Constructor keyword arguments (plain Python types), for saving."""
         config = {"x_dim": self.x_dim, **{k: getattr(self, k) for k in MODULE_OPTIONS}}
         config["dense_dims"] = list(self.dense_dims)
+        if self.latent_dims is not None:
+            config["latent_dims"] = list(self.latent_dims)
         return config
 
     @torch.no_grad()
@@ -253,6 +287,10 @@ class DVAEModule(nn.Module):
         """
         X = X.to(self.x_loc)
         if self.likelihood == "itakura_saito":
+            if not self.log_input:  # raw power in, log-variance out: nothing to learn here
+                self.min_var.copy_(torch.as_tensor(min_std, dtype=X.dtype).pow(2)
+                                   .expand(self.x_dim))
+                return
             X = torch.log(X + LOG_EPS)
         flat = X.reshape(-1, self.x_dim)
         self.x_loc.copy_(flat.mean(0))
@@ -270,7 +308,9 @@ class DVAEModule(nn.Module):
     # ------------------------------------------------------------------ pieces
     def _standardize(self, x: Tensor) -> Tensor:
         if self.likelihood == "itakura_saito":
-            x = torch.log(x.clamp_min(0.0) + LOG_EPS)
+            x = x.clamp_min(0.0)
+            if self.log_input:
+                x = torch.log(x + LOG_EPS)
         return (x - self.x_loc) / self.x_scale
 
     @staticmethod
@@ -350,9 +390,17 @@ class DVAEModule(nn.Module):
             parts.append(col[:, None].expand(-1, x.shape[1], 1))
         return torch.cat(parts, -1) if len(parts) > 1 else xs
 
-    def encoder_summary(self, x: Tensor, level: float | Tensor | None = None) -> Tensor:
-        """``a_t`` for every frame: backward-LSTM summary of ``x_{t:T}`` or features of ``x_t``."""
-        f = self.feature_enc(self._sequence_features(x, level))
+    def encoder_summary(self, x: Tensor, level: float | Tensor | None = None,
+                        hs: Tensor | None = None) -> Tensor:
+        """``a_t`` for every frame: backward-LSTM summary of ``x_{t:T}`` (with
+        ``encoder_input="hx"`` of ``[h_{t:T}, x_{t:T}]``, ``hs`` the teacher-forced states if
+        known) or features of ``x_t``."""
+        f = self._sequence_features(x, level)
+        if self.encoder_input == "hx":
+            if hs is None:
+                hs = self._hidden_teacher_forced(x, level)
+            f = torch.cat([hs, f], -1)
+        f = self.feature_enc(f)
         if not self.encoder_rnn:
             return f
         a, _ = self.rnn_enc(torch.flip(f, [1]))
@@ -392,7 +440,8 @@ class DVAEModule(nn.Module):
 
     def posterior_step(self, h: Tensor, a_t: Tensor, z_prev: Tensor) -> tuple[Tensor, Tensor]:
         """Posterior ``q(z_t | z_{t-1}, h, a_t)``: mean and log-variance, each (B, z_dim)."""
-        m, lv = self.encoder_net(torch.cat([h, a_t, z_prev], -1)).chunk(2, -1)
+        inp = [a_t, z_prev] if self.encoder_input == "hx" else [h, a_t, z_prev]
+        m, lv = self.encoder_net(torch.cat(inp, -1)).chunk(2, -1)
         return m, lv.clamp(_LOGVAR_MIN, _LOGVAR_MAX)
 
     def emission(
@@ -527,7 +576,8 @@ class DVAEModule(nn.Module):
             ``pred_var`` (B, T, x_dim).
         """
         B, T, _ = x.shape
-        a = self.encoder_summary(x, level) if z is None else None
+        hs = self._hidden_teacher_forced(x, level)
+        a = self.encoder_summary(x, level, hs) if z is None else None
         if feed_prob > 0.0:
             out = self._run_fed(x, a, sample, generator, z, feed_prob, level)
             if predictive:
@@ -535,12 +585,12 @@ class DVAEModule(nn.Module):
             return out
         # Teacher forcing: only the posterior recursion (z_t needs z_{t-1}) and, for the VRNN,
         # the LSTM must be stepped; the prior and the decoder run once on the whole sequence.
-        hs = self._hidden_teacher_forced(x, level)
         if hs is not None and z is None:
             # First encoder layer on [h_t, a_t] for all t at once; only z_{t-1} is per step.
             lin0 = self.encoder_net[0]
-            k = hs.shape[-1] + a.shape[-1]
-            pre = nn.functional.linear(torch.cat([hs, a], -1), lin0.weight[:, :k], lin0.bias)
+            known = a if self.encoder_input == "hx" else torch.cat([hs, a], -1)
+            k = known.shape[-1]
+            pre = nn.functional.linear(known, lin0.weight[:, :k], lin0.bias)
             w_z = lin0.weight[:, k:]
         state = self.initial_state(B, level)
         h_list, z_list, qm_list, qlv_list = [], [], [], []

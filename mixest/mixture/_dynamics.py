@@ -165,9 +165,11 @@ class Dynamics:
         """The next :meth:`infer_latents` sees these sequences of the batch (the ones still
         iterating, sequence-major). No-op by default."""
 
-    def infer_latents(self, means: np.ndarray, rng: np.random.Generator) -> None:
-        """E-Z: update the latent posterior from the current means ``(M, T, D)`` (no-op for
-        models without latents)."""
+    def infer_latents(self, means: np.ndarray, rng: np.random.Generator,
+                      covs: np.ndarray | None = None) -> None:
+        """E-Z: update the latent posterior from the current means ``(M, T, D)`` and, for
+        models that read them (the expected power of a spectral prior), covariances of the
+        same layout (no-op for models without latents)."""
 
     def begin(self, m0: np.ndarray) -> Any:
         """Start a forward pass from the current first-frame means ``m0`` of shape ``(M, D)``."""
@@ -370,7 +372,8 @@ class DVAEDynamics(Dynamics):
     def select_sequences(self, sequences: np.ndarray) -> None:
         self._selected = np.asarray(sequences)
 
-    def infer_latents(self, means: np.ndarray, rng: np.random.Generator) -> None:
+    def infer_latents(self, means: np.ndarray, rng: np.random.Generator,
+                      covs: np.ndarray | None = None) -> None:
         R = self._R
         reuse = self._last is not None and np.array_equal(self._last[0], means)
         if self._tuner is not None and self._selected is not None:

@@ -64,8 +64,10 @@ class EncoderFineTuner:
 
     def __init__(self, module, n_sequences: int, n_sources: int, steps: int, lr: float,
                  rng: np.random.Generator):
-        if getattr(module, "architecture", None) != "srnn" or module.likelihood != "gaussian":
-            raise ValueError("encoder fine-tuning supports Gaussian SRNN priors only.")
+        if (getattr(module, "architecture", None) != "srnn" or module.likelihood != "gaussian"
+                or module.encoder_input != "x"):
+            raise ValueError("encoder fine-tuning supports Gaussian SRNN priors with "
+                             "encoder_input='x' only.")
         self.frozen = copy.deepcopy(module).double().eval().requires_grad_(False)
         self.B, self.N = int(n_sequences), int(n_sources)
         self.steps, self.lr, self.rng = int(steps), float(lr), rng

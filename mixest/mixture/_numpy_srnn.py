@@ -106,6 +106,10 @@ class NumpySRNN:
         def buf(name):
             return getattr(module, name).detach().double().cpu().numpy().copy()
 
+        if module.likelihood != "gaussian" or module.encoder_input != "x":
+            raise ValueError("the NumPy SRNN twin runs Gaussian trajectory priors with "
+                             "encoder_input='x'; this module has likelihood="
+                             f"{module.likelihood!r}, encoder_input={module.encoder_input!r}.")
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}.")

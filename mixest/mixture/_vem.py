@@ -193,7 +193,8 @@ def run_vem(
         e = observation_model.e_w(d, p, m_sub, c_sub)
         t1 = time.perf_counter()
         dynamics.select_sequences(np.arange(B)[idx])
-        dynamics.infer_latents(np.moveaxis(m_sub, 2, 1).reshape((-1, T) + m_sub.shape[3:]), rng)
+        dynamics.infer_latents(np.moveaxis(m_sub, 2, 1).reshape((-1, T) + m_sub.shape[3:]), rng,
+                               covs=np.moveaxis(c_sub, 2, 1).reshape((-1, T) + c_sub.shape[3:]))
         t2 = time.perf_counter()
         info_vec, info_prec = observation_model.evidence(d, p, e)
         m_new, c_new, pred_mean, pred_var = e_step_s(dynamics, info_vec, info_prec, m_sub[:, 0])

@@ -9,6 +9,7 @@ __getattr__, __dir__, __all__ = attach(
         "read_audio": "._audio_io",
         "write_audio": "._audio_io",
         "resample": "._audio_io",
+        "MixDVAESeparator": "._separator",
         "STFTTransformer": "._stft",
         "stft": "._stft",
         "istft": "._stft",

@@ -109,7 +109,8 @@ class SizeFrame(Dynamics):
             self._rows = (np.asarray(sequences)[:, None] * N + np.arange(N)).ravel()
         self.dynamics.select_sequences(sequences)
 
-    def infer_latents(self, means: np.ndarray, rng: np.random.Generator) -> None:
+    def infer_latents(self, means: np.ndarray, rng: np.random.Generator,
+                      covs: np.ndarray | None = None) -> None:
         rows, self._rows = self._rows, None
         if self._n_sources is None:  # outside a run (the chunked initialisation)
             self._frame = self._fit_frame(means)

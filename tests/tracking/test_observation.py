@@ -27,7 +27,7 @@ def test_bound_non_decreasing_with_fixed_predictions():
         def predict(self, state, t):
             return self._mu[:, t], np.full_like(self._mu[:, t], 1e-3), state
 
-        def infer_latents(self, means, rng):
+        def infer_latents(self, means, rng, covs=None):
             if not hasattr(self, "_mu"):
                 self._mu = means.copy()
 

@@ -1,0 +1,185 @@
+"""The audio half of the VEM engine: STFT bins as observations, spectral DVAEs as dynamics.
+
+:class:`ComplexGaussianBins` is the observation model: every bin :math:`x_{ft}` of the mixture's
+STFT belongs to one source, :math:`p(x_{ft} | w_{ft} = n, s) = N_c(x_{ft}; s_{nft}, v_{x,ft})`
+with :math:`v_x = \\epsilon |x|^2 + \\text{floor}`. :class:`SpectralDVAEDynamics` is the source
+model: one spectral DVAE per source, :math:`s_{nft} | z \\sim N_c(0, v_{\\theta,nft})`, whose
+decoder at frame ``t`` is fed the expected power :math:`|\\mu_{t-1}|^2 + \\nu_{t-1}` of the
+source's current posterior. With the evidence of :meth:`ComplexGaussianBins.evidence` the engine's
+default Gaussian product is the Wiener-like E-S update
+
+.. math::
+
+    \\nu = (\\eta / v_x + 1 / v_\\theta)^{-1}, \\qquad \\mu = \\nu\\, \\eta\\, x / v_x.
+
+``docs/separation.md`` explains the model and its initialisation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from mixest._kernels._spectral import (
+    spectral_data_bound,
+    spectral_e_w,
+    spectral_prior_bound,
+)
+from mixest.mixture._dynamics import Dynamics
+from mixest.mixture._observation import ObservationModel
+
+__all__ = ["ComplexGaussianBins", "SpectralDVAEDynamics"]
+
+#: the observation variance's floor, relative to the mixture's mean bin power: keeps v_x > 0 in
+#: digitally silent bins without changing any audible one
+RELATIVE_FLOOR = 1e-8
+#: smallest posterior variance kept (relative to the mixture's mean bin power), for log(nu)
+_MIN_NU = 1e-12
+
+
+class ComplexGaussianBins(ObservationModel):
+    """Mixture STFT bins, each assigned to one source (the audio VEM's observation model).
+
+    Parameters
+    ----------
+    epsilon : float, default=0.03
+        Observation variance relative to the bin's power, :math:`v_x = \\epsilon |x|^2 +`
+        floor (the MixDVAE paper's ratio).
+
+    Notes
+    -----
+    ``prepare`` takes the complex STFT of ``B`` mixtures, time-major ``(B, T, F)``. The
+    assignment prior is uniform and fixed (no M-step). The initialisation is "DVAE-init": each
+    source's prior reconstructs the mixture's power spectrogram, and the sources start as the
+    Wiener filters of those reconstructions, :math:`\\mu_n = v_n / \\sum_m v_m \\, x` with the
+    matching posterior variance.
+    """
+
+    def __init__(self, epsilon: float = 0.03):
+        self.epsilon = float(epsilon)
+
+    def prepare(self, observations: object, n_sources: int) -> tuple[dict, dict]:
+        x = np.asarray(observations)
+        if x.ndim != 3 or not np.iscomplexobj(x):
+            raise ValueError("observations must be complex STFTs of shape (B, T, F), got "
+                             f"{x.dtype} of shape {x.shape}.")
+        power = np.abs(x) ** 2
+        floor = RELATIVE_FLOOR * np.maximum(power.mean(axis=(1, 2)), np.finfo(float).tiny)
+        data = {"x": x.astype(np.complex128), "power": power,
+                "v_x": self.epsilon * power + floor[:, None, None],
+                "scale": floor / RELATIVE_FLOOR}
+        B = x.shape[0]
+        params = {"log_prior": np.full((B, n_sources), -math.log(n_sources))}
+        return data, params
+
+    def initialize(self, data, params, n_sources, dynamics, rng):
+        v = dynamics.reconstruct(data["power"])  # (B, T, N, F)
+        total = v.sum(axis=2, keepdims=True)
+        mask = v / total
+        means = mask * data["x"][:, :, None]
+        covs = np.maximum(v * (1.0 - mask), _MIN_NU * data["scale"][:, None, None, None])
+        return means, covs
+
+    def e_w(self, data, params, means, covs):
+        return spectral_e_w(data["x"], data["v_x"], means, covs, params["log_prior"])
+
+    def evidence(self, data, params, eta):
+        prec = eta / data["v_x"][:, :, None]
+        return prec * data["x"][:, :, None], prec
+
+    def expected_log_likelihood(self, data, params, means, covs, eta):
+        return spectral_data_bound(data["x"], data["v_x"], means, covs, eta, params["log_prior"])
+
+    def m_step(self, data, params, means, covs, eta):
+        return params
+
+
+class SpectralDVAEDynamics(Dynamics):
+    """One spectral DVAE prior per source, run by the engine on ``B * N`` sources.
+
+    Parameters
+    ----------
+    modules : sequence of DVAEModule
+        Itakura-Saito modules, one per source (source ``n`` of every mixture uses
+        ``modules[n]``), all with the same number of frequency bins.
+    sample : bool, default=False
+        E-Z draws ``z`` from the encoder's posterior (one reparameterised sample); False uses
+        its means, which makes the whole iteration deterministic.
+    device : torch.device or str, default="cpu"
+    """
+
+    def __init__(self, modules: Sequence, sample: bool = False, device: object = "cpu"):
+        self.modules = [m.to(device).eval() for m in modules]
+        self.sample = bool(sample)
+        self.stochastic = self.sample
+        self.device = torch.device(device)
+        self._z: list[torch.Tensor] | None = None
+        self._generator: torch.Generator | None = None
+
+    @property
+    def n_sources(self) -> int:
+        return len(self.modules)
+
+    def _per_source(self, a: np.ndarray) -> np.ndarray:
+        """(M, ...) sequence-major -> (B, N, ...)."""
+        return a.reshape((-1, self.n_sources) + a.shape[1:])
+
+    def _tensor(self, a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=self.device)
+
+    @torch.no_grad()
+    def reconstruct(self, power: np.ndarray) -> np.ndarray:
+        """Each prior's reconstruction (decoder variance at the posterior means) of ``power``
+        ``(B, T, F)``, as ``(B, T, N, F)`` (the DVAE-init of the sources' variances)."""
+        P = self._tensor(power)
+        v = [m.run(P, sample=False)["x_var"].double().cpu().numpy() for m in self.modules]
+        return np.stack(v, axis=2)
+
+    def start_batch(self, n_sequences, n_sources, rng):
+        if n_sources != self.n_sources:
+            raise ValueError(f"{self.n_sources} priors for {n_sources} sources.")
+        seed = int(rng.integers(2**63 - 1))
+        self._generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    @torch.no_grad()
+    def infer_latents(self, means, rng, covs=None):
+        if covs is None:
+            raise ValueError("spectral priors read the expected power |mu|^2 + nu: pass covs.")
+        power = self._per_source(np.abs(means) ** 2 + covs)  # (B, N, T, F)
+        self._z = [m.run(self._tensor(power[:, n]), sample=self.sample,
+                         generator=self._generator)["z"] for n, m in enumerate(self.modules)]
+
+    @torch.no_grad()
+    def forward_pass(self, info_vec, info_prec, m_first):
+        if self._z is None:
+            raise RuntimeError("call infer_latents before the E-S pass (E-Z precedes E-S).")
+        iv = torch.as_tensor(self._per_source(info_vec), device=self.device)
+        ip = torch.as_tensor(self._per_source(info_prec), device=self.device)
+        B, N, T, F = ip.shape
+        mu = torch.empty((B, N, T, F), dtype=torch.complex128, device=self.device)
+        nu = torch.empty((B, N, T, F), dtype=torch.float64, device=self.device)
+        var = torch.empty_like(nu)
+        for n, module in enumerate(self.modules):
+            state = module.initial_state(B)
+            fed = None
+            for t in range(T):
+                _, v, state = module.decode_step(fed, self._z[n][:, t], state)
+                v = v.double()
+                nu_t = v / (1.0 + v * ip[:, n, t])
+                mu_t = nu_t * iv[:, n, t]
+                mu[:, n, t], nu[:, n, t], var[:, n, t] = mu_t, nu_t, v
+                fed = (mu_t.abs().square() + nu_t).float()
+        flat = [a.reshape(B * N, T, F).cpu().numpy() for a in (mu, nu, var)]
+        return [flat[0], flat[1], np.zeros((B * N, T, F)), flat[2]]
+
+    def begin(self, m0):  # the whole pass runs in forward_pass
+        raise NotImplementedError("SpectralDVAEDynamics runs its E-S pass in forward_pass.")
+
+    def predict(self, state, t):
+        raise NotImplementedError("SpectralDVAEDynamics runs its E-S pass in forward_pass.")
+
+    def expected_log_prior(self, means, covs, pred_mean, pred_var):
+        return spectral_prior_bound(means, covs, pred_var)

@@ -1,0 +1,158 @@
+"""MixDVAESeparator, its observation model and dynamics, and the E-W kernel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mixest._kernels._spectral import (
+    spectral_data_bound,
+    spectral_e_w,
+    spectral_e_w_numpy,
+    spectral_prior_bound,
+)
+from mixest.dvae import DVAE, Network
+from mixest.mixture import run_vem
+from mixest.separation import MixDVAESeparator, si_sdr, stft
+from mixest.separation._vem_models import ComplexGaussianBins, SpectralDVAEDynamics
+
+RATE = 16000
+
+
+def _complex(rng, shape):
+    return rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+
+
+# ---------------------------------------------------------------------- kernels
+def test_e_w_kernel_equals_numpy_twin():
+    rng = np.random.default_rng(0)
+    B, T, N, F = 3, 7, 3, 11
+    x = _complex(rng, (B, T, F))
+    v_x = rng.uniform(0.01, 2.0, (B, T, F))
+    means = _complex(rng, (B, T, N, F))
+    covs = rng.uniform(0.01, 1.0, (B, T, N, F))
+    log_prior = np.log(rng.dirichlet(np.ones(N), size=B))
+    eta = spectral_e_w(x, v_x, means, covs, log_prior)
+    np.testing.assert_allclose(eta, spectral_e_w_numpy(x, v_x, means, covs, log_prior),
+                               rtol=0, atol=1e-10)
+    np.testing.assert_allclose(eta.sum(axis=2), 1.0, atol=1e-12)
+
+
+def test_bound_terms_equal_their_formulas():
+    rng = np.random.default_rng(1)
+    B, T, N, F = 2, 5, 2, 6
+    x, means = _complex(rng, (B, T, F)), _complex(rng, (B, T, N, F))
+    v_x = rng.uniform(0.1, 1.0, (B, T, F))
+    covs, var = rng.uniform(0.1, 1.0, (B, T, N, F)), rng.uniform(0.5, 2.0, (B, T, N, F))
+    log_prior = np.full((B, N), -np.log(N))
+    eta = spectral_e_w_numpy(x, v_x, means, covs, log_prior)
+    dist = np.abs(x[:, :, None] - means) ** 2 + covs
+    expected = (eta * (log_prior[:, None, :, None] - np.log(np.pi * v_x[:, :, None])
+                       - dist / v_x[:, :, None] - np.log(eta))).sum(axis=(1, 2, 3))
+    np.testing.assert_allclose(spectral_data_bound(x, v_x, means, covs, eta, log_prior),
+                               expected, rtol=1e-12)
+    # E_q[log N_c(s; 0, v)] + H(q): -log(pi v) - (|mu|^2 + nu) / v + log(pi e nu)
+    prior = (-np.log(np.pi * var) - (np.abs(means) ** 2 + covs) / var
+             + np.log(np.pi * np.e * covs)).sum(axis=(1, 2, 3))
+    np.testing.assert_allclose(spectral_prior_bound(means, covs, var), prior, rtol=1e-12)
+
+
+# ---------------------------------------------------------------------- a known answer
+def _tones(rng, n_samples):
+    """Harmonic tones below 1.5 kHz with a slowly changing pitch and level."""
+    t = np.arange(n_samples) / RATE
+    f0 = 220 * 2 ** (rng.integers(0, 8, size=n_samples // 4000 + 1) / 12)
+    f0 = np.repeat(f0, 4000)[:n_samples]
+    phase = 2 * np.pi * np.cumsum(f0) / RATE
+    x = sum(np.sin(k * phase) / k for k in (1, 2, 3))
+    return x * (0.6 + 0.4 * np.sin(2 * np.pi * 0.7 * t))
+
+
+def _hiss(rng, n_samples):
+    """Noise between 4 and 7 kHz."""
+    S = stft(rng.standard_normal(n_samples))
+    freqs = np.arange(S.shape[0]) * RATE / 1024
+    S[(freqs < 4000) | (freqs > 7000)] = 0
+    from mixest.separation import istft
+
+    return 0.5 * istft(S, n_samples=n_samples)
+
+
+@pytest.fixture(scope="module")
+def disjoint():
+    """Two sources with disjoint frequency support, tiny priors trained on each."""
+    rng = np.random.default_rng(0)
+    n_train, n_test = 40 * 12800, 3 * 12800
+    train = [_tones(rng, n_train), _hiss(rng, n_train)]
+    test = np.stack([_tones(rng, n_test), _hiss(rng, n_test)])
+    y = test.reshape(2, 3, -1).transpose(1, 0, 2)  # 3 mixtures of 50 frames
+    small = DVAE(likelihood="itakura_saito", network=Network(z_dim=2, rnn_dim=8,
+                 dense_dims=(32,)), n_epochs=30, batch_size=16, learning_rate=1e-2,
+                 validation_fraction=0.0, device="cpu", random_state=0)
+    sep = MixDVAESeparator(priors=(small, small), max_iter=20, random_state=0)
+    sep.fit(np.stack(train).sum(0)[None], np.stack(train)[None])
+    return sep, y.sum(1), y
+
+
+def test_disjoint_sources_separated_above_20_db(disjoint):
+    sep, X, y = disjoint
+    est = sep.transform(X)
+    assert est.shape == y.shape
+    scores = si_sdr(y, est)
+    assert scores.min() > 20, scores
+    # the sources sum back to the mixture up to the model error
+    assert si_sdr(X, est.sum(1)).min() > 20
+
+
+def test_dvae_init_is_a_separation_too(disjoint):
+    sep, X, y = disjoint
+    init = MixDVAESeparator(priors=sep.priors_, max_iter=0).fit(X).transform(X)
+    assert si_sdr(y, init).mean() > 10
+
+
+def test_bound_does_not_decrease_with_deterministic_latents(disjoint):
+    sep, X, _ = disjoint
+    S = np.moveaxis(stft(X), -1, -2)
+    dynamics = SpectralDVAEDynamics([p.module_ for p in sep.priors_])
+    result = run_vem(S, ComplexGaussianBins(), dynamics, n_sources=2, max_iter=15, tol=0,
+                     random_state=0)
+    history = result.history
+    assert np.isfinite(history).all()
+    steps = np.diff(history, axis=0)
+    assert (steps >= -1e-6 * np.abs(history[1:])).all(), steps.min()
+
+
+def test_separator_is_reproducible_and_handles_other_rates(disjoint):
+    sep, X, _ = disjoint
+    a = sep.transform(X[:1])
+    np.testing.assert_array_equal(a, sep.transform(X[:1]))
+    from mixest.separation import resample
+
+    x8 = resample(X[0], RATE, 8000)[None]
+    sep8 = MixDVAESeparator(priors=sep.priors_, sample_rate=8000, max_iter=3).fit(x8)
+    out = sep8.transform(x8)
+    assert out.shape == (1, 2, x8.shape[1])
+    assert np.isfinite(out).all()
+
+
+# ---------------------------------------------------------------------- contract and errors
+def test_fit_errors():
+    gaussian = DVAE(network=Network(z_dim=2, rnn_dim=4, dense_dims=(4,)), recipe="plain",
+                    n_epochs=1, device="cpu", random_state=0).fit(
+        np.random.default_rng(0).random((8, 5, 4)))
+    X = np.zeros((1, 12800)) + 0.1
+    with pytest.raises(ValueError, match="Itakura-Saito"):
+        MixDVAESeparator(priors=(gaussian, gaussian)).fit(X)
+    unfitted = DVAE(likelihood="itakura_saito")
+    with pytest.raises(ValueError, match="needs the isolated sources y"):
+        MixDVAESeparator(priors=(unfitted, unfitted)).fit(X)
+    with pytest.raises(TypeError, match=r"priors\[0\]"):
+        MixDVAESeparator(priors=(3, 4)).fit(X)
+    with pytest.raises(FileNotFoundError, match=r"priors\[0\]"):
+        MixDVAESeparator(priors=("/nonexistent.pt", "/nonexistent.pt")).fit(X)
+    with pytest.raises(ValueError, match="at least two"):
+        MixDVAESeparator(priors=(unfitted,)).fit(X)
+    with pytest.raises(ValueError, match="sources"):
+        MixDVAESeparator(priors=(unfitted, unfitted)).fit(X, np.zeros((1, 3, 12800)))
+    with pytest.raises(ValueError, match="X"):
+        MixDVAESeparator(priors=(unfitted, unfitted)).fit(np.zeros(12800))
