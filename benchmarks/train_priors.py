@@ -100,13 +100,14 @@ PRIORS: dict[str, dict] = {
 # encoder reading [h_t, x_t]) on 513-bin power spectra (16 kHz, 1024-sample sine window, hop 256)
 # of waveforms trimmed at 30 dB and scaled to max |x| = 1, cut into sequences of 50 frames; the
 # network reads standardised log-power. Its training recipe (beta 0.01, Adam 2e-3) with the
-# epoch count shrunk to one CPU core's hour. Data: see _audio_sources below and docs/separation.md.
+# epoch count shrunk to one CPU core (80 epochs, about half an hour beside another job).
+# Data: see _audio_sources below and docs/separation.md.
 _SPECTRAL = {
     "likelihood": "itakura_saito",
     "recipe": "plain",
     "network": "spectral",  # built in _spectral_network (a Network, not plain data)
     "noise": None,
-    "n_epochs": 40,
+    "n_epochs": 80,
     "batch_size": 256,
     "learning_rate": 2e-3,
     "final_learning_rate": 2e-5,

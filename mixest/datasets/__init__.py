@@ -9,5 +9,8 @@ __getattr__, __dir__, __all__ = attach(
         "make_trajectories": "._trajectories",
         "make_tracking_mixture": "._trajectories",
         "make_audio_mixtures": "._audio_mixtures",
+        "trim_silence": "._audio_corpus",
+        "load_audio_folder": "._audio_corpus",
+        "make_spectral_sequences": "._audio_corpus",
     },
 )

@@ -158,6 +158,28 @@ def test_run_vem_refuses_bad_arguments():
         run_vem(X, model, dyn, n_sources=0)
     with pytest.raises(TypeError, match="random_state"):
         run_vem(X, model, dyn, n_sources=2, random_state="seed")
+    with pytest.raises(ValueError, match="keep"):
+        run_vem(X, model, dyn, n_sources=2, keep="first")
+
+
+def test_keep_last_returns_the_last_iterate():
+    from mixest.datasets import make_tracking_mixture
+
+    X, _ = make_tracking_mixture(5, 3, 30, jitter=0.08, miss_prob=0.3, random_state=1)
+    run = dict(observation_model=GaussianDetections(), dynamics=ConstantVelocityDynamics(),
+               n_sources=3, tol=0.0)
+    last = run_vem(X, max_iter=6, keep="last", **run)
+    assert (last.best_iter == 5).all()
+    np.testing.assert_allclose(last.lower_bound, last.history[-1])
+    # the sixth iterate: rerun 6 iterations and compare with the last one of 5 + 1
+    again = run_vem(X, max_iter=6, keep="last", **run)
+    np.testing.assert_array_equal(last.means, again.means)
+    best = run_vem(X, max_iter=6, **run)
+    for b in range(len(X)):  # where the sixth iterate was also the best, both agree
+        if best.best_iter[b] == 5:
+            np.testing.assert_array_equal(best.means[b], last.means[b])
+        else:
+            assert best.lower_bound[b] > last.lower_bound[b]
 
 
 def test_default_bound_of_dynamics_full_matches_diagonal():

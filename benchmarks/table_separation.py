@@ -1,0 +1,134 @@
+"""Separation results table: speech + flute (the paper's Table 3 analogue).
+
+Held-out mixtures only: SiSEC 2011 dev1 speech with the Medley-solos-DB test and validation
+flute clips (../shared/data/audio), resampled to 16 kHz, each file scaled to max |x| = 1, the
+flute scaled against the speech to the speech-to-flute ratio (0 and -10 dB), 24 mixtures per
+setting, T = 50, 100 and 300 STFT frames (waveforms of T * 256 samples), fixed seeds. Rows: the
+mixture itself, the oracle ideal ratio mask, DVAE-init and MixDVAE with mixest's bundled priors
+and, with ``--authors-dir``, with the MixDVAE authors' released priors (read at run time). Prints
+a Markdown table of SI-SDR, PESQ (wide-band), ESTOI and scale-optimal RMSE per source, and the
+seconds each row took.
+
+    python benchmarks/table_separation.py --authors-dir ../shared/data/pretrained/mixdvae_authors
+    python benchmarks/table_separation.py --lengths 50 --ratios 0 --n-mixtures 8   # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+AUDIO = REPO.parent / "shared" / "data" / "audio"
+SOURCES = ("speech", "flute")
+
+
+def held_out(audio: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """SiSEC dev1 speech and the Medley test/validation flute clips, 16 kHz, max |x| = 1."""
+    from mixest.separation import read_audio
+
+    def load(path):
+        x, _ = read_audio(path, sample_rate=16000)
+        return x / np.abs(x).max()
+
+    speech = [load(p) for p in sorted((audio / "speech" / "sisec2011_dev1").glob("*.wav"))]
+    flute = [load(p) for p in sorted((audio / "flute").glob("*.flac"))
+             if "training" not in p.name]
+    if not speech or not flute:
+        raise SystemExit(f"held-out audio not found under {audio}")
+    return speech, flute
+
+
+def oracle_mask(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """Ideal ratio mask |S_n|^2 / sum_m |S_m|^2 on the mixture's STFT."""
+    from mixest.separation import istft, stft
+
+    S, P = stft(X), np.abs(stft(Y)) ** 2
+    mask = P / np.maximum(P.sum(1, keepdims=True), 1e-30)
+    return istft(mask * S[:, None], n_samples=X.shape[-1])
+
+
+def scores(Y: np.ndarray, est: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-source means over mixtures of SI-SDR, PESQ, ESTOI and RMSE."""
+    from mixest.separation import pesq_score, scale_optimal_rmse, si_sdr
+
+    out = {"SI-SDR": si_sdr(Y, est).mean(0), "RMSE": scale_optimal_rmse(Y, est).mean(0)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out["PESQ"] = np.nanmean(pesq_score(Y, est, 16000, mode="wb", on_error="nan"), 0)
+        out["ESTOI"] = np.nanmean([[_estoi(y, e) for y, e in zip(ys, es, strict=True)]
+                                   for ys, es in zip(Y, est, strict=True)], 0)
+    return out
+
+
+def _estoi(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """ESTOI, NaN where the reference is too short once its silences are removed (T = 50)."""
+    from mixest.separation import estoi_score
+
+    try:
+        return float(estoi_score(reference, estimate, 16000))
+    except ValueError:
+        return float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[50, 100, 300])
+    parser.add_argument("--ratios", type=float, nargs="+", default=[0.0, -10.0])
+    parser.add_argument("--n-mixtures", type=int, default=24)
+    parser.add_argument("--max-iter", type=int, default=70)
+    parser.add_argument("--priors", nargs=2, default=["pretrained:speech", "pretrained:flute"],
+                        help="mixest's priors (names or saved files)")
+    parser.add_argument("--authors-dir", type=Path, default=None,
+                        help="folder with model_scass_{wsj,cbf}.pt and their .ini files")
+    parser.add_argument("--audio-dir", type=Path, default=AUDIO)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from mixest.datasets import make_audio_mixtures
+    from mixest.dvae import DVAE
+    from mixest.separation import MixDVAESeparator
+
+    speech, flute = held_out(args.audio_dir)
+    prior_sets = {"mixest": list(args.priors)}
+    if args.authors_dir is not None:
+        d = args.authors_dir
+        prior_sets["authors'"] = [
+            DVAE.from_checkpoint(d / f"model_scass_{n}.pt", d / f"cfg_dvae_single_scass_{n}.ini")
+            for n in ("wsj", "cbf")]
+    header = ("| T | ratio | method | SI-SDR speech / flute | PESQ | ESTOI | RMSE | s |\n"
+              "|---|---|---|---|---|---|---|---|")
+    print(header, flush=True)
+    for T in args.lengths:
+        for ratio in args.ratios:
+            X, Y = make_audio_mixtures(speech, flute, n_mixtures=args.n_mixtures, n_frames=T,
+                                       ratio_db=ratio, random_state=args.seed + T)
+            rows = [("mixture", lambda X=X: np.repeat(X[:, None], 2, 1)),
+                    ("oracle ratio mask", lambda X=X, Y=Y: oracle_mask(X, Y))]
+            for name, priors in prior_sets.items():
+                for label, n_iter in ((f"DVAE-init ({name} priors)", 0),
+                                      (f"MixDVAE ({name} priors)", args.max_iter)):
+                    sep = MixDVAESeparator(priors=priors, max_iter=n_iter, random_state=args.seed)
+                    rows.append((label, lambda X=X, sep=sep: sep.fit(X).transform(X)))
+            for label, run in rows:
+                t0 = time.perf_counter()
+                est = run()
+                dt = time.perf_counter() - t0
+                s = scores(Y, est)
+                cells = [" / ".join(f"{v:.2f}" for v in s[k])
+                         for k in ("SI-SDR", "PESQ", "ESTOI", "RMSE")]
+                print(f"| {T} | {ratio:+.0f} | {label} | " + " | ".join(cells)
+                      + f" | {dt:.1f} |", flush=True)
+    print(f"\n{args.n_mixtures} mixtures per setting; seed {args.seed}; "
+          f"{args.max_iter} VEM iterations, last iterate.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
