@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/eval_priors.py [--n-sequences 2000] [--plot docs/images/dvae_mot_samples.png]
     python benchmarks/eval_priors.py --prior /tmp/candidate.pt   # a saved DVAE (recipe search)
+    python benchmarks/eval_priors.py audio ...   # the spectral priors (eval_audio_priors.py)
 
 Reports, on trajectories drawn with a seed the training never used:
 
@@ -107,6 +108,12 @@ def _plot(prior, X: np.ndarray, path: Path, seed: int, **level) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["audio"]:  # the spectral priors have their own script
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from eval_audio_priors import main as eval_audio
+
+        return eval_audio(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n-sequences", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=20231, help="held-out data seed")

@@ -10,7 +10,9 @@ Prints
   the VRNN, with teacher forcing and with scheduled sampling (the step-by-step pass);
 - the cost of one ``decode_step`` (what the VEM's E-S step calls once per frame) and of
   ``encode`` on a batch of sequences;
-- the bundled "mot" prior's size: parameters, float32 bytes, file bytes.
+- the bundled "mot" prior's size: parameters, float32 bytes, file bytes;
+- spectral training throughput in frames/s (the speech and flute priors' SRNN: 513-bin power
+  spectra, sequences of 50 frames, batch 256) and those priors' sizes.
 """
 
 from __future__ import annotations
@@ -94,11 +96,31 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nbatch {B:4d}: decode_step {dt * 1e6:7.1f} us/frame; "
                   f"encode (T=60) {de * 1e3:7.2f} ms")
 
-    n_params = sum(p.numel() for p in prior.module_.parameters())
-    n_buf = sum(b.numel() for b in prior.module_.buffers())
-    path = weight_path("mot")
-    print(f"\nbundled prior 'mot': {n_params} parameters ({4 * n_params} bytes float32) + "
-          f"{n_buf} buffer values; file {path.name} {path.stat().st_size} bytes")
+    for name in ("mot", "speech", "flute"):
+        try:
+            path = weight_path(name)
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"\nbundled prior {name!r}: {exc}")
+            continue
+        module = DVAE.load(path).module_
+        n_params = sum(p.numel() for p in module.parameters())
+        n_buf = sum(b.numel() for b in module.buffers())
+        print(f"\nbundled prior {name!r}: {n_params} parameters ({4 * n_params} bytes float32) "
+              f"+ {n_buf} buffer values; file {path.name} {path.stat().st_size} bytes")
+
+    print("\nspectral training throughput (frames/s, T=50, 513 bins, batch 256, paper sizes)")
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from train_priors import _spectral_network
+
+    net = _spectral_network()
+    spectra = torch.rand(512, 50, 513, generator=torch.Generator().manual_seed(0)).to(device)
+    torch.manual_seed(0)
+    m = SRNN(513, z_dim=net.z_dim, rnn_dim=net.rnn_dim, dense_dims=net.dense_dims,
+             likelihood="itakura_saito", residual_order=0, latent_dims=net.latent_dims,
+             encoder_input=net.encoder_input).to(device)
+    m.set_normalization(spectra)
+    r = _throughput(m, spectra, 256, 0.0, args.batches)
+    print(f"  SRNN teacher forcing {r * 50:9.0f} frames/s ({r:.0f} sequences/s)")
     return 0
 
 

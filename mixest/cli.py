@@ -1,8 +1,12 @@
-"""The ``mixest`` command line: ``mixest track`` and ``mixest demo``.
+"""The ``mixest`` command line: ``mixest track``, ``mixest separate`` and ``mixest demo``.
 
 ``mixest track det.txt --n-sources 3 --frames 1:60 --output result.txt [--plot tracks.png]``
 reads a MOTChallenge detection file (and the ``seqinfo.ini`` next to it or its parent folder for
 the image size), tracks ``N`` objects over the frame range and writes a MOTChallenge result file.
+
+``mixest separate mix.wav --out-dir sources --priors speech,flute [--plot spectrograms.png]``
+separates a single-channel recording with :class:`~mixest.separation.MixDVAESeparator`, one
+spectral DVAE prior per source, and writes one WAV file per source at the recording's rate.
 
 ``mixest demo`` tracks a few synthetic 3-object sequences with the bundled prior and prints MOTA,
 IDF1 and ID switches next to the greedy floor.
@@ -13,7 +17,8 @@ options ``--prior``, ``--max-iter`` and ``--seed`` a method takes, and their def
 :data:`METHOD_OPTIONS`; the command refuses the others rather than ignoring them.
 
 Errors are one line on stderr, without a traceback: exit status 2 for a command line to fix (an
-option, the frame range, the output path), 1 for an input file that cannot be used.
+option, the frame range, the output path), 1 for an input file (or a bundled prior) that cannot
+be used.
 """
 
 from __future__ import annotations
@@ -22,14 +27,16 @@ import argparse
 import importlib
 import math
 import os
+import re
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
 
-__all__ = ["main", "METHODS", "METHOD_OPTIONS", "PRIORS"]
+__all__ = ["main", "METHODS", "METHOD_OPTIONS", "PRIORS", "SEPARATE_PRIORS"]
 
 #: ``--method`` name -> ``"module:callable"``; the callable maps parsed arguments to a tracker.
 #: A class is called with ``n_sources``, ``box_format``, ``image_size`` and the options of
@@ -266,8 +273,10 @@ def _check_output(text: str, flag: str) -> Path:
 
 
 def _check_plot(text: str) -> Path:
-    from matplotlib.backend_bases import FigureCanvasBase
-
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:  # pragma: no cover - matplotlib is a dependency of mixest
+        _fail("--plot needs matplotlib; install it with `pip install matplotlib`", 1)
     path = _check_output(text, "--plot")
     formats = FigureCanvasBase.get_supported_filetypes()
     if path.suffix.lower().lstrip(".") not in formats:
@@ -316,6 +325,8 @@ def _track(args: argparse.Namespace) -> int:
         _plot(X[0], tracks, first, plot)
         print(f"plot -> {plot}")
     return 0
+
+
 def _plot(X: np.ndarray, tracks: np.ndarray, first_frame: int, path: Path) -> None:
     import matplotlib
 
@@ -325,6 +336,168 @@ def _plot(X: np.ndarray, tracks: np.ndarray, first_frame: int, path: Path) -> No
     from mixest.tracking._plot import plot_tracks
 
     fig = plot_tracks(X, tracks, box_format="xywh", first_frame=first_frame)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+#: ``--priors`` of ``mixest separate``: the bundled spectral priors, one per source.
+SEPARATE_PRIORS = "speech,flute"
+
+
+def _is_prior_path(item: str) -> bool:
+    """A ``--priors`` item is a file when it holds a path separator or ends with ``.pt``."""
+    seps = {"/", os.sep, os.altsep} - {None}
+    return item.endswith(".pt") or any(sep in item for sep in seps)
+
+
+def _parse_priors(text: str) -> tuple[list[str], list[str]]:
+    """``--priors`` as separator priors and source names, checked before any work.
+
+    A name must be a bundled prior whose weights are installed; a path must be a file (it is
+    read, and checked to be an Itakura-Saito prior on 513 bins, by the separator's ``fit``).
+    """
+    from mixest.pretrained._registry import weight_path
+
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        _fail(f"--priors {text!r} has an empty item; give comma-separated bundled prior names or "
+              f"DVAE files, one per source, e.g. {SEPARATE_PRIORS}")
+    if len(items) < 2:
+        _fail(f"--priors {text!r} names {_plural(len(items), 'prior')}; give at least two, one "
+              f"per source, e.g. {SEPARATE_PRIORS}")
+    specs, names = [], []
+    for item in items:
+        if _is_prior_path(item):
+            path = Path(item)
+            if not path.is_file():
+                _fail(f"--priors {item}: file not found", 1)
+            specs.append(str(path))
+            names.append(path.stem)
+            continue
+        name = item.removeprefix("pretrained:")
+        try:
+            weight_path(name)
+        except ValueError as exc:  # not a bundled name: the registry lists the available ones
+            _fail(f"--priors {item}: {exc} A DVAE saved with DVAE.save can be given by its path "
+                  "(FILE.pt) instead.", 1)
+        except FileNotFoundError as exc:  # a bundled name whose weights are not installed
+            _fail(f"--priors {item}: {exc}", 1)
+        specs.append(f"pretrained:{name}")
+        names.append(name)
+    return specs, _source_labels(names)
+
+
+def _source_labels(names: list[str]) -> list[str]:
+    """The names, with ``_1``, ``_2``, ... after those that occur more than once."""
+    counts = Counter(names)
+    used: set[str] = set()
+    labels = []
+    for name in names:
+        label, k = name, 0
+        while counts[name] > 1 and (label in used or label in counts):
+            k += 1
+            label = f"{name}_{k}"
+        used.add(label)
+        labels.append(label)
+    return labels
+
+
+def _check_out_dir(text: str, stem: str, labels: list[str]) -> list[Path]:
+    """The source files ``DIR/<stem>_<label>.wav``; fails before any work, creates ``DIR``."""
+    folder = Path(text)
+    if folder.exists() and not folder.is_dir():
+        _fail(f"--out-dir {folder} is a file; give a folder (it is created if missing)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail(f"--out-dir {folder}: cannot create the folder ({exc.strerror})")
+    if not os.access(folder, os.W_OK):
+        _fail(f"--out-dir {folder}: the folder is not writable")
+    paths = [folder / f"{stem}_{label}.wav" for label in labels]
+    for path in paths:
+        if path.is_dir():
+            _fail(f"--out-dir {folder}: {path.name} is a folder there; the source cannot be "
+                  "written")
+    return paths
+
+
+def _read_mixture(text: str) -> tuple[np.ndarray, int]:
+    from mixest.separation import read_audio
+
+    try:
+        x, rate = read_audio(text)
+    except FileNotFoundError:
+        _fail(f"mixture file not found: {text}", 1)
+    except (ValueError, TypeError, RuntimeError, ImportError) as exc:
+        _fail(f"cannot read the mixture {text}: {exc}", 1)
+    if not np.any(x):
+        _fail(f"the mixture {text} is silent (every sample is zero): nothing to separate", 1)
+    return x, rate
+
+
+def _check_device(device: str) -> None:
+    from mixest.dvae._training import resolve_device
+
+    try:
+        resolve_device(device)
+    except RuntimeError as exc:
+        _fail(f"--device {device}: {exc} Use --device cpu or auto.")
+
+
+def _separate(args: argparse.Namespace) -> int:
+    from mixest.separation import MixDVAESeparator, write_audio
+
+    # Everything the command line can get wrong is checked before the (possibly long) separation.
+    specs, labels = _parse_priors(args.priors)
+    if args.max_iter < 0:
+        _fail(f"--max-iter must be at least 0, got {args.max_iter}")
+    mixture = Path(args.mixture)
+    x, rate = _read_mixture(args.mixture)
+    outputs = _check_out_dir(args.out_dir, mixture.stem, labels)
+    plot = _check_plot(args.plot) if args.plot else None
+    _check_device(args.device)
+    separator = MixDVAESeparator(priors=specs, sample_rate=rate, max_iter=args.max_iter,
+                                 device=args.device, verbose=not args.quiet)
+    try:
+        separator.fit(x[None])
+    except (OSError, ValueError) as exc:  # an unreadable file, or not a spectral prior
+        items = [item.strip() for item in args.priors.split(",")]
+        message = re.sub(r"priors\[(\d+)\]", lambda m: f"prior {items[int(m[1])]}", str(exc))
+        _fail(f"--priors {args.priors}: {message}", 1)
+    try:
+        sources = separator.transform(x[None])[0]
+    except (ValueError, RuntimeError, FloatingPointError) as exc:
+        _fail(f"cannot separate {mixture}: {exc}", 1)
+    if not np.all(np.isfinite(sources)):
+        _fail(f"separating {mixture} gave non-finite samples (is the recording silent?)", 1)
+    energy = np.sum(sources**2, axis=1)
+    share = energy / energy.sum() if energy.sum() > 0 else np.full(len(energy), 1 / len(energy))
+    for n, (label, path, signal) in enumerate(zip(labels, outputs, sources, strict=True)):
+        try:
+            write_audio(path, signal, rate, subtype="FLOAT")
+        except (ValueError, OSError) as exc:
+            _fail(exc, 1)
+        if not args.quiet:
+            print(f"source {n + 1}/{len(labels)} ({label}, {share[n]:.0%} of the energy) -> "
+                  f"{path} ({x.size / rate:.2f} s at {rate} Hz)")
+    if plot is not None:
+        _plot_separation(x, sources, rate, labels, plot)
+        if not args.quiet:
+            print(f"plot -> {plot}")
+    return 0
+
+
+def _plot_separation(x: np.ndarray, sources: np.ndarray, rate: int, labels: list[str],
+                     path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mixest.separation import plot_separation
+
+    fig = plot_separation(x, sources, rate, labels=labels)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -389,7 +562,7 @@ class _Parser(argparse.ArgumentParser):
         _fail(f"{message} (see {self.prog} --help)")
 
 
-_DESCRIPTION = "Multi-object tracking with MixDVAE and baselines."
+_DESCRIPTION = "Multi-object tracking and single-channel source separation with MixDVAE."
 _TRACK_EPILOG = f"""\
 options per method (an option a method does not take is refused, never ignored):
   mixdvae  --prior {{{', '.join(PRIORS['mixdvae'])}}} (default pretrained:mot),
@@ -405,13 +578,23 @@ tracked. Errors exit with status 2 (command line) or 1 (unusable input file).
 """
 
 
+_SEPARATE_EPILOG = """\
+A --priors item holding a path separator or ending with .pt is a DVAE file (an Itakura-Saito
+prior on 513 bins, 16 kHz STFT frames); any other item names a bundled prior (mixest.pretrained).
+The recording is resampled to 16 kHz for the priors and the sources back to its own rate; they
+sum to the recording (up to the resampling). Files of the same name are overwritten.
+Errors exit with status 2 (command line) or 1 (unusable recording or prior).
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``mixest`` argument parser."""
     from mixest import __version__
 
     parser = _Parser(prog="mixest", description=_DESCRIPTION, formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"mixest {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{track,demo}")
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{track,separate,demo}")
 
     track = sub.add_parser(
         "track", help="track N objects in a MOTChallenge det.txt",
@@ -440,6 +623,29 @@ def build_parser() -> argparse.ArgumentParser:
     track.add_argument("--plot", metavar="FILE",
                        help="also draw the tracks into FILE (.png, .pdf, .svg, ...)")
     track.set_defaults(func=_track)
+
+    separate = sub.add_parser(
+        "separate", help="separate the sources of a single-channel recording",
+        description="Separate a single-channel recording with MixDVAE (one spectral DVAE prior "
+        "per source)\nand write one WAV file per source, at the recording's sample rate.",
+        epilog=_SEPARATE_EPILOG, formatter_class=_HelpFormatter,
+    )
+    separate.add_argument("mixture", metavar="MIXTURE", help="the recording (WAV, FLAC, ...; "
+                          "any rate; several channels are averaged)")
+    separate.add_argument("-o", "--out-dir", required=True, metavar="DIR",
+                          help="folder of the source files MIXTURE-STEM_LABEL.wav (created)")
+    separate.add_argument("--priors", default=SEPARATE_PRIORS, metavar="P1,P2[,...]",
+                          help="one prior per source, comma-separated: a bundled prior name or "
+                          "the path of a DVAE file saved with DVAE.save (FILE.pt)")
+    separate.add_argument("--max-iter", type=int, default=70, metavar="N",
+                          help="variational EM iterations (0: the priors' initialisation)")
+    separate.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
+                          help="where the priors run (auto: CUDA when available)")
+    separate.add_argument("--plot", metavar="FILE", help="also draw the spectrograms and masks "
+                          "into FILE (.png, .pdf, .svg, ...)")
+    separate.add_argument("-q", "--quiet", action="store_true",
+                          help="print nothing but errors (no progress bar, no summary)")
+    separate.set_defaults(func=_separate)
 
     demo = sub.add_parser(
         "demo", help="synthetic 3-object demo against the greedy floor",

@@ -353,3 +353,230 @@ def test_demo_runs(capsys):
 def test_demo_errors(capsys):
     assert "--prior 'foo'" in _fails(["demo", "--prior", "foo"], capsys)
     assert "--max-iter" in _fails(["demo", "--max-iter", "0"], capsys)
+
+
+# ---------------------------------------------------------------------------- mixest separate
+
+
+def _tiny_is_prior(signals, path):
+    """Train a tiny Itakura-Saito prior on the power spectra of ``signals`` and save it."""
+    from mixest.dvae import DVAE, Network
+    from mixest.separation import stft
+
+    power = np.moveaxis(np.abs(stft(signals)) ** 2, -1, -2)  # (n, 50, 513)
+    prior = DVAE(likelihood="itakura_saito", network=Network(z_dim=2, rnn_dim=4, dense_dims=(8,)),
+                 n_epochs=2, batch_size=8, validation_fraction=0.0, device="cpu", random_state=0)
+    prior.fit(power).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def audio(tmp_path_factory):
+    """Two tiny spectral priors (a tone, noise) and 1 s mixtures of both at 16 and 44.1 kHz."""
+    from mixest.separation import write_audio
+
+    folder = tmp_path_factory.mktemp("audio")
+    rng = np.random.default_rng(0)
+    t = np.arange(4 * 12800) / 16000
+    tone = _tiny_is_prior(np.sin(2 * np.pi * 440 * t).reshape(4, 12800), folder / "tone.pt")
+    noise = _tiny_is_prior(0.1 * rng.standard_normal((4, 12800)), folder / "noise.pt")
+    mixtures = {}
+    for rate in (16000, 44100):
+        t = np.arange(rate) / rate
+        x = 0.5 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(rate)
+        mixtures[rate] = folder / f"mix{rate}.wav"
+        write_audio(mixtures[rate], x, rate)
+    return {"tone": tone, "noise": noise, "mix": mixtures, "folder": folder}
+
+
+def _priors(audio, *names):
+    return ",".join(str(audio[name]) for name in names)
+
+
+def _separation_must_not_run(monkeypatch):
+    """Make the separator fail if used, to show that a check runs before the separation."""
+    from mixest.separation._separator import MixDVAESeparator
+
+    def fail(self, *args, **kwargs):
+        raise AssertionError("the separation ran before the check")
+
+    monkeypatch.setattr(MixDVAESeparator, "fit", fail)
+    monkeypatch.setattr(MixDVAESeparator, "transform", fail)
+
+
+@pytest.mark.parametrize("rate", [16000, 44100])
+def test_separate_writes_one_file_per_source(tmp_path, capsys, audio, rate):
+    from mixest.separation import read_audio, resample, si_sdr
+
+    mix = audio["mix"][rate]
+    out = tmp_path / "new" / "sources"
+    argv = ["separate", str(mix), "--out-dir", str(out), "--priors",
+            _priors(audio, "tone", "noise"), "--max-iter", "3"]
+    assert main(argv) == 0
+    x, x_rate = read_audio(mix)
+    files = [out / f"{mix.stem}_tone.wav", out / f"{mix.stem}_noise.wav"]
+    assert sorted(out.iterdir()) == sorted(files)
+    sources = []
+    for path in files:
+        signal, file_rate = read_audio(path)
+        assert file_rate == x_rate == rate and signal.shape == x.shape
+        sources.append(signal)
+    # the read-out is a Wiener filter of the mixture's STFT: the sources sum to the mixture,
+    # as the priors hear it (at 16 kHz: what lies above 8 kHz is lost to the resampling)
+    heard = resample(resample(x, rate, 16000), 16000, rate)[: x.size]
+    assert si_sdr(heard, np.sum(sources, axis=0)) > 20
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert len(lines) == 2
+    assert all(str(path) in line for path, line in zip(files, lines, strict=True))
+    assert "Traceback" not in captured.err
+
+
+def test_separate_quiet_duplicate_labels_and_plot(tmp_path, capsys, audio):
+    import matplotlib.image
+
+    png = tmp_path / "figs" / "separation.png"
+    argv = ["separate", str(audio["mix"][16000]), "-o", str(tmp_path), "--priors",
+            _priors(audio, "tone", "tone"), "--max-iter", "0", "--plot", str(png), "--quiet"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out == ""
+    assert (tmp_path / "mix16000_tone_1.wav").is_file()
+    assert (tmp_path / "mix16000_tone_2.wav").is_file()
+    assert png.is_file() and matplotlib.image.imread(png).ndim == 3
+
+
+def test_separate_checks_before_separating(tmp_path, capsys, monkeypatch, audio):
+    _separation_must_not_run(monkeypatch)
+    mix, priors = str(audio["mix"][16000]), _priors(audio, "tone", "noise")
+    out = str(tmp_path / "out")
+
+    def fails(*extra, status=2, argv=None):
+        argv = argv or ["separate", mix, "-o", out, "--priors", priors, *extra]
+        return _fails(argv, capsys, status=status)
+
+    err = fails("--plot", str(tmp_path / "p.xyz"))
+    assert "--plot" in err and "'.xyz'" in err and ".png" in err
+    assert "--max-iter must be at least 0, got -1" in fails("--max-iter", "-1")
+    err = fails(argv=["separate", mix, "-o", out, "--priors", str(audio["tone"])])
+    assert "at least two" in err
+    assert "empty item" in fails(argv=["separate", mix, "-o", out, "--priors", priors + ","])
+    missing = tmp_path / "none.pt"
+    err = fails(argv=["separate", mix, "-o", out, "--priors", f"{audio['tone']},{missing}"],
+                status=1)
+    assert f"{missing}: file not found" in err
+    err = fails(argv=["separate", mix, "-o", out, "--priors", f"{audio['tone']},nosuchprior"],
+                status=1)
+    assert "'nosuchprior'" in err and "available" in err and "mot" in err
+    (tmp_path / "a_file").write_text("x")
+    err = fails(argv=["separate", mix, "-o", str(tmp_path / "a_file"), "--priors", priors])
+    assert "--out-dir" in err and "is a file" in err
+    err = fails(argv=["separate", str(tmp_path / "nope.wav"), "-o", out, "--priors", priors],
+                status=1)
+    assert "nope.wav" in err
+    text = tmp_path / "notes.txt"
+    text.write_text("not audio\n")
+    err = fails(argv=["separate", str(text), "-o", out, "--priors", priors], status=1)
+    assert "notes.txt" in err
+    assert "MIXTURE" in fails(argv=["separate", "-o", out])  # argparse: one line too
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_separate_refuses_priors_that_are_not_spectral(tmp_path, capsys, audio):
+    from mixest.dvae import DVAE
+
+    box_prior = tmp_path / "boxes.pt"
+    DVAE.from_pretrained("mot").save(box_prior)
+    err = _fails(["separate", str(audio["mix"][16000]), "-o", str(tmp_path / "out"),
+                  "--priors", f"{audio['tone']},{box_prior}", "--max-iter", "1"], capsys,
+                 status=1)
+    assert "Itakura-Saito" in err and "513" in err and str(box_prior) in err
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a torch file")
+    err = _fails(["separate", str(audio["mix"][16000]), "-o", str(tmp_path / "out"),
+                  "--priors", f"{audio['tone']},{bad}"], capsys, status=1)
+    assert "bad.pt" in err
+
+
+def test_separate_bundled_prior_names(tmp_path, capsys, monkeypatch, audio):
+    """A name goes to the registry: unknown, or its weights missing, is one line, status 1."""
+    from mixest.pretrained import _registry
+
+    _separation_must_not_run(monkeypatch)
+    monkeypatch.setitem(_registry.PRETRAINED, "nofile", ("no_such_file.pt", "missing"))
+    base = ["separate", str(audio["mix"][16000]), "-o", str(tmp_path / "out")]
+    err = _fails([*base, "--priors", "nofile,mot"], capsys, status=1)
+    assert "--priors nofile" in err and "missing" in err
+
+    def installed(name):
+        try:
+            _registry.weight_path(name)
+        except (ValueError, FileNotFoundError):
+            return False
+        return True
+
+    missing = [name for name in ("speech", "flute") if not installed(name)]
+    if missing:  # the default priors are not (all) bundled yet: the registry's message
+        err = _fails(base, capsys, status=1)
+        assert f"--priors {missing[0]}: " in err
+
+
+def test_separate_passes_options_to_the_separator(tmp_path, capsys, monkeypatch, audio):
+    from mixest.separation._separator import MixDVAESeparator
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fit(self, *args, **kwargs):
+        seen.update(self.get_params())
+        raise Stop
+
+    monkeypatch.setattr(MixDVAESeparator, "fit", fit)
+    with pytest.raises(Stop):
+        main(["separate", str(audio["mix"][44100]), "-o", str(tmp_path), "--priors",
+              f"mot,{audio['noise']}", "--max-iter", "5", "-q"])
+    assert seen["priors"] == ["pretrained:mot", str(audio["noise"])]
+    assert seen["sample_rate"] == 44100 and seen["max_iter"] == 5
+    assert seen["device"] == "cpu" and seen["verbose"] is False
+
+
+def test_separate_help(capsys):
+    assert "separate" in _help(["--help"], capsys)
+    text = _help(["separate", "--help"], capsys)
+    for words in ("--out-dir", "(default: speech,flute)", "(default: 70)", "(default: cpu)",
+                  "--plot", "--quiet", "DVAE.save"):
+        assert words in text
+    assert "default: None" not in text and "``" not in text
+
+
+def test_plot_separation():
+    import matplotlib.pyplot as plt
+
+    from mixest.separation import plot_separation
+
+    rng = np.random.default_rng(0)
+    t = np.arange(8000) / 16000
+    sources = np.stack([np.sin(2 * np.pi * 440 * t), 0.1 * rng.standard_normal(t.size)])
+    fig = plot_separation(sources.sum(0), sources, 16000, labels=["tone", "noise"])
+    try:
+        titled = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+        assert set(titled) == {"mixture", "tone", "noise", "mask of tone", "mask of noise"}
+        rows = {round(ax.get_position().y0, 3) for ax in titled.values()}
+        assert len(rows) == 1 + 2
+        masks = [np.asarray(titled[f"mask of {n}"].get_images()[0].get_array())
+                 for n in ("tone", "noise")]
+        for mask in masks:
+            assert mask.min() >= 0 and mask.max() <= 1
+        np.testing.assert_allclose(masks[0] + masks[1], 1.0, atol=1e-12)
+        assert masks[0][28].mean() > 0.9 > 0.1 > masks[0][200:].mean()  # 440 Hz: bin 28
+        assert titled["mixture"].get_ylim()[1] == pytest.approx(8.0, abs=0.05)  # kHz
+        assert titled["noise"].get_xlim()[1] == pytest.approx(0.5, abs=0.02)  # seconds
+        clims = {titled[n].get_images()[0].get_clim() for n in ("mixture", "tone", "noise")}
+        assert len(clims) == 1  # one colour scale
+    finally:
+        plt.close(fig)
+    with pytest.raises(ValueError, match="labels"):
+        plot_separation(sources.sum(0), sources, 16000, labels=["one"])
+    with pytest.raises(ValueError, match="samples"):
+        plot_separation(sources.sum(0)[:100], sources, 16000)

@@ -13,6 +13,7 @@ __getattr__, __dir__, __all__ = attach(
         "STFTTransformer": "._stft",
         "stft": "._stft",
         "istft": "._stft",
+        "plot_separation": "._plot",
         "si_sdr": "._metrics",
         "si_sdr_improvement": "._metrics",
         "scale_optimal_rmse": "._metrics",

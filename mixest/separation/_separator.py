@@ -263,8 +263,11 @@ class MixDVAESeparator(TransformerMixin, SequenceEstimator):
         x = self._to_prior_rate(X)
         S = stft(x, n_fft=N_FFT, hop_length=HOP)
         seeds = check_random_state(self.random_state).randint(2**31 - 1, size=len(S))
-        starts = range(0, len(S), self.batch_size)
-        batches = [(S[i:i + self.batch_size], int(seeds[i])) for i in starts]
+        # a silent mixture has silent sources: nothing to separate (and no bound to compute)
+        sounding = np.flatnonzero(np.abs(x).max(axis=-1) > 0)
+        starts = range(0, len(sounding), self.batch_size)
+        batches = [(S[sounding[i:i + self.batch_size]], int(seeds[sounding[i]]))
+                   for i in starts]
         from joblib import Parallel, delayed
         from tqdm.auto import tqdm
 
@@ -272,7 +275,10 @@ class MixDVAESeparator(TransformerMixin, SequenceEstimator):
         if self.verbose:
             jobs = tqdm(jobs, total=len(batches), desc="separating", unit="batch")
         parts = Parallel(n_jobs=self.n_jobs)(jobs)
-        out = istft(np.concatenate(parts), n_fft=N_FFT, hop_length=HOP, n_samples=x.shape[-1])
+        spectra = np.zeros((len(S), self.n_sources_) + S.shape[1:], dtype=S.dtype)
+        if parts:
+            spectra[sounding] = np.concatenate(parts)
+        out = istft(spectra, n_fft=N_FFT, hop_length=HOP, n_samples=x.shape[-1])
         if self.sample_rate != PRIOR_RATE:
             out = _resample_rows(out, PRIOR_RATE, self.sample_rate)
             n = X.shape[-1]

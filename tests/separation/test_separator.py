@@ -128,6 +128,9 @@ def test_separator_is_reproducible_and_handles_other_rates(disjoint):
     np.testing.assert_array_equal(a, sep.transform(X[:1]))
     from mixest.separation import resample
 
+    silent = sep.transform(np.stack([X[0], np.zeros_like(X[0])]))
+    np.testing.assert_allclose(silent[0], a[0])
+    assert (silent[1] == 0).all()  # a silent mixture has silent sources
     x8 = resample(X[0], RATE, 8000)[None]
     sep8 = MixDVAESeparator(priors=sep.priors_, sample_rate=8000, max_iter=3).fit(x8)
     out = sep8.transform(x8)
