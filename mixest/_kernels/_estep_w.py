@@ -125,13 +125,21 @@ def _softmax_into(scores, best, N, clutter_score, out, b, t, k):
         scores[N] = s
         if s > best:
             best = s
+    normalise_scores(scores, best, C)
+    for c in range(C):
+        out[b, t, k, c] = scores[c]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def normalise_scores(scores, best, C):
+    """Turn the log scores ``scores[:C]`` (maximum ``best``) into their softmax, in place."""
     total = 0.0
     for c in range(C):
         e = math.exp(scores[c] - best)
         scores[c] = e
         total += e
     for c in range(C):
-        out[b, t, k, c] = scores[c] / total
+        scores[c] /= total
 
 
 @numba.njit(cache=True, nogil=True)

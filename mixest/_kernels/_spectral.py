@@ -24,6 +24,8 @@ import math
 import numba
 import numpy as np
 
+from mixest._kernels._estep_w import normalise_scores
+
 __all__ = ["spectral_e_w", "spectral_e_w_numpy", "spectral_data_bound", "spectral_prior_bound"]
 
 _LOG_PI = math.log(math.pi)
@@ -55,13 +57,9 @@ def _e_w(x, v_x, means, covs, log_prior, out):
                     score[n] = s
                     if s > best:
                         best = s
-                total = 0.0
+                normalise_scores(score, best, N)
                 for n in range(N):
-                    e = math.exp(score[n] - best)
-                    score[n] = e
-                    total += e
-                for n in range(N):
-                    out[b, t, n, f] = score[n] / total
+                    out[b, t, n, f] = score[n]
 
 
 def spectral_e_w(x: np.ndarray, v_x: np.ndarray, means: np.ndarray, covs: np.ndarray,
@@ -105,11 +103,25 @@ def spectral_data_bound(x, v_x, means, covs, eta, log_prior) -> np.ndarray:
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def _prior_bound(means, covs, var, out):
+    B = means.shape[0]
+    for b in range(B):
+        m, c, v = means[b].ravel(), covs[b].ravel(), var[b].ravel()
+        acc = 0.0
+        for i in range(m.size):
+            acc += 1.0 + math.log(c[i] / v[i]) - (m[i].real ** 2 + m[i].imag ** 2 + c[i]) / v[i]
+        out[b] = acc
+
+
 def spectral_prior_bound(means: np.ndarray, covs: np.ndarray, var: np.ndarray) -> np.ndarray:
     """:math:`\\sum E_q[\\log N_c(s; 0, v)] + H(q(s))` per mixture, shape ``(B,)``.
 
     Per bin ``-log(pi v) - (|mu|^2 + nu) / v + log(pi e nu)``; ``var`` is the prior variance
     :math:`v_\\theta` the decoder gave in the E-S pass.
     """
-    term = 1.0 + np.log(covs / var) - (np.abs(means) ** 2 + covs) / var
-    return term.reshape(term.shape[0], -1).sum(1)
+    out = np.empty(means.shape[0])
+    _prior_bound(np.ascontiguousarray(means, dtype=np.complex128),
+                 np.ascontiguousarray(covs, dtype=float), np.ascontiguousarray(var, dtype=float),
+                 out)
+    return out

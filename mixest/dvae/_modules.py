@@ -546,6 +546,7 @@ class DVAEModule(nn.Module):
         feed_prob: float = 0.0,
         level: float | Tensor | None = None,
         predictive: bool = False,
+        decode: bool = True,
     ) -> dict[str, Tensor]:
         """Run the inference network and the decoder over a whole sequence.
 
@@ -567,6 +568,9 @@ class DVAEModule(nn.Module):
             Also return the causal one-step prediction of :meth:`predict_next` (latents chained
             through the prior's means, nothing from the posterior, which reads ``x_{t:T}``),
             differentiable: the prediction a tracker uses.
+        decode : bool, default=True
+            Also run the prior and the decoder (teacher forcing only); False returns the
+            latents alone (``z``, ``z_mean``, ``z_logvar``), what an E-Z step needs.
 
         Returns
         -------
@@ -616,6 +620,9 @@ class DVAEModule(nn.Module):
             state = state._replace(z=z_t)
         H = hs if hs is not None else torch.stack(h_list, 1)
         Z = torch.stack(z_list, 1)
+        if not decode:
+            return {"z": Z, "z_mean": torch.stack(qm_list, 1) if qm_list else None,
+                    "z_logvar": torch.stack(qlv_list, 1) if qlv_list else None}
         Z_prev = torch.cat([torch.zeros_like(Z[:, :1]), Z[:, :-1]], 1)
         pm, plv = self.prior_step(H, Z_prev)
         x_mean, x_var = self._emit_sequence(H, Z, x)
@@ -705,7 +712,7 @@ class DVAEModule(nn.Module):
         -------
         z, z_mean, z_logvar : Tensor of shape (B, T, z_dim)
         """
-        r = self.run(x, sample=sample, generator=generator, level=level)
+        r = self.run(x, sample=sample, generator=generator, level=level, decode=False)
         return r["z"], r["z_mean"], r["z_logvar"]
 
     def log_likelihood(self, x: Tensor, mean: Tensor, var: Tensor) -> Tensor:

@@ -221,16 +221,19 @@ def run_vem(
         lb[idx] = scale * (observation_model.expected_log_likelihood(d, p, m_new, c_new, e)
                            + dynamics.expected_log_prior(m_new, c_new, pred_mean, pred_var))
         improved = monitor.report(lb)
-        if keep == "last":  # every iterating sequence's newest iterate replaces the kept one
-            improved = np.zeros(B, dtype=bool)
-            improved[idx] = True
+        if keep == "last":  # the arrays themselves hold the newest iterate: keep its params
             last_iter[idx] = monitor.n_iter - 1
-        current = {"means": means, "covs": covs, "eta": eta, **params}
-        if best is None:
-            best = {k: v.copy() for k, v in current.items()}
+            if best is None:
+                best = {k: v.copy() for k, v in params.items()}
+            for key, val in params.items():  # before this iteration's M-step changes them
+                best[key][idx] = val[idx]
         else:
-            for key, val in current.items():
-                best[key][improved] = val[improved]
+            current = {"means": means, "covs": covs, "eta": eta, **params}
+            if best is None:
+                best = {k: v.copy() for k, v in current.items()}
+            else:
+                for key, val in current.items():
+                    best[key][improved] = val[improved]
         for key, val in new_params.items():  # the M-step's parameters serve the next iteration
             if val is not p[key]:
                 params[key][idx] = val
@@ -247,6 +250,7 @@ def run_vem(
     if not converged.all():
         monitor.warn_if_not_converged()
     if keep == "last":
+        best.update(means=means, covs=covs, eta=eta)
         lower_bound, best_iter = lb, last_iter
     else:
         lower_bound, best_iter = monitor.best_lower_bound, monitor.best_iter

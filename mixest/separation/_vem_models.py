@@ -149,8 +149,8 @@ class SpectralDVAEDynamics(Dynamics):
         if covs is None:
             raise ValueError("spectral priors read the expected power |mu|^2 + nu: pass covs.")
         power = self._per_source(np.abs(means) ** 2 + covs)  # (B, N, T, F)
-        self._z = [m.run(self._tensor(power[:, n]), sample=self.sample,
-                         generator=self._generator)["z"] for n, m in enumerate(self.modules)]
+        self._z = [m.encode(self._tensor(power[:, n]), sample=self.sample,
+                            generator=self._generator)[0] for n, m in enumerate(self.modules)]
 
     @torch.no_grad()
     def forward_pass(self, info_vec, info_prec, m_first):
