@@ -21,6 +21,18 @@ PRETRAINED: dict[str, tuple[str, str]] = {
         "Deep AR (LSTM) next-box predictor for mixest.baselines.DeepARTracker, same data, trained "
         "by benchmarks/train_priors.py --prior mot-ar (benchmarks/train_deep_ar.py)",
     ),
+    "speech": (
+        "dvae_speech.pt",
+        "SRNN prior on 513-bin power spectra of speech (16 kHz, 1024-sample sine window, hop "
+        "256), trained on the open speech of ../shared/data/audio (SiSEC dev1 held out) and TTS "
+        "speech by benchmarks/train_priors.py --prior speech",
+    ),
+    "flute": (
+        "dvae_flute.pt",
+        "SRNN prior on 513-bin power spectra of flute, trained on the Medley-solos-DB training "
+        "clips and flute melodies rendered with fluidsynth by benchmarks/train_priors.py "
+        "--prior flute",
+    ),
 }
 
 
