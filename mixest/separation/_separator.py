@@ -95,6 +95,8 @@ class MixDVAESeparator(TransformerMixin, SequenceEstimator):
     priors_ : list of DVAE
         The fitted priors, one per source.
     n_sources_ : int
+    device_ : torch.device
+        Where the priors run.
 
     Examples
     --------
@@ -205,6 +207,12 @@ class MixDVAESeparator(TransformerMixin, SequenceEstimator):
             if y.shape[1] != len(self.priors):
                 raise ValueError(f"y has {y.shape[1]} sources, priors {len(self.priors)}.")
             y = self._to_prior_rate(y)
+        from mixest.dvae._training import resolve_device
+
+        try:
+            self.device_ = resolve_device(self.device)
+        except RuntimeError as exc:
+            raise ValueError(f"device={self.device!r}: {exc}") from exc
         rng = check_random_state(self.random_state)
         seeds = rng.randint(2**31 - 1, size=len(self.priors))
         self.priors_ = [self._load_prior(p, n, y, int(s))
@@ -219,11 +227,9 @@ class MixDVAESeparator(TransformerMixin, SequenceEstimator):
         return _resample_rows(x, self.sample_rate, PRIOR_RATE)
 
     def _dynamics(self):
-        from mixest.dvae._training import resolve_device
         from mixest.separation._vem_models import SpectralDVAEDynamics
 
-        return SpectralDVAEDynamics([p.module_ for p in self.priors_],
-                                    device=resolve_device(self.device))
+        return SpectralDVAEDynamics([p.module_ for p in self.priors_], device=self.device_)
 
     def _separate_batch(self, S: np.ndarray, seed: int) -> np.ndarray:
         """Source STFTs ``(B, N, F, T)`` of mixture STFTs ``(B, F, T)``."""

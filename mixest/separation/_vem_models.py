@@ -17,6 +17,7 @@ default Gaussian product is the Wiener-like E-S update
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 
@@ -97,6 +98,10 @@ class ComplexGaussianBins(ObservationModel):
         return params
 
 
+def _device_of(module) -> torch.device:
+    return next(module.buffers()).device
+
+
 class SpectralDVAEDynamics(Dynamics):
     """One spectral DVAE prior per source, run by the engine on ``B * N`` sources.
 
@@ -112,10 +117,12 @@ class SpectralDVAEDynamics(Dynamics):
     """
 
     def __init__(self, modules: Sequence, sample: bool = False, device: object = "cpu"):
-        self.modules = [m.to(device).eval() for m in modules]
+        self.device = torch.device(device)
+        # the priors stay where their owners keep them: a copy runs on another device
+        self.modules = [(m if _device_of(m) == self.device else copy.deepcopy(m).to(self.device))
+                        for m in modules]
         self.sample = bool(sample)
         self.stochastic = self.sample
-        self.device = torch.device(device)
         self._z: list[torch.Tensor] | None = None
         self._generator: torch.Generator | None = None
 

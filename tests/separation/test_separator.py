@@ -159,3 +159,16 @@ def test_fit_errors():
         MixDVAESeparator(priors=(unfitted, unfitted)).fit(X, np.zeros((1, 3, 12800)))
     with pytest.raises(ValueError, match="X"):
         MixDVAESeparator(priors=(unfitted, unfitted)).fit(np.zeros(12800))
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device='cuda'"):
+            MixDVAESeparator(priors=(unfitted, unfitted), device="cuda").fit(X)
+
+
+@pytest.mark.cuda
+def test_cuda_priors_give_the_cpu_separation(disjoint):
+    sep, X, _ = disjoint
+    gpu = MixDVAESeparator(priors=sep.priors_, max_iter=5, device="cuda").fit(X)
+    cpu = MixDVAESeparator(priors=sep.priors_, max_iter=5, device="cpu").fit(X)
+    np.testing.assert_allclose(gpu.transform(X), cpu.transform(X), rtol=1e-3, atol=1e-5)
