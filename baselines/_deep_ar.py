@@ -134,7 +134,7 @@ def train_deep_ar(
     random_state : int, RandomState instance or None, default=None
         Seed of the initialisation, the split, the batches and the noise.
     verbose : bool, default=False
-        Print the losses of every epoch.
+        Show a progress bar over the epochs with the latest losses.
 
     Returns
     -------
@@ -175,7 +175,10 @@ def _train(X_tr, X_val, n_val, gen, seed, hidden_size, max_epochs, batch_size, l
     history: dict = {"train_nll": [], "val_nll": [], "best_epoch": -1, "best_val_nll": math.inf}
     best = copy.deepcopy(module.state_dict())
     tic = time.perf_counter()
-    for epoch in range(max_epochs):
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(max_epochs), disable=not verbose, desc="Deep AR", unit="epoch")
+    for epoch in bar:
         module.train()
         perm = torch.randperm(X_tr.shape[0], generator=gen)
         total = 0.0
@@ -195,10 +198,10 @@ def _train(X_tr, X_val, n_val, gen, seed, hidden_size, max_epochs, batch_size, l
         if val < history["best_val_nll"]:
             history["best_val_nll"], history["best_epoch"] = val, epoch
             best = copy.deepcopy(module.state_dict())  # a real copy, not a view of live weights
-        if verbose:
-            print(f"epoch {epoch:4d}  train NLL {history['train_nll'][-1]:.4f}  val NLL {val:.4f}")
+        bar.set_postfix(train_nll=f"{history['train_nll'][-1]:.4f}", val_nll=f"{val:.4f}")
         if epoch - history["best_epoch"] >= patience:
             break
+    bar.close()
     history["seconds"] = time.perf_counter() - tic
     weights = {
         "hidden_size": hidden_size,

@@ -312,18 +312,29 @@ def _track(args: argparse.Namespace) -> int:
     first, last = _frame_range(frames, table, det)
     X = detections_to_array(table, frames=np.arange(first, last + 1))[None]
     tracker = make_tracker(args.method, args, image_size)
+    training = getattr(args, "prior", None) == "train" and not args.quiet
+    if training:  # the one long step, training a network before tracking: a progress bar
+        print(f"training the {args.method} network on synthetic trajectories first "
+              "(about a minute)", file=sys.stderr)
     tic = time.perf_counter()
     try:
-        tracks = tracker.fit(X).predict(X)[0]
+        has_bar = "verbose" in tracker.get_params()
+        if has_bar:
+            tracker.set_params(verbose=training)
+        tracker.fit(X)
+        if has_bar:  # the VEM's own verbose output is a bound per iteration: not for users
+            tracker.set_params(verbose=False)
+        tracks = tracker.predict(X)[0]
     except ValueError as exc:  # input the tracker cannot use, e.g. too few frames
         _fail(f"--method {args.method} cannot track {det} frames {first}-{last}: {exc}", 1)
     seconds = time.perf_counter() - tic
     write_mot(out, tracks_to_table(tracks, frame_offset=first))
-    print(f"tracked {_plural(args.n_sources, 'object')} over frames {first}-{last} with "
-          f"{args.method} in {seconds:.2f} s -> {out}")
+    say = (lambda *a: None) if args.quiet else print
+    say(f"tracked {_plural(args.n_sources, 'object')} over frames {first}-{last} with "
+        f"{args.method} in {seconds:.2f} s -> {out}")
     if plot is not None:
         _plot(X[0], tracks, first, plot)
-        print(f"plot -> {plot}")
+        say(f"plot -> {plot}")
     return 0
 
 
@@ -620,6 +631,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default 30)")
     track.add_argument("--seed", type=int, help="random seed of mixdvae, vkf and deep-ar "
                        "(default 0): the same seed gives the same result file")
+    track.add_argument("-q", "--quiet", action="store_true",
+                       help="print nothing but errors (no summary, no progress bar)")
     track.add_argument("--plot", metavar="FILE",
                        help="also draw the tracks into FILE (.png, .pdf, .svg, ...)")
     track.set_defaults(func=_track)

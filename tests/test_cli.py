@@ -580,3 +580,16 @@ def test_plot_separation():
         plot_separation(sources.sum(0), sources, 16000, labels=["one"])
     with pytest.raises(ValueError, match="samples"):
         plot_separation(sources.sum(0)[:100], sources, 16000)
+
+
+def test_track_quiet_prints_nothing_and_still_writes(tmp_path, capsys):
+    det = tmp_path / "det.txt"
+    rows = [f"{f},-1,{100 + 2 * f},{200 + k * 300},50,120,0.9,-1,-1,-1"
+            for f in range(1, 21) for k in range(2)]
+    det.write_text("\n".join(rows) + "\n")
+    out, plot = tmp_path / "res.txt", tmp_path / "tracks.png"
+    assert main(["track", str(det), "-n", "2", "-o", str(out), "--method", "greedy", "-q",
+                 "--plot", str(plot)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+    assert out.is_file() and plot.is_file()
