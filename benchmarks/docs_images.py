@@ -1,4 +1,5 @@
-"""The pictures of the docs: ``docs/images/tracks.png`` (the ``--plot`` of ``mixest track``).
+"""The pictures of the docs: ``docs/images/tracks.png`` (the ``--plot`` of ``mixest track``) and
+``docs/images/separation.png`` (the ``--plot`` of ``mixest separate``).
 
     python benchmarks/docs_images.py
 """
@@ -31,5 +32,24 @@ def tracks_picture(path: Path) -> None:
     fig.savefig(path, dpi=80)
 
 
+def separation_picture(path: Path) -> None:
+    """The bundled priors on one held-out speech + flute mixture (0 dB, 2.9 s)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from table_separation import AUDIO, held_out
+
+    from mixest.datasets import make_audio_mixtures
+    from mixest.separation import MixDVAESeparator, plot_separation
+
+    speech, flute = held_out(AUDIO)
+    X, _ = make_audio_mixtures(speech, flute, n_mixtures=1, n_frames=180, random_state=2)
+    sources = MixDVAESeparator(random_state=0).fit(X).transform(X)
+    fig = plot_separation(X[0], sources[0], 16000, labels=["speech", "flute"])
+    fig.savefig(path, dpi=80)
+
+
 if __name__ == "__main__":
     tracks_picture(REPO / "docs" / "images" / "tracks.png")
+    separation_picture(REPO / "docs" / "images" / "separation.png")
