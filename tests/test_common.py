@@ -81,7 +81,7 @@ def _data(kind: str) -> tuple[np.ndarray, np.ndarray | None]:
         return np.random.RandomState(0).standard_normal((3, 4096)), None
     if kind == "waveforms":
         rng = np.random.RandomState(0)
-        sources = rng.standard_normal((3, 2, 8192))
+        sources = rng.standard_normal((3, 2, 12800))  # 50 STFT frames: one prior sequence
         return sources.sum(axis=1), sources
     raise ValueError(f"unknown _input_kind {kind!r}")
 

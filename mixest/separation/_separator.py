@@ -38,14 +38,15 @@ def _check_waveforms(X: object, name: str = "X") -> np.ndarray:
 
 
 def _spectral_sequences(signals: np.ndarray) -> np.ndarray:
-    """Power spectra of ``signals`` ``(n, n_samples)`` cut into sequences of 50 frames."""
-    P = np.abs(stft(signals)) ** 2  # (n, F, T)
-    P = np.moveaxis(P, -1, -2).reshape(-1, P.shape[-2])
-    n = P.shape[0] // TRAIN_FRAMES
-    if n == 0:
-        raise ValueError(f"y holds fewer than {TRAIN_FRAMES} STFT frames per source: too "
-                         "little to train a prior.")
-    return P[: n * TRAIN_FRAMES].reshape(n, TRAIN_FRAMES, -1)
+    """Power spectra of the isolated sources ``(n, n_samples)``, sequences of 50 frames that
+    never straddle two signals (the training data of a prior)."""
+    from mixest.datasets import make_spectral_sequences
+
+    if signals.shape[-1] < TRAIN_FRAMES * HOP:
+        raise ValueError(f"y must hold at least {TRAIN_FRAMES} STFT frames "
+                         f"({TRAIN_FRAMES * HOP} samples at {PRIOR_RATE} Hz) per source to "
+                         f"train a prior, got {signals.shape[-1]} samples.")
+    return make_spectral_sequences(signals, TRAIN_FRAMES, n_fft=N_FFT, hop_length=HOP)
 
 
 class MixDVAESeparator(TransformerMixin, SequenceEstimator):

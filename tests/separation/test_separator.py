@@ -153,6 +153,9 @@ def test_fit_errors():
         MixDVAESeparator(priors=(3, 4)).fit(X)
     with pytest.raises(FileNotFoundError, match=r"priors\[0\]"):
         MixDVAESeparator(priors=("/nonexistent.pt", "/nonexistent.pt")).fit(X)
+    with pytest.raises(ValueError, match="at least 50 STFT frames"):
+        MixDVAESeparator(priors=(unfitted, unfitted)).fit(X[:, :1000],
+                                                          np.ones((1, 2, 1000)) * 0.1)
     with pytest.raises(ValueError, match="at least two"):
         MixDVAESeparator(priors=(unfitted,)).fit(X)
     with pytest.raises(ValueError, match="sources"):
