@@ -32,17 +32,14 @@ SOURCES = ("speech", "flute")
 
 def held_out(audio: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """SiSEC dev1 speech and the Medley test/validation flute clips, 16 kHz, max |x| = 1."""
-    from mixest.separation import read_audio
+    from mixest.datasets import load_audio_folder
 
-    def load(path):
-        x, _ = read_audio(path, sample_rate=16000)
-        return x / np.abs(x).max()
-
-    speech = [load(p) for p in sorted((audio / "speech" / "sisec2011_dev1").glob("*.wav"))]
-    flute = [load(p) for p in sorted((audio / "flute").glob("*.flac"))
-             if "training" not in p.name]
-    if not speech or not flute:
-        raise SystemExit(f"held-out audio not found under {audio}")
+    try:
+        speech = load_audio_folder(audio / "speech" / "sisec2011_dev1", 16000, trim_db=None)
+        training = tuple(p.name for p in (audio / "flute").glob("*training*"))
+        flute = load_audio_folder(audio / "flute", 16000, trim_db=None, exclude=training)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"held-out audio not found under {audio}: {exc}") from exc
     return speech, flute
 
 

@@ -214,6 +214,20 @@ def _warn_lost(source: str, lost: list[str]) -> None:
         )
 
 
+def _build_network(network: Network, x_dim: int, likelihood: str,
+                   noise_level_input: bool = False) -> DVAEModule:
+    """The torch module of a resolved :class:`Network` (untrained)."""
+    return build_module({
+        "x_dim": x_dim, "architecture": network.architecture, "z_dim": network.z_dim,
+        "rnn_dim": network.rnn_dim, "dense_dims": network.dense_dims, "likelihood": likelihood,
+        "encoder_rnn": network.encoder_rnn, "residual_order": network.residual_order,
+        "velocity_input": network.velocity_input,
+        "gated_extrapolation": network.gated_extrapolation,
+        "latent_dims": network.latent_dims, "encoder_input": network.encoder_input,
+        "log_input": network.log_input, "noise_level_input": noise_level_input,
+    })
+
+
 class DVAE(SequenceEstimator):
     """Dynamical variational autoencoder (SRNN or VRNN) for single-source sequences.
 
@@ -506,17 +520,8 @@ class DVAE(SequenceEstimator):
         devices = [self.device_.index or 0] if self.device_.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(_seed_from(rng))
-            module = build_module({
-                "x_dim": X.shape[-1], "architecture": network.architecture,
-                "z_dim": network.z_dim, "rnn_dim": network.rnn_dim,
-                "dense_dims": network.dense_dims, "likelihood": self.likelihood,
-                "encoder_rnn": network.encoder_rnn, "residual_order": network.residual_order,
-                "velocity_input": network.velocity_input,
-                "gated_extrapolation": network.gated_extrapolation,
-                "latent_dims": network.latent_dims, "encoder_input": network.encoder_input,
-                "log_input": network.log_input,
-                "noise_level_input": noise is not None and noise.level_input,
-            }).to(self.device_)
+            module = _build_network(network, X.shape[-1], self.likelihood,
+                                    noise is not None and noise.level_input).to(self.device_)
             if network.gated_extrapolation and network.gate_init != 0:
                 with torch.no_grad():  # decoder outputs: mean, log-variance, g_v, g_a
                     gates = module.decoder_net[-1].bias.view(4, -1)
@@ -878,13 +883,7 @@ class DVAE(SequenceEstimator):
         est = cls(likelihood="itakura_saito", recipe="plain", network=network, noise=None,
                   device="cpu")
         network = network.resolve("itakura_saito")
-        module = build_module({
-            "x_dim": options["x_dim"], "architecture": "srnn", "z_dim": network.z_dim,
-            "rnn_dim": network.rnn_dim, "dense_dims": network.dense_dims,
-            "likelihood": "itakura_saito", "encoder_rnn": True, "residual_order": 0,
-            "velocity_input": False, "latent_dims": network.latent_dims,
-            "encoder_input": "hx", "log_input": False,
-        })
+        module = _build_network(network, options["x_dim"], "itakura_saito")
         try:
             module.load_state_dict(convert_state_dict(state, options, module.state_dict()))
         except ValueError as exc:

@@ -580,12 +580,14 @@ class DVAEModule(nn.Module):
             ``pred_var`` (B, T, x_dim).
         """
         B, T, _ = x.shape
-        hs = self._hidden_teacher_forced(x, level)
+        # the teacher-forced states serve the teacher-forced pass and the "hx" encoder only
+        hs = (self._hidden_teacher_forced(x, level)
+              if feed_prob == 0.0 or self.encoder_input == "hx" else None)
         a = self.encoder_summary(x, level, hs) if z is None else None
         if feed_prob > 0.0:
             out = self._run_fed(x, a, sample, generator, z, feed_prob, level)
             if predictive:
-                out["pred_mean"], out["pred_var"] = self._one_step(x, level)
+                out["pred_mean"], out["pred_var"] = self._one_step(x, level, hs)
             return out
         # Teacher forcing: only the posterior recursion (z_t needs z_{t-1}) and, for the VRNN,
         # the LSTM must be stepped; the prior and the decoder run once on the whole sequence.
