@@ -10,5 +10,9 @@ __getattr__, __dir__, __all__ = attach(
         "SORTTracker": "._sort",
         "VKFTracker": "._vkf",
         "DeepARTracker": "._deep_ar",
+        "NMFSeparator": "._nmf",
+        "TemporalNMFSeparator": "._nmf",
+        "VKFSeparator": "._vkf_separator",
+        "DeepARSeparator": "._deep_ar_separator",
     },
 )

@@ -28,7 +28,7 @@ from mixest.base import check_sequences
 from mixest.mixture._dynamics import Dynamics
 from mixest.tracking._base import VEMTracker
 
-__all__ = ["DeepARDynamics", "DeepARTracker", "load_deep_ar", "train_deep_ar"]
+__all__ = ["DeepARDynamics", "DeepARTracker", "fit_network", "load_deep_ar", "train_deep_ar"]
 
 #: Names of the bundled Deep AR weights (files listed in ``mixest.pretrained._registry``),
 #: trained by ``benchmarks/train_priors.py --prior mot-ar``.
@@ -143,7 +143,45 @@ def train_deep_ar(
     history : dict
         ``train_nll``, ``val_nll`` (per epoch), ``best_epoch``, ``best_val_nll``, ``seconds``.
     """
+    def train_loss(module, xb, gen):
+        return _noisy_nll(module, xb, input_noise, gen)
+
+    weights, history = fit_network(lambda: _build_module(hidden_size), train_loss, _nll, X,
+                                   max_epochs=max_epochs, batch_size=batch_size,
+                                   learning_rate=learning_rate, patience=patience,
+                                   validation_fraction=validation_fraction,
+                                   random_state=random_state, verbose=verbose, desc="Deep AR")
+    return {"hidden_size": hidden_size, "state_dict": weights}, history
+
+
+def fit_network(build, train_loss, val_loss, X: np.ndarray, *, max_epochs: int, batch_size: int,
+                learning_rate: float, patience: int, validation_fraction: float,
+                random_state: object, verbose: bool, desc: str) -> tuple[dict, dict]:
+    """The training loop of the Deep AR networks (boxes and spectra): Adam with gradient
+    clipping, early stopping on a held-out split, one torch thread.
+
+    Parameters
+    ----------
+    build : callable
+        ``build()`` returns the untrained module (called under the seeded torch RNG).
+    train_loss, val_loss : callable
+        ``train_loss(module, batch, generator)`` and ``val_loss(module, X)``: mean losses.
+    X : ndarray of shape (n_sequences, T, D)
+    max_epochs, batch_size, learning_rate, patience, validation_fraction, random_state, \
+verbose
+        As in :func:`train_deep_ar`.
+    desc : str
+        Label of the progress bar.
+
+    Returns
+    -------
+    state_dict : dict of ndarray
+        The best validation weights.
+    history : dict
+        ``train_nll``, ``val_nll`` (per epoch), ``best_epoch``, ``best_val_nll``, ``seconds``.
+    """
     import torch
+    from tqdm.auto import tqdm
 
     rng = check_random_state(random_state)
     seed = int(rng.randint(2**31 - 1))
@@ -153,61 +191,47 @@ def train_deep_ar(
     X_val = torch.as_tensor(X[order[:n_val]], dtype=torch.float32)
     X_tr = torch.as_tensor(X[order[n_val:]] if n_val < n else X, dtype=torch.float32)
     gen = torch.Generator().manual_seed(seed)
-    # The network is tiny: one thread is as fast as several, and far faster on a busy machine.
+    # The networks are small: one thread is as fast as several, and far faster on a busy machine.
     n_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _train(X_tr, X_val, n_val, gen, seed, hidden_size, max_epochs, batch_size,
-                      learning_rate, patience, input_noise, verbose)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            module = build()
+        opt = torch.optim.Adam(module.parameters(), lr=learning_rate)
+        history: dict = {"train_nll": [], "val_nll": [], "best_epoch": -1,
+                         "best_val_nll": math.inf}
+        best = copy.deepcopy(module.state_dict())
+        tic = time.perf_counter()
+        bar = tqdm(range(max_epochs), disable=not verbose, desc=desc, unit="epoch")
+        for epoch in bar:
+            module.train()
+            perm = torch.randperm(X_tr.shape[0], generator=gen)
+            total = 0.0
+            for i in range(0, X_tr.shape[0], batch_size):
+                xb = X_tr[perm[i : i + batch_size]]
+                loss = train_loss(module, xb, gen)
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(module.parameters(), 5.0)
+                opt.step()
+                total += float(loss.detach()) * xb.shape[0]
+            history["train_nll"].append(total / X_tr.shape[0])
+            module.eval()
+            with torch.no_grad():
+                val = float(val_loss(module, X_val if n_val else X_tr))
+            history["val_nll"].append(val)
+            if val < history["best_val_nll"]:
+                history["best_val_nll"], history["best_epoch"] = val, epoch
+                best = copy.deepcopy(module.state_dict())  # a real copy, not a view
+            bar.set_postfix(train_nll=f"{history['train_nll'][-1]:.4f}", val_nll=f"{val:.4f}")
+            if epoch - history["best_epoch"] >= patience:
+                break
+        bar.close()
     finally:
         torch.set_num_threads(n_threads)
-
-
-def _train(X_tr, X_val, n_val, gen, seed, hidden_size, max_epochs, batch_size, learning_rate,
-           patience, input_noise, verbose):
-    """The training loop of :func:`train_deep_ar` (same parameters)."""
-    import torch
-
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        module = _build_module(hidden_size)
-    opt = torch.optim.Adam(module.parameters(), lr=learning_rate)
-    history: dict = {"train_nll": [], "val_nll": [], "best_epoch": -1, "best_val_nll": math.inf}
-    best = copy.deepcopy(module.state_dict())
-    tic = time.perf_counter()
-    from tqdm.auto import tqdm
-
-    bar = tqdm(range(max_epochs), disable=not verbose, desc="Deep AR", unit="epoch")
-    for epoch in bar:
-        module.train()
-        perm = torch.randperm(X_tr.shape[0], generator=gen)
-        total = 0.0
-        for i in range(0, X_tr.shape[0], batch_size):
-            xb = X_tr[perm[i : i + batch_size]]
-            loss = _noisy_nll(module, xb, input_noise, gen)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(module.parameters(), 5.0)
-            opt.step()
-            total += float(loss.detach()) * xb.shape[0]
-        history["train_nll"].append(total / X_tr.shape[0])
-        module.eval()
-        with torch.no_grad():
-            val = float(_nll(module, X_val if n_val else X_tr))
-        history["val_nll"].append(val)
-        if val < history["best_val_nll"]:
-            history["best_val_nll"], history["best_epoch"] = val, epoch
-            best = copy.deepcopy(module.state_dict())  # a real copy, not a view of live weights
-        bar.set_postfix(train_nll=f"{history['train_nll'][-1]:.4f}", val_nll=f"{val:.4f}")
-        if epoch - history["best_epoch"] >= patience:
-            break
-    bar.close()
     history["seconds"] = time.perf_counter() - tic
-    weights = {
-        "hidden_size": hidden_size,
-        "state_dict": {k: v.detach().cpu().numpy().copy() for k, v in best.items()},
-    }
-    return weights, history
+    return {k: v.detach().cpu().numpy().copy() for k, v in best.items()}, history
 
 
 def _noisy_nll(module: Any, X: Any, input_noise: float, gen: Any) -> Any:

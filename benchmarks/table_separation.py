@@ -26,6 +26,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 AUDIO = REPO.parent / "shared" / "data" / "audio"
 SOURCES = ("speech", "flute")
 
@@ -75,6 +76,55 @@ def _estoi(reference: np.ndarray, estimate: np.ndarray) -> float:
         return float("nan")
 
 
+def training_sources(minutes: float, seed: int) -> np.ndarray:
+    """Isolated training audio of both types, ``(1, 2, n_samples)``: the DVAE priors' own
+    training material (``benchmarks/train_priors.py``), files in a seeded order, joined and cut
+    to ``minutes`` each (what the NMF dictionaries and the VKF's AR(1) fits learn from)."""
+    from train_priors import _audio_sources
+
+    from mixest.datasets import load_audio_folder
+
+    rng = np.random.default_rng(seed)
+    parts = []
+    for name in SOURCES:
+        signals = [x for folder, exclude in _audio_sources(name)
+                   for x in load_audio_folder(folder, 16000, exclude=exclude)]
+        order = rng.permutation(len(signals))
+        parts.append(np.concatenate([signals[i] for i in order]))
+    n = min(int(minutes * 60 * 16000), *(len(p) for p in parts))
+    return np.stack([p[:n] for p in parts])[None]
+
+
+def separators(args: argparse.Namespace, prior_sets: dict) -> list[tuple[str, object]]:
+    """Every row's separator, unfitted: (label, estimator)."""
+    from mixest.baselines import (
+        DeepARSeparator,
+        NMFSeparator,
+        TemporalNMFSeparator,
+        VKFSeparator,
+    )
+    from mixest.separation import MixDVAESeparator
+
+    common = {"random_state": args.seed, "n_jobs": args.n_jobs}
+    rows = []
+    for name, priors in prior_sets.items():
+        rows.append((f"DVAE-init ({name} priors)",
+                     MixDVAESeparator(priors=priors, max_iter=0, **common)))
+    rows += [
+        ("VKF (DVAE-init)", VKFSeparator(priors=prior_sets["mixest"], max_iter=args.max_iter,
+                                         **common)),
+        ("VKF (oracle init) [oracle]", VKFSeparator(init="oracle", max_iter=args.max_iter,
+                                                    **common)),
+        ("Deep AR", DeepARSeparator(max_iter=args.max_iter, **common)),
+        ("NMF", NMFSeparator(**common)),
+        ("temporal NMF", TemporalNMFSeparator(**common)),
+    ]
+    for name, priors in prior_sets.items():
+        rows.append((f"MixDVAE ({name} priors)",
+                     MixDVAESeparator(priors=priors, max_iter=args.max_iter, **common)))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[50, 100, 300])
@@ -86,12 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--authors-dir", type=Path, default=None,
                         help="folder with model_scass_{wsj,cbf}.pt and their .ini files")
     parser.add_argument("--audio-dir", type=Path, default=AUDIO)
+    parser.add_argument("--train-minutes", type=float, default=10.0,
+                        help="isolated training audio per source for NMF, temporal NMF, VKF")
+    parser.add_argument("--methods", nargs="+", default=None, metavar="LABEL",
+                        help="run only the rows whose label starts with one of these")
+    parser.add_argument("--n-jobs", type=int, default=2, help="processes per separator")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     from mixest.datasets import make_audio_mixtures
     from mixest.dvae import DVAE
-    from mixest.separation import MixDVAESeparator
 
     speech, flute = held_out(args.audio_dir)
     prior_sets = {"mixest": list(args.priors)}
@@ -100,7 +154,19 @@ def main(argv: list[str] | None = None) -> int:
         prior_sets["authors'"] = [
             DVAE.from_checkpoint(d / f"model_scass_{n}.pt", d / f"cfg_dvae_single_scass_{n}.ini")
             for n in ("wsj", "cbf")]
-    header = ("| T | ratio | method | SI-SDR speech / flute | PESQ | ESTOI | RMSE | s |\n"
+    rows = separators(args, prior_sets)
+    if args.methods:
+        rows = [(label, sep) for label, sep in rows
+                if any(label.startswith(m) for m in args.methods)]
+    y_train = training_sources(args.train_minutes, args.seed)
+    print(f"training audio: {y_train.shape[-1] / 16000 / 60:.1f} min per source", flush=True)
+    fit_seconds = {}
+    for label, sep in rows:
+        t0 = time.perf_counter()
+        sep.fit(y_train.sum(1), y_train)
+        fit_seconds[label] = time.perf_counter() - t0
+    print("fit seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in fit_seconds.items()))
+    header = ("| T | ratio | method | SI-SDR speech / flute | PESQ | ESTOI | RMSE | RTF |\n"
               "|---|---|---|---|---|---|---|---|")
     print(header, flush=True)
     for T in args.lengths:
@@ -110,24 +176,25 @@ def main(argv: list[str] | None = None) -> int:
                 pool = [np.concatenate(flute)]
             X, Y = make_audio_mixtures(speech, pool, n_mixtures=args.n_mixtures, n_frames=T,
                                        ratio_db=ratio, random_state=args.seed + T)
-            rows = [("mixture", lambda X=X: np.repeat(X[:, None], 2, 1)),
-                    ("oracle ratio mask", lambda X=X, Y=Y: oracle_mask(X, Y))]
-            for name, priors in prior_sets.items():
-                for label, n_iter in ((f"DVAE-init ({name} priors)", 0),
-                                      (f"MixDVAE ({name} priors)", args.max_iter)):
-                    sep = MixDVAESeparator(priors=priors, max_iter=n_iter, random_state=args.seed)
-                    rows.append((label, lambda X=X, sep=sep: sep.fit(X).transform(X)))
-            for label, run in rows:
+            runs = [("mixture", lambda X=X: np.repeat(X[:, None], 2, 1)),
+                    ("oracle ratio mask [oracle]", lambda X=X, Y=Y: oracle_mask(X, Y))]
+            for label, sep in rows:
+                oracle = label.endswith("[oracle]")
+                runs.append((label, lambda X=X, Y=Y, sep=sep, oracle=oracle:
+                             sep.transform(X, Y) if oracle else sep.transform(X)))
+            audio_seconds = X.size / 16000
+            for label, run in runs:
                 t0 = time.perf_counter()
                 est = run()
-                dt = time.perf_counter() - t0
+                rtf = (time.perf_counter() - t0) / audio_seconds
                 s = scores(Y, est)
                 cells = [" / ".join(f"{v:.2f}" for v in s[k])
                          for k in ("SI-SDR", "PESQ", "ESTOI", "RMSE")]
                 print(f"| {T} | {ratio:+.0f} | {label} | " + " | ".join(cells)
-                      + f" | {dt:.1f} |", flush=True)
+                      + f" | {rtf:.3f} |", flush=True)
     print(f"\n{args.n_mixtures} mixtures per setting; seed {args.seed}; "
-          f"{args.max_iter} VEM iterations, last iterate.")
+          f"{args.max_iter} VEM iterations, last iterate; RTF: processing seconds per second "
+          f"of audio with n_jobs={args.n_jobs}. [oracle] rows use the true sources.")
     return 0
 
 

@@ -263,9 +263,52 @@ def _make_data(name: str, spec: dict, n_sequences: int | None) -> np.ndarray:
     raise ValueError(f"no data builder for prior {name!r}")
 
 
+#: the audio Deep AR baseline's networks (mixest.baselines.DeepARSeparator): name -> (data of
+#: the DVAE prior of the same source type, bundled file)
+SPECTRAL_AR = {"speech-ar": ("speech", "deep_ar_speech.pt"),
+               "flute-ar": ("flute", "deep_ar_flute.pt")}
+_SPECTRAL_AR_TRAINING = {"hidden_size": 128, "max_epochs": 100, "batch_size": 64,
+                         "learning_rate": 1e-3, "patience": 10, "seed": 0}
+
+
+def _train_spectral_ar(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """Train a spectral Deep AR network on the single-source data of the DVAE prior of its
+    source type (the same sequences, the same seeded subset) and bundle it."""
+    import torch
+
+    from mixest.baselines._deep_ar_separator import save_spectral_ar, train_spectral_ar
+
+    torch.set_num_threads(args.threads)
+    data_name, file = SPECTRAL_AR[args.prior]
+    X = _make_data(data_name, PRIORS[data_name], args.n_sequences)
+    cfg = dict(_SPECTRAL_AR_TRAINING)
+    if args.n_epochs is not None:
+        cfg["max_epochs"] = args.n_epochs
+    print(f"{args.prior}: {X.shape[0]} sequences of {X.shape[1]} frames; {cfg}", flush=True)
+    seed = cfg.pop("seed")
+    weights, history = train_spectral_ar(X, **cfg, random_state=seed, verbose=not args.quiet)
+    print(f"trained {len(history['val_nll'])} epochs in {history['seconds']:.1f} s; best epoch "
+          f"{history['best_epoch']}: validation IS divergence {history['best_val_nll']:.4f} "
+          "per bin")
+    print("validation per epoch:", " ".join(f"{v:.4f}" for v in history["val_nll"]))
+    out = args.out or REPO / "mixest" / "pretrained" / file
+    cmd = "python benchmarks/train_priors.py " + " ".join(shlex.quote(a) for a in (
+        argv if argv is not None else sys.argv[1:]))
+    meta = {"command": cmd.strip(), "best_epoch": history["best_epoch"],
+            "best_val_is": history["best_val_nll"], "seconds": history["seconds"],
+            "n_sequences": int(X.shape[0]), "torch": str(torch.__version__)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_spectral_ar(weights, out, meta)
+    print(f"wrote {out} ({out.stat().st_size} bytes)")
+    print(f"reproduce with: {cmd.strip()}  (torch {torch.__version__}, "
+          f"{torch.get_num_threads()} thread(s))")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--prior", choices=sorted([*PRIORS, "mot-ar"]), default="mot")
+    parser.add_argument("--prior", choices=sorted([*PRIORS, "mot-ar", *SPECTRAL_AR]),
+                        default="mot")
     parser.add_argument("--out", type=Path, default=None, help="output file (default: bundled)")
     parser.add_argument("--n-sequences", type=int, default=None, help="override (quick tests)")
     parser.add_argument("--n-epochs", type=int, default=None, help="override (quick tests)")
@@ -287,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
         return train_deep_ar_main(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.prior in SPECTRAL_AR:
+        if args.param or args.resume_from or args.device:
+            parser.error("--param, --resume-from and --device apply to the DVAE priors only")
+        return _train_spectral_ar(args, argv)
 
     import torch
 

@@ -362,11 +362,12 @@ def _is_prior_path(item: str) -> bool:
     return item.endswith(".pt") or any(sep in item for sep in seps)
 
 
-def _parse_priors(text: str) -> tuple[list[str], list[str]]:
+def _parse_priors(text: str, method: str = "mixdvae") -> tuple[list[str], list[str]]:
     """``--priors`` as separator priors and source names, checked before any work.
 
     A name must be a bundled prior whose weights are installed; a path must be a file (it is
     read, and checked to be an Itakura-Saito prior on 513 bins, by the separator's ``fit``).
+    ``--method deep-ar`` takes the names of bundled Deep AR networks only.
     """
     from mixest.pretrained._registry import weight_path
 
@@ -379,6 +380,16 @@ def _parse_priors(text: str) -> tuple[list[str], list[str]]:
               f"per source, e.g. {SEPARATE_PRIORS}")
     specs, names = [], []
     for item in items:
+        if method == "deep-ar":
+            from mixest.baselines._deep_ar_separator import PRETRAINED_SPECTRAL_AR
+
+            name = item.removeprefix("pretrained:")
+            if name not in PRETRAINED_SPECTRAL_AR:
+                _fail(f"--priors {item}: --method deep-ar takes the bundled Deep AR networks "
+                      f"({', '.join(PRETRAINED_SPECTRAL_AR)}), or --train to train its own", 1)
+            specs.append(f"pretrained:{name}")
+            names.append(name.removesuffix("-ar"))
+            continue
         if _is_prior_path(item):
             path = Path(item)
             if not path.is_file():
@@ -456,26 +467,138 @@ def _check_device(device: str) -> None:
         _fail(f"--device {device}: {exc} Use --device cpu or auto.")
 
 
+#: ``mixest separate --method`` name -> separator class (``"module:name"``).
+SEPARATE_METHODS: dict[str, str] = {
+    "mixdvae": "mixest.separation:MixDVAESeparator",
+    "vkf": "mixest.baselines:VKFSeparator",
+    "deep-ar": "mixest.baselines:DeepARSeparator",
+    "nmf": "mixest.baselines:NMFSeparator",
+    "tnmf": "mixest.baselines:TemporalNMFSeparator",
+}
+
+#: ``mixest separate --method`` name -> the options it takes, with their defaults (None: the
+#: separator's own default). ``train`` is True where ``--train`` is required, False where it is
+#: optional. An option a method does not take is refused when given, never ignored.
+SEPARATE_OPTIONS: dict[str, dict[str, object]] = {
+    "mixdvae": {"priors": SEPARATE_PRIORS, "max_iter": 70, "device": "cpu", "seed": 0},
+    "vkf": {"priors": SEPARATE_PRIORS, "train": True, "max_iter": 70, "device": "cpu",
+            "seed": 0},
+    "deep-ar": {"priors": "speech-ar,flute-ar", "train": False, "max_iter": 70,
+                "device": "cpu", "seed": 0},
+    "nmf": {"train": True, "max_iter": None, "seed": 0},
+    "tnmf": {"train": True, "max_iter": None, "seed": 0},
+}
+_SEPARATE_FLAGS = {"priors": "--priors", "train": "--train", "max_iter": "--max-iter",
+                   "device": "--device"}
+_SEPARATE_WHY_NOT = {
+    "priors": "it learns its source models from --train",
+    "device": "it runs on the CPU only (NumPy)",
+}
+#: isolated audio read per source from ``--train`` folders (beyond it, files are left out)
+TRAIN_MINUTES = 10.0
+
+
+def _separate_options(args: argparse.Namespace) -> dict[str, object]:
+    """The options of ``args.method``: refuse those it does not take, fill in defaults."""
+    takes = SEPARATE_OPTIONS[args.method]
+    for name, flag in _SEPARATE_FLAGS.items():
+        if getattr(args, name) is not None and name not in takes:
+            _fail(f"{flag} does not apply to --method {args.method}: "
+                  f"{_SEPARATE_WHY_NOT.get(name, 'it has no such setting')}")
+    if takes.get("train") is True and args.train is None:
+        _fail(f"--method {args.method} learns its source models from isolated recordings: give "
+              "--train DIR1,DIR2 (one folder per source)")
+    if args.method == "deep-ar" and args.train is not None and args.priors is not None:
+        _fail("--method deep-ar takes --priors (bundled networks) or --train (networks trained "
+              "on your recordings), not both")
+    return {name: getattr(args, name) if getattr(args, name) is not None else default
+            for name, default in takes.items()}
+
+
+def _parse_train(text: str) -> tuple[list[Path], list[str]]:
+    """``--train`` folders, one per source, checked before any work."""
+    items = [item.strip() for item in text.split(",")]
+    if not all(items) or len(items) < 2:
+        _fail(f"--train {text!r}: give at least two comma-separated folders of isolated "
+              "recordings, one per source")
+    folders = [Path(item) for item in items]
+    for folder in folders:
+        if not folder.is_dir():
+            _fail(f"--train {folder}: not a folder", 1)
+    return folders, _source_labels([f.name for f in folders])
+
+
+def _read_training_audio(folders: list[Path]) -> np.ndarray:
+    """Isolated sources ``(1, N, n_samples)`` at 16 kHz: each folder's files joined (sorted
+    by name), all cut to the shortest and to :data:`TRAIN_MINUTES`."""
+    from mixest.datasets import load_audio_folder
+
+    signals = []
+    for folder in folders:
+        try:
+            signals.append(np.concatenate(load_audio_folder(folder, 16000)))
+        except (FileNotFoundError, ValueError, RuntimeError) as exc:
+            _fail(f"--train {folder}: {exc}", 1)
+    n = min(int(TRAIN_MINUTES * 60 * 16000), *(len(x) for x in signals))
+    return np.stack([x[:n] for x in signals])[None]
+
+
+def _make_separator(method: str, options: dict, specs: list[str] | None, n_sources: int,
+                    rate: int, quiet: bool):
+    """The unfitted separator of ``--method`` with the options it takes."""
+    import importlib
+
+    module, name = SEPARATE_METHODS[method].split(":")
+    cls = getattr(importlib.import_module(module), name)
+    params = {"sample_rate": rate, "random_state": options["seed"], "verbose": not quiet}
+    if "device" in options:
+        params["device"] = options["device"]
+    if options.get("max_iter") is not None:
+        params["max_iter"] = options["max_iter"]
+    if method == "deep-ar" and specs is None:
+        specs = ["train"] * n_sources
+    if specs is not None:
+        params["priors"] = specs
+    return cls(**params)
+
+
 def _separate(args: argparse.Namespace) -> int:
-    from mixest.separation import MixDVAESeparator, write_audio
+    from mixest.separation import write_audio
 
     # Everything the command line can get wrong is checked before the (possibly long) separation.
-    specs, labels = _parse_priors(args.priors)
-    if args.max_iter < 0:
+    options = _separate_options(args)
+    specs = labels = None
+    if "priors" in options and not (args.method == "deep-ar" and args.train is not None):
+        specs, labels = _parse_priors(options["priors"], args.method)
+    folders = None
+    if args.train is not None:
+        folders, train_labels = _parse_train(args.train)
+        if specs is not None and len(specs) != len(folders):
+            _fail(f"--priors names {len(specs)} sources, --train {len(folders)}")
+        labels = labels or train_labels
+    if args.max_iter is not None and args.max_iter < 0:
         _fail(f"--max-iter must be at least 0, got {args.max_iter}")
     mixture = Path(args.mixture)
     x, rate = _read_mixture(args.mixture)
     outputs = _check_out_dir(args.out_dir, mixture.stem, labels)
     plot = _check_plot(args.plot) if args.plot else None
-    _check_device(args.device)
-    separator = MixDVAESeparator(priors=specs, sample_rate=rate, max_iter=args.max_iter,
-                                 device=args.device, verbose=not args.quiet)
+    if "device" in options:
+        _check_device(options["device"])
+    separator = _make_separator(args.method, options, specs, len(labels), rate, args.quiet)
+    y = None
+    if folders is not None:
+        y = _read_training_audio(folders)
+        if rate != 16000:  # the separator takes y at the mixture's rate
+            from mixest.separation._base import _resample_rows
+
+            y = _resample_rows(y, 16000, rate)
     try:
-        separator.fit(x[None])
+        separator.fit(x[None] if y is None else y.sum(1), y)
     except (OSError, ValueError) as exc:  # an unreadable file, or not a spectral prior
-        items = [item.strip() for item in args.priors.split(",")]
+        items = [item.strip() for item in (options.get("priors") or "").split(",")]
         message = re.sub(r"priors\[(\d+)\]", lambda m: f"prior {items[int(m[1])]}", str(exc))
-        _fail(f"--priors {args.priors}: {message}", 1)
+        flag = "--priors " + options["priors"] if specs is not None else "--train " + args.train
+        _fail(f"{flag}: {message}", 1)
     try:
         sources = separator.transform(x[None])[0]
     except (ValueError, RuntimeError, FloatingPointError) as exc:
@@ -640,20 +763,36 @@ def build_parser() -> argparse.ArgumentParser:
     separate = sub.add_parser(
         "separate", help="separate the sources of a single-channel recording",
         description="Separate a single-channel recording with MixDVAE (one spectral DVAE prior "
-        "per source)\nand write one WAV file per source, at the recording's sample rate.",
+        "per source)\nor a baseline (--method), and write one WAV file per source, at the "
+        "recording's sample rate.",
         epilog=_SEPARATE_EPILOG, formatter_class=_HelpFormatter,
     )
     separate.add_argument("mixture", metavar="MIXTURE", help="the recording (WAV, FLAC, ...; "
                           "any rate; several channels are averaged)")
     separate.add_argument("-o", "--out-dir", required=True, metavar="DIR",
                           help="folder of the source files MIXTURE-STEM_LABEL.wav (created)")
-    separate.add_argument("--priors", default=SEPARATE_PRIORS, metavar="P1,P2[,...]",
+    separate.add_argument("--method", choices=tuple(SEPARATE_METHODS), default="mixdvae",
+                          help="mixdvae: MixDVAE; vkf: variational Kalman filter (AR(1) per "
+                          "bin, DVAE-init); deep-ar: Deep AR networks in the same VEM; nmf, "
+                          "tnmf: supervised NMF, temporal NMF")
+    separate.add_argument("--priors", metavar="P1,P2[,...]",
                           help="one prior per source, comma-separated: a bundled prior name or "
-                          "the path of a DVAE file saved with DVAE.save (FILE.pt)")
-    separate.add_argument("--max-iter", type=int, default=70, metavar="N",
-                          help="variational EM iterations (0: the priors' initialisation)")
-    separate.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
-                          help="where the priors run (auto: CUDA when available)")
+                          "the path of a DVAE file saved with DVAE.save (FILE.pt) (default: "
+                          f"{SEPARATE_PRIORS}; --method deep-ar: its bundled networks "
+                          "speech-ar,flute-ar; nmf, tnmf: none)")
+    separate.add_argument("--train", metavar="DIR1,DIR2[,...]",
+                          help="one folder of isolated recordings per source (the first "
+                          f"{TRAIN_MINUTES:g} min of each): what --method nmf, tnmf and vkf "
+                          "learn from (required), deep-ar trains its networks on (instead of "
+                          "--priors); not taken by mixdvae")
+    separate.add_argument("--max-iter", type=int, metavar="N",
+                          help="variational EM iterations (0: the initialisation) (default: 70); "
+                          "nmf, tnmf: multiplicative-update iterations (default: the "
+                          "separator's)")
+    separate.add_argument("--device", choices=("cpu", "cuda", "auto"),
+                          help="where the priors run (auto: CUDA when available) (default: cpu; "
+                          "not taken by nmf, tnmf)")
+    separate.add_argument("--seed", type=int, default=0, help="random seed of the separator")
     separate.add_argument("--plot", metavar="FILE", help="also draw the spectrograms and masks "
                           "into FILE (.png, .pdf, .svg, ...)")
     separate.add_argument("-q", "--quiet", action="store_true",

@@ -386,7 +386,13 @@ def audio(tmp_path_factory):
         x = 0.5 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(rate)
         mixtures[rate] = folder / f"mix{rate}.wav"
         write_audio(mixtures[rate], x, rate)
-    return {"tone": tone, "noise": noise, "mix": mixtures, "folder": folder}
+    train = {}
+    for name, signal in (("tone", np.sin(2 * np.pi * 440 * t)),
+                         ("noise", 0.1 * rng.standard_normal(t.size))):
+        train[name] = folder / "train" / name
+        train[name].mkdir(parents=True)
+        write_audio(train[name] / "a.wav", signal, 16000)
+    return {"tone": tone, "noise": noise, "mix": mixtures, "folder": folder, "train": train}
 
 
 def _priors(audio, *names):
@@ -541,11 +547,65 @@ def test_separate_passes_options_to_the_separator(tmp_path, capsys, monkeypatch,
     assert seen["device"] == "cpu" and seen["verbose"] is False
 
 
+@pytest.mark.parametrize("method", ["vkf", "deep-ar", "nmf", "tnmf"])
+def test_separate_baselines_write_sources_and_honour_the_seed(tmp_path, capsys, audio, method):
+    from mixest.separation import read_audio
+
+    mix = audio["mix"][44100]
+    train = f"{audio['train']['tone']},{audio['train']['noise']}"
+    extra = {"vkf": ["--priors", _priors(audio, "tone", "noise")], "deep-ar": [],
+             "nmf": [], "tnmf": []}[method]
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"run{k}"
+        argv = ["separate", str(mix), "-o", str(out), "--method", method, "--train", train,
+                "--max-iter", "3", "--seed", "1", "-q", *extra]
+        assert main(argv) == 0
+        files = sorted(out.iterdir())
+        names = [p.name for p in files]
+        assert names == [f"{mix.stem}_noise.wav", f"{mix.stem}_tone.wav"], names
+        outs.append([read_audio(p)[0] for p in files])
+    assert capsys.readouterr().out == ""
+    x, _ = read_audio(mix)
+    for a, b in zip(*outs, strict=True):
+        assert a.shape == x.shape and np.isfinite(a).all()
+        np.testing.assert_array_equal(a, b)  # the same seed, the same sources
+
+
+def test_separate_methods_refuse_options_they_do_not_take(tmp_path, capsys, monkeypatch,
+                                                          audio):
+    _separation_must_not_run(monkeypatch)
+    mix, out = str(audio["mix"][16000]), str(tmp_path / "out")
+    train = f"{audio['train']['tone']},{audio['train']['noise']}"
+    base = ["separate", mix, "-o", out]
+    err = _fails([*base, "--method", "nmf", "--train", train, "--priors", "speech,flute"],
+                 capsys)
+    assert "--priors does not apply to --method nmf" in err
+    err = _fails([*base, "--method", "tnmf", "--train", train, "--device", "cpu"], capsys)
+    assert "--device does not apply to --method tnmf" in err
+    assert "--train" in _fails([*base, "--method", "nmf"], capsys)
+    assert "--train" in _fails([*base, "--method", "vkf"], capsys)
+    err = _fails([*base, "--train", train], capsys)
+    assert "--train does not apply to --method mixdvae" in err
+    err = _fails([*base, "--method", "deep-ar", "--train", train, "--priors",
+                  "speech-ar,flute-ar"], capsys)
+    assert "not both" in err
+    err = _fails([*base, "--method", "deep-ar", "--priors", "speech,flute"], capsys, status=1)
+    assert "speech-ar" in err
+    err = _fails([*base, "--method", "nmf", "--train", f"{audio['train']['tone']},/no/dir"],
+                 capsys, status=1)
+    assert "/no/dir" in err and "not a folder" in err
+    err = _fails([*base, "--method", "vkf", "--train", train, "--priors",
+                  _priors(audio, "tone", "noise", "tone")], capsys)
+    assert "3 sources" in err and "--train 2" in err
+
+
 def test_separate_help(capsys):
     assert "separate" in _help(["--help"], capsys)
     text = _help(["separate", "--help"], capsys)
-    for words in ("--out-dir", "(default: speech,flute)", "(default: 70)", "(default: cpu)",
-                  "--plot", "--quiet", "DVAE.save"):
+    for words in ("--out-dir", "(default: speech,flute;", "(default: 70)", "(default: cpu;",
+                  "--plot", "--quiet", "DVAE.save", "--method", "--train", "--seed",
+                  "(default: mixdvae)"):
         assert words in text
     assert "default: None" not in text and "``" not in text
 

@@ -33,6 +33,18 @@ PRETRAINED: dict[str, tuple[str, str]] = {
         "clips and flute melodies rendered with fluidsynth by benchmarks/train_priors.py "
         "--prior flute",
     ),
+    "speech-ar": (
+        "deep_ar_speech.pt",
+        "Deep AR (LSTM) predictor of the next power spectrum's variance for "
+        "mixest.baselines.DeepARSeparator, trained on the speech prior's data by "
+        "benchmarks/train_priors.py --prior speech-ar",
+    ),
+    "flute-ar": (
+        "deep_ar_flute.pt",
+        "Deep AR (LSTM) predictor of the next power spectrum's variance for "
+        "mixest.baselines.DeepARSeparator, trained on the flute prior's data by "
+        "benchmarks/train_priors.py --prior flute-ar",
+    ),
 }
 
 

@@ -32,7 +32,7 @@ from mixest._kernels._spectral import (
 from mixest.mixture._dynamics import Dynamics
 from mixest.mixture._observation import ObservationModel
 
-__all__ = ["ComplexGaussianBins", "SpectralDVAEDynamics"]
+__all__ = ["ComplexGaussianBins", "RecurrentSpectralDynamics", "SpectralDVAEDynamics"]
 
 #: the observation variance's floor, relative to the mixture's mean bin power: keeps v_x > 0 in
 #: digitally silent bins without changing any audible one
@@ -49,6 +49,10 @@ class ComplexGaussianBins(ObservationModel):
     epsilon : float, default=0.03
         Observation variance relative to the bin's power, :math:`v_x = \\epsilon |x|^2 +`
         floor (the MixDVAE paper's ratio).
+    initial_variances : ndarray of shape (B, T, N, F), optional
+        The sources' variances to start from (e.g. the true sources' powers: an oracle
+        initialisation). None: each source's dynamics reconstructs the mixture's power
+        (``dynamics.reconstruct``, "DVAE-init").
 
     Notes
     -----
@@ -59,8 +63,9 @@ class ComplexGaussianBins(ObservationModel):
     matching posterior variance.
     """
 
-    def __init__(self, epsilon: float = 0.03):
+    def __init__(self, epsilon: float = 0.03, initial_variances: np.ndarray | None = None):
         self.epsilon = float(epsilon)
+        self.initial_variances = initial_variances
 
     def prepare(self, observations: object, n_sources: int) -> tuple[dict, dict]:
         x = np.asarray(observations)
@@ -77,7 +82,12 @@ class ComplexGaussianBins(ObservationModel):
         return data, params
 
     def initialize(self, data, params, n_sources, dynamics, rng):
-        v = dynamics.reconstruct(data["power"])  # (B, T, N, F)
+        v = self.initial_variances
+        if v is None:
+            v = dynamics.reconstruct(data["power"])  # (B, T, N, F)
+        elif v.shape != data["x"].shape[:2] + (n_sources,) + data["x"].shape[2:]:
+            raise ValueError(f"initial_variances must have shape (B, T, N, F), got {v.shape}.")
+        v = np.maximum(v, _MIN_NU * data["scale"][:, None, None, None])
         total = v.sum(axis=2, keepdims=True)
         mask = v / total
         means = mask * data["x"][:, :, None]
@@ -102,29 +112,30 @@ def _device_of(module) -> torch.device:
     return next(module.buffers()).device
 
 
-class SpectralDVAEDynamics(Dynamics):
-    """One spectral DVAE prior per source, run by the engine on ``B * N`` sources.
+class RecurrentSpectralDynamics(Dynamics):
+    """One recurrent network per source type predicting each frame's power-spectrum variance.
+
+    At frame ``t`` the network of source ``n``, fed the source's expected power
+    :math:`|\\mu_{t-1}|^2 + \\nu_{t-1}` under the current posterior, gives the prior variance
+    :math:`v_{nt}` of :math:`s_{nt} \\sim N_c(0, v_{nt})`, and the E-S step is the Wiener-like
+    update per bin. Subclasses say how a network starts (:meth:`_initial_state`) and steps
+    (:meth:`_step`), and how it reconstructs a power spectrogram (:meth:`reconstruct`, the
+    initialisation). Source ``n`` of every mixture uses ``modules[n]``; the engine runs the
+    ``B * N`` sources sequence-major.
 
     Parameters
     ----------
-    modules : sequence of DVAEModule
-        Itakura-Saito modules, one per source (source ``n`` of every mixture uses
-        ``modules[n]``), all with the same number of frequency bins.
-    sample : bool, default=False
-        E-Z draws ``z`` from the encoder's posterior (one reparameterised sample); False uses
-        its means, which makes the whole iteration deterministic.
+    modules : sequence of torch.nn.Module
+        One per source, all on the same number of frequency bins.
     device : torch.device or str, default="cpu"
+        Where the networks run (a copy is moved there when a module lives elsewhere).
     """
 
-    def __init__(self, modules: Sequence, sample: bool = False, device: object = "cpu"):
+    def __init__(self, modules: Sequence, device: object = "cpu"):
         self.device = torch.device(device)
-        # the priors stay where their owners keep them: a copy runs on another device
+        # the networks stay where their owners keep them: a copy runs on another device
         self.modules = [(m if _device_of(m) == self.device else copy.deepcopy(m).to(self.device))
                         for m in modules]
-        self.sample = bool(sample)
-        self.stochastic = self.sample
-        self._z: list[torch.Tensor] | None = None
-        self._generator: torch.Generator | None = None
 
     @property
     def n_sources(self) -> int:
@@ -137,6 +148,75 @@ class SpectralDVAEDynamics(Dynamics):
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=self.device)
 
+    def start_batch(self, n_sequences, n_sources, rng):
+        if n_sources != self.n_sources:
+            raise ValueError(f"{self.n_sources} priors for {n_sources} sources.")
+
+    def reconstruct(self, power: np.ndarray) -> np.ndarray:
+        """Each network's variance for a power spectrogram ``(B, T, F)``, as ``(B, T, N, F)``
+        (the initialisation of the sources' variances)."""
+        raise NotImplementedError
+
+    def _initial_state(self, n: int, batch: int) -> object:
+        raise NotImplementedError
+
+    def _step(self, n: int, fed: torch.Tensor | None, t: int,
+              state: object) -> tuple[torch.Tensor, object]:
+        """Variance ``(B, F)`` of frame ``t`` of source ``n`` given the power fed at ``t - 1``
+        (None at ``t = 0``), and the next state."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def forward_pass(self, info_vec, info_prec, m_first):
+        iv = torch.as_tensor(self._per_source(info_vec), device=self.device)
+        ip = torch.as_tensor(self._per_source(info_prec), device=self.device)
+        B, N, T, F = ip.shape
+        mu = torch.empty((B, N, T, F), dtype=torch.complex128, device=self.device)
+        nu = torch.empty((B, N, T, F), dtype=torch.float64, device=self.device)
+        var = torch.empty_like(nu)
+        for n in range(N):
+            state = self._initial_state(n, B)
+            fed = None
+            for t in range(T):
+                v, state = self._step(n, fed, t, state)
+                v = v.double()
+                nu_t = v / (1.0 + v * ip[:, n, t])
+                mu_t = nu_t * iv[:, n, t]
+                mu[:, n, t], nu[:, n, t], var[:, n, t] = mu_t, nu_t, v
+                fed = (mu_t.abs().square() + nu_t).float()
+        flat = [a.reshape(B * N, T, F).cpu().numpy() for a in (mu, nu, var)]
+        return [flat[0], flat[1], np.zeros((B * N, T, F)), flat[2]]
+
+    def begin(self, m0):  # the whole pass runs in forward_pass
+        raise NotImplementedError(f"{type(self).__name__} runs its E-S pass in forward_pass.")
+
+    def predict(self, state, t):
+        raise NotImplementedError(f"{type(self).__name__} runs its E-S pass in forward_pass.")
+
+    def expected_log_prior(self, means, covs, pred_mean, pred_var):
+        return spectral_prior_bound(means, covs, pred_var)
+
+
+class SpectralDVAEDynamics(RecurrentSpectralDynamics):
+    """One spectral DVAE prior per source: the decoder for E-S, the encoder for E-Z.
+
+    Parameters
+    ----------
+    modules : sequence of DVAEModule
+        Itakura-Saito modules, one per source, all with the same number of frequency bins.
+    sample : bool, default=False
+        E-Z draws ``z`` from the encoder's posterior (one reparameterised sample); False uses
+        its means, which makes the whole iteration deterministic.
+    device : torch.device or str, default="cpu"
+    """
+
+    def __init__(self, modules: Sequence, sample: bool = False, device: object = "cpu"):
+        super().__init__(modules, device)
+        self.sample = bool(sample)
+        self.stochastic = self.sample
+        self._z: list[torch.Tensor] | None = None
+        self._generator: torch.Generator | None = None
+
     @torch.no_grad()
     def reconstruct(self, power: np.ndarray) -> np.ndarray:
         """Each prior's reconstruction (decoder variance at the posterior means) of ``power``
@@ -146,8 +226,7 @@ class SpectralDVAEDynamics(Dynamics):
         return np.stack(v, axis=2)
 
     def start_batch(self, n_sequences, n_sources, rng):
-        if n_sources != self.n_sources:
-            raise ValueError(f"{self.n_sources} priors for {n_sources} sources.")
+        super().start_batch(n_sequences, n_sources, rng)
         seed = int(rng.integers(2**63 - 1))
         self._generator = torch.Generator(device=self.device).manual_seed(seed)
 
@@ -159,34 +238,14 @@ class SpectralDVAEDynamics(Dynamics):
         self._z = [m.encode(self._tensor(power[:, n]), sample=self.sample,
                             generator=self._generator)[0] for n, m in enumerate(self.modules)]
 
-    @torch.no_grad()
     def forward_pass(self, info_vec, info_prec, m_first):
         if self._z is None:
             raise RuntimeError("call infer_latents before the E-S pass (E-Z precedes E-S).")
-        iv = torch.as_tensor(self._per_source(info_vec), device=self.device)
-        ip = torch.as_tensor(self._per_source(info_prec), device=self.device)
-        B, N, T, F = ip.shape
-        mu = torch.empty((B, N, T, F), dtype=torch.complex128, device=self.device)
-        nu = torch.empty((B, N, T, F), dtype=torch.float64, device=self.device)
-        var = torch.empty_like(nu)
-        for n, module in enumerate(self.modules):
-            state = module.initial_state(B)
-            fed = None
-            for t in range(T):
-                _, v, state = module.decode_step(fed, self._z[n][:, t], state)
-                v = v.double()
-                nu_t = v / (1.0 + v * ip[:, n, t])
-                mu_t = nu_t * iv[:, n, t]
-                mu[:, n, t], nu[:, n, t], var[:, n, t] = mu_t, nu_t, v
-                fed = (mu_t.abs().square() + nu_t).float()
-        flat = [a.reshape(B * N, T, F).cpu().numpy() for a in (mu, nu, var)]
-        return [flat[0], flat[1], np.zeros((B * N, T, F)), flat[2]]
+        return super().forward_pass(info_vec, info_prec, m_first)
 
-    def begin(self, m0):  # the whole pass runs in forward_pass
-        raise NotImplementedError("SpectralDVAEDynamics runs its E-S pass in forward_pass.")
+    def _initial_state(self, n, batch):
+        return self.modules[n].initial_state(batch)
 
-    def predict(self, state, t):
-        raise NotImplementedError("SpectralDVAEDynamics runs its E-S pass in forward_pass.")
-
-    def expected_log_prior(self, means, covs, pred_mean, pred_var):
-        return spectral_prior_bound(means, covs, pred_var)
+    def _step(self, n, fed, t, state):
+        _, v, state = self.modules[n].decode_step(fed, self._z[n][:, t], state)
+        return v, state

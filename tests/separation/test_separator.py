@@ -58,40 +58,13 @@ def test_bound_terms_equal_their_formulas():
 
 
 # ---------------------------------------------------------------------- a known answer
-def _tones(rng, n_samples):
-    """Harmonic tones below 1.5 kHz with a slowly changing pitch and level."""
-    t = np.arange(n_samples) / RATE
-    f0 = 220 * 2 ** (rng.integers(0, 8, size=n_samples // 4000 + 1) / 12)
-    f0 = np.repeat(f0, 4000)[:n_samples]
-    phase = 2 * np.pi * np.cumsum(f0) / RATE
-    x = sum(np.sin(k * phase) / k for k in (1, 2, 3))
-    return x * (0.6 + 0.4 * np.sin(2 * np.pi * 0.7 * t))
-
-
-def _hiss(rng, n_samples):
-    """Noise between 4 and 7 kHz."""
-    S = stft(rng.standard_normal(n_samples))
-    freqs = np.arange(S.shape[0]) * RATE / 1024
-    S[(freqs < 4000) | (freqs > 7000)] = 0
-    from mixest.separation import istft
-
-    return 0.5 * istft(S, n_samples=n_samples)
-
-
 @pytest.fixture(scope="module")
-def disjoint():
+def disjoint(disjoint_audio, disjoint_priors):
     """Two sources with disjoint frequency support, tiny priors trained on each."""
-    rng = np.random.default_rng(0)
-    n_train, n_test = 40 * 12800, 3 * 12800
-    train = [_tones(rng, n_train), _hiss(rng, n_train)]
-    test = np.stack([_tones(rng, n_test), _hiss(rng, n_test)])
-    y = test.reshape(2, 3, -1).transpose(1, 0, 2)  # 3 mixtures of 50 frames
-    small = DVAE(likelihood="itakura_saito", network=Network(z_dim=2, rnn_dim=8,
-                 dense_dims=(32,)), n_epochs=30, batch_size=16, learning_rate=1e-2,
-                 validation_fraction=0.0, device="cpu", random_state=0)
-    sep = MixDVAESeparator(priors=(small, small), max_iter=20, random_state=0)
-    sep.fit(np.stack(train).sum(0)[None], np.stack(train)[None])
-    return sep, y.sum(1), y
+    train, X, y = disjoint_audio
+    sep = MixDVAESeparator(priors=disjoint_priors, max_iter=20, random_state=0)
+    sep.fit(train.sum(0)[None], train[None])
+    return sep, X, y
 
 
 def test_disjoint_sources_separated_above_20_db(disjoint):

@@ -1,0 +1,244 @@
+"""What every separator shares: waveforms in and out, the paper's STFT inside, batches.
+
+:class:`SpectralSeparator` validates waveforms, resamples them to the 16 kHz of the spectral
+models, takes the STFT (1024-sample sine window, hop 256), hands the spectrograms of the
+mixtures that are not silent to the subclass (:meth:`SpectralSeparator._separate_spectra`) in
+batches, possibly in parallel processes, and returns waveforms at the caller's rate.
+:class:`VEMSeparator` adds the variational EM of :func:`mixest.mixture.run_vem` with the audio
+observation model (:class:`~mixest.separation._vem_models.ComplexGaussianBins`): a subclass
+only says which source dynamics it runs.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+from typing import ClassVar
+
+import numpy as np
+from sklearn.base import TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from mixest.base import SequenceEstimator, check_sequences
+from mixest.separation._audio_io import resample
+from mixest.separation._stft import istft, stft
+
+__all__ = ["SpectralSeparator", "VEMSeparator", "PRIOR_RATE", "N_FFT", "HOP",
+           "training_sequences"]
+
+#: the rate, window and hop every spectral model of mixest works at (the paper's STFT)
+PRIOR_RATE, N_FFT, HOP = 16000, 1024, 256
+
+
+def _resample_rows(x: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
+    """:func:`resample` along the last axis of an array of signals."""
+    flat = x.reshape(-1, x.shape[-1])
+    out = np.stack([resample(row, orig_rate, new_rate) for row in flat])
+    return out.reshape(x.shape[:-1] + out.shape[-1:])
+
+
+#: frames per training sequence when a prior is trained from isolated sources
+TRAIN_FRAMES = 50
+
+
+def training_sequences(signals: np.ndarray) -> np.ndarray:
+    """Power spectra of the isolated sources ``(n, n_samples)``, sequences of 50 frames that
+    never straddle two signals (the training data of a prior)."""
+    from mixest.datasets import make_spectral_sequences
+
+    if signals.shape[-1] < TRAIN_FRAMES * HOP:
+        raise ValueError(f"y must hold at least {TRAIN_FRAMES} STFT frames "
+                         f"({TRAIN_FRAMES * HOP} samples at {PRIOR_RATE} Hz) per source to "
+                         f"train a prior, got {signals.shape[-1]} samples.")
+    return make_spectral_sequences(signals, TRAIN_FRAMES, n_fft=N_FFT, hop_length=HOP)
+
+
+def check_waveforms(X: object, name: str = "X") -> np.ndarray:
+    """Mixtures as a float array ``(n_mixtures, n_samples)`` (clear errors otherwise)."""
+    return check_sequences(X, name=name, ndim=2, axis_names="(n_mixtures, n_samples)")
+
+
+def check_sources(y: object, name: str = "y") -> np.ndarray:
+    """Isolated sources as a float array ``(n_mixtures, n_sources, n_samples)``."""
+    return check_sequences(y, name=name, ndim=3,
+                           axis_names="(n_mixtures, n_sources, n_samples)")
+
+
+class SpectralSeparator(TransformerMixin, SequenceEstimator):
+    """Base of the separators: waveforms at ``sample_rate`` in and out, STFTs at 16 kHz inside.
+
+    Subclasses store ``sample_rate``, ``batch_size``, ``n_jobs``, ``random_state`` and
+    ``verbose``, set ``n_sources_`` in ``fit`` and implement :meth:`_separate_spectra`.
+    """
+
+    _input_kind: ClassVar[str] = "waveforms"
+
+    # ------------------------------------------------------------------ input
+    def _to_prior_rate(self, x: np.ndarray) -> np.ndarray:
+        if self.sample_rate == PRIOR_RATE:
+            return x
+        return _resample_rows(x, self.sample_rate, PRIOR_RATE)
+
+    def _check_training_sources(self, X: object, y: object, n_sources: int | None,
+                                required: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Validated mixtures and, when given, sources resampled to 16 kHz (``n_sources``
+        of them when not None). ``required``: fit cannot do without ``y``."""
+        X = check_waveforms(X)
+        if y is None:
+            if required:
+                raise ValueError(f"{type(self).__name__}.fit needs the isolated sources y, "
+                                 "shape (n_mixtures, n_sources, n_samples).")
+            return X, None
+        y = check_sources(y)
+        if y.shape[0] != X.shape[0]:
+            raise ValueError(f"y holds the sources of {y.shape[0]} mixtures, X has "
+                             f"{X.shape[0]}.")
+        if n_sources is not None and y.shape[1] != n_sources:
+            raise ValueError(f"y has {y.shape[1]} sources, {type(self).__name__} models "
+                             f"{n_sources}.")
+        return X, self._to_prior_rate(y)
+
+    # ------------------------------------------------------------------ separation
+    def _separate_spectra(self, S: np.ndarray, references: np.ndarray | None,
+                          seed: int) -> np.ndarray:
+        """Source STFTs ``(B, N, F, T)`` of a batch of mixture STFTs ``(B, F, T)``.
+
+        ``references`` are the true sources' STFTs ``(B, N, F, T)`` for oracle modes, else None.
+        """
+        raise NotImplementedError
+
+    def _batch_size(self) -> int:
+        return self.batch_size
+
+    def _transform(self, X: object, references: object = None) -> np.ndarray:
+        check_is_fitted(self, "n_sources_")
+        X = check_waveforms(X)
+        x = self._to_prior_rate(X)
+        S = stft(x, n_fft=N_FFT, hop_length=HOP)
+        R = None
+        if references is not None:
+            refs = check_sources(references)
+            if refs.shape[0] != X.shape[0] or refs.shape[1] != self.n_sources_:
+                raise ValueError(f"y must hold {self.n_sources_} sources for each of the "
+                                 f"{X.shape[0]} mixtures, got shape {refs.shape}.")
+            R = stft(self._to_prior_rate(refs)[..., :x.shape[-1]], n_fft=N_FFT, hop_length=HOP)
+        seeds = check_random_state(self.random_state).randint(2**31 - 1, size=len(S))
+        # a silent mixture has silent sources: nothing to separate
+        sounding = np.flatnonzero(np.abs(x).max(axis=-1) > 0)
+        size = self._batch_size()
+        batches = [sounding[i:i + size] for i in range(0, len(sounding), size)]
+        from joblib import Parallel, delayed
+        from tqdm.auto import tqdm
+
+        jobs = (delayed(_run_batch)(self, S[b], None if R is None else R[b], int(seeds[b[0]]))
+                for b in batches)
+        if self.verbose:
+            jobs = tqdm(jobs, total=len(batches), desc="separating", unit="batch")
+        parts = Parallel(n_jobs=self.n_jobs)(jobs)
+        spectra = np.zeros((len(S), self.n_sources_) + S.shape[1:], dtype=S.dtype)
+        if parts:
+            spectra[sounding] = np.concatenate(parts)
+        out = istft(spectra, n_fft=N_FFT, hop_length=HOP, n_samples=x.shape[-1])
+        if self.sample_rate != PRIOR_RATE:
+            out = _resample_rows(out, PRIOR_RATE, self.sample_rate)
+            n = X.shape[-1]
+            out = out[..., :n] if out.shape[-1] >= n else np.pad(
+                out, [(0, 0), (0, 0), (0, n - out.shape[-1])])
+        return out
+
+    def transform(self, X: object) -> np.ndarray:
+        """Separate the mixtures.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_mixtures, n_samples)
+
+        Returns
+        -------
+        sources : ndarray of shape (n_mixtures, n_sources, n_samples)
+            At ``sample_rate``; they sum to the mixtures (up to resampling when
+            ``sample_rate`` is not 16 kHz).
+        """
+        return self._transform(X)
+
+    def score(self, X: object, y: object) -> float:
+        """Mean SI-SDR (dB) of :meth:`transform` against the true sources ``y``."""
+        from mixest.separation._metrics import si_sdr
+
+        y = check_sources(y)
+        return float(np.mean(si_sdr(y, self.transform(X))))
+
+
+def _run_batch(separator: SpectralSeparator, S: np.ndarray, R: np.ndarray | None,
+               seed: int) -> np.ndarray:
+    """One batch with one torch thread (module level: joblib ships it to workers)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return separator._separate_spectra(S, R, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+class VEMSeparator(SpectralSeparator):
+    """Base of the separators that run the audio VEM (MixDVAE, VKF, Deep AR).
+
+    Every STFT bin of a mixture is assigned to one source,
+    :math:`p(x_{ft} | w_{ft} = n, s) = N_c(x_{ft}; s_{nft}, \\epsilon |x_{ft}|^2)`; a subclass
+    gives the sources' dynamics (:meth:`_dynamics`) and, optionally, the variances the sources
+    start from (:meth:`_initial_variances`; by default each source's dynamics reconstructs
+    the mixture). After ``max_iter`` iterations the sources are read out as the Wiener filters
+    of their posterior expected powers :math:`|\\mu_{nft}|^2 + \\nu_{nft}` (so they sum to
+    the mixture).
+    """
+
+    _vem_constraints: ClassVar[dict] = {
+        "sample_rate": [Interval(Integral, 1, None, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [Integral, None],
+        "device": [StrOptions({"cpu", "cuda", "auto"})],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def _resolve_device(self) -> None:
+        from mixest.dvae._training import resolve_device
+
+        try:
+            self.device_ = resolve_device(self.device)
+        except RuntimeError as exc:
+            raise ValueError(f"device={self.device!r}: {exc}") from exc
+
+    def _dynamics(self, n_mixtures: int):
+        """The sources' :class:`~mixest.mixture.Dynamics` for a batch of ``n_mixtures``."""
+        raise NotImplementedError
+
+    def _initial_variances(self, obs: np.ndarray, references: np.ndarray | None):
+        """Variances ``(B, T, N, F)`` the sources start from, or None for the dynamics'
+        reconstruction of the mixture (``obs`` time-major ``(B, T, F)``)."""
+        return None
+
+    def _separate_spectra(self, S, references, seed):
+        from mixest.mixture import run_vem
+        from mixest.separation._vem_models import ComplexGaussianBins
+
+        obs = np.ascontiguousarray(np.moveaxis(S, -1, -2))  # time-major (B, T, F)
+        model = ComplexGaussianBins(self.epsilon, self._initial_variances(obs, references))
+        dynamics = self._dynamics(len(S))
+        if self.max_iter == 0:  # the initialisation: Wiener filters of the start variances
+            data, params = model.prepare(obs, self.n_sources_)
+            sources, _ = model.initialize(data, params, self.n_sources_, dynamics, None)
+        else:
+            result = run_vem(obs, model, dynamics, n_sources=self.n_sources_,
+                             max_iter=self.max_iter, tol=0, keep="last",
+                             random_state=np.random.default_rng(seed))
+            # read-out: the Wiener filter of the posterior expected powers (the sources then
+            # sum to the mixture exactly; the means alone are shrunk bin by bin)
+            power = np.abs(result.means) ** 2 + result.covs
+            sources = power / power.sum(axis=2, keepdims=True) * obs[:, :, None]
+        return np.ascontiguousarray(sources.transpose(0, 2, 3, 1))
