@@ -381,8 +381,7 @@ tol, box_format, image_size, n_jobs, verbose
     >>> from mixest.baselines import DeepARTracker
     >>> from mixest.datasets import make_tracking_mixture
     >>> X, y = make_tracking_mixture(2, n_frames=20, random_state=0)
-    >>> ar = DeepARTracker(box_format="xyxy", image_size=(1, 1), n_train_sequences=64,
-    ...                    max_epochs=2, random_state=0).fit(X)
+    >>> ar = DeepARTracker(n_train_sequences=64, max_epochs=2, random_state=0).fit(X)
     >>> ar.predict(X).shape
     (2, 20, 3, 4)
     """

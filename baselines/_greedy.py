@@ -67,7 +67,7 @@ class GreedyTracker(SequenceEstimator):
     >>> from mixest.baselines import GreedyTracker
     >>> from mixest.datasets import make_tracking_mixture
     >>> X, y = make_tracking_mixture(2, n_frames=20, random_state=0)
-    >>> GreedyTracker(box_format="xyxy").fit(X).predict(X).shape
+    >>> GreedyTracker().fit(X).predict(X).shape
     (2, 20, 3, 4)
     """
 

@@ -169,7 +169,7 @@ class SORTTracker(SequenceEstimator):
     >>> from mixest.baselines import SORTTracker
     >>> from mixest.datasets import make_tracking_mixture
     >>> X, y = make_tracking_mixture(2, n_frames=20, random_state=0)
-    >>> sort = SORTTracker(box_format="xyxy", image_size=(1, 1)).fit(X)
+    >>> sort = SORTTracker().fit(X)
     >>> sort.predict(X).shape
     (2, 20, 3, 4)
     """

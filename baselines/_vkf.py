@@ -217,7 +217,7 @@ class VKFTracker(VEMTracker):
     >>> from mixest.baselines import VKFTracker
     >>> from mixest.datasets import make_tracking_mixture
     >>> X, y = make_tracking_mixture(2, n_frames=20, random_state=0)
-    >>> vkf = VKFTracker(box_format="xyxy", image_size=(1, 1)).fit(X)
+    >>> vkf = VKFTracker().fit(X)
     >>> vkf.predict(X).shape
     (2, 20, 3, 4)
     """

@@ -25,7 +25,7 @@ def tracks_picture(path: Path) -> None:
     from mixest.tracking import plot_tracks
 
     X, _ = make_tracking_mixture(1, 3, 300, jitter=0.08, miss_prob=0.3, shuffle=True,
-                                 random_state=3)
+                                 random_state=3, box_format="xyxy", image_size=None)
     X = X * np.array([1920.0, 1080.0, 1920.0, 1080.0])
     tracker = MixDVAETracker(3, box_format="xyxy", obs_noise=0.08, random_state=0)
     fig = plot_tracks(X[0], tracker.fit(X).predict(X)[0], box_format="xyxy")

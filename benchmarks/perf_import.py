@@ -25,7 +25,7 @@ from mixest import MixDVAETracker
 from mixest.datasets import make_tracking_mixture
 t2 = time.perf_counter()
 X, y = make_tracking_mixture(4, n_frames=60, random_state=0)
-est = MixDVAETracker(box_format="xyxy", image_size=(1, 1)).fit(X)
+est = MixDVAETracker().fit(X)
 t3 = time.perf_counter()
 est.predict(X)
 t4 = time.perf_counter()
@@ -65,8 +65,7 @@ def main(argv=None):
               f"{args.repeat})")
     print("largest imports of `from mixest import MixDVAETracker` and its fit:")
     code = ("from mixest import MixDVAETracker\nfrom mixest.datasets import make_tracking_mixture\n"
-            "MixDVAETracker(box_format='xyxy', image_size=(1, 1))"
-            ".fit(make_tracking_mixture(1, n_frames=10, random_state=0)[0])")
+            "MixDVAETracker().fit(make_tracking_mixture(1, n_frames=10, random_state=0)[0])")
     for name, seconds in _largest_imports(code):
         print(f"{name:>34}: {seconds:.2f} s")
 

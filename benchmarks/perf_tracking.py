@@ -51,7 +51,7 @@ def one_run(T, n, max_iter, prior, finetune_steps=0, n_jobs=1, seed=0):
     from mixest.datasets import make_tracking_mixture
 
     X, _ = make_tracking_mixture(n, 3, T, jitter=0.08, miss_prob=0.3, shuffle=True,
-                                 random_state=seed)
+                                 random_state=seed, box_format="xyxy", image_size=None)
     if prior.endswith(".pt"):  # a saved DVAE (a candidate prior)
         from mixest.dvae import DVAE
 

@@ -88,7 +88,8 @@ def mot17_windows(T: int, protocol: dict, max_windows: int, seed: int):
 def synthetic(T: int, protocol: dict, n: int, seed: int):
     from mixest.datasets import make_tracking_mixture
 
-    return make_tracking_mixture(n, n_sources=3, n_frames=T, random_state=seed, **protocol)
+    return make_tracking_mixture(n, n_sources=3, n_frames=T, random_state=seed, **protocol,
+                                 box_format="xyxy", image_size=None)
 
 
 def evaluate(methods, datasets, seed: int) -> list[dict]:
@@ -105,7 +106,7 @@ def evaluate(methods, datasets, seed: int) -> list[dict]:
                 print(f"skip {method}: {exc}", file=sys.stderr)
                 continue
             seconds = time.perf_counter() - tic
-            m = mot_metrics(tracks, y, box_format="xyxy").loc["OVERALL"]
+            m = mot_metrics(y, tracks, box_format="xyxy").loc["OVERALL"]
             rows.append({
                 "data": data_name, "T": T, "protocol": proto_name, "method": method,
                 "n": len(X), "MOTA": float(m["MOTA"]), "IDF1": float(m["IDF1"]),

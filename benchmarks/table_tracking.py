@@ -34,7 +34,8 @@ def synthetic(n, T, protocol, seed):
     """Normalised xyxy detections and tracks from the paper's generator."""
     from mixest.datasets import make_tracking_mixture
 
-    return make_tracking_mixture(n, 3, T, random_state=seed, **PROTOCOLS[protocol])
+    return make_tracking_mixture(n, 3, T, random_state=seed, **PROTOCOLS[protocol],
+                                 box_format="xyxy", image_size=None)
 
 
 def mot17(root, n, T, protocol, seed, grouping="any"):
@@ -163,7 +164,7 @@ def main(argv=None):
                     tic = time.perf_counter()
                     tracks = make().fit(X).predict(X)
                     sec = (time.perf_counter() - tic) / len(X)
-                    m = mot_metrics(tracks, y, box_format="xyxy").loc["OVERALL"]
+                    m = mot_metrics(y, tracks, box_format="xyxy").loc["OVERALL"]
                     row = (label, protocol, T, len(X), name, m["MOTA"], m["IDF1"], int(m["IDs"]),
                            m["MOTP"], int(m["FP"]), int(m["FN"]), sec)
                     rows.append(row)

@@ -650,7 +650,7 @@ def _demo(args: argparse.Namespace) -> int:
         _fail("--n-sequences must be at least 1 and --n-frames at least 2")
     X, y = make_tracking_mixture(args.n_sequences, 3, args.n_frames, jitter=args.jitter,
                                  miss_prob=args.miss_prob, shuffle=args.shuffle,
-                                 random_state=args.seed)
+                                 random_state=args.seed, box_format="xyxy", image_size=None)
     common = {"max_iter": args.max_iter, "box_format": "xyxy", "image_size": (1.0, 1.0),
               "obs_noise": args.jitter, "random_state": args.seed}
     rows = []
@@ -662,7 +662,7 @@ def _demo(args: argparse.Namespace) -> int:
         tic = time.perf_counter()
         tracks = est.fit(X).predict(X)
         seconds = time.perf_counter() - tic
-        m = mot_metrics(tracks, y, box_format="xyxy").loc["OVERALL"]
+        m = mot_metrics(y, tracks, box_format="xyxy").loc["OVERALL"]
         rows.append((name, m["MOTA"], m["IDF1"], int(m["IDs"]), m["MOTP"], seconds))
     order = "shuffled" if args.shuffle else "ordered"
     print(f"{args.n_sequences} synthetic 3-object sequences, T={args.n_frames}, jitter "

@@ -10,7 +10,8 @@ from mixest.tracking import read_mot, tracks_to_table, write_mot
 
 
 def _write_sequence(tmp_path, T=20):
-    X, y = make_tracking_mixture(1, 3, T, jitter=0.02, miss_prob=0.1, random_state=0)
+    X, y = make_tracking_mixture(1, 3, T, jitter=0.02, miss_prob=0.1, random_state=0,
+                                 box_format="xyxy", image_size=None)
     size = np.array([1920.0, 1080.0, 1920.0, 1080.0])
     xyxy = X[0] * size
     xywh = np.concatenate([xyxy[..., :2], xyxy[..., 2:] - xyxy[..., :2]], -1)

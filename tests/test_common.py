@@ -72,11 +72,9 @@ def _data(kind: str) -> tuple[np.ndarray, np.ndarray | None]:
         return make_trajectories(12, 16, random_state=0), None
     if kind == "detections":
         from mixest.datasets import make_tracking_mixture
-        from mixest.tracking._boxes import denormalize_boxes
 
-        X, y = make_tracking_mixture(3, n_sources=2, n_frames=16, random_state=0)
-        size = (1920, 1080)
-        return denormalize_boxes(X, size, "xywh"), None
+        # the generator's default convention is the trackers' (xywh pixels, 1920x1080)
+        return make_tracking_mixture(3, n_sources=2, n_frames=16, random_state=0)[0], None
     if kind == "signals":
         return np.random.RandomState(0).standard_normal((3, 4096)), None
     if kind == "waveforms":

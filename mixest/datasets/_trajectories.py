@@ -166,9 +166,16 @@ def make_tracking_mixture(
     clutter_rate: float = 0.0,
     shuffle: bool = False,
     return_labels: bool = False,
+    box_format: str = "xywh",
+    image_size: tuple[float, float] | None = (1920, 1080),
     random_state: int | np.random.RandomState | None = None,
 ) -> tuple[np.ndarray, ...]:
     """Mix independent synthetic trajectories into multi-source tracking problems.
+
+    The boxes come in the trackers' default convention (``"xywh"`` pixels of a 1920x1080
+    image, as in MOTChallenge files), so ``MixDVAETracker().fit(X).score(X, y)`` needs no
+    option; ``box_format="xyxy", image_size=None`` gives the image-normalised ``xyxy`` boxes
+    the trajectories are drawn in (what the DVAE priors are trained on).
 
     Parameters
     ----------
@@ -182,13 +189,19 @@ def make_tracking_mixture(
         Detection simulation, see :func:`mixest.tracking.simulate_detections`.
     return_labels : bool, default=False
         Also return the source index of every detection.
+    box_format : {"xywh", "xyxy", "cxcywh"}, default="xywh"
+        Format of the returned boxes.
+    image_size : (width, height) or None, default=(1920, 1080)
+        Pixel size of the image the unit square is mapped to; None keeps image-normalised
+        units.
     random_state : int, RandomState instance or None, default=None
         Seed of every random draw.
 
     Returns
     -------
     X : ndarray of shape (n_sequences, n_frames, K, 4)
-        Simulated detections, normalised ``xyxy`` boxes; NaN rows are missing detections.
+        Simulated detections in ``box_format`` and ``image_size``; NaN rows are missing
+        detections.
     y : ndarray of shape (n_sequences, n_frames, n_sources, 4)
         The true source trajectories.
     labels : ndarray of int of shape (n_sequences, n_frames, K)
@@ -202,8 +215,12 @@ def make_tracking_mixture(
     >>> X.shape, y.shape
     ((4, 60, 3, 4), (4, 60, 3, 4))
     """
+    from mixest.tracking._boxes import _check_format, _check_image_size, denormalize_boxes
     from mixest.tracking._detections import simulate_detections
 
+    box_format = _check_format(box_format, "box_format")
+    size = (1.0, 1.0) if image_size is None else image_size
+    _check_image_size(size, np.float64)
     n_sequences = check_int(n_sequences, "n_sequences", 1)
     n_sources = check_int(n_sources, "n_sources", 1)
     rng = check_random_state(random_state)
@@ -222,7 +239,7 @@ def make_tracking_mixture(
         return_labels=return_labels,
         random_state=rng,
     )
-    if return_labels:
-        X, labels = out
-        return X, y, labels
-    return out, y
+    X, labels = out if return_labels else (out, None)
+    # the same draws in every convention: the detections are simulated in normalised units
+    X, y = denormalize_boxes(X, size, box_format), denormalize_boxes(y, size, box_format)
+    return (X, y, labels) if return_labels else (X, y)

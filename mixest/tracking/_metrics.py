@@ -142,19 +142,19 @@ def _accumulators(
 
 
 def _check_inputs(
-    tracks_pred: object, tracks_true: object, box_format: object, iou_threshold: object
+    y_pred: object, y_true: object, box_format: object, iou_threshold: object
 ) -> tuple[np.ndarray, np.ndarray, str, float]:
     box_format = _check_format(box_format, "box_format")
     thr = _check_threshold(iou_threshold)
-    pred = _check_tracks(tracks_pred, "tracks_pred")
-    true = _check_tracks(tracks_true, "tracks_true")
+    pred = _check_tracks(y_pred, "y_pred")
+    true = _check_tracks(y_true, "y_true")
     if pred.shape[:2] != true.shape[:2]:
         raise ValueError(
-            "tracks_pred and tracks_true must have the same number of sequences and frames, "
+            "y_pred and y_true must have the same number of sequences and frames, "
             f"got shapes {pred.shape} and {true.shape}."
         )
-    _check_boxes(pred, "tracks_pred", box_format)
-    _check_boxes(true, "tracks_true", box_format)
+    _check_boxes(pred, "y_pred", box_format)
+    _check_boxes(true, "y_true", box_format)
     return pred, true, box_format, thr
 
 
@@ -168,8 +168,8 @@ def _check_has_objects(true: np.ndarray, name: str) -> None:
 
 
 def mot_metrics(
-    tracks_pred: object,
-    tracks_true: object,
+    y_true: object,
+    y_pred: object,
     *,
     box_format: str = "xywh",
     iou_threshold: float = 0.5,
@@ -183,10 +183,11 @@ def mot_metrics(
 
     Parameters
     ----------
-    tracks_pred : array-like of shape (n_sequences, T, N_pred, 4) or (T, N_pred, 4)
-        Predicted tracks (e.g. a tracker's ``predict(X)``); NaN rows where a track is absent.
-    tracks_true : array-like of shape (n_sequences, T, N_true, 4) or (T, N_true, 4)
+    y_true : array-like of shape (n_sequences, T, N_true, 4) or (T, N_true, 4)
         Ground-truth tracks, NaN rows where an object is absent.
+    y_pred : array-like of shape (n_sequences, T, N_pred, 4) or (T, N_pred, 4)
+        Predicted tracks (e.g. a tracker's ``predict(X)``); NaN rows where a track is absent.
+        The truth comes first, as in scikit-learn's metrics and :func:`mota_score`.
     box_format : {"xywh", "xyxy", "cxcywh"}, default="xywh"
         Box format of both arrays (IoU does not depend on the units, so pixel and normalised
         boxes give the same result as long as both arrays use the same ones).
@@ -215,13 +216,13 @@ def mot_metrics(
     ------
     ValueError
         Shapes that do not agree on the number of sequences and frames, infinite values,
-        negative box sizes, an invalid ``iou_threshold``, or a ``tracks_true`` without any
-        box (no object to score).
+        negative box sizes, an invalid ``iou_threshold``, or a ``y_true`` without any box (no
+        object to score).
     """
     import motmetrics as mm
 
-    pred, true, box_format, thr = _check_inputs(tracks_pred, tracks_true, box_format, iou_threshold)
-    _check_has_objects(true, "tracks_true")
+    pred, true, box_format, thr = _check_inputs(y_pred, y_true, box_format, iou_threshold)
+    _check_has_objects(true, "y_true")
     accs = _accumulators(pred, true, box_format, thr)
     names = list(range(len(accs)))
     summary = mm.metrics.create().compute_many(

@@ -110,7 +110,7 @@ class MixDVAETracker(VEMTracker):
     >>> from mixest import MixDVAETracker
     >>> from mixest.datasets import make_tracking_mixture
     >>> X, y = make_tracking_mixture(4, n_frames=30, random_state=0)
-    >>> tracker = MixDVAETracker(prior="constant-velocity", box_format="xyxy", image_size=(1, 1))
+    >>> tracker = MixDVAETracker(prior="constant-velocity")
     >>> tracker.fit(X).predict(X).shape
     (4, 30, 3, 4)
     """

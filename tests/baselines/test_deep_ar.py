@@ -16,7 +16,7 @@ FAST = dict(n_train_sequences=256, hidden_size=16, batch_size=64, learning_rate=
 
 @pytest.fixture(scope="module")
 def trained():
-    X, _ = make_tracking_mixture(1, n_frames=10, random_state=0)
+    X, _ = make_tracking_mixture(1, n_frames=10, random_state=0, box_format="xyxy", image_size=None)
     return DeepARTracker(
         box_format="xyxy", image_size=(1, 1), max_epochs=15, patience=15, random_state=0, **FAST
     ).fit(X)
@@ -34,7 +34,7 @@ def _one_step_nll(tracker, tracks):
 
 
 def test_one_step_nll_decreases_with_training(trained):
-    X, _ = make_tracking_mixture(1, n_frames=10, random_state=0)
+    X, _ = make_tracking_mixture(1, n_frames=10, random_state=0, box_format="xyxy", image_size=None)
     barely = DeepARTracker(
         box_format="xyxy", image_size=(1, 1), max_epochs=1, random_state=0, **FAST
     ).fit(X)
@@ -64,14 +64,16 @@ def test_stepwise_inference_equals_teacher_forced_forward(trained):
 
 
 def test_tracks_synthetic_mixtures(trained):
-    X, y = make_tracking_mixture(4, n_sources=3, n_frames=30, random_state=3)
+    X, y = make_tracking_mixture(4, n_sources=3, n_frames=30, random_state=3,
+                                 box_format="xyxy", image_size=None)
     assert trained.score(X, y) > 0.85
     eta = trained.predict_assignments(X)
     np.testing.assert_allclose(eta.sum(-1), (~np.isnan(X).any(-1)) * 1.0)
 
 
 def test_fit_on_ground_truth_tracks_and_errors():
-    X, y = make_tracking_mixture(6, n_sources=2, n_frames=20, random_state=4)
+    X, y = make_tracking_mixture(6, n_sources=2, n_frames=20, random_state=4,
+                                 box_format="xyxy", image_size=None)
     ar = DeepARTracker(
         n_sources=2, box_format="xyxy", image_size=(1, 1), max_epochs=2, max_iter=2,
         random_state=0, **FAST,
@@ -84,7 +86,8 @@ def test_fit_on_ground_truth_tracks_and_errors():
 
 
 def test_pretrained_mot_ar_loads_or_explains():
-    X, y = make_tracking_mixture(2, n_sources=3, n_frames=30, random_state=5)
+    X, y = make_tracking_mixture(2, n_sources=3, n_frames=30, random_state=5,
+                                 box_format="xyxy", image_size=None)
     ar = DeepARTracker(prior="pretrained:mot-ar", box_format="xyxy", image_size=(1, 1))
     try:
         ar.fit(X)

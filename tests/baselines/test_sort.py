@@ -26,7 +26,7 @@ def test_tracks_two_separated_constant_velocity_objects_perfectly():
     tracks = sort.predict(X)
     assert tracks.shape == y.shape
     # Identities are fixed by the (shuffled) first frame, so compare up to a permutation.
-    m = mot_metrics(tracks, y).loc["OVERALL"]
+    m = mot_metrics(y, tracks).loc["OVERALL"]
     assert m["MOTA"] == 1.0 and m["IDs"] == 0 and m["IDF1"] == 1.0
     assert sort.score(X, y) == 1.0
     # Noise-free detections are reproduced to the pixel (the filter follows a CV motion exactly).

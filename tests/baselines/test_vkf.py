@@ -47,8 +47,10 @@ def test_information_update_equals_pseudo_observation_update(full):
 
 @pytest.mark.parametrize("smooth", [True, False])
 def test_one_source_without_clutter_equals_a_kalman_smoother(smooth):
-    X, _ = make_tracking_mixture(3, n_sources=1, n_frames=30, miss_prob=0.2, random_state=0)
-    X[:, 0] = make_tracking_mixture(3, n_sources=1, n_frames=30, random_state=0)[0][:, 0]
+    X, _ = make_tracking_mixture(3, n_sources=1, n_frames=30, miss_prob=0.2, random_state=0,
+                                 box_format="xyxy", image_size=None)
+    X[:, 0] = make_tracking_mixture(3, n_sources=1, n_frames=30, random_state=0,
+                                    box_format="xyxy", image_size=None)[0][:, 0]
     # One VEM iteration from the first frame's detection: eta = 1 for every detection, so the
     # pseudo-observation is the detection itself and R = Phi.
     vkf = VKFTracker(
@@ -70,7 +72,8 @@ def test_one_source_without_clutter_equals_a_kalman_smoother(smooth):
 
 
 def test_tracks_three_sources_and_contract():
-    X, y = make_tracking_mixture(4, n_sources=3, n_frames=30, random_state=1)
+    X, y = make_tracking_mixture(4, n_sources=3, n_frames=30, random_state=1,
+                                 box_format="xyxy", image_size=None)
     vkf = VKFTracker(box_format="xyxy", image_size=(1, 1), random_state=0).fit(X)
     assert vkf.score(X, y) > 0.9
     # Pixel xywh input gives the same tracks, in pixels.
@@ -90,7 +93,8 @@ def test_tracks_three_sources_and_contract():
 
 
 def test_learned_process_noise_and_filtering_only():
-    X, y = make_tracking_mixture(3, n_sources=2, n_frames=30, random_state=2)
+    X, y = make_tracking_mixture(3, n_sources=2, n_frames=30, random_state=2,
+                                 box_format="xyxy", image_size=None)
     for kw in ({"learn_process_noise": True}, {"smooth": False}, {"init": "chunked"}):
         vkf = VKFTracker(n_sources=2, box_format="xyxy", image_size=(1, 1), max_iter=5, **kw)
         tracks = vkf.fit(X).predict(X)

@@ -19,7 +19,7 @@ def _appearing(n_sequences: int, seed: int = 0, n_frames: int = 50):
     """Three objects, the third one absent (no detection, no ground truth) before ``T_ON``."""
     X, y, labels = make_tracking_mixture(
         n_sequences, n_sources=3, n_frames=n_frames, clutter_rate=1.0, return_labels=True,
-        random_state=seed,
+        random_state=seed, box_format="xyxy", image_size=None,
     )
     before = np.arange(n_frames)[None, :, None] < T_ON
     X = np.where(((labels == 2) & before)[..., None], np.nan, X)
@@ -102,7 +102,8 @@ def test_pure_clutter_gives_no_birth():
 
 def test_births_among_clutter_follow_real_objects():
     # Two objects tracked from the start amid clutter: any birth recovers a lost object.
-    X, y = make_tracking_mixture(6, n_sources=2, n_frames=40, clutter_rate=2.0, random_state=5)
+    X, y = make_tracking_mixture(6, n_sources=2, n_frames=40, clutter_rate=2.0, random_state=5,
+                                 box_format="xyxy", image_size=None)
     vkf = _tracker(birth=True).fit(X)
     tracks = vkf.predict(X)
     iou = _iou(tracks, y).max(-1)  # (B, T, N_max)
@@ -140,13 +141,15 @@ def test_birth_off_is_the_fixed_n_tracker():
     ],
 )
 def test_bad_birth_parameters_raise(params):
-    X, _ = make_tracking_mixture(1, n_sources=2, n_frames=10, random_state=0)
+    X, _ = make_tracking_mixture(1, n_sources=2, n_frames=10, random_state=0,
+                                 box_format="xyxy", image_size=None)
     with pytest.raises(InvalidParameterError):
         _tracker(**params).fit(X)
 
 
 def test_inconsistent_birth_settings_raise():
-    X, _ = make_tracking_mixture(1, n_sources=2, n_frames=10, random_state=0)
+    X, _ = make_tracking_mixture(1, n_sources=2, n_frames=10, random_state=0,
+                                 box_format="xyxy", image_size=None)
     with pytest.raises(ValueError, match="clutter > 0"):
         VKFTracker(2, birth=True, box_format="xyxy", image_size=(1, 1)).fit(X)
     with pytest.raises(ValueError, match="at least n_sources"):

@@ -64,8 +64,33 @@ def test_bad_arguments(kwargs, error, match):
 
 def test_tracking_mixture_rows_follow_sources_when_not_shuffled():
     X, y, labels = make_tracking_mixture(
-        6, n_sources=3, jitter=0.0, miss_prob=0.0, return_labels=True, random_state=0
+        6, n_sources=3, jitter=0.0, miss_prob=0.0, return_labels=True, random_state=0,
+        box_format="xyxy", image_size=None,
     )
     assert X.shape == y.shape == (6, 60, 3, 4)
     np.testing.assert_allclose(X, y)
     assert np.array_equal(labels, np.broadcast_to(np.arange(3), labels.shape))
+
+
+def test_tracking_mixture_comes_in_the_trackers_convention():
+    """The default boxes are xywh pixels of 1920x1080 (the trackers' defaults), the same draws
+    as the normalised xyxy ones; the README's example then scores without any option."""
+    from mixest import MixDVAETracker
+    from mixest.tracking import denormalize_boxes
+
+    X, y = make_tracking_mixture(4, n_frames=60, random_state=0)
+    Xn, yn = make_tracking_mixture(4, n_frames=60, random_state=0, box_format="xyxy",
+                                   image_size=None)
+    np.testing.assert_allclose(X, denormalize_boxes(Xn, (1920, 1080), "xywh"))
+    np.testing.assert_allclose(y, denormalize_boxes(yn, (1920, 1080), "xywh"))
+    Xc, _ = make_tracking_mixture(4, n_frames=60, random_state=0, box_format="cxcywh",
+                                  image_size=(640, 480))
+    np.testing.assert_allclose(Xc, denormalize_boxes(Xn, (640, 480), "cxcywh"))
+    default = MixDVAETracker(random_state=0).fit(X).score(X, y)
+    normalised = MixDVAETracker(box_format="xyxy", image_size=None, random_state=0)
+    assert default == normalised.fit(Xn).score(Xn, yn)
+    assert default > 0.95
+    with pytest.raises(ValueError, match="box_format"):
+        make_tracking_mixture(1, box_format="ltrb")
+    with pytest.raises(ValueError, match="image_size"):
+        make_tracking_mixture(1, image_size=(0, 10))

@@ -128,7 +128,8 @@ def _first_step_without_predict(kf):
 def test_convergence_warning_once_and_never_with_tol_zero():
     from mixest.datasets import make_tracking_mixture
 
-    X, _ = make_tracking_mixture(4, 3, 40, jitter=0.08, miss_prob=0.3, random_state=0)
+    X, _ = make_tracking_mixture(4, 3, 40, jitter=0.08, miss_prob=0.3, random_state=0,
+                                 box_format="xyxy", image_size=None)
     run = dict(observation_model=GaussianDetections(), dynamics=ConstantVelocityDynamics(),
                n_sources=3, max_iter=2)
     with pytest.warns(ConvergenceWarning, match="did not converge") as record:
@@ -143,7 +144,8 @@ def test_tracker_warns_once_per_call():
     from mixest import MixDVAETracker
     from mixest.datasets import make_tracking_mixture
 
-    X, _ = make_tracking_mixture(6, 3, 40, jitter=0.08, miss_prob=0.3, random_state=0)
+    X, _ = make_tracking_mixture(6, 3, 40, jitter=0.08, miss_prob=0.3, random_state=0,
+                                 box_format="xyxy", image_size=None)
     est = MixDVAETracker(prior="constant-velocity", max_iter=2, tol=1e-12, batch_size=2,
                          box_format="xyxy", image_size=(1, 1)).fit(X)
     with pytest.warns(ConvergenceWarning) as record:
@@ -165,7 +167,8 @@ def test_run_vem_refuses_bad_arguments():
 def test_keep_last_returns_the_last_iterate():
     from mixest.datasets import make_tracking_mixture
 
-    X, _ = make_tracking_mixture(5, 3, 30, jitter=0.08, miss_prob=0.3, random_state=1)
+    X, _ = make_tracking_mixture(5, 3, 30, jitter=0.08, miss_prob=0.3, random_state=1,
+                                 box_format="xyxy", image_size=None)
     run = dict(observation_model=GaussianDetections(), dynamics=ConstantVelocityDynamics(),
                n_sources=3, tol=0.0)
     last = run_vem(X, max_iter=6, keep="last", **run)

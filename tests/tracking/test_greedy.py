@@ -8,7 +8,8 @@ from mixest.datasets import make_tracking_mixture
 
 
 def test_greedy_is_nearly_perfect_on_easy_data():
-    X, y = make_tracking_mixture(8, 3, 30, jitter=0.04, miss_prob=0.1, random_state=0)
+    X, y = make_tracking_mixture(8, 3, 30, jitter=0.04, miss_prob=0.1, random_state=0,
+                                 box_format="xyxy", image_size=None)
     tracker = GreedyTracker(3, box_format="xyxy").fit(X)
     tracks = tracker.predict(X)
     assert tracks.shape == y.shape

@@ -113,7 +113,7 @@ def _hand_case():
 
 def test_hand_computed_metrics():
     pred, true = _hand_case()
-    m = mot_metrics(pred, true).loc[0]
+    m = mot_metrics(true, pred).loc[0]
     # num_objects = 2 objects x 4 frames = 8.
     # FN = 1 (B at t2); FP = 1 (p3 at t2); IDs = 1 (A: p0 -> p2 at t3; B keeps p1 across its
     # gap, so no switch). MOTA = 1 - (1 + 1 + 1) / 8 = 5/8.
@@ -137,7 +137,7 @@ def test_hand_computed_metrics():
 def test_overall_row_pools_windows():
     pred, true = _hand_case()
     perfect = np.concatenate([true, np.full((1, 4, 2, 4), np.nan)], axis=2)  # extra empty tracks
-    table = mot_metrics(np.concatenate([pred, perfect]), np.concatenate([true, true]))
+    table = mot_metrics(np.concatenate([true, true]), np.concatenate([pred, perfect]))
     assert table.index.tolist() == [0, 1, "OVERALL"]
     assert table.loc[1, "MOTA"] == 1.0 and table.loc[1, "IDF1"] == 1.0
     overall = table.loc["OVERALL"]
@@ -157,19 +157,19 @@ def test_overall_row_pools_windows():
 
 def test_box_format_and_single_window_input():
     pred, true = _hand_case()
-    ref = mot_metrics(pred, true)
+    ref = mot_metrics(true, pred)
     xyxy = mot_metrics(
-        convert_boxes(pred, "xywh", "xyxy"), convert_boxes(true, "xywh", "xyxy"), box_format="xyxy"
+        convert_boxes(true, "xywh", "xyxy"), convert_boxes(pred, "xywh", "xyxy"), box_format="xyxy"
     )
     np.testing.assert_allclose(xyxy.to_numpy(float), ref.to_numpy(float))
-    single = mot_metrics(pred[0], true[0])  # (T, N, 4): one window
+    single = mot_metrics(true[0], pred[0])  # (T, N, 4): one window
     np.testing.assert_allclose(single.to_numpy(float), ref.to_numpy(float))
 
 
 def test_iou_threshold():
     pred, true = _hand_case()
     # At 0.7 the shifted box (IoU 2/3) no longer matches: one more FN and one more FP.
-    m = mot_metrics(pred, true, iou_threshold=0.7).loc[0]
+    m = mot_metrics(true, pred, iou_threshold=0.7).loc[0]
     assert (m["FN"], m["FP"]) == (2, 2)
     assert m["MOTP"] == 1.0
 
@@ -178,9 +178,9 @@ def test_identity_order_does_not_matter_and_no_match():
     pred, true = _hand_case()
     permuted = pred[:, :, [3, 1, 0, 2]]
     np.testing.assert_allclose(
-        mot_metrics(permuted, true).to_numpy(float), mot_metrics(pred, true).to_numpy(float)
+        mot_metrics(true, permuted).to_numpy(float), mot_metrics(true, pred).to_numpy(float)
     )
-    empty = mot_metrics(np.full((1, 4, 1, 4), np.nan), true).loc[0]
+    empty = mot_metrics(true, np.full((1, 4, 1, 4), np.nan)).loc[0]
     assert empty["FN"] == 8 and empty["MOTA"] == 0.0 and np.isnan(empty["MOTP"])
 
 
@@ -189,28 +189,28 @@ def test_identity_order_does_not_matter_and_no_match():
     [
         (np.zeros((1, 4, 2, 4)), np.zeros((1, 5, 2, 4)), {}, ValueError, "same number of"),
         (np.zeros((2, 4, 2, 4)), np.zeros((1, 4, 2, 4)), {}, ValueError, "same number of"),
-        (np.zeros((4, 2, 4, 1)), np.zeros((4, 2, 4, 1)), {}, ValueError, "tracks_pred must have 4"),
-        (np.zeros((4, 2)), np.zeros((4, 2, 4)), {}, ValueError, "tracks_pred must have shape"),
+        (np.zeros((4, 2, 4, 1)), np.zeros((4, 2, 4, 1)), {}, ValueError, "y_pred must have 4"),
+        (np.zeros((4, 2)), np.zeros((4, 2, 4)), {}, ValueError, "y_pred must have shape"),
         (
             np.full((1, 4, 2, 4), np.inf),
             np.zeros((1, 4, 2, 4)),
             {},
             ValueError,
-            "tracks_pred contains infinite",
+            "y_pred contains infinite",
         ),
         (
             np.ones((1, 4, 2, 4)),
             -np.ones((1, 4, 2, 4)),
             {},
             ValueError,
-            "tracks_true contains boxes with negative",
+            "y_true contains boxes with negative",
         ),
         (
             np.array([[[[1, 2, np.nan, 4]]]]),
             np.ones((1, 1, 1, 4)),
             {},
             ValueError,
-            "tracks_pred has boxes with only some",
+            "y_pred has boxes with only some",
         ),
         (
             np.ones((1, 4, 2, 4)),
@@ -226,12 +226,12 @@ def test_identity_order_does_not_matter_and_no_match():
             ValueError,
             "box_format",
         ),
-        ("tracks", np.ones((1, 4, 2, 4)), {}, TypeError, "tracks_pred must be"),
+        ("tracks", np.ones((1, 4, 2, 4)), {}, TypeError, "y_pred must be"),
     ],
 )
 def test_bad_input(pred, true, kwargs, error, match):
     with pytest.raises(error, match=match):
-        mot_metrics(pred, true, **kwargs)
+        mot_metrics(true, pred, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,9 +309,9 @@ def test_pairs_of_formats_give_same_metrics():
     pred, true = _hand_case()
     for fmt in ("xyxy", "cxcywh"):
         a = mot_metrics(
-            convert_boxes(pred, "xywh", fmt), convert_boxes(true, "xywh", fmt), box_format=fmt
+            convert_boxes(true, "xywh", fmt), convert_boxes(pred, "xywh", fmt), box_format=fmt
         )
-        b = mot_metrics(pred, true)
+        b = mot_metrics(true, pred)
         pairs = itertools.product(a.columns, a.index)
         assert all(np.isclose(a.loc[i, c], b.loc[i, c], equal_nan=True) for c, i in pairs)
 
@@ -365,15 +365,15 @@ def test_mota_without_objects_is_refused(true, pred_present):
         pred[:] = [0.0, 0.0, 1.0, 1.0]
     with pytest.raises(ValueError, match="y_true holds no object"):
         mota_score(true, pred)
-    with pytest.raises(ValueError, match="tracks_true holds no object"):
-        mot_metrics(pred, true)
+    with pytest.raises(ValueError, match="y_true holds no object"):
+        mot_metrics(true, pred)
 
 
 def test_mota_row_of_a_sequence_without_objects_is_nan():
     pred = np.tile([0.0, 0.0, 1.0, 1.0], (2, 4, 1, 1))
     true = pred.copy()
     true[0] = np.nan  # sequence 0 has no object, one false positive per frame
-    table = mot_metrics(pred, true)
+    table = mot_metrics(true, pred)
     assert np.isnan(table.loc[0, "MOTA"])
     assert table.loc[1, "MOTA"] == 1.0
     # OVERALL: 4 objects, 4 false positives.

@@ -12,7 +12,8 @@ from mixest.tracking._observation import _predictive_match, initial_means
 def _mixture(rng, B=6, T=30, N=3):
     from mixest.datasets import make_tracking_mixture
 
-    X, y = make_tracking_mixture(B, N, T, jitter=0.04, miss_prob=0.1, random_state=0)
+    X, y = make_tracking_mixture(B, N, T, jitter=0.04, miss_prob=0.1, random_state=0,
+                                 box_format="xyxy", image_size=None)
     return X, y
 
 
@@ -132,7 +133,7 @@ def test_tol_zero_runs_exactly_max_iter_iterations():
     from mixest.datasets import make_tracking_mixture
 
     X, _ = make_tracking_mixture(4, 3, 150, jitter=0.08, miss_prob=0.3, shuffle=True,
-                                 random_state=0)
+                                 random_state=0, box_format="xyxy", image_size=None)
     est = MixDVAETracker(3, box_format="xyxy", image_size=(1, 1)).fit(X)
     r = run_vem(X, GaussianDetections(0.08), est._dynamics(), n_sources=3, max_iter=6, tol=0.0)
     assert r.n_iter == 6 and len(r.history) == 6

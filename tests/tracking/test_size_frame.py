@@ -82,7 +82,8 @@ def test_tracker_with_size_frame_is_equivariant_to_a_zoom(monkeypatch):
     the tracks by 3: the prior sees the same boxes in its frame. Without the frame it reads
     boxes larger than those it was trained on, and the tracks change. (Observation noise is
     relative to the box size, and the first-frame initialisation is equivariant too.)"""
-    X, y = make_tracking_mixture(4, 3, 30, random_state=0, **HARD)
+    X, y = make_tracking_mixture(4, 3, 30, random_state=0, **HARD,
+                                 box_format="xyxy", image_size=None)
     ref = DVAE.from_pretrained("mot").module_.x_loc.numpy()
     ref_size = np.sqrt((ref[2] - ref[0]) * (ref[3] - ref[1]))
     sizes = np.median(np.sqrt((y[..., 2] - y[..., 0]) * (y[..., 3] - y[..., 1])), axis=1)
@@ -107,7 +108,8 @@ def test_tracker_with_size_frame_is_equivariant_to_a_zoom(monkeypatch):
 def test_frame_of_a_sequence_does_not_depend_on_its_batch(monkeypatch):
     """Sequences converge at different iterations, after which the E-Z and E-S steps see a
     subset of the batch: each must keep its own frame (one batch equals one sequence each)."""
-    X, _ = make_tracking_mixture(5, 3, 30, random_state=4, **HARD)
+    X, _ = make_tracking_mixture(5, 3, 30, random_state=4, **HARD,
+                                 box_format="xyxy", image_size=None)
     X[:2] = 0.5 + 5.0 * (X[:2] - 0.5)  # large boxes: frames far from the identity
     kw = dict(obs_noise=0.08, box_format="xyxy", image_size=(1, 1), random_state=0)
     seen = []

@@ -38,14 +38,14 @@ def test_init_only_stores_and_clone_pickle():
     assert est.get_params()["n_sources"] == 2
     assert not hasattr(est, "prior_")
     clone(est)
-    X, _ = make_tracking_mixture(2, 2, 10, random_state=0)
+    X, _ = make_tracking_mixture(2, 2, 10, random_state=0, box_format="xyxy", image_size=None)
     fitted = MixDVAETracker(2, max_iter=2, **CV).fit(X)
     again = pickle.loads(pickle.dumps(fitted))
     np.testing.assert_allclose(again.predict(X), fitted.predict(X))
 
 
 def test_shapes_units_and_formats():
-    X, y = make_tracking_mixture(3, 3, 20, random_state=0)
+    X, y = make_tracking_mixture(3, 3, 20, random_state=0, box_format="xyxy", image_size=None)
     size = np.array([640.0, 480.0])
     scale = np.tile(size, 2)
     Xp, yp = X * scale, y * scale
@@ -72,7 +72,7 @@ def test_shapes_units_and_formats():
 def test_list_of_tables_input():
     from mixest.tracking import tracks_to_table
 
-    X, _ = make_tracking_mixture(2, 3, 12, random_state=0)
+    X, _ = make_tracking_mixture(2, 3, 12, random_state=0, box_format="xyxy", image_size=None)
     X = X * 100
     xywh = np.concatenate([X[..., :2], X[..., 2:] - X[..., :2]], -1)
     tables = [tracks_to_table(xywh[i]) for i in range(2)]
@@ -145,7 +145,8 @@ def test_dvae_dynamics_equal_teacher_forced_decoder(tiny_dvae, backend, precisio
 
 
 def test_dvae_prior_reproducible_and_accurate(tiny_dvae):
-    X, y = make_tracking_mixture(6, 3, 30, jitter=0.04, miss_prob=0.1, random_state=3)
+    X, y = make_tracking_mixture(6, 3, 30, jitter=0.04, miss_prob=0.1, random_state=3,
+                                 box_format="xyxy", image_size=None)
     est = MixDVAETracker(3, prior=tiny_dvae, max_iter=5, box_format="xyxy", image_size=(1, 1),
                          random_state=0)
     a = est.fit(X).predict(X)
@@ -159,7 +160,8 @@ def test_dvae_prior_reproducible_and_accurate(tiny_dvae):
 
 
 def test_mota_on_small_synthetic_batch_beats_floor():
-    X, y = make_tracking_mixture(8, 3, 60, jitter=0.04, miss_prob=0.1, random_state=0)
+    X, y = make_tracking_mixture(8, 3, 60, jitter=0.04, miss_prob=0.1, random_state=0,
+                                 box_format="xyxy", image_size=None)
     est = MixDVAETracker(3, max_iter=10, box_format="xyxy", image_size=(1, 1), random_state=0)
     mota = est.fit(X).score(X, y)
     assert mota >= 0.9
@@ -170,7 +172,7 @@ def test_smoothed_e_s_beats_the_floor_on_the_hard_protocol():
     """Jitter 0.08, 30% misses, shuffled detections: the bundled prior with the backward pass
     must be ahead of the greedy floor and of its own filter-only E-S (the paper's)."""
     X, y = make_tracking_mixture(12, 3, 60, jitter=0.08, miss_prob=0.3, shuffle=True,
-                                 random_state=5)
+                                 random_state=5, box_format="xyxy", image_size=None)
     kw = dict(obs_noise=0.08, box_format="xyxy", image_size=(1, 1), random_state=0)
     smoothed = MixDVAETracker(3, **kw).fit(X)
     filtered = MixDVAETracker(3, smooth=False, **kw).fit(X)
@@ -180,13 +182,13 @@ def test_smoothed_e_s_beats_the_floor_on_the_hard_protocol():
     # the backward pass tightens the boxes: mean IoU of the matched boxes
     from mixest.tracking import mot_metrics
 
-    motp_s = mot_metrics(smoothed.predict(X), y, box_format="xyxy").loc["OVERALL", "MOTP"]
-    motp_f = mot_metrics(filtered.predict(X), y, box_format="xyxy").loc["OVERALL", "MOTP"]
+    motp_s = mot_metrics(y, smoothed.predict(X), box_format="xyxy").loc["OVERALL", "MOTP"]
+    motp_f = mot_metrics(y, filtered.predict(X), box_format="xyxy").loc["OVERALL", "MOTP"]
     assert motp_s > motp_f + 0.02, (motp_s, motp_f)
 
 
 def test_prior_trained_from_y():
-    X, y = make_tracking_mixture(4, 2, 20, random_state=0)
+    X, y = make_tracking_mixture(4, 2, 20, random_state=0, box_format="xyxy", image_size=None)
     from mixest.dvae import DVAE
 
     dvae = DVAE(n_epochs=1, patience=None, validation_fraction=0.0, device="cpu",
@@ -198,7 +200,7 @@ def test_prior_trained_from_y():
 
 
 def test_n_jobs_gives_same_result():
-    X, _ = make_tracking_mixture(6, 3, 15, random_state=0)
+    X, _ = make_tracking_mixture(6, 3, 15, random_state=0, box_format="xyxy", image_size=None)
     kw = dict(max_iter=3, batch_size=2, random_state=0, **CV)
     a = MixDVAETracker(3, n_jobs=1, **kw).fit(X).predict(X)
     b = MixDVAETracker(3, n_jobs=2, **kw).fit(X).predict(X)
@@ -226,7 +228,7 @@ def test_finetune_keeps_prior_and_is_reproducible(tiny_dvae):
     import torch
 
     X, y = make_tracking_mixture(2, 3, 16, jitter=0.08, miss_prob=0.3, shuffle=True,
-                                 random_state=4)
+                                 random_state=4, box_format="xyxy", image_size=None)
     before = {k: v.clone() for k, v in tiny_dvae.module_.state_dict().items()}
     kw = dict(prior=tiny_dvae, max_iter=3, tol=0.0, finetune_steps=2,
               box_format="xyxy", image_size=(1, 1), random_state=0)
@@ -354,7 +356,7 @@ def test_a_sequence_without_detections_gets_nan_tracks(make):
     the other sequences of the batch are tracked."""
     import warnings
 
-    X, _ = make_tracking_mixture(3, 2, 12, random_state=0)
+    X, _ = make_tracking_mixture(3, 2, 12, random_state=0, box_format="xyxy", image_size=None)
     X[1] = np.nan
     est = make().fit(X)
     with warnings.catch_warnings(record=True) as caught:

@@ -27,7 +27,8 @@ def _tables(X: np.ndarray) -> list[pd.DataFrame]:
 
 @pytest.fixture(scope="module")
 def detections():
-    X, _ = make_tracking_mixture(3, n_sources=2, n_frames=20, miss_prob=0.0, random_state=0)
+    X, _ = make_tracking_mixture(3, n_sources=2, n_frames=20, miss_prob=0.0, random_state=0,
+                                 box_format="xyxy", image_size=None)
     return denormalize_boxes(X, (1920, 1080), "xywh")
 
 
