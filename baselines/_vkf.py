@@ -169,8 +169,9 @@ class VKFTracker(VEMTracker):
         Worker processes over batches of sequences (joblib; ``-1``: all cores).
     random_state : int, RandomState instance or None, default=None
         Seed of the VEM (VKF itself is deterministic).
-    verbose : bool, default=False
-        Print the lower bound at every iteration.
+    verbose : bool or int, default=False
+        True (or 1): a progress bar over the batches of sequences (when there are several);
+        2: also the mean lower bound at every VEM iteration.
 
     Attributes
     ----------

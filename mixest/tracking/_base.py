@@ -131,7 +131,7 @@ class VEMTracker(SequenceEstimator, metaclass=ABCMeta):
             self._dynamics() if dynamics is None else dynamics,
             n_sources=self.n_sources if n_sources is None else n_sources,
             max_iter=self.max_iter, tol=self.tol if tol is None else tol,
-            random_state=np.random.default_rng(seed), verbose=bool(self.verbose),
+            random_state=np.random.default_rng(seed), verbose=int(self.verbose) >= 2,
         )
 
     def _seeds(self, n: int) -> np.ndarray:
@@ -160,8 +160,12 @@ class VEMTracker(SequenceEstimator, metaclass=ABCMeta):
         seeds = self._seeds(len(obs))
         # every worker gets a share even when all sequences fit in one batch
         size = min(self._batch_size(), -(-len(obs) // max(effective_n_jobs(self.n_jobs), 1)))
-        jobs = (delayed(_run_batch)(self, obs[s:s + size], int(seeds[s]))
-                for s in range(0, len(obs), size))
+        starts = range(0, len(obs), size)
+        jobs = (delayed(_run_batch)(self, obs[s:s + size], int(seeds[s])) for s in starts)
+        if self.verbose and len(starts) > 1:  # a bar over the batches, as they finish
+            from tqdm.auto import tqdm
+
+            jobs = tqdm(jobs, total=len(starts), desc="tracking", unit="batch")
         results = Parallel(n_jobs=self.n_jobs)(jobs)
         self.n_iter_ = np.concatenate([np.full(len(r.lower_bound), r.n_iter) for r in results])
         result = _concatenate(results)

@@ -89,7 +89,10 @@ class MixDVAETracker(VEMTracker):
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Device of the DVAE.
     random_state : int, RandomState or None, default=None
-    verbose : bool, default=False
+    verbose : bool or int, default=False
+        True (or 1): a progress bar over the batches of sequences (when there are several) and
+        over the prior's training in :meth:`fit`; 2: also the mean lower bound at every VEM
+        iteration.
 
     Attributes
     ----------
@@ -201,7 +204,8 @@ class MixDVAETracker(VEMTracker):
             elif prior == "train":
                 from mixest.dvae import DVAE
 
-                self.prior_ = self._train_prior(DVAE(random_state=self.random_state), y)
+                untrained = DVAE(random_state=self.random_state, verbose=bool(self.verbose))
+                self.prior_ = self._train_prior(untrained, y)
             else:
                 raise ValueError(
                     "prior must be 'pretrained:<name>', 'train', 'constant-velocity' or a DVAE "

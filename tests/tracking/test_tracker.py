@@ -366,3 +366,17 @@ def test_a_sequence_without_detections_gets_nan_tracks(make):
     assert len(messages) == 1 and "index 1" in messages[0]
     assert np.isnan(tracks[1]).all() and np.isfinite(tracks[[0, 2]]).all()
     assert not [w for w in caught if "Mean of empty slice" in str(w.message)]
+
+
+def test_verbose_shows_a_bar_over_batches_and_bounds_only_at_2(capsys):
+    X, _ = make_tracking_mixture(4, 2, 12, random_state=0)
+    common = {"n_sources": 2, "prior": "constant-velocity", "max_iter": 3, "tol": 0,
+              "batch_size": 1, "random_state": 0}
+    quiet = MixDVAETracker(**common).fit(X).predict(X)
+    assert capsys.readouterr().err == ""
+    bar = MixDVAETracker(**common, verbose=True).fit(X).predict(X)
+    err = capsys.readouterr()
+    assert "tracking" in err.err and "4/4" in err.err and "VEM" not in err.out
+    np.testing.assert_array_equal(bar, quiet)  # the bar changes nothing
+    MixDVAETracker(**common, verbose=2).fit(X).predict(X)
+    assert "VEM" in capsys.readouterr().out  # the bound at every iteration
