@@ -39,7 +39,10 @@ class MixDVAETracker(VEMTracker):
         (or on 2000 synthetic trajectories without ``y``);
         ``"constant-velocity"`` uses a Kalman model instead of a DVAE (no torch); a
         :class:`~mixest.dvae.DVAE` instance is used as is when fitted, else fitted like
-        ``"train"``.
+        ``"train"``. The prior's own settings travel with it: a box prior runs in each
+        object's own frame (:class:`~mixest.tracking.SizeFrame`, centred on and, for larger
+        boxes, zoomed out to its mean training box), and a prior with a noise-level input is
+        told the level stored with its weights.
     max_iter : int, default=70
         Maximum VEM iterations.
     tol : float, default=1e-4
@@ -70,11 +73,6 @@ class MixDVAETracker(VEMTracker):
         (decoder and prior frozen); the fitted prior is never modified and sequences never share
         a copy (the paper's released code reuses one encoder and one optimiser across
         sequences). SRNN priors only.
-
-    The prior's own settings travel with it: a box prior runs in each object's own frame
-    (:class:`~mixest.tracking.SizeFrame`, centred on and, for larger boxes, zoomed out to its
-    mean training box), and a prior with a noise-level input is told the level stored with its
-    weights.
 
     box_format : {"xywh", "xyxy", "cxcywh"}, default="xywh"
         Box convention of ``X`` (MOTChallenge: ``xywh``) and of the returned tracks.
