@@ -24,6 +24,7 @@ from typing import ClassVar
 import numpy as np
 from sklearn.utils._param_validation import StrOptions
 
+from mixest._kernels._complex_ar1 import ar1_filter, ar1_smoother
 from mixest.mixture._dynamics import Dynamics
 from mixest.separation._base import HOP, N_FFT, VEMSeparator
 from mixest.separation._separator import MixDVAESeparator, load_spectral_priors
@@ -82,7 +83,8 @@ class ComplexAR1Dynamics(Dynamics):
 
     Notes
     -----
-    All operations are element-wise over sources and bins. The smoother also gives the part of
+    The filter and smoother are Numba passes per chain (:mod:`mixest._kernels._complex_ar1`,
+    with NumPy twins as their oracles). The smoother also gives the part of
     the lower bound that belongs to the dynamics exactly:
     :math:`E_q[\\log p(s)] + H(q(s))` of the whole chain, with the lag-one cross-covariances
     :math:`C_t = P^s_{t+1} \\bar J_t` and the entropy of the chain written as that of its
@@ -116,42 +118,18 @@ class ComplexAR1Dynamics(Dynamics):
         return rows, self.coef_[rows], self.noise_var_[rows]
 
     def forward_pass(self, info_vec, info_prec, m_first):
-        M, T, F = info_prec.shape
-        self._rows, a, q = self._params(M)
-        m = np.empty((M, T, F), dtype=np.complex128)
-        P, pred_m = np.empty((M, T, F)), np.empty((M, T, F), dtype=np.complex128)
-        pred_P = np.empty((M, T, F))
-        mean, var = np.zeros((M, F), dtype=np.complex128), q / (1.0 - np.abs(a) ** 2)
-        for t in range(T):
-            if t > 0:
-                mean, var = a * m[:, t - 1], np.abs(a) ** 2 * P[:, t - 1] + q
-            pred_m[:, t], pred_P[:, t] = mean, var
-            P[:, t] = var / (1.0 + var * info_prec[:, t])
-            m[:, t] = P[:, t] * (info_vec[:, t] + mean / var)
-        return [m, P, pred_m, pred_P]
+        self._rows, a, q = self._params(info_prec.shape[0])
+        return list(ar1_filter(info_vec, info_prec, a, q))
 
     def smooth(self, means, covs, pred_mean, pred_var):
         _, a, q = self._params(means.shape[0])
-        M, T, F = means.shape
-        sm, sc = means.copy(), covs.copy()
-        cross = np.zeros((M, max(T - 1, 0), F), dtype=np.complex128)
-        # log det of the chain's posterior covariance, as a sum of backward conditionals
-        log_det = np.log(covs[:, -1]).sum(-1)
-        for t in range(T - 2, -1, -1):
-            gain = covs[:, t] * a.conj() / pred_var[:, t + 1]
-            sm[:, t] = means[:, t] + gain * (sm[:, t + 1] - pred_mean[:, t + 1])
-            # P + |J|^2 (P^s - P^-) as two non-negative terms: P q / P^- + |J|^2 P^s
-            cond = covs[:, t] * q / pred_var[:, t + 1]
-            sc[:, t] = cond + np.abs(gain) ** 2 * sc[:, t + 1]
-            cross[:, t] = sc[:, t + 1] * gain.conj()
-            log_det += np.log(cond).sum(-1)
-        second = np.abs(sm) ** 2 + sc  # E|s_t|^2
-        s00, s11 = second[:, :-1].sum(1), second[:, 1:].sum(1)
-        s10 = (sm[:, 1:] * sm[:, :-1].conj() + cross).sum(1)  # sum E[s_t conj(s_{t-1})]
-        # E_q[log p(s)]: the stationary first frame, then the innovations
+        T, F = means.shape[1:]
+        sm, sc, s00, s11, s10, log_det = ar1_smoother(means, covs, pred_mean, pred_var, a, q)
+        # E_q[log p(s)]: the stationary first frame, then the innovations; H(q(s)) by log_det
         p0 = q / (1.0 - np.abs(a) ** 2)
         resid = s11 - 2.0 * (a.conj() * s10).real + np.abs(a) ** 2 * s00
-        log_p = (-(_LOG_PI + np.log(p0)) - second[:, 0] / p0
+        first = np.abs(sm[:, 0]) ** 2 + sc[:, 0]
+        log_p = (-(_LOG_PI + np.log(p0)) - first / p0
                  - (T - 1) * (_LOG_PI + np.log(q)) - resid / q).sum(-1)
         self._bound = log_p + T * F * (1.0 + _LOG_PI) + log_det
         if self.learn and T > 1:

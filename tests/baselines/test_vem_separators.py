@@ -156,3 +156,23 @@ def test_deep_ar_separates_disjoint_sources(disjoint_audio):
         DeepARSeparator(hidden_size=8).fit(X)
     with pytest.raises(ValueError, match="priors\\[0\\]"):
         DeepARSeparator(priors=("nope", "train")).fit(X, y)
+
+
+@pytest.mark.parametrize("T", [1, 2, 9])
+def test_ar1_kernels_equal_their_numpy_twins(T):
+    from mixest._kernels._complex_ar1 import (
+        ar1_filter,
+        ar1_filter_numpy,
+        ar1_smoother,
+        ar1_smoother_numpy,
+    )
+
+    rng = np.random.default_rng(T)
+    coef, noise, prec, x = _ar1_problem(rng, M=3, T=max(T, 3), F=5)
+    prec, x = prec[:, :T], x[:, :T]
+    filtered = ar1_filter(prec * x, prec, coef, noise)
+    for got, want in zip(filtered, ar1_filter_numpy(prec * x, prec, coef, noise), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+    smoothed = ar1_smoother(*filtered, coef, noise)
+    for got, want in zip(smoothed, ar1_smoother_numpy(*filtered, coef, noise), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
