@@ -245,10 +245,11 @@ class VKFSeparator(VEMSeparator):
         self
         """
         self._validate_params()
-        if self.init == "oracle" and tuple(self.priors) != ("pretrained:speech",
-                                                             "pretrained:flute"):
-            raise ValueError("priors are the DVAE-init's; init='oracle' does not use them "
-                             "(leave priors at its default).")
+        if self.init == "oracle" and (tuple(self.priors) != ("pretrained:speech",
+                                                              "pretrained:flute")
+                                      or self.device != "cpu"):
+            raise ValueError("priors and device are the DVAE-init's; init='oracle' does not use "
+                             "them (leave them at their defaults).")
         X, y = self._check_training_sources(X, y, None, required=True)
         if self.init == "dvae" and y.shape[1] != len(self.priors):
             raise ValueError(f"y has {y.shape[1]} sources, priors {len(self.priors)}.")

@@ -576,8 +576,9 @@ def _separate(args: argparse.Namespace) -> int:
         if specs is not None and len(specs) != len(folders):
             _fail(f"--priors names {len(specs)} sources, --train {len(folders)}")
         labels = labels or train_labels
-    if args.max_iter is not None and args.max_iter < 0:
-        _fail(f"--max-iter must be at least 0, got {args.max_iter}")
+    least = 1 if args.method in ("nmf", "tnmf") else 0  # NMF has no initialisation-only run
+    if args.max_iter is not None and args.max_iter < least:
+        _fail(f"--max-iter must be at least {least}, got {args.max_iter}")
     mixture = Path(args.mixture)
     x, rate = _read_mixture(args.mixture)
     outputs = _check_out_dir(args.out_dir, mixture.stem, labels)

@@ -588,6 +588,8 @@ def test_separate_methods_refuse_options_they_do_not_take(tmp_path, capsys, monk
     assert "--train" in _fails([*base, "--method", "vkf"], capsys)
     err = _fails([*base, "--train", train], capsys)
     assert "--train does not apply to --method mixdvae" in err
+    err = _fails([*base, "--method", "nmf", "--train", train, "--max-iter", "0"], capsys)
+    assert "--max-iter must be at least 1, got 0" in err
     err = _fails([*base, "--method", "deep-ar", "--train", train, "--priors",
                   "speech-ar,flute-ar"], capsys)
     assert "not both" in err

@@ -123,6 +123,8 @@ def test_vkf_oracle_mode_is_explicit(disjoint_audio, disjoint_priors):
         dvae.transform(X, y)
     with pytest.raises(ValueError, match="priors"):
         VKFSeparator(priors=disjoint_priors, init="oracle").fit(X, y)
+    with pytest.raises(ValueError, match="device"):
+        VKFSeparator(init="oracle", device="auto").fit(X, y)
     with pytest.raises(ValueError, match="isolated sources"):
         VKFSeparator().fit(X)
     with pytest.raises(ValueError, match="3 mixtures, X has 2"):
