@@ -344,16 +344,34 @@ def test_methods_registry_is_extensible():
     assert {"mixdvae", "greedy", "vkf", "deep-ar", "sort"} <= set(METHODS)
 
 
-def test_demo_runs(capsys):
+def test_demo_runs(capsys, tmp_path):
+    import matplotlib.image
+
+    from mixest.separation import read_audio
+
+    out_dir = tmp_path / "demo"
     assert main(["demo", "--n-sequences", "3", "--n-frames", "20", "--max-iter", "3",
-                 "--prior", "constant-velocity"]) == 0
+                 "--prior", "constant-velocity", "-o", str(out_dir)]) == 0
     out = capsys.readouterr().out
-    assert "greedy" in out and "mixdvae" in out and "MOTA" in out
+    for name in ("greedy", "sort", "vkf", "vem+cv", "mixdvae", "MOTA", "SI-SDR", "oracle mask",
+                 "dvae-init", "deep-ar", "nmf", "tnmf", str(out_dir)):
+        assert name in out, name
+    files = {p.name for p in out_dir.iterdir()}
+    assert files == {"tracks.png", "separation.png", "mixture.wav", "mixdvae_tone.wav",
+                     "mixdvae_hiss.wav"}
+    assert matplotlib.image.imread(out_dir / "tracks.png").ndim == 3
+    mixture, rate = read_audio(out_dir / "mixture.wav")
+    sources = [read_audio(out_dir / f"mixdvae_{n}.wav")[0] for n in ("tone", "hiss")]
+    assert rate == 16000 and np.abs(mixture).max() <= 1.0
+    # the sources sum back to the mixture (16-bit rounding aside)
+    np.testing.assert_allclose(sources[0] + sources[1], mixture, atol=2e-3)
 
 
-def test_demo_errors(capsys):
+def test_demo_errors(capsys, tmp_path):
     assert "--prior 'foo'" in _fails(["demo", "--prior", "foo"], capsys)
     assert "--max-iter" in _fails(["demo", "--max-iter", "0"], capsys)
+    (tmp_path / "f").write_text("x")
+    assert "is a file" in _fails(["demo", "-o", str(tmp_path / "f")], capsys)
 
 
 # ---------------------------------------------------------------------------- mixest separate
