@@ -1,14 +1,18 @@
 """Separation results table: speech + flute (the paper's Table 3 analogue).
 
 Held-out mixtures only: SiSEC 2011 dev1 speech with the Medley-solos-DB test and validation
-flute clips (../shared/data/audio), resampled to 16 kHz, each file scaled to max |x| = 1, the
-flute scaled against the speech to the speech-to-flute ratio (0 and -10 dB), 24 mixtures per
-setting, T = 50, 100 and 300 STFT frames (waveforms of T * 256 samples; the flute clips last
-2.97 s, so for T = 300 they are joined into one 8.9 s recording), fixed seeds. Rows: the
-mixture itself, the oracle ideal ratio mask, DVAE-init and MixDVAE with mixest's bundled priors
-and, with ``--authors-dir``, with the MixDVAE authors' released priors (read at run time). Prints
-a Markdown table of SI-SDR, PESQ (wide-band), ESTOI and scale-optimal RMSE per source, and the
-seconds each row took.
+flute clips (../shared/data/audio; ``--speech-dir`` and ``--music-dir`` take your own folders),
+resampled to 16 kHz, each file scaled to max |x| = 1, the flute scaled against the speech to the
+speech-to-flute ratio (-10, -5, 0 and 5 dB), 24 mixtures per setting, T = 50, 100 and 300 STFT
+frames (waveforms of T * 256 samples; the flute clips last 2.97 s, so for T = 300 they are
+joined into one 8.9 s recording), fixed seeds. Rows: the mixture itself, the oracle ideal ratio
+mask, DVAE-init, the VKF (from DVAE-init and from the true sources), Deep AR, NMF, temporal NMF
+and MixDVAE, with mixest's bundled priors and, with ``--authors-dir``, with the MixDVAE authors'
+released priors (read at run time). NMF, temporal NMF and the VKF's AR(1) learn from
+``--train-minutes`` of the priors' own training audio per source. Prints a Markdown table of
+SI-SDR, PESQ (wide-band), ESTOI and scale-optimal RMSE per source and the real-time factor of
+each row; ``--out DIR`` also writes it as Markdown, CSV and JSON with the command and the
+mixest version.
 
     python benchmarks/table_separation.py --authors-dir ../shared/data/pretrained/mixdvae_authors
     python benchmarks/table_separation.py --lengths 50 --ratios 0 --n-mixtures 8   # quick
@@ -31,17 +35,24 @@ AUDIO = REPO.parent / "shared" / "data" / "audio"
 SOURCES = ("speech", "flute")
 
 
-def held_out(audio: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """SiSEC dev1 speech and the Medley test/validation flute clips, 16 kHz, max |x| = 1."""
+def held_out(audio: Path, speech_dir: Path | None = None,
+             music_dir: Path | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The evaluation audio at 16 kHz, each file scaled to max |x| = 1: by default SiSEC dev1
+    speech and the Medley test/validation flute clips of ``audio``; ``speech_dir`` and
+    ``music_dir`` take a user's own folders (every audio file in them)."""
     from mixest.datasets import load_audio_folder
 
     try:
-        speech = load_audio_folder(audio / "speech" / "sisec2011_dev1", 16000, trim_db=None)
-        training = tuple(p.name for p in (audio / "flute").glob("*training*"))
-        flute = load_audio_folder(audio / "flute", 16000, trim_db=None, exclude=training)
+        speech = load_audio_folder(speech_dir or audio / "speech" / "sisec2011_dev1", 16000,
+                                   trim_db=None)
+        if music_dir is None:
+            training = tuple(p.name for p in (audio / "flute").glob("*training*"))
+            music = load_audio_folder(audio / "flute", 16000, trim_db=None, exclude=training)
+        else:
+            music = load_audio_folder(music_dir, 16000, trim_db=None)
     except (FileNotFoundError, ValueError) as exc:
-        raise SystemExit(f"held-out audio not found under {audio}: {exc}") from exc
-    return speech, flute
+        raise SystemExit(f"evaluation audio not found: {exc}") from exc
+    return speech, music
 
 
 def oracle_mask(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
@@ -128,7 +139,8 @@ def separators(args: argparse.Namespace, prior_sets: dict) -> list[tuple[str, ob
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[50, 100, 300])
-    parser.add_argument("--ratios", type=float, nargs="+", default=[0.0, -10.0])
+    parser.add_argument("--ratios", type=float, nargs="+", default=[-10.0, -5.0, 0.0, 5.0],
+                        help="speech-to-music ratios in dB")
     parser.add_argument("--n-mixtures", type=int, default=24)
     parser.add_argument("--max-iter", type=int, default=70)
     parser.add_argument("--priors", nargs=2, default=["pretrained:speech", "pretrained:flute"],
@@ -136,6 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--authors-dir", type=Path, default=None,
                         help="folder with model_scass_{wsj,cbf}.pt and their .ini files")
     parser.add_argument("--audio-dir", type=Path, default=AUDIO)
+    parser.add_argument("--speech-dir", type=Path, default=None,
+                        help="your own evaluation speech (default: SiSEC dev1 of --audio-dir)")
+    parser.add_argument("--music-dir", type=Path, default=None,
+                        help="your own evaluation music (default: the Medley flute test clips)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="also write table3.md, table3.csv and table3.json there, with the "
+                        "command and the mixest version")
     parser.add_argument("--train-minutes", type=float, default=10.0,
                         help="isolated training audio per source for NMF, temporal NMF, VKF")
     parser.add_argument("--methods", nargs="+", default=None, metavar="LABEL",
@@ -147,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     from mixest.datasets import make_audio_mixtures
     from mixest.dvae import DVAE
 
-    speech, flute = held_out(args.audio_dir)
+    speech, flute = held_out(args.audio_dir, args.speech_dir, args.music_dir)
+    records: list[dict] = []
     prior_sets = {"mixest": list(args.priors)}
     if args.authors_dir is not None:
         d = args.authors_dir
@@ -190,12 +210,46 @@ def main(argv: list[str] | None = None) -> int:
                 s = scores(Y, est)
                 cells = [" / ".join(f"{v:.2f}" for v in s[k])
                          for k in ("SI-SDR", "PESQ", "ESTOI", "RMSE")]
-                print(f"| {T} | {ratio:+.0f} | {label} | " + " | ".join(cells)
-                      + f" | {rtf:.3f} |", flush=True)
-    print(f"\n{args.n_mixtures} mixtures per setting; seed {args.seed}; "
-          f"{args.max_iter} VEM iterations, last iterate; RTF: processing seconds per second "
-          f"of audio with n_jobs={args.n_jobs}. [oracle] rows use the true sources.")
+                line = f"| {T} | {ratio:+.0f} | {label} | " + " | ".join(cells) + f" | {rtf:.3f} |"
+                print(line, flush=True)
+                records.append({"T": T, "ratio_db": ratio, "method": label, "rtf": rtf,
+                                "markdown": line,
+                                **{f"{k} {src}": float(v) for k in s
+                                   for src, v in zip(SOURCES, s[k], strict=True)}})
+    footer = (f"{args.n_mixtures} mixtures per setting; seed {args.seed}; "
+              f"{args.max_iter} VEM iterations, last iterate; RTF: processing seconds per "
+              f"second of audio with n_jobs={args.n_jobs}. [oracle] rows use the true sources.")
+    print("\n" + footer)
+    if args.out is not None:
+        write_results(args.out, records, header, footer)
     return 0
+
+
+def write_results(folder: Path, records: list[dict], header: str, footer: str) -> None:
+    """table3.md / .csv / .json in ``folder``, each with the command and the mixest version."""
+    import csv
+    import datetime
+    import json
+    import shlex
+
+    import mixest
+
+    folder.mkdir(parents=True, exist_ok=True)
+    command = "python benchmarks/table_separation.py " + shlex.join(sys.argv[1:])
+    meta = {"command": command, "mixest": mixest.__version__,
+            "date": datetime.date.today().isoformat(), "note": footer}
+    lines = [header, *(r["markdown"] for r in records)]
+    (folder / "table3.md").write_text(
+        f"Produced by `{command}` (mixest {mixest.__version__}, {meta['date']}).\n\n"
+        + "\n".join(lines) + f"\n\n{footer}\n")
+    fields = [k for k in records[0] if k != "markdown"] if records else []
+    with open(folder / "table3.csv", "w", newline="") as f:
+        f.write(f"# {command} (mixest {mixest.__version__}, {meta['date']})\n")
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(records)
+    rows = [{k: v for k, v in r.items() if k != "markdown"} for r in records]
+    (folder / "table3.json").write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
