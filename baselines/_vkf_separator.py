@@ -274,14 +274,9 @@ class VKFSeparator(VEMSeparator):
                                   np.tile(self.noise_var_, (n_mixtures, 1)))
 
     def _initial_variances(self, obs, references):
+        # (transform has checked that the true sources come exactly with init='oracle')
         if self.init == "oracle":
-            if references is None:
-                raise ValueError("init='oracle' starts from the true sources: call "
-                                 "transform(X, y) with them.")
             return np.abs(np.moveaxis(references, -1, 1)) ** 2  # (B, T, N, F)
-        if references is not None:
-            raise ValueError("y is read by init='oracle' only; this separator uses "
-                             "init='dvae'.")
         from mixest.separation._vem_models import SpectralDVAEDynamics
 
         priors = SpectralDVAEDynamics([p.module_ for p in self.priors_], device=self.device_)

@@ -55,15 +55,6 @@ def held_out(audio: Path, speech_dir: Path | None = None,
     return speech, music
 
 
-def oracle_mask(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """Ideal ratio mask |S_n|^2 / sum_m |S_m|^2 on the mixture's STFT."""
-    from mixest.separation import istft, stft
-
-    S, P = stft(X), np.abs(stft(Y)) ** 2
-    mask = P / np.maximum(P.sum(1, keepdims=True), 1e-30)
-    return istft(mask * S[:, None], n_samples=X.shape[-1])
-
-
 def scores(Y: np.ndarray, est: np.ndarray) -> dict[str, np.ndarray]:
     """Per-source means over mixtures of SI-SDR, PESQ, ESTOI and RMSE."""
     from mixest.separation import pesq_score, scale_optimal_rmse, si_sdr
@@ -165,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mixest.datasets import make_audio_mixtures
     from mixest.dvae import DVAE
+    from mixest.separation._base import oracle_ratio_mask
 
     speech, flute = held_out(args.audio_dir, args.speech_dir, args.music_dir)
     records: list[dict] = []
@@ -197,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             X, Y = make_audio_mixtures(speech, pool, n_mixtures=args.n_mixtures, n_frames=T,
                                        ratio_db=ratio, random_state=args.seed + T)
             runs = [("mixture", lambda X=X: np.repeat(X[:, None], 2, 1)),
-                    ("oracle ratio mask [oracle]", lambda X=X, Y=Y: oracle_mask(X, Y))]
+                    ("oracle ratio mask [oracle]", lambda X=X, Y=Y: oracle_ratio_mask(X, Y))]
             for label, sep in rows:
                 oracle = label.endswith("[oracle]")
                 runs.append((label, lambda X=X, Y=Y, sep=sep, oracle=oracle:

@@ -25,7 +25,7 @@ from mixest.separation._audio_io import resample
 from mixest.separation._stft import istft, stft
 
 __all__ = ["SpectralSeparator", "VEMSeparator", "PRIOR_RATE", "N_FFT", "HOP",
-           "training_sequences"]
+           "oracle_ratio_mask", "training_sequences"]
 
 #: the rate, window and hop every spectral model of mixest works at (the paper's STFT)
 PRIOR_RATE, N_FFT, HOP = 16000, 1024, 256
@@ -52,6 +52,15 @@ def training_sequences(signals: np.ndarray) -> np.ndarray:
                          f"({TRAIN_FRAMES * HOP} samples at {PRIOR_RATE} Hz) per source to "
                          f"train a prior, got {signals.shape[-1]} samples.")
     return make_spectral_sequences(signals, TRAIN_FRAMES, n_fft=N_FFT, hop_length=HOP)
+
+
+def oracle_ratio_mask(mixtures: np.ndarray, sources: np.ndarray) -> np.ndarray:
+    """The oracle reference: the ideal ratio mask :math:`|S_n|^2 / \\sum_m |S_m|^2` of the true
+    sources ``(n, N, n_samples)`` on the mixtures' STFT ``(n, n_samples)``, as waveforms."""
+    S, P = stft(mixtures, n_fft=N_FFT, hop_length=HOP), np.abs(
+        stft(sources, n_fft=N_FFT, hop_length=HOP)) ** 2
+    mask = P / np.maximum(P.sum(1, keepdims=True), 1e-30)
+    return istft(mask * S[:, None], n_fft=N_FFT, hop_length=HOP, n_samples=mixtures.shape[-1])
 
 
 def check_waveforms(X: object, name: str = "X") -> np.ndarray:

@@ -84,17 +84,15 @@ def separation_demo(out_dir: Path, seed: int = 0, max_iter: int = 30) -> list[tu
     """
     from mixest.baselines import VKFSeparator
     from mixest.separation._audio_io import write_audio
+    from mixest.separation._base import oracle_ratio_mask
     from mixest.separation._metrics import si_sdr
     from mixest.separation._separator import MixDVAESeparator
-    from mixest.separation._stft import istft, stft
 
     train = demo_sources(1, 40 * MIXTURE_SAMPLES, seed)
     y = demo_sources(3, MIXTURE_SAMPLES, seed + 1)
     y *= 0.9 / np.abs(y.sum(1)).max()  # mixtures that fit a 16-bit WAV
     X = y.sum(1)
-    power = np.abs(stft(y)) ** 2
-    oracle = istft(power / np.maximum(power.sum(1, keepdims=True), 1e-30) * stft(X)[:, None],
-                   n_samples=X.shape[-1])
+    oracle = oracle_ratio_mask(X, y)
     rows = [("mixture", *si_sdr(y, np.repeat(X[:, None], 2, 1)).mean(0), 0.0),
             ("oracle mask", *si_sdr(y, oracle).mean(0), 0.0)]
     estimates = {}

@@ -148,3 +148,13 @@ def test_cuda_priors_give_the_cpu_separation(disjoint):
     gpu = MixDVAESeparator(priors=sep.priors_, max_iter=5, device="cuda").fit(X)
     cpu = MixDVAESeparator(priors=sep.priors_, max_iter=5, device="cpu").fit(X)
     np.testing.assert_allclose(gpu.transform(X), cpu.transform(X), rtol=1e-3, atol=1e-5)
+
+
+def test_oracle_ratio_mask_is_the_reference(disjoint_audio):
+    from mixest.separation._base import oracle_ratio_mask
+
+    _, X, y = disjoint_audio
+    est = oracle_ratio_mask(X, y)
+    assert est.shape == y.shape
+    assert si_sdr(y, est).min() > 30  # disjoint supports: the mask is nearly binary and right
+    np.testing.assert_allclose(est.sum(1), X, atol=1e-9)  # the masks sum to one
