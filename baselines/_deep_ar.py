@@ -417,7 +417,7 @@ tol, box_format, image_size, n_jobs, verbose
         input_noise: float = 0.08,
         initial_position_std: float = 0.5,
         obs_noise: float = 0.04,
-        clutter: float = 0.0,
+        clutter: float | str = "auto",
         assignment_temperature: float = 1.0,
         update_noise: bool = False,
         update_weights: bool = False,

@@ -131,9 +131,9 @@ class VKFTracker(VEMTracker):
         RTS smoothing in the E-S step (``False``: the filtered posterior).
     birth : bool, default=False
         Start new tracks from chains of unexplained detections (see Notes). Needs
-        ``clutter > 0`` and boxes. The outputs then have ``max_sources`` tracks: the first
-        ``n_sources`` ones, then the born ones in order of birth, NaN before their first frame
-        (and NaN throughout for unused columns).
+        a clutter class (``clutter`` not 0) and boxes. The outputs then have ``max_sources``
+        tracks: the first ``n_sources`` ones, then the born ones in order of birth, NaN
+        before their first frame (and NaN throughout for unused columns).
     max_sources : int or None, default=None
         Cap on the number of tracks per sequence with ``birth``, at least ``n_sources``;
         ``None`` means ``2 * n_sources``.
@@ -146,8 +146,10 @@ class VKFTracker(VEMTracker):
         which a detection is that track's and starts nothing.
     obs_noise : float, default=0.04
         ``r`` of ``Phi_tk = diag((r w_k)^2, (r h_k)^2, (r w_k)^2, (r h_k)^2)``.
-    clutter : float, default=0.0
-        Prior probability of a clutter class with a uniform density over the image (0: none).
+    clutter : "auto" or float, default="auto"
+        The clutter class, as in :class:`~mixest.MixDVAETracker`: "auto" gives a detection of
+        a frame with more detections than objects a clutter prior of their excess share (and
+        a box outside the image clutter); a number is a fixed prior; 0: none.
     assignment_temperature : float, default=1.0
         Divides the quadratic term of E-W (the paper's code effectively uses 125).
     update_noise : bool, default=False
@@ -251,7 +253,7 @@ class VKFTracker(VEMTracker):
         birth_threshold: float = 0.5,
         birth_iou: float = 0.3,
         obs_noise: float = 0.04,
-        clutter: float = 0.0,
+        clutter: float | str = "auto",
         assignment_temperature: float = 1.0,
         update_noise: bool = False,
         update_weights: bool = False,
@@ -309,9 +311,10 @@ class VKFTracker(VEMTracker):
         self._check_params_common()
         X = self._check_X(X)
         if self.birth:
-            if not self.clutter > 0:
+            if self.clutter == 0:
                 raise ValueError(
-                    "birth=True needs clutter > 0: unexplained detections are those the "
+                    "birth=True needs a clutter class (clutter='auto' or > 0): unexplained "
+                    "detections are those the "
                     "clutter class takes."
                 )
             if X.shape[-1] != 4:
@@ -495,7 +498,7 @@ class VKFTracker(VEMTracker):
     def predict_assignments(self, X: object) -> np.ndarray:
         """Posterior assignment probabilities ``(n_sequences, T, K, n_sources[+1])``.
 
-        The last column is the clutter class when ``clutter > 0``; rows of missing detections
+        The last column is the clutter class when ``clutter`` is not 0; rows of missing detections
         are zero. With ``birth=True`` the shape is ``(n_sequences, T, K, max_sources + 1)``,
         with the columns of :meth:`predict`'s tracks (zero for a source before its birth, the
         mass it would have taken there is given to the clutter class).

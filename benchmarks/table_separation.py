@@ -213,35 +213,10 @@ def main(argv: list[str] | None = None) -> int:
               f"second of audio with n_jobs={args.n_jobs}. [oracle] rows use the true sources.")
     print("\n" + footer)
     if args.out is not None:
-        write_results(args.out, records, header, footer)
+        from _results import write_results
+
+        write_results(args.out, "table3", records, header, footer)
     return 0
-
-
-def write_results(folder: Path, records: list[dict], header: str, footer: str) -> None:
-    """table3.md / .csv / .json in ``folder``, each with the command and the mixest version."""
-    import csv
-    import datetime
-    import json
-    import shlex
-
-    import mixest
-
-    folder.mkdir(parents=True, exist_ok=True)
-    command = "python benchmarks/table_separation.py " + shlex.join(sys.argv[1:])
-    meta = {"command": command, "mixest": mixest.__version__,
-            "date": datetime.date.today().isoformat(), "note": footer}
-    lines = [header, *(r["markdown"] for r in records)]
-    (folder / "table3.md").write_text(
-        f"Produced by `{command}` (mixest {mixest.__version__}, {meta['date']}).\n\n"
-        + "\n".join(lines) + f"\n\n{footer}\n")
-    fields = [k for k in records[0] if k != "markdown"] if records else []
-    with open(folder / "table3.csv", "w", newline="") as f:
-        f.write(f"# {command} (mixest {mixest.__version__}, {meta['date']})\n")
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(records)
-    rows = [{k: v for k, v in r.items() if k != "markdown"} for r in records]
-    (folder / "table3.json").write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

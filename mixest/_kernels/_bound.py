@@ -18,6 +18,8 @@ import math
 import numba
 import numpy as np
 
+from mixest._kernels._estep_w import clutter_scores
+
 __all__ = ["expected_log_likelihood_diag", "gaussian_prior_diag"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -49,7 +51,7 @@ def _bound(obs, valid, phi, means, covs, eta, log_prior, log_clutter, out):
                 if C > N:
                     e = eta[b, t, k, N]
                     if e > 0.0:
-                        acc += e * (log_prior[b, N] + log_clutter - math.log(e))
+                        acc += e * (log_prior[b, N] + log_clutter[b, t, k] - math.log(e))
         out[b] = acc
 
 
@@ -61,7 +63,8 @@ def expected_log_likelihood_diag(obs, valid, phi, means, covs, eta, log_prior,
     _bound(np.ascontiguousarray(obs, dtype=f64), np.ascontiguousarray(valid, dtype=np.bool_),
            np.ascontiguousarray(phi, dtype=f64), np.ascontiguousarray(means, dtype=f64),
            np.ascontiguousarray(covs, dtype=f64), np.ascontiguousarray(eta, dtype=f64),
-           np.ascontiguousarray(log_prior, dtype=f64), float(log_clutter), out)
+           np.ascontiguousarray(log_prior, dtype=f64), clutter_scores(log_clutter, obs.shape[:3]),
+           out)
     return out
 
 

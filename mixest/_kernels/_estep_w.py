@@ -53,7 +53,7 @@ def e_w_numpy(
     means: np.ndarray,
     covs: np.ndarray,
     log_prior: np.ndarray,
-    log_clutter: float = 0.0,
+    log_clutter: float | np.ndarray = 0.0,
     temperature: float = 1.0,
 ) -> np.ndarray:
     """E-W step in plain NumPy (the oracle of :func:`e_w_numba`).
@@ -72,8 +72,9 @@ def e_w_numpy(
         Posterior covariances :math:`\\Sigma_{tn}` (same form as ``phi``).
     log_prior : ndarray of shape (B, N) or (B, N + 1)
         :math:`\\log \\pi`; an extra last column switches the clutter class on.
-    log_clutter : float, default=0.0
-        Log density :math:`\\log c` of the clutter class.
+    log_clutter : float or ndarray of shape (B, T, K), default=0.0
+        Log density :math:`\\log c` of the clutter class (per observation when an array:
+        clutter models whose weight changes by frame fold it in here).
     temperature : float, default=1.0
         Divides the quadratic and trace terms.
 
@@ -105,13 +106,19 @@ def e_w_numpy(
         - 0.5 / temperature * (quad + trace)
     )
     if clutter:
-        log_c = log_prior[:, None, None, -1:] + log_clutter
+        log_c = log_prior[:, None, None, -1:] + np.asarray(log_clutter)[..., None]
         log_c = np.broadcast_to(log_c, log_beta.shape[:3] + (1,))
         log_beta = np.concatenate([log_beta, log_c], axis=-1)
     log_beta = log_beta - log_beta.max(-1, keepdims=True)
     eta = np.exp(log_beta)
     eta /= eta.sum(-1, keepdims=True)
     return np.where(valid[..., None], eta, 0.0)
+
+
+def clutter_scores(log_clutter: float | np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``log_clutter`` (a number or an array of the observations' shape ``(B, T, K)``) as the
+    contiguous float64 array the kernels read."""
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(log_clutter, dtype=np.float64), shape))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -170,7 +177,8 @@ def _e_w_diag(obs, valid, phi, means, covs, log_prior, log_clutter, inv_temp, ou
                     if s > best:
                         best = s
                 # (log_prior[b, -1] is the clutter prior when there is a clutter class)
-                _softmax_into(scores, best, N, log_prior[b, -1] + log_clutter, out, b, t, k)
+                _softmax_into(scores, best, N, log_prior[b, -1] + log_clutter[b, t, k], out,
+                              b, t, k)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -222,7 +230,8 @@ def _e_w_full(obs, valid, phi, means, covs, log_prior, log_clutter, inv_temp, ou
                     if s > best:
                         best = s
                 # (log_prior[b, -1] is the clutter prior when there is a clutter class)
-                _softmax_into(scores, best, N, log_prior[b, -1] + log_clutter, out, b, t, k)
+                _softmax_into(scores, best, N, log_prior[b, -1] + log_clutter[b, t, k], out,
+                              b, t, k)
 
 
 def e_w_numba(
@@ -232,7 +241,7 @@ def e_w_numba(
     means: np.ndarray,
     covs: np.ndarray,
     log_prior: np.ndarray,
-    log_clutter: float = 0.0,
+    log_clutter: float | np.ndarray = 0.0,
     temperature: float = 1.0,
 ) -> np.ndarray:
     """E-W step as a Numba kernel; same contract as :func:`e_w_numpy`.
@@ -249,7 +258,7 @@ def e_w_numba(
         np.ascontiguousarray(means, dtype=f64),
         np.ascontiguousarray(covs, dtype=f64),
         np.ascontiguousarray(log_prior, dtype=f64),
-        float(log_clutter),
+        clutter_scores(log_clutter, obs.shape[:3]),
         1.0 / float(temperature),
     )
     out = np.empty(obs.shape[:3] + (log_prior.shape[1],))

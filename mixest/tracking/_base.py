@@ -50,7 +50,7 @@ class VEMTracker(SequenceEstimator, metaclass=ABCMeta):
         "tol": [Interval(Real, 0, None, closed="left")],
         "obs_noise": [Interval(Real, 0, None, closed="neither")],
         "assignment_temperature": [Interval(Real, 0, None, closed="neither")],
-        "clutter": [Interval(Real, 0, 1, closed="left")],
+        "clutter": [StrOptions({"auto"}), Interval(Real, 0, 1, closed="left")],
         "update_noise": ["boolean"],
         "update_weights": ["boolean"],
         "init": [StrOptions({"filter", "first-frame", "chunked"})],
@@ -197,7 +197,7 @@ class VEMTracker(SequenceEstimator, metaclass=ABCMeta):
     def predict_assignments(self, X: object) -> np.ndarray:
         """Posterior assignment probabilities ``(n_sequences, T, K, n_sources[+1])``.
 
-        The last column is the clutter class when ``clutter > 0``; rows of missing detections
+        The last column is the clutter class when ``clutter`` is not 0; rows of missing detections
         are zero.
         """
         return self._run(X).eta

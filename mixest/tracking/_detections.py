@@ -7,7 +7,7 @@ import numbers
 import numpy as np
 from sklearn.utils import check_random_state
 
-from mixest.base import check_sequences
+from mixest.base import check_int, check_sequences
 from mixest.tracking._boxes import convert_boxes
 
 __all__ = ["simulate_detections"]
@@ -38,6 +38,7 @@ def simulate_detections(
     miss_prob: float = 0.1,
     clutter_rate: float = 0.0,
     shuffle: bool = False,
+    occlusion: int = 0,
     box_format: str = "xywh",
     image_size: tuple[float, float] | None = None,
     return_labels: bool = False,
@@ -64,6 +65,10 @@ def simulate_detections(
     shuffle : bool, default=False
         Put the detections of every frame in random order. Without it, row ``k < N`` is the
         detection of source ``k`` and clutter follows.
+    occlusion : int, default=0
+        Hide every source for a run of this many consecutive frames (no detection), starting
+        at a frame drawn uniformly among those that leave the first frame visible (an
+        occlusion protocol: the tracker must carry each object through the gap).
     box_format : {"xywh", "xyxy", "cxcywh"}, default="xywh"
         Box convention of ``tracks`` and of the output.
     image_size : (width, height), optional
@@ -89,6 +94,7 @@ def simulate_detections(
     clutter_rate = _check_non_negative(clutter_rate, "clutter_rate")
     rng = check_random_state(random_state)
     n, T, N, _ = tracks.shape
+    occlusion = check_occlusion(occlusion, T)
 
     xyxy = convert_boxes(tracks, box_format, "xyxy")
     size = np.concatenate([xyxy[..., 2:] - xyxy[..., :2]] * 2, axis=-1)  # (w, h, w, h)
@@ -136,7 +142,35 @@ def simulate_detections(
         noisy = np.take_along_axis(noisy, order[..., None], axis=2)
         labels = np.take_along_axis(labels, order, axis=2)
 
+    if occlusion:  # drawn last, so that occlusion=0 leaves every other draw as it was
+        occlude(noisy, labels, N, occlusion, rng)
     observations = convert_boxes(noisy, "xyxy", box_format)
     if return_labels:
         return observations, labels
     return observations
+
+
+def check_occlusion(occlusion: object, n_frames: int) -> int:
+    """Validate an occlusion length: 0 (none) or a run that leaves the first frame visible."""
+    occlusion = check_int(occlusion, "occlusion", 0)
+    if occlusion >= n_frames:
+        raise ValueError(f"occlusion must be shorter than the sequences ({n_frames} frames) so "
+                         f"that every object is seen at least once, got {occlusion}.")
+    return occlusion
+
+
+def occlude(observations: np.ndarray, labels: np.ndarray, n_sources: int, length: int,
+            rng: np.random.RandomState) -> None:
+    """Hide each source's detections (label ``n``) for ``length`` consecutive frames, in place.
+
+    The run of every sequence and source starts at a frame drawn uniformly in
+    ``[1, T - length]``; hidden rows become NaN and their label ``-2`` (missing).
+    """
+    n, T = labels.shape[:2]
+    start = rng.randint(1, T - length + 1, size=(n, n_sources))
+    t = np.arange(T)[None, :, None]
+    hidden_source = (t >= start[:, None]) & (t < start[:, None] + length)  # (n, T, N)
+    source = np.clip(labels, 0, None)
+    hidden = (labels >= 0) & np.take_along_axis(hidden_source, source, axis=2)
+    observations[hidden] = np.nan
+    labels[hidden] = -2

@@ -39,6 +39,9 @@ __all__ = [
 _LOG_2PI = math.log(2.0 * math.pi)
 # Clutter density: uniform over the image-normalised frame [0, 1]^D.
 _LOG_CLUTTER = 0.0
+# Bound of the clutter log-odds of the "auto" rule: exp(-1000) is 0 in float64, and finite
+# values keep 0 * log-odds terms of the bound finite.
+_CERTAIN = 1000.0
 # Length and number of E-W/E-S passes of the paper's chunked initialisation.
 _CHUNK_SIZE, _CHUNK_ITER = 30, 20
 
@@ -146,6 +149,8 @@ def initial_means(obs: np.ndarray, valid: np.ndarray, n_sources: int):
 def _predictive_match(obs, valid, phi, mean, var, log_prior, log_clutter, temperature):
     """Match one frame's detections one-to-one to the sources under their predictive law.
 
+    ``log_clutter`` is the clutter log density, a number or one per detection ``(B, K)``.
+
     Each detection goes to at most one source (or to clutter) and each source takes at most one
     detection, at the least total cost :math:`-\\log \\pi_n - \\log N(o_k; \\mu_n, \\Phi_k + V_n)`
     (:func:`~mixest._kernels._assignment.min_cost_matching`). Used by the online initialisation,
@@ -172,13 +177,34 @@ def _predictive_match(obs, valid, phi, mean, var, log_prior, log_clutter, temper
             + 0.5 * (D * _LOG_2PI + np.log(p).sum(-1))
             + 0.5 / temperature * (r**2 / p).sum(-1))
     if C > N:  # K interchangeable clutter columns, each at the detection's own clutter cost
-        clutter_cost = np.broadcast_to(-(log_prior[:, None, N:] + log_clutter), (B, K, K))
+        log_c = np.broadcast_to(np.asarray(log_clutter, dtype=float), (B, K))[:, :, None]
+        clutter_cost = np.broadcast_to(-(log_prior[:, None, N:] + log_c), (B, K, K))
         cost = np.concatenate([cost, clutter_cost], -1)
     col = min_cost_matching(cost, valid)
     eta = np.zeros((B, K, C))
     b, k = np.nonzero(col >= 0)
     eta[b, k, np.minimum(col[b, k], C - 1)] = 1.0  # every clutter column is class N
     return eta
+
+
+def _auto_clutter_log_odds(obs: np.ndarray, valid: np.ndarray, n_sources: int) -> np.ndarray:
+    """Log-odds of clutter per detection under the ``clutter="auto"`` rule, ``(B, T, K)``.
+
+    :math:`\\log(\\pi / (1 - \\pi))` with :math:`\\pi = (K_t - N)^+ / K_t`, clipped to
+    :math:`\\pm 1000` (0 and 1 in float64); +1000 for a box entirely outside the image
+    (normalised ``xyxy``: beyond ``[0, 1]^2``).
+    """
+    count = valid.sum(-1, keepdims=True)  # K_t
+    extra = np.maximum(count - n_sources, 0)
+    with np.errstate(divide="ignore"):
+        log_odds = np.log(extra) - np.log(np.maximum(count - extra, 1))
+    log_odds = np.broadcast_to(np.clip(log_odds, -_CERTAIN, _CERTAIN), valid.shape).copy()
+    if obs.shape[-1] == 4:
+        with np.errstate(invalid="ignore"):
+            outside = ((obs[..., 2] < 0) | (obs[..., 0] > 1) | (obs[..., 3] < 0)
+                       | (obs[..., 1] > 1))
+        log_odds[outside & valid] = _CERTAIN
+    return log_odds
 
 
 def _init_var(phi, valid):
@@ -203,9 +229,14 @@ class GaussianDetections(ObservationModel):
     obs_noise : float, default=0.04
         Observation noise standard deviation as a fraction of the box size (:func:`box_noise`);
         unused when ``phi`` is given.
-    clutter : float, default=0.0
-        Prior probability of the clutter class (uniform density over the image); 0: no clutter
-        class.
+    clutter : "auto" or float, default="auto"
+        The clutter class (uniform density over the image). ``"auto"``: a detection of frame
+        ``t`` is clutter with prior probability :math:`(K_t - N)^+ / K_t`, where :math:`K_t`
+        is the frame's number of detections (at most one detection per source, so at least
+        :math:`K_t - N` of them are clutter), and with probability 1 when it is a box that lies
+        entirely outside the image; frames with at most ``N`` detections have no clutter, so
+        clean detections are tracked exactly as without a clutter class. A number in (0, 1):
+        that fixed prior probability in every frame. 0: no clutter class.
     temperature : float, default=1.0
         Divides the distance term of the E-W step (1: the model).
     update_noise : bool, default=False
@@ -230,7 +261,7 @@ class GaussianDetections(ObservationModel):
     def __init__(
         self,
         obs_noise: float = 0.04,
-        clutter: float = 0.0,
+        clutter: float | str = "auto",
         temperature: float = 1.0,
         update_noise: bool = False,
         update_weights: bool = False,
@@ -239,14 +270,16 @@ class GaussianDetections(ObservationModel):
     ):
         if not (np.isfinite(obs_noise) and obs_noise > 0):
             raise ValueError(f"obs_noise must be a finite number > 0, got {obs_noise!r}.")
-        if isinstance(clutter, bool) or not 0.0 <= clutter < 1.0:
-            raise ValueError(f"clutter must be a probability in [0, 1), got {clutter!r}.")
+        if not (isinstance(clutter, str) and clutter == "auto") and (
+                isinstance(clutter, (bool, str)) or not 0.0 <= clutter < 1.0):
+            raise ValueError(f"clutter must be 'auto' or a probability in [0, 1), got "
+                             f"{clutter!r}.")
         if not (np.isfinite(temperature) and temperature > 0):
             raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}.")
         if init not in ("filter", "first-frame", "chunked"):
             raise ValueError(f"init must be 'filter', 'first-frame' or 'chunked', got {init!r}.")
         self.obs_noise = float(obs_noise)
-        self.clutter = float(clutter)
+        self.clutter = clutter if clutter == "auto" else float(clutter)
         self.temperature = float(temperature)
         self.update_noise = bool(update_noise)
         self.update_weights = bool(update_weights)
@@ -268,12 +301,24 @@ class GaussianDetections(ObservationModel):
         if phi is None:
             phi = box_noise(obs, self.obs_noise)
         B, N = obs.shape[0], n_sources
-        if self.clutter > 0:
+        valid = ~np.isnan(obs).any(-1)
+        log_clutter = np.full(valid.shape, _LOG_CLUTTER)
+        offset = np.zeros(B)
+        if self.clutter == "auto":
+            # per-detection log-odds of clutter, folded into the clutter score; the bound's
+            # share of the sources' prior, sum log(1 - pi_c), is a constant of the sequence
+            log_odds = _auto_clutter_log_odds(obs, valid, N)
+            log_clutter += log_odds
+            offset = -np.where(valid, np.logaddexp(0.0, log_odds), 0.0).sum((1, 2))
+            log_prior = np.full((B, N + 1), -math.log(N))
+            log_prior[:, N] = 0.0
+        elif self.clutter > 0:
             log_prior = np.full((B, N + 1), math.log((1.0 - self.clutter) / N))
             log_prior[:, N] = math.log(self.clutter)
         else:
             log_prior = np.full((B, N), -math.log(N))
-        data = {"obs": obs, "valid": ~np.isnan(obs).any(-1), "phi_base": phi}
+        data = {"obs": obs, "valid": valid, "phi_base": phi, "log_clutter": log_clutter,
+                "bound_offset": offset}
         return data, {"phi": phi.copy(), "log_prior": log_prior}
 
     def initialize(self, data, params, n_sources, dynamics, rng):
@@ -284,7 +329,8 @@ class GaussianDetections(ObservationModel):
             means = np.repeat(m0[:, None], T, axis=1)
             covs = np.broadcast_to(_init_var(phi, valid), means.shape).copy()
         elif self.init == "filter":
-            means, covs = self._filter_init(obs, valid, phi, m0, params["log_prior"])
+            means, covs = self._filter_init(obs, valid, phi, m0, params["log_prior"],
+                                            data["log_clutter"])
         else:
             means, covs = self._chunked_init(data, params, m0, dynamics, rng)
         if covs.ndim == 4 and phi.ndim == 5:
@@ -293,10 +339,10 @@ class GaussianDetections(ObservationModel):
 
     def e_w(self, data, params, means, covs):
         return e_w_numba(data["obs"], data["valid"], params["phi"], means, covs,
-                         params["log_prior"], _LOG_CLUTTER, self.temperature)
+                         params["log_prior"], data["log_clutter"], self.temperature)
 
     def evidence(self, data, params, eta):
-        N = eta.shape[-1] - (self.clutter > 0)
+        N = eta.shape[-1] - (self.clutter != 0)
         phi = params["phi"]
         fn = evidence_diag if phi.ndim == 4 else evidence
         return fn(data["obs"], data["valid"], phi, eta[..., :N])
@@ -306,7 +352,7 @@ class GaussianDetections(ObservationModel):
         fn = (expected_log_likelihood_diag if phi.ndim == 4 and covs.ndim == 4
               else expected_log_likelihood_numpy)
         return fn(data["obs"], data["valid"], phi, means, covs, eta, params["log_prior"],
-                  _LOG_CLUTTER)
+                  data["log_clutter"]) + data["bound_offset"]
 
     def m_step(self, data, params, means, covs, eta):
         new = dict(params)
@@ -322,12 +368,15 @@ class GaussianDetections(ObservationModel):
             alpha = np.where(den > 0, num / np.maximum(den, 1e-12), 1.0)
             new["phi"] = phi_base * np.clip(alpha, 1e-3, 1e3)[:, None, None, :]
         if self.update_weights:
-            counts = eta.sum((1, 2)) + 1e-3  # tiny floor keeps log pi finite
-            new["log_prior"] = np.log(counts / counts.sum(-1, keepdims=True))
+            # the "auto" rule sets the clutter weight per frame: only the sources' shares learn
+            learned = eta[..., :N] if self.clutter == "auto" else eta
+            counts = learned.sum((1, 2)) + 1e-3  # tiny floor keeps log pi finite
+            new["log_prior"] = params["log_prior"].copy()
+            new["log_prior"][:, :counts.shape[1]] = np.log(counts / counts.sum(-1, keepdims=True))
         return new
 
     # ------------------------------------------------------------------ initialisations
-    def _filter_init(self, obs, valid, phi, m0, log_prior):
+    def _filter_init(self, obs, valid, phi, m0, log_prior, log_clutter):
         """Online initialisation: one forward pass predicting, matching frame t, updating."""
         B, T, K, D = obs.shape
         N = m0.shape[1]
@@ -340,7 +389,7 @@ class GaussianDetections(ObservationModel):
             sl = slice(t, t + 1)
             eta = _predictive_match(obs[:, t], valid[:, t], phi[:, t], mu.reshape(B, N, D),
                                     var.reshape((B, N) + var.shape[1:]), log_prior,
-                                    _LOG_CLUTTER, self.temperature)
+                                    log_clutter[:, t], self.temperature)
             iv, ip = evidence(obs[:, sl], valid[:, sl], phi[:, sl], eta[:, None, :, :N])
             m_t, s_t, state = dyn.update(state, t, mu, var, iv[:, 0].reshape(B * N, D),
                                          ip[:, 0].reshape((B * N,) + ip.shape[3:]))
@@ -360,7 +409,8 @@ class GaussianDetections(ObservationModel):
         seed = m0
         for start in range(0, T, _CHUNK_SIZE):
             sl = slice(start, min(start + _CHUNK_SIZE, T))
-            chunk = {"obs": obs[:, sl], "valid": valid[:, sl]}
+            chunk = {"obs": obs[:, sl], "valid": valid[:, sl],
+                     "log_clutter": data["log_clutter"][:, sl]}
             chunk_params = {"phi": phi[:, sl], "log_prior": params["log_prior"]}
             m = np.repeat(seed[:, None], sl.stop - sl.start, axis=1)
             c = np.broadcast_to(_init_var(phi[:, sl], valid[:, sl]), m.shape).copy()

@@ -57,8 +57,13 @@ class MixDVAETracker(VEMTracker):
         Smoothed E-S: after the prior's forward pass, a Rauch-Tung-Striebel pass through its
         linearised transition lets every box use the detections after it too. False: the
         paper's forward pass alone.
-    clutter : float, default=0.0
-        Prior probability of a clutter class with uniform density over the image (0: none).
+    clutter : "auto" or float, default="auto"
+        The clutter class (uniform density over the image) that takes the detections no object
+        explains. ``"auto"``: in a frame with :math:`K_t` detections, more than the ``N``
+        objects, each is clutter with prior probability :math:`(K_t - N) / K_t`, and a box
+        entirely outside the image always is; frames with at most ``N`` detections have no
+        clutter, so clean detections are tracked as without the class. A number: that fixed
+        prior probability in every frame. 0: no clutter class.
     update_noise, update_weights : bool, default=False
         M-step for the observation noise scale / the assignment prior.
     init : {"filter", "first-frame", "chunked"}, default="filter"
@@ -137,7 +142,7 @@ class MixDVAETracker(VEMTracker):
         obs_noise: float = 0.04,
         assignment_temperature: float = 1.0,
         smooth: bool = True,
-        clutter: float = 0.0,
+        clutter: float | str = "auto",
         update_noise: bool = False,
         update_weights: bool = False,
         init: str = "filter",

@@ -22,8 +22,11 @@ from mixest.tracking._motchallenge import read_mot, read_seqinfo, table_to_track
 __all__ = ["make_detection_windows", "make_windows"]
 
 
-def _load_one(item: object, index: int) -> tuple[str, pd.DataFrame, tuple[int, int] | None]:
-    """Resolve a table, a ``gt.txt`` path or a sequence folder to (name, table, image size)."""
+def _load_one(
+    item: object, index: int
+) -> tuple[str, pd.DataFrame, tuple[int, int] | None, Path | None]:
+    """Resolve a table, a ``gt.txt`` path or a sequence folder to (name, table, image size,
+    sequence folder)."""
     if isinstance(item, pd.DataFrame):
         source = item.attrs.get("path")
         table = item
@@ -38,7 +41,7 @@ def _load_one(item: object, index: int) -> tuple[str, pd.DataFrame, tuple[int, i
             "gt must be a ground-truth DataFrame (from read_mot), a path to a gt.txt file or "
             f"to a sequence folder, or a list of those; got {type(item).__name__}."
         )
-    name, image_size = f"sequence_{index}", None
+    name, image_size, seq_dir = f"sequence_{index}", None, None
     if source is not None:
         path = Path(source)
         # MOTChallenge layout: <sequence>/gt/gt.txt next to <sequence>/seqinfo.ini.
@@ -49,10 +52,10 @@ def _load_one(item: object, index: int) -> tuple[str, pd.DataFrame, tuple[int, i
             name = str(info.get("name", name))
             if "im_width" in info and "im_height" in info:
                 image_size = (info["im_width"], info["im_height"])
-    return name, table, image_size
+    return name, table, image_size, seq_dir
 
 
-def _load_sequences(gt: object) -> list[tuple[str, pd.DataFrame, tuple[int, int] | None]]:
+def _load_sequences(gt: object) -> list[tuple[str, pd.DataFrame, tuple[int, int] | None, Path]]:
     items = list(gt) if isinstance(gt, (list, tuple)) else [gt]
     if not items:
         raise ValueError("gt is an empty list; give at least one ground-truth table or path.")
@@ -112,6 +115,7 @@ def make_windows(
     groups_per_window: int = 1,
     grouping: str = "any",
     max_windows: int | None = None,
+    frame_range: tuple[int, int] | None = None,
     random_state: int | np.random.RandomState | None = None,
     return_info: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, pd.DataFrame]:
@@ -157,6 +161,9 @@ def make_windows(
     max_windows : int, optional
         Keep at most this many windows: the first ones, or a random subset (in order) when
         ``random_state`` is given.
+    frame_range : (first, last), optional
+        Cut windows only from frames ``first`` to ``last`` (inclusive, 1-based), e.g. the
+        second half of each sequence, which a detector trained on the first half never saw.
     random_state : int, RandomState instance or None, default=None
         None chooses tracks deterministically (the smallest ids among the eligible ones);
         otherwise tracks are drawn at random among the eligible ones.
@@ -194,13 +201,17 @@ def make_windows(
         max_windows = check_int(max_windows, "max_windows", 1)
     if not isinstance(min_visibility, numbers.Real) or not 0 <= min_visibility <= 1:
         raise ValueError(f"min_visibility must be in [0, 1], got {min_visibility!r}.")
+    if frame_range is not None:
+        frame_range = _check_frame_range(frame_range)
     classes = _check_classes(classes)
     rng = None if random_state is None else check_random_state(random_state)
 
     windows, rows = [], []
     best = (0, "")  # most tracks fully present in any window, for the error message
-    for name, table, image_size in _load_sequences(gt):
+    for name, table, image_size, _ in _load_sequences(gt):
         table = _filter(table, classes, float(min_visibility), bool(consider_only), name)
+        if frame_range is not None:
+            table = table.loc[table["frame"].between(*frame_range)]
         if len(table) == 0:
             continue
         frames = np.arange(1, int(table["frame"].max()) + 1)
@@ -266,6 +277,16 @@ def make_windows(
     return ground_truth, info
 
 
+def _check_frame_range(frame_range: object) -> tuple[int, int]:
+    try:
+        first, last = frame_range  # type: ignore[misc]
+    except (TypeError, ValueError):
+        raise TypeError(f"frame_range must be a pair (first, last), got {frame_range!r}.") from None
+    first = check_int(first, "frame_range[0]", 1)
+    last = check_int(last, "frame_range[1]", first)
+    return first, last
+
+
 def _close_groups(boxes: np.ndarray, n_sources: int, n_groups: int) -> list[np.ndarray]:
     """Disjoint groups of ``n_sources`` tracks that come closest to one another.
 
@@ -302,6 +323,13 @@ def _close_groups(boxes: np.ndarray, n_sources: int, n_groups: int) -> list[np.n
     return groups
 
 
+_SIMULATION_DEFAULTS = {"jitter": 0.04, "miss_prob": 0.1, "clutter_rate": 0.0, "shuffle": False,
+                        "image_size": None}
+_REAL_DEFAULTS = {"min_score": 0.5, "clutter": False, "first_frame": "detections"}
+# A real detection matches a target when their IoU reaches this (the MOTChallenge threshold).
+_MATCH_IOU = 0.5
+
+
 def make_detection_windows(
     gt: object,
     n_sources: int = 3,
@@ -314,60 +342,112 @@ def make_detection_windows(
     groups_per_window: int = 1,
     grouping: str = "any",
     max_windows: int | None = None,
-    jitter: float = 0.04,
-    miss_prob: float = 0.1,
-    clutter_rate: float = 0.0,
-    shuffle: bool = False,
+    frame_range: tuple[int, int] | None = None,
+    detections: object = "simulated",
+    jitter: float | None = None,
+    miss_prob: float | None = None,
+    clutter_rate: float | None = None,
+    shuffle: bool | None = None,
     image_size: tuple[float, float] | None = None,
+    min_score: float | None = None,
+    clutter: bool | None = None,
+    first_frame: str | None = None,
+    occlusion: int = 0,
     random_state: int | np.random.RandomState | None = None,
     return_info: bool = False,
 ) -> tuple[np.ndarray, ...]:
-    """Cut ground-truth windows and simulate detections of them.
+    """Cut ground-truth windows and give each its detections, simulated or real.
 
-    The windows are those of :func:`make_windows`; detections come from
-    :func:`~mixest.tracking.simulate_detections` (Gaussian jitter proportional to the box size,
-    random misses, optional uniform clutter, optional shuffling within each frame).
+    The windows are those of :func:`make_windows`. Their detections are either simulated
+    (:func:`~mixest.tracking.simulate_detections`: Gaussian jitter proportional to the box size,
+    random misses, optional uniform clutter, optional shuffling within each frame) or a real
+    detector's, from a MOTChallenge ``det.txt``. Real detections follow the paper's MOT17-3T
+    construction: in every frame the detections (with a score of at least ``min_score``) are
+    matched one-to-one to the window's targets by largest IoU, a pair with IoU >= 0.5 is that
+    target's detection and an unmatched target is a miss. Targets only (``clutter=False``, the
+    paper's protocol) keeps the matched detections; ``clutter=True`` also keeps the frame's
+    other detections whose centre lies within one box size of a target's box (its box grown
+    by its width on each side and by its height above and below): other people and false
+    positives near the targets, what a real tracker must ignore. Rows keep the file's order, so
+    their position says nothing of their target.
 
     Parameters
     ----------
     gt, n_sources, n_frames, stride, classes, min_visibility, consider_only, \
-groups_per_window, grouping, max_windows
+groups_per_window, grouping, max_windows, frame_range
         As in :func:`make_windows`.
+    detections : "simulated", "real", DataFrame, path or list of them, default="simulated"
+        ``"simulated"``: from the ground truth. ``"real"``: each sequence's ``det/det.txt``
+        (MOTChallenge layout, next to its ``gt/``). A detection table (:func:`read_mot`) or
+        the path of a ``det.txt``, or a list of those in the order of ``gt``: those detections.
     jitter : float, default=0.04
-        Detection noise standard deviation, as a fraction of the box width/height.
+        Simulated only: noise standard deviation, as a fraction of the box width/height.
     miss_prob : float, default=0.1
-        Probability that a detection is missed.
+        Simulated only: probability that a detection is missed.
     clutter_rate : float, default=0.0
-        Mean number of false detections per frame.
+        Simulated only: mean number of false detections per frame (uniform over the image).
     shuffle : bool, default=False
-        Put the detections of each frame in random order (otherwise row ``k < N`` is source
-        ``k``'s detection: an easy, unrealistic protocol).
+        Simulated only: put the detections of each frame in random order (otherwise row
+        ``k < N`` is source ``k``'s detection: an easy, unrealistic protocol).
     image_size : (width, height), optional
-        Image extent for clutter; default the sequence's ``seqinfo.ini`` size when known.
+        Simulated only: image extent for clutter; default the sequence's ``seqinfo.ini`` size.
+    min_score : float, default=0.5
+        Real only: detections with a lower score are dropped first.
+    clutter : bool, default=False
+        Real only: keep the detections near the targets that match none of them.
+    first_frame : {"detections", "truth"}, default="detections"
+        Real only: ``"truth"`` replaces the first frame's detections by the targets' true
+        boxes, the user saying whom to track (with clutter, the first frame's detections
+        alone do not say which three people are the targets).
+    occlusion : int, default=0
+        Hide each target's detections for a run of this many consecutive frames, starting at
+        a random frame after the first (an occlusion protocol; simulated or real).
     random_state : int, RandomState instance or None, default=None
-        Seeds both the track choice (see :func:`make_windows`) and the detections. With
-        None, tracks are chosen deterministically and the detections use NumPy's global
-        random state (scikit-learn's convention), so results are not reproducible.
+        Seeds the track choice (see :func:`make_windows`), the simulated detections and the
+        occlusions. With None, tracks are chosen deterministically and the draws use NumPy's
+        global random state (scikit-learn's convention), so results are not reproducible.
     return_info : bool, default=False
         Also return the window table of :func:`make_windows`.
 
     Returns
     -------
     observations : ndarray of shape (n_windows, n_frames, K, 4)
-        Simulated ``"xywh"`` detections, NaN rows for missing ones; ``K`` is the same for all
+        ``"xywh"`` pixel detections, NaN rows for missing ones; ``K`` is the same for all
         windows (shorter frames padded with NaN rows).
     ground_truth : ndarray of shape (n_windows, n_frames, n_sources, 4)
         The true tracks.
     info : pandas.DataFrame
         Only with ``return_info``.
 
+    Raises
+    ------
+    ValueError
+        If a simulation option is given with real detections or the other way round, or a
+        sequence has no ``det/det.txt`` with ``detections="real"``.
+
     Examples
     --------
     >>> X, y = make_detection_windows("MOT17-05", n_frames=60, random_state=0)  # doctest: +SKIP
+    >>> X, y = make_detection_windows("MOT17-05", detections="real", clutter=True,
+    ...                               first_frame="truth")  # doctest: +SKIP
     """
-    from mixest.tracking._detections import simulate_detections
+    from mixest.tracking._detections import check_occlusion, occlude, simulate_detections
 
+    simulated = isinstance(detections, str) and detections == "simulated"
+    given = {"jitter": jitter, "miss_prob": miss_prob, "clutter_rate": clutter_rate,
+             "shuffle": shuffle, "image_size": image_size, "min_score": min_score,
+             "clutter": clutter, "first_frame": first_frame}
+    own, other = ((_SIMULATION_DEFAULTS, _REAL_DEFAULTS) if simulated
+                  else (_REAL_DEFAULTS, _SIMULATION_DEFAULTS))
+    refused = [name for name in other if given[name] is not None]
+    if refused:
+        kind = "simulated" if simulated else "real"
+        raise ValueError(f"{', '.join(refused)} do(es) not apply to {kind} detections "
+                         f"(detections={detections!r}); leave it out.")
+    options = {name: own[name] if given[name] is None else given[name] for name in own}
     rng = check_random_state(random_state)
+    occlusion = check_occlusion(occlusion, check_int(n_frames, "n_frames", 1))
+    det_tables = None if simulated else _detection_tables(gt, detections)
     ground_truth, info = make_windows(
         gt,
         n_sources,
@@ -379,30 +459,132 @@ groups_per_window, grouping, max_windows
         groups_per_window=groups_per_window,
         grouping=grouping,
         max_windows=max_windows,
+        frame_range=frame_range,
         random_state=None if random_state is None else rng,
         return_info=True,
     )
-    # One simulation per sequence, so that clutter uses that sequence's image size.
-    parts = []
-    for _, idx in info.groupby("sequence", sort=False).indices.items():
-        size = image_size
-        if size is None and not np.isnan(info["im_width"].iloc[idx[0]]):
-            size = (float(info["im_width"].iloc[idx[0]]), float(info["im_height"].iloc[idx[0]]))
-        obs = simulate_detections(
-            ground_truth[idx],
-            jitter=jitter,
-            miss_prob=miss_prob,
-            clutter_rate=clutter_rate,
-            shuffle=shuffle,
-            box_format="xywh",
-            image_size=size,
-            random_state=rng,
-        )
-        parts.append((idx, obs))
-    K = max(obs.shape[2] for _, obs in parts)
-    observations = np.full((*ground_truth.shape[:2], K, 4), np.nan)
-    for idx, obs in parts:
-        observations[idx, :, : obs.shape[2]] = obs
+    if not simulated:
+        observations, labels = _real_detections(det_tables, ground_truth, info, **options)
+        if occlusion:
+            occlude(observations, labels, ground_truth.shape[2], occlusion, rng)
+    else:
+        # One simulation per sequence, so that clutter uses that sequence's image size.
+        parts = []
+        for _, idx in info.groupby("sequence", sort=False).indices.items():
+            size = options["image_size"]
+            if size is None and not np.isnan(info["im_width"].iloc[idx[0]]):
+                size = (float(info["im_width"].iloc[idx[0]]),
+                        float(info["im_height"].iloc[idx[0]]))
+            obs = simulate_detections(
+                ground_truth[idx], jitter=options["jitter"], miss_prob=options["miss_prob"],
+                clutter_rate=options["clutter_rate"], shuffle=options["shuffle"],
+                occlusion=occlusion, box_format="xywh", image_size=size, random_state=rng,
+            )
+            parts.append((idx, obs))
+        K = max(obs.shape[2] for _, obs in parts)
+        observations = np.full((*ground_truth.shape[:2], K, 4), np.nan)
+        for idx, obs in parts:
+            observations[idx, :, : obs.shape[2]] = obs
     if return_info:
         return observations, ground_truth, info
     return observations, ground_truth
+
+
+def _detection_tables(gt: object, detections: object) -> dict[str, pd.DataFrame]:
+    """Sequence name -> its detection table, for ``detections`` other than "simulated"."""
+    sequences = _load_sequences(gt)
+    if isinstance(detections, str) and detections == "real":
+        items = []
+        for name, _, _, seq_dir in sequences:
+            path = None if seq_dir is None else seq_dir / "det" / "det.txt"
+            if path is None or not path.is_file():
+                where = "it was given as a table" if seq_dir is None else f"no {path}"
+                raise ValueError(f"detections='real' needs each sequence's det/det.txt; "
+                                 f"{name}: {where}. Pass the detections themselves instead.")
+            items.append(path)
+    else:
+        items = list(detections) if isinstance(detections, (list, tuple)) else [detections]
+        if len(items) != len(sequences):
+            raise ValueError(f"detections has {len(items)} item(s) for {len(sequences)} "
+                             "ground-truth sequence(s); give one per sequence, in order.")
+    tables = {}
+    for (name, _, _, _), item in zip(sequences, items, strict=True):
+        if isinstance(item, (str, os.PathLike)):
+            item = read_mot(item)
+        if not isinstance(item, pd.DataFrame):
+            raise TypeError("detections must be 'simulated', 'real', a detection table, the path "
+                            f"of a det.txt file or a list of those; got {type(item).__name__}.")
+        if "conf" not in item.columns:
+            raise ValueError(f"the detections of {name} have no score column 'conf'; "
+                             f"they have {list(item.columns)}.")
+        if name in tables:
+            raise ValueError(f"two ground-truth sequences are both named {name!r}; their "
+                             "detections could be confused.")
+        tables[name] = item
+    return tables
+
+
+def _real_detections(
+    tables: dict[str, pd.DataFrame], ground_truth: np.ndarray, info: pd.DataFrame, *,
+    min_score: float, clutter: bool, first_frame: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each window's real detections: its targets' matches (and, with ``clutter``, the
+    unmatched detections near them), in file order.
+
+    Returns ``(observations (n, T, K, 4) xywh, labels (n, T, K))`` with label ``n`` for target
+    ``n``'s detection, -1 for clutter and -2 for a missing row.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    from mixest.tracking._boxes import box_iou, convert_boxes
+    from mixest.tracking._motchallenge import detections_to_array
+
+    if not isinstance(min_score, numbers.Real) or isinstance(min_score, bool):
+        raise TypeError(f"min_score must be a number, got {min_score!r}.")
+    if not isinstance(clutter, (bool, np.bool_)):
+        raise TypeError(f"clutter must be True or False, got {clutter!r}.")
+    if first_frame not in ("detections", "truth"):
+        raise ValueError(f"first_frame must be 'detections' or 'truth', got {first_frame!r}.")
+    n, T, N, _ = ground_truth.shape
+    windows = []
+    for w, row in enumerate(info.itertuples()):
+        table = tables[row.sequence]
+        table = table.loc[table["conf"].to_numpy() >= min_score]
+        frames = np.arange(row.first_frame, row.last_frame + 1)
+        boxes = detections_to_array(table, frames) if len(table) else np.full((T, 1, 4), np.nan)
+        det = convert_boxes(boxes, "xywh", "xyxy")
+        truth = convert_boxes(ground_truth[w], "xywh", "xyxy")
+        iou = np.nan_to_num(box_iou(truth, det))  # (T, N, K)
+        labels = np.where(np.isnan(det).any(-1), -2, -1)
+        for t in range(T):
+            rows, cols = linear_sum_assignment(-iou[t])
+            good = iou[t, rows, cols] >= _MATCH_IOU
+            labels[t, cols[good]] = rows[good]
+        if clutter:
+            size = truth[..., 2:] - truth[..., :2]  # (T, N, 2)
+            lo, hi = truth[..., :2] - size, truth[..., 2:] + size
+            centre = (det[..., :2] + det[..., 2:]) / 2  # (T, K, 2)
+            near = ((centre[:, :, None] >= lo[:, None]) & (centre[:, :, None] <= hi[:, None]))
+            near = near.all(-1).any(-1)  # (T, K)
+            labels = np.where((labels == -1) & ~near, -2, labels)
+        else:
+            labels = np.where(labels == -1, -2, labels)
+        if first_frame == "truth":
+            labels[0] = -2
+        windows.append((boxes, labels, truth))
+    K = max(max(int((lab > -2).sum(-1).max()) for _, lab, _ in windows), N)
+    observations = np.full((n, T, K, 4), np.nan)
+    out_labels = np.full((n, T, K), -2)
+    for w, (boxes, labels, _) in enumerate(windows):
+        keep = labels > -2
+        # kept rows first, in file order (a stable sort of "not kept")
+        order = np.argsort(~keep, axis=1, kind="stable")[:, :K]
+        kept = np.take_along_axis(keep, order, 1)
+        k = order.shape[1]
+        observations[w, :, :k] = np.where(kept[..., None],
+                                          np.take_along_axis(boxes, order[..., None], 1), np.nan)
+        out_labels[w, :, :k] = np.where(kept, np.take_along_axis(labels, order, 1), -2)
+        if first_frame == "truth":
+            observations[w, 0, :N] = ground_truth[w, 0]
+            out_labels[w, 0, :N] = np.arange(N)
+    return observations, out_labels

@@ -150,8 +150,8 @@ def test_bad_birth_parameters_raise(params):
 def test_inconsistent_birth_settings_raise():
     X, _ = make_tracking_mixture(1, n_sources=2, n_frames=10, random_state=0,
                                  box_format="xyxy", image_size=None)
-    with pytest.raises(ValueError, match="clutter > 0"):
-        VKFTracker(2, birth=True, box_format="xyxy", image_size=(1, 1)).fit(X)
+    with pytest.raises(ValueError, match="needs a clutter class"):
+        VKFTracker(2, birth=True, clutter=0, box_format="xyxy", image_size=(1, 1)).fit(X)
     with pytest.raises(ValueError, match="at least n_sources"):
         _tracker(birth=True, max_sources=1).fit(X)
     with pytest.raises(ValueError, match="D = 4"):

@@ -32,6 +32,11 @@ def test_numba_equals_numpy(full, clutter, temperature):
     a = e_w_numba(*args, log_clutter=-2.0, temperature=temperature)
     b = e_w_numpy(*args, log_clutter=-2.0, temperature=temperature)
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
+    # a clutter density per observation (the "auto" rule folds its weights in there)
+    per_obs = rng.normal(-2.0, 3.0, args[1].shape)
+    a = e_w_numba(*args, log_clutter=per_obs, temperature=temperature)
+    b = e_w_numpy(*args, log_clutter=per_obs, temperature=temperature)
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
 
 
 def test_rows_are_distributions_and_missing_rows_zero():

@@ -174,9 +174,10 @@ def test_bound_kernel_equals_numpy():
         eta[0, 0, 0] = 0.0  # exact zeros: 0 log 0 = 0
         eta[0, 0, 0, 0] = float(valid[0, 0, 0])
         lp = np.log(rng.dirichlet(np.ones(C), B))
-        args = (obs, valid, phi, means, covs, eta, lp, -0.3)
-        np.testing.assert_allclose(expected_log_likelihood_diag(*args),
-                                   expected_log_likelihood_numpy(*args), rtol=1e-12)
+        for log_clutter in (-0.3, rng.normal(0.0, 2.0, (B, T, K))):
+            args = (obs, valid, phi, means, covs, eta, lp, log_clutter)
+            np.testing.assert_allclose(expected_log_likelihood_diag(*args),
+                                       expected_log_likelihood_numpy(*args), rtol=1e-12)
     prior = Dynamics().expected_log_prior(means, covs, pm, pv)
     written = sum(-0.5 * np.log(2 * np.pi * pv[:, t, n, d])
                   - 0.5 * ((means[:, t, n, d] - pm[:, t, n, d]) ** 2 + covs[:, t, n, d])

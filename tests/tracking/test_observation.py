@@ -114,7 +114,8 @@ def test_filter_init_matches_one_to_one_and_keeps_close_objects_apart():
     phi = np.full(obs.shape, 0.008**2)
     log_prior = np.full((B, N), -np.log(N))
     m0, _ = initial_means(obs, valid, N)
-    means, _ = GaussianDetections()._filter_init(obs, valid, phi, m0, log_prior)
+    means, _ = GaussianDetections()._filter_init(obs, valid, phi, m0, log_prior,
+                                                np.zeros(valid.shape))
     # every object is nearest to a different source over the second half
     dist = np.linalg.norm(means[:, T // 2:, :, None] - truth[:, T // 2:, None], axis=-1)
     owner = dist.mean(1).argmin(1)  # (B, N objects) -> source
@@ -138,3 +139,83 @@ def test_tol_zero_runs_exactly_max_iter_iterations():
     r = run_vem(X, GaussianDetections(0.08), est._dynamics(), n_sources=3, max_iter=6, tol=0.0)
     assert r.n_iter == 6 and len(r.history) == 6
     assert np.all(r.history[r.best_iter, np.arange(4)] == r.lower_bound)
+
+
+def test_auto_clutter_prior_counts_the_extra_detections():
+    """``clutter="auto"``: a detection of a frame with K_t > N detections is clutter with prior
+    (K_t - N) / K_t, never in frames with K_t <= N, always when the box is outside the image;
+    the bound equals the one written with those priors."""
+    from mixest.tracking._observation import expected_log_likelihood_numpy
+
+    rng = np.random.default_rng(0)
+    N, T, K = 2, 4, 5
+    obs = np.tile([0.4, 0.4, 0.45, 0.5], (1, T, K, 1)) + rng.normal(0, 0.01, (1, T, K, 4))
+    counts = np.array([1, 2, 3, 5])  # detections per frame
+    obs[0, np.arange(K)[None, :] >= counts[:, None]] = np.nan
+    obs[0, 3, 4] = [1.2, 0.1, 1.3, 0.3]  # entirely right of the image
+    model = GaussianDetections()
+    data, params = model.prepare(obs, N)
+    pi_c = np.where(counts > N, (counts - N) / counts, 0.0)[None, :, None]
+    # the sources' log prior is log(1/N) and the clutter score holds logit(pi_c)
+    lp = params["log_prior"]
+    np.testing.assert_allclose(lp[0, :N], -np.log(N))
+    assert lp[0, N] == 0.0
+    score = data["log_clutter"]
+    expected = np.log(np.where(pi_c > 0, pi_c / (1 - pi_c), 1.0))
+    np.testing.assert_allclose(score[0, 2:, :3], np.broadcast_to(expected[0, 2:], (2, 3)))
+    assert (score[0, :2] <= -1000).all() and score[0, 3, 4] >= 1000
+    # E-W: the prior as written, (1 - pi_c) / N per source and pi_c for clutter
+    means = np.array([0.4, 0.4, 0.45, 0.5]) + rng.normal(0, 0.003, (1, T, N, 4))
+    covs = np.full((1, T, N, 4), 1e-6)
+    eta = model.e_w(data, params, means, covs)
+    ref_prior = np.concatenate([np.repeat((1 - pi_c)[..., None] / N, N, -1),
+                                pi_c[..., None]], -1)
+    ref_prior = np.broadcast_to(ref_prior, (1, T, K, N + 1)).copy()
+    ref_prior[0, 3, 4] = [0, 0, 1]
+    valid = data["valid"]
+    assert eta[0, 3, 4, N] == 1.0 and np.all(eta[0, :2, :, N] == 0.0)
+    frame = 2  # pi_c = 1/3: clutter vs sources at the written prior odds
+    lik = model_likelihoods(obs, valid, params["phi"], means, covs)[0, frame, :3]
+    written = np.concatenate([lik * (1 - pi_c[0, frame]) / N,
+                              np.full((3, 1), pi_c[0, frame, 0])], -1)
+    np.testing.assert_allclose(eta[0, frame, :3], written / written.sum(-1, keepdims=True),
+                               rtol=1e-9)
+    # the bound: the observation term written with the true priors (finite)
+    bound = model.expected_log_likelihood(data, params, means, covs, eta)
+    prior = np.log(np.maximum(ref_prior, 1e-300))
+    direct = expected_log_likelihood_numpy(obs, valid, params["phi"], means, covs, eta,
+                                           np.zeros((1, N + 1)), 0.0)
+    correction = (eta * np.where(eta > 0, prior, 0.0)).sum()
+    np.testing.assert_allclose(bound, direct + correction, rtol=1e-10)
+
+
+def model_likelihoods(obs, valid, phi, means, covs):
+    """exp(log N(o; m, phi) - tr(phi^-1 Sigma) / 2) per detection and source (diagonal)."""
+    o = np.where(valid[..., None], obs, 0.0)
+    p = np.where(valid[..., None], phi, 1.0)
+    quad = ((o[:, :, :, None] - means[:, :, None]) ** 2 + covs[:, :, None]) / p[:, :, :, None]
+    return np.exp(-0.5 * (4 * np.log(2 * np.pi) + np.log(p).sum(-1))[..., None]
+                  - 0.5 * quad.sum(-1))
+
+
+def test_an_outlier_box_moves_no_track():
+    """One absurd box (1e12 pixels) added to a frame or in place of a missed detection changes
+    no track with the default clutter rule; without a clutter class it drags tracks."""
+    from mixest import MixDVAETracker
+    from mixest.baselines import VKFTracker
+    from mixest.datasets import make_tracking_mixture
+
+    X, _ = make_tracking_mixture(3, 3, 60, random_state=0)
+    K = X.shape[2]
+    Xo = np.concatenate([X, np.full(X.shape[:2] + (1, 4), np.nan)], 2)
+    Xo[:, 30, K] = [1e12, 1e12, 50.0, 100.0]  # an extra row
+    missed = np.argwhere(np.isnan(X[..., 0]))
+    b, t, k = missed[missed[:, 1] > 5][0]
+    Xo[b, t, k] = [-1e12, 3e12, 80.0, 200.0]  # in place of a miss
+    for make in (lambda **kw: MixDVAETracker(3, prior="constant-velocity", **kw),
+                 lambda **kw: VKFTracker(3, **kw)):
+        clean = make(random_state=0).fit(X).predict(X)
+        with_outlier = make(random_state=0).fit(Xo).predict(Xo)
+        np.testing.assert_allclose(with_outlier, clean, rtol=1e-9, atol=1e-6)
+        dragged = make(clutter=0, random_state=0).fit(Xo).predict(Xo)
+        assert not np.isfinite(dragged).all() or np.abs(dragged - clean).max() > 100

@@ -58,11 +58,12 @@ def test_shapes_units_and_formats():
     assert ta.shape == yp.shape
     np.testing.assert_allclose(xywh(ta), tb, atol=1e-6)
     eta = a.predict_assignments(Xp)
-    assert eta.shape == X.shape[:3] + (3,)
+    assert eta.shape == X.shape[:3] + (4,)  # clutter last ("auto": never here, K <= N)
     valid = ~np.isnan(X).any(-1)
     np.testing.assert_allclose(eta.sum(-1), valid.astype(float), atol=1e-9)
-    c = MixDVAETracker(3, clutter=0.05, max_iter=2, **CV).fit(X)
-    assert c.predict_assignments(X).shape == X.shape[:3] + (4,)
+    np.testing.assert_array_equal(eta[..., 3], 0.0)
+    c = MixDVAETracker(3, clutter=0, max_iter=2, **CV).fit(X)
+    assert c.predict_assignments(X).shape == X.shape[:3] + (3,)
     for init in ("first-frame", "chunked"):
         o = MixDVAETracker(3, init=init, update_noise=True, update_weights=True,
                            assignment_temperature=125.0, max_iter=2, **CV).fit(X)

@@ -293,3 +293,119 @@ def test_mot17_300_frame_windows(shared_data):
     )
     assert gt.shape == (3, 300, 3, 4) and np.isfinite(gt).all()
     assert obs.shape[:3] == (3, 300, 3)
+
+
+def _toy_det(seq) -> pd.DataFrame:
+    """Real-style detections of the toy sequence, frames 1..40: tracks 1 and 2 detected exactly
+    (track 2 missed on frame 5); a neighbour box beside track 1 (centre within one box size of
+    it); a far box (no target near); a low-score copy of track 2 on frame 5."""
+    rows = []
+    for frame in range(1, 41):
+        b1, b2 = _box(1, frame), _box(2, frame)
+        rows.append([frame, -1, *b1, 0.9])
+        if frame != 5:
+            rows.append([frame, -1, *b2, 0.8])
+        else:
+            rows.append([frame, -1, *b2, 0.2])
+        rows.append([frame, -1, b1[0] - 12.0, b1[1], b1[2], b1[3], 0.7])  # neighbour
+        rows.append([frame, -1, 600.0, 400.0, 10.0, 20.0, 0.95])  # far from both
+    table = pd.DataFrame(rows, columns=["frame", "id", "bb_left", "bb_top", "bb_width",
+                                        "bb_height", "conf"])
+    for col in ("x", "y", "z"):
+        table[col] = -1.0
+    write_mot(seq / "det" / "det.txt", table, kind="result")
+    return table
+
+
+def test_real_detection_windows(toy_seq):
+    _toy_det(toy_seq)
+    kw = dict(n_sources=2, n_frames=20, classes=None, consider_only=False,
+              frame_range=(1, 40), detections="real")
+    obs, gt = make_detection_windows(toy_seq, **kw)
+    np.testing.assert_array_equal(gt, make_windows(toy_seq, 2, 20, classes=None,
+                                                   consider_only=False, frame_range=(1, 40)))
+    assert gt.shape == (2, 20, 2, 4)  # tracks 1 and 2, frames 1-20 and 21-40
+    # targets only: exactly the two matched detections, in file order; track 2 missed on
+    # frame 5 (its detection scores 0.2 < min_score)
+    assert obs.shape == (2, 20, 2, 4)
+    expected = gt.copy()
+    expected[0, 4, 1] = np.nan
+    np.testing.assert_array_equal(obs, expected)
+    # min_score=0.1 keeps the low-score detection
+    low, _ = make_detection_windows(toy_seq, **kw, min_score=0.1)
+    np.testing.assert_array_equal(low, gt)
+    # clutter: the neighbour is kept (third row), the far box is not
+    cl, _ = make_detection_windows(toy_seq, **kw, clutter=True)
+    assert cl.shape == (2, 20, 3, 4)
+    assert (cl[..., 0] == gt[:, :, :1, 0] - 12.0).sum(-1).min() == 1  # in every frame
+    assert not (cl[..., 0] == 600.0).any()
+    np.testing.assert_array_equal(cl[0, 4, :2], [gt[0, 4, 0], gt[0, 4, 0] - [12, 0, 0, 0]])
+    # first_frame="truth": the targets' own boxes, and nothing else, in the first frame
+    tr, _ = make_detection_windows(toy_seq, **kw, clutter=True, first_frame="truth")
+    np.testing.assert_array_equal(tr[:, 0, :2], gt[:, 0])
+    assert np.isnan(tr[:, 0, 2:]).all()
+    np.testing.assert_array_equal(tr[:, 1:], cl[:, 1:])
+    # the same detections given as a table or a path
+    table = read_mot(toy_seq / "det" / "det.txt")
+    for det in (table, toy_seq / "det" / "det.txt", [table]):
+        np.testing.assert_array_equal(
+            make_detection_windows(toy_seq, **{**kw, "detections": det}, clutter=True)[0], cl)
+
+
+def test_real_detection_windows_refuse_what_does_not_apply(toy_seq):
+    kw = dict(n_sources=2, n_frames=20, classes=None, consider_only=False)
+    with pytest.raises(ValueError, match="no .*det.txt"):
+        make_detection_windows(toy_seq, **kw, detections="real")
+    _toy_det(toy_seq)
+    with pytest.raises(ValueError, match="jitter do\\(es\\) not apply to real"):
+        make_detection_windows(toy_seq, **kw, detections="real", jitter=0.1)
+    with pytest.raises(ValueError, match="clutter, first_frame do\\(es\\) not apply to sim"):
+        make_detection_windows(toy_seq, **kw, clutter=True, first_frame="truth")
+    with pytest.raises(ValueError, match="2 item\\(s\\) for 1"):
+        make_detection_windows(toy_seq, **kw, detections=[_toy_gt(), _toy_gt()])
+    with pytest.raises(ValueError, match="first_frame must be"):
+        make_detection_windows(toy_seq, **kw, detections="real", first_frame="gt")
+    with pytest.raises(TypeError, match="frame_range must be a pair"):
+        make_windows(toy_seq, **kw, frame_range=5)
+    with pytest.raises(ValueError, match="occlusion must be shorter"):
+        make_detection_windows(toy_seq, **kw, occlusion=20)
+
+
+def test_occlusion_hides_each_target_for_one_run(toy_seq):
+    det_table = _toy_det(toy_seq)
+    gt_table = _toy_gt()
+    gt_table = gt_table.loc[gt_table["id"] <= 2]  # the two detected tracks
+    kw = dict(n_sources=2, n_frames=20, classes=None, consider_only=False,
+              frame_range=(1, 40))
+    for det in ({"jitter": 0.0, "miss_prob": 0.0}, {"detections": det_table, "min_score": 0.1}):
+        obs, gt = make_detection_windows(gt_table, **kw, **det, occlusion=6, random_state=3)
+        for w in range(len(gt)):
+            for n in range(2):
+                seen = (np.abs(obs[w] - gt[w, :, None, n]).max(-1) < 1e-9).any(-1)
+                hidden = np.flatnonzero(~seen)
+                assert len(hidden) == 6 and hidden[0] >= 1, hidden
+                assert np.all(np.diff(hidden) == 1)
+    # occlusion=0 leaves every other draw as it was
+    a = make_detection_windows(toy_seq, **kw, jitter=0.05, miss_prob=0.2, shuffle=True,
+                               random_state=1)[0]
+    b = make_detection_windows(toy_seq, **kw, jitter=0.05, miss_prob=0.2, shuffle=True,
+                               occlusion=0, random_state=1)[0]
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.realdata
+def test_mot17_real_detection_windows(shared_data):
+    """On MOT17's YOLOX detections: targets-only rows are detections that match their target
+    at IoU >= 0.5; clutter rows add other detections, near the targets."""
+    from mixest.tracking import iou_matrix
+
+    seq = shared_data / "mot17" / "MOT17-09"
+    kw = dict(n_frames=60, frame_range=(263, 525), detections="real", random_state=0)
+    obs, gt = make_detection_windows(seq, **kw)
+    cl, gt2 = make_detection_windows(seq, **kw, clutter=True, first_frame="truth")
+    np.testing.assert_array_equal(gt, gt2)
+    iou = np.nan_to_num(iou_matrix(gt, obs))  # (n, T, N, K)
+    valid = ~np.isnan(obs[..., 0])
+    assert (iou.max(2)[valid] >= 0.5).all()
+    assert 0.5 < valid.sum(-1).mean() / 3 < 1  # real misses
+    assert (~np.isnan(cl[..., 0])).sum(-1).mean() > 1.5 * valid.sum(-1).mean()
