@@ -447,6 +447,8 @@ groups_per_window, grouping, max_windows, frame_range
     options = {name: own[name] if given[name] is None else given[name] for name in own}
     rng = check_random_state(random_state)
     occlusion = check_occlusion(occlusion, check_int(n_frames, "n_frames", 1))
+    if not simulated:  # checked before any file is read or window cut
+        _check_real_options(**options)
     det_tables = None if simulated else _detection_tables(gt, detections)
     ground_truth, info = make_windows(
         gt,
@@ -488,6 +490,15 @@ groups_per_window, grouping, max_windows, frame_range
     if return_info:
         return observations, ground_truth, info
     return observations, ground_truth
+
+
+def _check_real_options(min_score: object, clutter: object, first_frame: object) -> None:
+    if not isinstance(min_score, numbers.Real) or isinstance(min_score, bool):
+        raise TypeError(f"min_score must be a number, got {min_score!r}.")
+    if not isinstance(clutter, (bool, np.bool_)):
+        raise TypeError(f"clutter must be True or False, got {clutter!r}.")
+    if first_frame not in ("detections", "truth"):
+        raise ValueError(f"first_frame must be 'detections' or 'truth', got {first_frame!r}.")
 
 
 def _detection_tables(gt: object, detections: object) -> dict[str, pd.DataFrame]:
@@ -539,12 +550,6 @@ def _real_detections(
     from mixest.tracking._boxes import box_iou, convert_boxes
     from mixest.tracking._motchallenge import detections_to_array
 
-    if not isinstance(min_score, numbers.Real) or isinstance(min_score, bool):
-        raise TypeError(f"min_score must be a number, got {min_score!r}.")
-    if not isinstance(clutter, (bool, np.bool_)):
-        raise TypeError(f"clutter must be True or False, got {clutter!r}.")
-    if first_frame not in ("detections", "truth"):
-        raise ValueError(f"first_frame must be 'detections' or 'truth', got {first_frame!r}.")
     n, T, N, _ = ground_truth.shape
     windows = []
     for w, row in enumerate(info.itertuples()):
