@@ -2,9 +2,10 @@
 
 Each coordinate of the box's top-left corner moves piecewise: 0-2 breakpoints cut the sequence
 into segments, each continuing from where the previous one ended and drawn as static, a line, a
-parabola or a sine. The box width follows its own single segment (static, line or parabola) and
-the height is the width times a per-sequence aspect ratio. Sequences whose boxes leave the image
-are rejected and redrawn.
+parabola or a sine. The box width follows its own single segment (static, line or parabola,
+drawn over 60 frames and run back and forth in longer sequences) and the height is the width
+times a per-sequence aspect ratio. Sequences whose boxes leave the image are rejected and
+redrawn.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ _ASPECT_MEAN, _ASPECT_STD = 5.26, 0.77
 # The design does not fix how fast the width changes; these relative rates (per frame) change a
 # box's width by about +-25% over 60 frames, like a pedestrian walking towards the camera.
 _LOG_WIDTH_RATE_STD, _LOG_WIDTH_CURVATURE_STD = 0.004, 1e-4
+# The width path is drawn over the paper's 60 frames; longer sequences run it back and forth
+# (reflected in time) so that a box neither vanishes nor explodes at any length.
+_WIDTH_HORIZON = 60
 
 
 def _segment_displacement(
@@ -89,7 +93,6 @@ def _piecewise_axis(n: int, n_frames: int, axis: int, rng: np.random.RandomState
 
 def _draw_boxes(n: int, n_frames: int, rng: np.random.RandomState) -> np.ndarray:
     """Draw ``n`` candidate trajectories ``(n, T, 4)`` xyxy, before rejection."""
-    t = np.arange(n_frames, dtype=np.float64)[None, :]
     x1 = rng.uniform(0.0, 1.0, n)[:, None] + _piecewise_axis(n, n_frames, 0, rng)
     y1 = rng.uniform(0.0, 1.0, n)[:, None] + _piecewise_axis(n, n_frames, 1, rng)
     # Width: its own static / line / parabola segment in log space (keeps it positive).
@@ -97,7 +100,9 @@ def _draw_boxes(n: int, n_frames: int, rng: np.random.RandomState) -> np.ndarray
     rate = rng.normal(0.0, _LOG_WIDTH_RATE_STD, n)[:, None] * (kind[:, None] >= 1)
     curvature = rng.normal(0.0, _LOG_WIDTH_CURVATURE_STD, n)[:, None] * (kind[:, None] == 2)
     log_w0 = rng.normal(_LOG_WIDTH_MEAN, _LOG_WIDTH_STD, n)[:, None]
-    width = np.exp(log_w0 + rate * t + 0.5 * curvature * t**2)
+    last = _WIDTH_HORIZON - 1
+    tau = last - np.abs(np.arange(n_frames) % (2 * last) - last).astype(np.float64)[None, :]
+    width = np.exp(log_w0 + rate * tau + 0.5 * curvature * tau**2)
     aspect = rng.normal(_ASPECT_MEAN, _ASPECT_STD, n)[:, None]
     height = width * aspect
     return np.stack([x1, y1, x1 + width, y1 + height], axis=-1)
@@ -130,9 +135,11 @@ def make_trajectories(
     0.00125 (x) / 0.0006 (y), acceleration std 3.7e-5 / 2e-5, angular frequency std 0.003 / 0.001
     and phase std 3.2. A sine segment is ``v / omega * (sin(omega tau + phase) - sin(phase))``,
     i.e. its peak speed is the drawn velocity. The width is log-normal(-3.8, 0.7) at the first
-    frame and changes along a static, linear or parabolic path in log space; the height is the
-    width times ``rho ~ N(5.26, 0.77^2)``. Start positions are uniform in ``[0, 1]``; sequences
-    that leave the image are redrawn.
+    frame and changes along a static, linear or parabolic path in log space over the first 60
+    frames; a longer sequence runs that path back and forth (frame t uses the path at
+    ``59 - |t mod 118 - 59|``), so the width stays within the range of the first 60 frames at
+    any length. The height is the width times ``rho ~ N(5.26, 0.77^2)``. Start positions are
+    uniform in ``[0, 1]``; sequences that leave the image are redrawn.
 
     Examples
     --------

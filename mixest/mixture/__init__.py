@@ -19,5 +19,6 @@ __getattr__, __dir__, __all__ = attach(
         "ConstantVelocityDynamics": "._kalman",
         "DVAEDynamics": "._dynamics",
         "gaussian_product": "._dynamics",
+        "lagged_smoother": "._dynamics",
     },
 )

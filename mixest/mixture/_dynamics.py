@@ -22,7 +22,7 @@ __all__ = [
     "Dynamics",
     "DVAEDynamics",
     "gaussian_product",
-    "linearised_rts",
+    "lagged_smoother",
 ]
 
 
@@ -67,74 +67,64 @@ def _cho_solve(chol: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     return np.linalg.solve(np.swapaxes(chol, -1, -2), y)
 
 
-def linearised_rts(
+def lagged_smoother(
     means: np.ndarray,
     covs: np.ndarray,
     pred_mean: np.ndarray,
     pred_var: np.ndarray,
-    residual_order: int,
-    propagated: bool,
-    coefficients: np.ndarray | None = None,
+    coefficients: np.ndarray,
+    noise_share: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    r"""Rauch-Tung-Striebel backward pass through a residual decoder's linearised transition.
+    r"""Rauch-Tung-Striebel smoother of a DVAE prior linearised around its forward pass.
 
-    A residual decoder predicts :math:`\mu_{t+1} = a\, s_t + (\text{terms free of } s_t)`
-    with :math:`a = 1` (``residual_order=1``: :math:`s_t + f`) or :math:`a = 2`
-    (``residual_order=2``: :math:`2 s_t - s_{t-1} + f`); the network's output :math:`f` and
-    variance :math:`v` are held at their forward-pass values (the LSTM's own dependence on
-    :math:`s_t` is ignored). Under that linear-Gaussian transition the smoothed moments are, for
-    ``t = T-2 .. 0`` and element-wise (diagonal covariances),
+    A residual or gated decoder predicts every coordinate as
 
     .. math::
 
-        P_{t+1} = v_{t+1} + a^2 \Sigma_t (+ \Sigma_{t-1}), \quad
-        J_t = a \Sigma_t / P_{t+1}, \\
-        m^s_t = m_t + J_t (m^s_{t+1} - \mu_{t+1}), \quad
-        \Sigma^s_t = \Sigma_t + J_t^2 (\Sigma^s_{t+1} - P_{t+1}).
+        \mu_t = a_{1t}\, m_{t-1} + a_{2t}\, m_{t-2} + a_{3t}\, m_{t-3} + f_t,
+        \qquad v_t = q_t + (\text{propagated input uncertainty}),
 
-    With ``residual_order=1`` this is the exact RTS smoother of a random walk with known drift
-    :math:`f_{t+1}`; with 2, the :math:`s_{t-1}` path is dropped. ``residual_order=0`` (the
-    decoder predicts absolute positions) has :math:`a = 0`: nothing to smooth.
+    with :math:`a_t = (1, 0, 0)` for a first-order residual, :math:`(2, -1, 0)` for a
+    second-order one and :math:`(1 + g_v + g_a, -g_v - 2 g_a, g_a)` for the gated extrapolation.
+    Holding :math:`a_t`, :math:`f_t` and the network's variance :math:`q_t` at their forward-pass
+    values (the LSTM's own dependence on the means is ignored), every coordinate is a
+    linear-Gaussian model with state :math:`(s_t, s_{t-1}, s_{t-2})`:
+
+    .. math::
+
+        s_t = a_{1t} s_{t-1} + a_{2t} s_{t-2} + a_{3t} s_{t-3} + f_t + w_t, \quad
+        w_t \sim N(0, q_t),
+
+    observed through the evidence the forward pass multiplied in (recovered from its moments:
+    precision :math:`1/\Sigma_t - 1/v_t`). This runs that model's Kalman filter and RTS
+    smoother exactly, with full 3x3 covariances (:mod:`mixest._kernels._lagged_rts`, Numba), so
+    a detection after a gap corrects every frame of the gap the way a constant-velocity Kalman
+    smoother does. A prediction whose variance has grown past ``CUT_RATIO`` times its own noise
+    passes nothing back (a run of thousands of frames without evidence).
 
     Parameters
     ----------
     means, covs : ndarray of shape (M, T, D)
-        Filtered posterior moments (diagonal covariances).
+        Filtered moments of the forward pass (diagonal covariances).
     pred_mean, pred_var : ndarray of shape (M, T, D)
-        The forward pass's predictions :math:`\mu_t` and their variances.
-    residual_order : {0, 1, 2}
-    propagated : bool
-        Whether ``pred_var`` already contains the propagated input uncertainty
-        :math:`a^2 \Sigma_{t-1} (+ \Sigma_{t-2})` (``DVAEDynamics(propagate_uncertainty=True)``).
-    coefficients : ndarray of shape (M, T, D), optional
-        :math:`a` of every frame's prediction (``coefficients[:, t + 1]`` for the step from
-        ``t``), e.g. :math:`1 + g_v + g_a` of a gated extrapolation (the forward pass's gates,
-        held fixed like :math:`f`); overrides ``residual_order``'s constant.
+        Its predictions :math:`\mu_t` and their variances :math:`v_t`.
+    coefficients : ndarray of shape (M, T, D, 3)
+        :math:`(a_{1t}, a_{2t}, a_{3t})`, zero at ``t = 0``.
+    noise_share : ndarray of shape (M, T, D)
+        :math:`q_t / v_t`, in ``(0, 1]``.
 
     Returns
     -------
     means, covs : ndarray of shape (M, T, D)
+        Smoothed means and marginal variances.
     """
-    if (residual_order == 0 and coefficients is None) or means.shape[1] < 2:
-        return means, covs
-    sm, sc = means.copy(), covs.copy()
-    for t in range(means.shape[1] - 2, -1, -1):
-        second = coefficients is None and residual_order == 2 and t >= 1  # order-2 residual
-        a = coefficients[:, t + 1] if coefficients is not None else (2.0 if second else 1.0)
-        pred_cov = pred_var[:, t + 1]
-        if not propagated:
-            pred_cov = pred_cov + a * a * covs[:, t] + (covs[:, t - 1] if second else 0.0)
-        # A prediction capped at MAX_PRIOR_VAR (below its propagated a^2 Sigma_t) says nothing
-        # about s_t: no information flows back through it (J = 0).
-        known = pred_cov > a * a * covs[:, t]
-        gain = np.where(known, a * covs[:, t] / np.where(known, pred_cov, 1.0), 0.0)
-        sm[:, t] = means[:, t] + gain * (sm[:, t + 1] - pred_mean[:, t + 1])
-        # Sigma + J^2 (Sigma^s - P) as two non-negative terms (J P = a Sigma): no cancellation
-        # where P is huge (long runs without evidence)
-        rest = np.where(known, (pred_cov - a * a * covs[:, t]) / np.where(known, pred_cov, 1.0),
-                        1.0)
-        sc[:, t] = covs[:, t] * rest + gain**2 * sc[:, t + 1]
-    return sm, sc
+    from mixest._kernels._lagged_rts import lagged_rts
+
+    f64 = [np.ascontiguousarray(a, dtype=np.float64)
+           for a in (means, covs, pred_mean, pred_var, coefficients, noise_share)]
+    out_means, out_covs = np.empty_like(f64[0]), np.empty_like(f64[1])
+    lagged_rts(*f64, out_means, out_covs)
+    return out_means, out_covs
 
 
 class Dynamics:
@@ -304,7 +294,7 @@ class DVAEDynamics(Dynamics):
     finetune_lr : float, default=1e-3
         Adam learning rate of the fine-tuning.
     smooth : bool, default=False
-        After the forward (filtering) pass, run :func:`linearised_rts` backwards, so that every
+        After the forward (filtering) pass, run :func:`lagged_smoother` backwards, so that every
         frame's posterior also uses the detections after it. The paper's E-S step is the
         forward pass alone (``False``); with the smoother the E-W and E-Z steps see smoothed
         trajectories.
@@ -338,7 +328,7 @@ class DVAEDynamics(Dynamics):
         self.residual_order = int(getattr(module, "residual_order",
                                           1 if getattr(module, "residual", False) else 0))
         self.gated = bool(getattr(module, "gated_extrapolation", False))
-        self._coef = None  # gated extrapolation: the last forward pass's transition coefficients
+        self._coef = None  # (coefficients, noise share) of the last forward pass, for the smoother
         self.n_samples = n_samples
         self.sample = sample
         self.device = device
@@ -416,9 +406,9 @@ class DVAEDynamics(Dynamics):
         # with the smoother, E-Z reads the smoothed means: the LSTM states cannot be reused
         out = self.twin.forward_pass(info_vec, info_prec, self._z, self._R,
                                      self.propagate_uncertainty, return_hidden=not self.do_smooth,
-                                     return_coefficients=self.gated)
+                                     return_coefficients=self.do_smooth)
         hidden = None if self.do_smooth else out[4]
-        self._coef = out[-1] if self.gated else None
+        self._coef = tuple(out[4:6]) if self.do_smooth else None
         self._last = None if self.do_smooth else (out[0], hidden)
         return list(out[:4])
 
@@ -426,7 +416,7 @@ class DVAEDynamics(Dynamics):
         if self._z is None or self._z.shape[0] != m0.shape[0] * self._R:
             raise RuntimeError("call infer_latents before begin (E-Z precedes E-S).")
         MR = self._z.shape[0]
-        self._coef = [] if self.gated else None
+        self._coef = ([], []) if self.do_smooth else None
         if self.twin is not None:
             h = self.twin.initial_state(MR)
         else:
@@ -458,22 +448,29 @@ class DVAEDynamics(Dynamics):
             mu_r, var_r = mu.reshape(M, R, -1), var.reshape(M, R, -1)
             mu = mu_r.mean(1)
             var = (var_r + mu_r**2).mean(1) - mu**2
+        own = var
         if gates is not None:
-            return mu, self._gated_terms(gates, t, var, state), {**state, "h": h}
-        if self.gated:  # the first two frames: a plain first-order residual
-            self._coef.append(np.ones_like(mu))
-        if self.propagate_uncertainty and state["s1"] is not None:
-            if self.residual_order == 2 and state["s2"] is not None:
-                var = var + 4.0 * state["s1"] + state["s2"]
-            elif self.residual_order >= 1:
-                var = var + state["s1"]
-            var = np.minimum(var, MAX_PRIOR_VAR)
+            coef, var = self._gated_terms(gates, t, var, state)
+        else:  # a residual of order min(residual_order, t) (the gated model's first frames: 1)
+            coef = np.zeros(mu.shape + (3,))
+            order = min(self.residual_order, t)
+            coef[..., :order] = (1.0,) if order == 1 else (2.0, -1.0)[:order]
+            if self.propagate_uncertainty and state["s1"] is not None:
+                if self.residual_order == 2 and state["s2"] is not None:
+                    var = var + 4.0 * state["s1"] + state["s2"]
+                elif self.residual_order >= 1:
+                    var = var + state["s1"]
+                var = np.minimum(var, MAX_PRIOR_VAR)
+        if self._coef is not None:  # the linearisation the smoother holds fixed
+            self._coef[0].append(coef)
+            self._coef[1].append(np.minimum(own / var, 1.0))
         return mu, var, {**state, "h": h}
 
-    def _gated_terms(self, gates, t: int, var: np.ndarray, state: dict) -> np.ndarray:
-        """Gated extrapolation at frame ``t >= 2``: record the transition coefficient and add
-        the propagated uncertainty of ``m_{t-1}, m_{t-2}, m_{t-3}`` (moments over the R rows).
-        """
+    def _gated_terms(self, gates, t: int, var: np.ndarray,
+                     state: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Gated extrapolation at frame ``t >= 2``: the transition coefficients of ``m_{t-1},
+        m_{t-2}, m_{t-3}`` (means over the R rows) and the variance with their propagated
+        uncertainty added."""
         g_v, g_a = gates
         if t < 3:
             g_a = np.zeros_like(g_a)
@@ -483,22 +480,21 @@ class DVAEDynamics(Dynamics):
         def over_rows(a):  # average over each source's R latent rows
             return a.reshape(M, self._R, -1).mean(1)
 
-        self._coef.append(over_rows(c1))
+        coef = np.stack([over_rows(c1), -over_rows(c2), over_rows(g_a)], axis=-1)
         if self.propagate_uncertainty:
             var = var + over_rows(c1**2) * state["s1"] + over_rows(c2**2) * state["s2"]
             if t >= 3:
                 var = var + over_rows(g_a**2) * state["s3"]
             var = np.minimum(var, MAX_PRIOR_VAR)
-        return var
+        return coef, var
 
     def smooth(self, means, covs, pred_mean, pred_var):
         if not self.do_smooth or covs.ndim != 3 or pred_var.ndim != 3:
             return means, covs
-        coef = self._coef
+        coef, share = self._coef
         if isinstance(coef, list):  # collected frame by frame (step-by-step pass)
-            coef = np.stack(coef, 1)
-        return linearised_rts(means, covs, pred_mean, pred_var, self.residual_order,
-                              self.propagate_uncertainty, coef)
+            coef, share = np.stack(coef, 1), np.stack(share, 1)
+        return lagged_smoother(means, covs, pred_mean, pred_var, coef, share)
 
     def observe(self, state, t, m, sigma):
         R = self._R

@@ -423,15 +423,19 @@ class NumpySRNN:
             Also return the LSTM states ``(T, M, rnn_dim)``: those of the teacher-forced pass on
             the returned means, which :meth:`encode_fast` can reuse.
         return_coefficients : bool, default=False
-            Also return :math:`\\partial \\mu_t / \\partial m_{t-1}` (averaged over the latent
-            rows), the transition coefficient of :func:`mixest.mixture.linearised_rts`: 1 for a
-            first-order residual, ``1 + g_v + g_a`` with gated extrapolation.
+            Also return the linearisation the smoother holds fixed
+            (:func:`mixest._kernels._lagged_rts.lagged_rts`): the coefficients
+            :math:`\\partial \\mu_t / \\partial m_{t-k}`, k = 1, 2, 3 (averaged over the latent
+            rows; ``(1, 0, 0)`` for a first-order residual, ``(1 + g_v + g_a, -g_v - 2 g_a,
+            g_a)`` with gated extrapolation), and the network's own share of ``pred_var``
+            (the rest is propagated input uncertainty).
 
         Returns
         -------
         means, covs, pred_mean, pred_var : ndarray of shape (M, T, x_dim)
         hidden : ndarray of shape (T, M, rnn_dim), only with ``return_hidden``
-        coefficients : ndarray of shape (M, T, x_dim), only with ``return_coefficients``
+        coefficients, noise_share : ndarray of shapes (M, T, x_dim, 3) and (M, T, x_dim), only
+            with ``return_coefficients``
         """
         self._compile()
         fast = self._fast
@@ -450,7 +454,8 @@ class NumpySRNN:
         covs = np.empty((M, T, D))
         pm = np.empty((T, M, D))
         pv = np.empty((T, M, D))
-        coef = np.ones((T, M, D))
+        coef = np.zeros((T, M, D, 3))
+        share = np.ones((T, M, D))
         h = np.zeros((M * R, self.rnn_dim), dt)
         c = np.zeros((M * R, self.rnn_dim), dt)
         hs = np.empty((T, M, self.rnn_dim), dt) if return_hidden else None
@@ -488,26 +493,27 @@ class NumpySRNN:
             # the rest of the frame in one compiled call (about 20 tiny ufuncs otherwise)
             _emit_and_update(out, t, R, order, self.gated, propagate_uncertainty, self.loc,
                              self.scale, self.dx_scale, self.ddx_scale, self.min_var, info_vec,
-                             info_prec, means, covs, means_in, pm, pv, coef)
+                             info_prec, means, covs, means_in, pm, pv, coef, share)
         out = (means, covs, pm.transpose(1, 0, 2), pv.transpose(1, 0, 2))
         if return_hidden:
             out += (hs,)
         if return_coefficients:
-            out += (coef.transpose(1, 0, 2),)
+            out += (coef.transpose(1, 0, 2, 3), share.transpose(1, 0, 2))
         return out
 
 
 @numba.njit(cache=True)
 def _emit_and_update(out, t, R, order, gated, propagate, loc, scale, dx_scale, ddx_scale,
-                     min_var, info_vec, info_prec, means, covs, means_in, pm, pv, coef):
+                     min_var, info_vec, info_prec, means, covs, means_in, pm, pv, coef, share):
     """Frame ``t`` of :meth:`NumpySRNN.forward_pass` after the decoder network.
 
     Turns the decoder output ``out`` (M R, 2 D; 4 D with the ``gated`` extrapolation), ``R``
     latent rows per source, into the prior :math:`N(\\mu_t, v_t)` (residual base, gated
     velocity and acceleration, clipped log-variance, variance floor, moment matching over the
     ``R`` rows, propagated input uncertainty) and takes its element-wise Gaussian product with
-    the evidence, writing row ``t`` of every output (``coef``: the gated model's transition
-    coefficient :math:`\\partial \\mu_t / \\partial m_{t-1}`).
+    the evidence, writing row ``t`` of every output (``coef``: the transition coefficients
+    :math:`\\partial \\mu_t / \\partial m_{t-k}`, k = 1, 2, 3; ``share``: the network's own
+    share of the prediction's variance).
     """
     M, _, D = means.shape
     o = min(order, t)
@@ -520,6 +526,8 @@ def _emit_and_update(out, t, R, order, gated, propagate, loc, scale, dx_scale, d
                 if t >= 3:
                     acc = vel - means[m, t - 2, d] + means[m, t - 3, d]
             c1_sum = 0.0  # delta-method coefficients of m_{t-1}, m_{t-2}, m_{t-3}
+            c2_sum = 0.0
+            c3_sum = 0.0
             c1_sq = 0.0
             c2_sq = 0.0
             c3_sq = 0.0
@@ -548,6 +556,8 @@ def _emit_and_update(out, t, R, order, gated, propagate, loc, scale, dx_scale, d
                     mu_r += g_v * vel + g_a * acc
                     c1 = 1.0 + g_v + g_a
                     c1_sum += c1
+                    c2_sum += g_v + 2.0 * g_a
+                    c3_sum += g_a
                     c1_sq += c1 * c1
                     c2_sq += (g_v + 2.0 * g_a) ** 2
                     c3_sq += g_a * g_a
@@ -558,7 +568,15 @@ def _emit_and_update(out, t, R, order, gated, propagate, loc, scale, dx_scale, d
             var = var_sum / R + (mu_sq / R - mu_bar * mu_bar)
             mu = base + mu_bar
             if gated and t >= 2:
-                coef[t, m, d] = c1_sum / R
+                coef[t, m, d, 0] = c1_sum / R
+                coef[t, m, d, 1] = -c2_sum / R
+                coef[t, m, d, 2] = c3_sum / R
+            elif o == 2:
+                coef[t, m, d, 0] = 2.0
+                coef[t, m, d, 1] = -1.0
+            elif o == 1:
+                coef[t, m, d, 0] = 1.0
+            own = var
             if propagate and order >= 1 and t >= 1:
                 if gated and t >= 2:
                     var += c1_sq / R * covs[m, t - 1, d] + c2_sq / R * covs[m, t - 2, d]
@@ -571,6 +589,7 @@ def _emit_and_update(out, t, R, order, gated, propagate, loc, scale, dx_scale, d
                 var = min(var, MAX_PRIOR_VAR)
             pm[t, m, d] = mu
             pv[t, m, d] = var
+            share[t, m, d] = min(own / var, 1.0)
             sigma = var / (var * info_prec[m, t, d] + 1.0)
             covs[m, t, d] = sigma
             means[m, t, d] = sigma * (mu / var + info_vec[m, t, d])

@@ -41,6 +41,23 @@ def test_segments_continue_without_jumps():
     assert steps.max() < 0.02
 
 
+def test_long_sequences_keep_boxes_well_defined():
+    # The width path is drawn over 60 frames and run back and forth beyond: frame 59 + k has
+    # the width of frame 59 - k, so a 5000-frame box never shrinks to nothing or overflows.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow or divide warning
+        boxes = make_trajectories(20, 5000, random_state=3)
+    assert np.all((boxes >= 0) & (boxes <= 1))
+    width = boxes[..., 2] - boxes[..., 0]
+    k = np.arange(1, 59)
+    assert np.allclose(width[:, 59 + k], width[:, 59 - k])
+    assert np.allclose(width[:, 118 + k], width[:, k])  # period 118
+    assert np.all(width.min(axis=1) >= 0.99 * width[:, :60].min(axis=1))
+    assert np.all(width.max(axis=1) <= 1.01 * width[:, :60].max(axis=1))
+
+
 def test_seed_reproducibility_and_independence():
     a = make_trajectories(30, random_state=5)
     assert np.array_equal(a, make_trajectories(30, random_state=5))

@@ -1,103 +1,124 @@
-"""The DVAE E-S backward pass (linearised RTS) against exact Gaussian conditioning."""
+"""The DVAE E-S backward pass (the linearised lag-3 RTS smoother) against exact Gaussian
+conditioning, and the constant-velocity smoother against filterpy."""
 
 import numpy as np
 import pytest
 
-from mixest.mixture._dynamics import gaussian_product, linearised_rts
+from mixest.mixture._dynamics import gaussian_product, lagged_smoother
 
 
-def _random_walk_problem(rng, M=3, T=12, D=2):
-    """A random walk with known drift f_t and variance v_t, seen through diagonal evidence."""
-    mu0 = rng.normal(size=(M, D))
-    v0 = rng.uniform(0.5, 2.0, size=(M, D))
-    drift = rng.normal(scale=0.3, size=(M, T, D))
-    v = rng.uniform(0.05, 0.5, size=(M, T, D))
+def _coefficients(kind, rng, M, T, D):
+    """(a1, a2, a3) per frame as the priors make them: zero at t = 0, first order at t = 1."""
+    a = np.zeros((M, T, D, 3))
+    a[:, 1:, :, 0] = 1.0
+    if kind == "second":
+        a[:, 2:] = (2.0, -1.0, 0.0)
+    elif kind == "gated":  # 1 + g_v + g_a, -(g_v + 2 g_a), g_a; no acceleration at t = 2
+        g_v, g_a = rng.uniform(0, 1, (2, M, T, D))
+        g_a[:, :3] = 0.0
+        a[:, 2:] = np.stack([1 + g_v, -(g_v + 2 * g_a), g_a], -1)[:, 2:]
+    return a
+
+
+def _forward_problem(kind, rng, M=3, T=14, D=2, gap=()):
+    """A forward pass of the delta-method filter (what the E-S runs) and its model."""
+    a = _coefficients(kind, rng, M, T, D)
+    f = rng.normal(scale=0.2, size=(M, T, D))
+    q = rng.uniform(0.05, 0.5, size=(M, T, D))
     prec = rng.uniform(0.5, 5.0, size=(M, T, D)) * (rng.uniform(size=(M, T, D)) > 0.3)
-    obs = rng.normal(size=(M, T, D))
-    return mu0, v0, drift, v, prec, prec * obs
-
-
-def _forward(mu0, v0, drift, v, prec, vec, propagated):
-    """Filter: prior N(m_{t-1} + f_t, Sigma_{t-1} + v_t), element-wise Gaussian product."""
-    M, T, D = drift.shape
+    prec[:, list(gap)] = 0.0
+    vec = prec * rng.normal(size=(M, T, D))
     means, covs = np.empty((M, T, D)), np.empty((M, T, D))
     pm, pv = np.empty((M, T, D)), np.empty((M, T, D))
     for t in range(T):
-        if t == 0:
-            pm[:, 0], full = mu0, v0
-            pv[:, 0] = v0
-        else:
-            pm[:, t] = means[:, t - 1] + drift[:, t]
-            full = covs[:, t - 1] + v[:, t]
-            pv[:, t] = full if propagated else v[:, t]
-        means[:, t], covs[:, t] = gaussian_product(pm[:, t], full, vec[:, t], prec[:, t])
-    return means, covs, pm, pv
+        pm[:, t], pv[:, t] = f[:, t], q[:, t]
+        for k in range(1, min(t, 3) + 1):
+            pm[:, t] += a[:, t, :, k - 1] * means[:, t - k]
+            pv[:, t] += a[:, t, :, k - 1] ** 2 * covs[:, t - k]  # correlations ignored
+        means[:, t], covs[:, t] = gaussian_product(pm[:, t], pv[:, t], vec[:, t], prec[:, t])
+    return (means, covs, pm, pv, a, q / pv), (a, f, q, prec, vec)
 
 
-def _dense_posterior(mu0, v0, drift, v, prec, vec):
-    """Exact marginals from the joint precision matrix of s_{0:T-1} (one coordinate at a time)."""
-    M, T, D = drift.shape
+def _dense_posterior(a, f, q, prec, vec):
+    """Exact marginals of s_t = sum_k a_kt s_{t-k} + f_t + N(0, q_t) given the evidence, from
+    the joint precision matrix of s_{0:T-1} (one coordinate at a time)."""
+    M, T, D = f.shape
     means, covs = np.empty((M, T, D)), np.empty((M, T, D))
     for m in range(M):
         for d in range(D):
-            # prior: s_0 ~ N(mu0, v0), s_t - s_{t-1} ~ N(f_t, v_t)
-            A = np.zeros((T, T))
-            b = np.zeros(T)
-            A[0, 0] += 1.0 / v0[m, d]
-            b[0] += mu0[m, d] / v0[m, d]
-            for t in range(1, T):
-                w = 1.0 / v[m, t, d]
-                A[t, t] += w
-                A[t - 1, t - 1] += w
-                A[t, t - 1] -= w
-                A[t - 1, t] -= w
-                b[t] += w * drift[m, t, d]
-                b[t - 1] -= w * drift[m, t, d]
-            A[np.arange(T), np.arange(T)] += prec[m, :, d]
-            b += vec[m, :, d]
+            A = np.diag(prec[m, :, d])
+            b = vec[m, :, d].copy()
+            for t in range(T):
+                r = np.zeros(T)  # s_t - sum_k a_k s_{t-k}
+                r[t] = 1.0
+                for k in range(1, min(t, 3) + 1):
+                    r[t - k] = -a[m, t, d, k - 1]
+                A += np.outer(r, r) / q[m, t, d]
+                b += r * f[m, t, d] / q[m, t, d]
             cov = np.linalg.inv(A)
             means[m, :, d] = cov @ b
             covs[m, :, d] = np.diag(cov)
     return means, covs
 
 
-@pytest.mark.parametrize("propagated", [True, False])
-def test_first_order_smoother_equals_exact_gaussian_posterior(propagated):
+@pytest.mark.parametrize("kind", ["first", "second", "gated"])
+def test_smoother_equals_exact_gaussian_posterior(kind):
+    """Whatever the forward pass's (approximate) variances, the smoother re-filters the
+    linearised model exactly: its output is the dense posterior of that model."""
     rng = np.random.default_rng(0)
-    problem = _random_walk_problem(rng)
-    means, covs, pm, pv = _forward(*problem, propagated=propagated)
-    sm, sc = linearised_rts(means, covs, pm, pv, residual_order=1, propagated=propagated)
-    exact_m, exact_c = _dense_posterior(*problem)
-    np.testing.assert_allclose(sm, exact_m, rtol=1e-9, atol=1e-10)
-    np.testing.assert_allclose(sc, exact_c, rtol=1e-9, atol=1e-12)
-    # the last frame is already smoothed by the filter; earlier ones changed
-    np.testing.assert_array_equal(sm[:, -1], means[:, -1])
-    assert not np.allclose(sm[:, :-1], means[:, :-1])
+    forward, model = _forward_problem(kind, rng, gap=range(5, 11))
+    sm, sc = lagged_smoother(*forward)
+    exact_m, exact_c = _dense_posterior(*model)
+    np.testing.assert_allclose(sm, exact_m, rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(sc, exact_c, rtol=1e-8, atol=1e-11)
+    assert not np.allclose(sm, forward[0])  # the detections after the gap moved the gap
 
 
-def test_smoother_leaves_absolute_decoders_and_single_frames_alone():
+def test_smoother_of_an_absolute_decoder_is_the_filter():
+    """a = 0 (the decoder predicts absolute positions): nothing flows between frames."""
     rng = np.random.default_rng(1)
-    means, covs, pm, pv = _forward(*_random_walk_problem(rng), propagated=True)
-    out_m, out_c = linearised_rts(means, covs, pm, pv, residual_order=0, propagated=True)
-    assert out_m is means and out_c is covs
-    out_m, _ = linearised_rts(means[:, :1], covs[:, :1], pm[:, :1], pv[:, :1], 1, True)
-    np.testing.assert_array_equal(out_m, means[:, :1])
+    forward, _ = _forward_problem("first", rng)
+    means, covs, pm, pv, a, share = forward
+    a = np.zeros_like(a)
+    means, covs = _product(pm, pv, *_evidence(means, covs, pm, pv))
+    sm, sc = lagged_smoother(means, covs, pm, pv, a, np.ones_like(share))
+    np.testing.assert_allclose(sm, means, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(sc, covs, rtol=1e-12)
 
 
-def test_second_order_smoother_shrinks_variances():
-    """Order 2 drops the s_{t-1} path; it must still only ever reduce the filtered variance."""
-    rng = np.random.default_rng(2)
-    M, T, D = 4, 15, 2
-    means = rng.normal(size=(M, T, D))
-    covs = rng.uniform(0.1, 1.0, size=(M, T, D))
-    pm = means + rng.normal(scale=0.2, size=(M, T, D))
-    pv = np.empty_like(covs)
-    pv[:, 0] = 1.0
-    pv[:, 1] = covs[:, 0] + 0.3
-    pv[:, 2:] = 4.0 * covs[:, 1:-1] + covs[:, :-2] + 0.3
-    sm, sc = linearised_rts(means, covs, pm, pv, residual_order=2, propagated=True)
-    assert np.all(np.isfinite(sm)) and np.all(sc > 0)
-    assert np.all(sc <= covs + 1e-12)
+def _evidence(means, covs, pm, pv):
+    prec = 1.0 / covs - 1.0 / pv
+    return means / covs - pm / pv, prec
+
+
+def _product(pm, pv, vec, prec):
+    """Element-wise Gaussian product of any shape."""
+    sigma = pv / (1.0 + pv * prec)
+    return sigma * (vec + pm / pv), sigma
+
+
+def test_smoother_passes_nothing_back_through_a_hopeless_gap():
+    """A third-order chain without evidence for 400 frames: its predicted variance outgrows
+    CUT_RATIO times its noise, the smoother stops there (the frames before the gap do not
+    depend on the detections after it), and everything stays finite."""
+    M, T, D = 2, 420, 1
+    a = np.zeros((M, T, D, 3))
+    a[:, 1, :, 0] = 1.0
+    a[:, 2] = (2.0, -1.0, 0.0)
+    a[:, 3:] = (3.0, -3.0, 1.0)
+    pm, pv = np.zeros((M, T, D)), np.full((M, T, D), 1e-4)
+    prec = np.zeros((M, T, D))
+    prec[:, :10] = prec[:, -10:] = 1e4
+    outs = []
+    for shift in (0.0, 5.0):
+        vec = prec * (np.linspace(0, 1, T)[None, :, None] + shift * (np.arange(T) >= T - 10)[
+            None, :, None])
+        means, covs = _product(pm, pv, vec, prec)
+        outs.append(lagged_smoother(means, covs, pm, pv, a, np.ones((M, T, D))))
+    for sm, sc in outs:
+        assert np.all(np.isfinite(sm)) and np.all(np.isfinite(sc)) and np.all(sc > 0)
+    np.testing.assert_array_equal(outs[0][0][:, :10], outs[1][0][:, :10])
+    assert not np.allclose(outs[0][0][:, -10:], outs[1][0][:, -10:])
 
 
 def test_constant_velocity_smoother_equals_filterpy_rts(filterpy_cv):
@@ -132,43 +153,3 @@ def test_constant_velocity_smoother_equals_filterpy_rts(filterpy_cv):
                                                                   axis2=2), rtol=1e-8)
 
 
-def test_smoother_with_per_frame_coefficients_equals_exact_posterior():
-    """``coefficients`` (the gated extrapolation's 1 + g_v + g_a): the chain
-    s_t = a_t s_{t-1} + f_t + N(0, v_t) with time-varying a_t, filtered and smoothed, against
-    exact conditioning of the joint Gaussian."""
-    rng = np.random.default_rng(3)
-    mu0, v0, drift, v, prec, vec = _random_walk_problem(rng, M=2, T=9)
-    M, T, D = drift.shape
-    a = rng.uniform(0.5, 2.5, size=(M, T, D))
-    means, covs = np.empty((M, T, D)), np.empty((M, T, D))
-    pm, pv = np.empty((M, T, D)), np.empty((M, T, D))
-    pm[:, 0], pv[:, 0] = mu0, v0
-    for t in range(T):
-        if t > 0:
-            pm[:, t] = a[:, t] * means[:, t - 1] + drift[:, t]
-            pv[:, t] = a[:, t] ** 2 * covs[:, t - 1] + v[:, t]
-        means[:, t], covs[:, t] = gaussian_product(pm[:, t], pv[:, t], vec[:, t], prec[:, t])
-    sm, sc = linearised_rts(means, covs, pm, pv, 1, True, coefficients=a)
-    for m in range(M):
-        for d in range(D):
-            A = np.zeros((T, T))
-            b = np.zeros(T)
-            A[0, 0], b[0] = 1.0 / v0[m, d], mu0[m, d] / v0[m, d]
-            for t in range(1, T):  # -log p: (s_t - a s_{t-1} - f)^2 / (2 v)
-                w, k, f = 1.0 / v[m, t, d], a[m, t, d], drift[m, t, d]
-                A[t, t] += w
-                A[t - 1, t - 1] += w * k * k
-                A[t, t - 1] -= w * k
-                A[t - 1, t] -= w * k
-                b[t] += w * f
-                b[t - 1] -= w * k * f
-            A[np.arange(T), np.arange(T)] += prec[m, :, d]
-            cov = np.linalg.inv(A)
-            np.testing.assert_allclose(sm[m, :, d], cov @ (b + vec[m, :, d]), rtol=1e-9,
-                                       atol=1e-12)
-            np.testing.assert_allclose(sc[m, :, d], np.diag(cov), rtol=1e-9, atol=1e-12)
-    # the first-order constant (a = 1) is the special case residual_order=1
-    ones = np.ones_like(a)
-    for got, ref in zip(linearised_rts(means, covs, pm, pv, 1, True, coefficients=ones),
-                        linearised_rts(means, covs, pm, pv, 1, True), strict=True):
-        np.testing.assert_array_equal(got, ref)

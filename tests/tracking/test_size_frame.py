@@ -46,8 +46,11 @@ def test_fused_pass_in_the_size_frame_equals_the_step_by_step_pass(mot_module, s
     # sources larger than the reference are zoomed out to its size, smaller ones only shifted
     np.testing.assert_allclose(a, np.minimum(1.0, np.sqrt(0.05 * 0.2) / sizes), rtol=1e-12)
     assert a.min() < 0.5 and a.max() == 1.0
+    # the smoother recovers each frame's evidence as 1/Sigma - 1/v, which loses a few digits
+    # where the evidence is far stronger than the prediction
+    rtol = 1e-7 if smooth else 1e-9
     for got, ref in zip(*out, strict=True):
-        np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-13)
+        np.testing.assert_allclose(got, ref, rtol=rtol, atol=1e-13)
 
 
 @pytest.mark.parametrize("ratio", [1.0, 3.0])

@@ -325,23 +325,6 @@ def test_long_gaps_keep_the_bound_finite():
     assert min(err) < 0.01
 
 
-def test_capped_prediction_passes_nothing_back():
-    """linearised_rts: where the prediction's variance is below its own propagated part (the
-    cap), the smoothed moments are the filtered ones, and covariances stay positive."""
-    from mixest.mixture._dynamics import linearised_rts
-
-    M, T, D = 2, 6, 1
-    means = np.arange(T, dtype=float)[None, :, None].repeat(M, 0)
-    covs = np.full((M, T, D), 0.5)
-    pred_mean = means + 0.1
-    pred_var = np.full((M, T, D), 2.0)
-    pred_var[:, 3] = 0.1  # capped: below a^2 Sigma_2 = 0.5
-    sm, sc = linearised_rts(means, covs, pred_mean, pred_var, residual_order=1, propagated=True)
-    np.testing.assert_array_equal(sm[:, 2], means[:, 2])
-    np.testing.assert_array_equal(sc[:, 2], covs[:, 2])
-    assert np.all(sc > 0) and not np.allclose(sm[:, 3:5], means[:, 3:5])
-
-
 @pytest.mark.parametrize("make", [
     lambda: MixDVAETracker(2, box_format="xyxy", image_size=(1, 1), max_iter=3),
     lambda: MixDVAETracker(2, prior="constant-velocity", box_format="xyxy", image_size=(1, 1)),
