@@ -36,7 +36,7 @@ GAPS = (5, 10, 15, 30)
 
 def gap_windows(root: Path, context: int, gap: int, stride: int, seed: int):
     """Detections with the last ``gap`` frames missing, and the true tracks (normalised xyxy)."""
-    from mixest.tracking import make_windows, read_seqinfo, simulate_detections
+    from mixest.tracking import make_windows, normalize_boxes, read_seqinfo, simulate_detections
 
     Xs, ys = [], []
     for name in SEQUENCES:
@@ -45,8 +45,7 @@ def gap_windows(root: Path, context: int, gap: int, stride: int, seed: int):
         length = int(info["seq_length"])
         y = make_windows(seq / "gt" / "gt.txt", 1, context + gap, stride=stride,
                          frame_range=(length // 2 + 1, length))
-        scale = np.tile([info["im_width"], info["im_height"]], 2).astype(float)
-        y = np.concatenate([y[..., :2], y[..., :2] + y[..., 2:]], -1) / scale
+        y = normalize_boxes(y, (info["im_width"], info["im_height"]))
         X = simulate_detections(y, jitter=0.04, miss_prob=0.0, box_format="xyxy",
                                 image_size=(1, 1), random_state=seed)
         X[:, context:] = np.nan
@@ -73,8 +72,8 @@ def gap_errors(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     from mixest.tracking._boxes import box_iou
 
     height = truth[:, 3] - truth[:, 1]
-    centre = lambda b: 0.5 * (b[:, :2] + b[:, 2:])  # noqa: E731
-    err = np.linalg.norm(centre(pred) - centre(truth), axis=1) / height
+    offset = 0.5 * (pred[:, :2] + pred[:, 2:]) - 0.5 * (truth[:, :2] + truth[:, 2:])
+    err = np.linalg.norm(offset, axis=1) / height
     iou = box_iou(pred[:, None], truth[:, None])[:, 0, 0]
     return {
         "centre error (heights), median": float(np.median(err)),

@@ -45,7 +45,7 @@ METHODS = ("MixDVAE", "VEM + constant velocity", "VKF", "Deep AR", "SORT", "gree
 
 def windows(root: Path, T: int, protocol: str, stride: int, seed: int):
     """Normalised ``xyxy`` detections and tracks of the second halves' windows."""
-    from mixest.tracking import make_detection_windows, read_seqinfo
+    from mixest.tracking import make_detection_windows, normalize_boxes, read_seqinfo
 
     Xs, ys = [], []
     for name in SEQUENCES:
@@ -54,10 +54,9 @@ def windows(root: Path, T: int, protocol: str, stride: int, seed: int):
         X, y, info = make_detection_windows(
             seq, 3, T, stride=stride, groups_per_window=4, frame_range=(length // 2 + 1, length),
             random_state=seed, return_info=True, **PROTOCOLS[protocol])
-        scale = np.tile([info["im_width"].iloc[0], info["im_height"].iloc[0]], 2).astype(float)
-        for boxes, out in ((X, Xs), (y, ys)):  # xywh pixels -> normalised xyxy
-            out.append(np.concatenate([boxes[..., :2], boxes[..., :2] + boxes[..., 2:]], -1)
-                       / scale)
+        size = (info["im_width"].iloc[0], info["im_height"].iloc[0])
+        Xs.append(normalize_boxes(X, size))
+        ys.append(normalize_boxes(y, size))
     K = max(x.shape[2] for x in Xs)
     Xs = [np.concatenate([x, np.full(x.shape[:2] + (K - x.shape[2], 4), np.nan)], 2) for x in Xs]
     return np.concatenate(Xs), np.concatenate(ys)

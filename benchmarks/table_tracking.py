@@ -44,7 +44,7 @@ def mot17(root, n, T, protocol, seed, grouping="any"):
     ``grouping="close"`` takes the three tracks of each window that come closest to one
     another (people passing or occluding each other) instead of a random three.
     """
-    from mixest.tracking import make_windows
+    from mixest.tracking import make_windows, normalize_boxes
     from mixest.tracking._detections import simulate_detections
 
     folders = sorted(p for p in Path(root).iterdir() if (p / "gt" / "gt.txt").is_file())
@@ -53,8 +53,7 @@ def mot17(root, n, T, protocol, seed, grouping="any"):
     if len(y) == 0:
         return None, None
     size = np.stack([info["im_width"], info["im_height"]], -1).astype(float)  # (n, 2)
-    scale = np.tile(size, 2)[:, None, None, :]
-    xyxy = np.concatenate([y[..., :2], y[..., :2] + y[..., 2:]], -1) / scale
+    xyxy = normalize_boxes(y, size[:, None, None, :])
     X = simulate_detections(xyxy, box_format="xyxy", image_size=(1.0, 1.0),
                             random_state=seed, **PROTOCOLS[protocol])
     return X, xyxy

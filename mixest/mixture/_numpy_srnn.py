@@ -424,7 +424,7 @@ class NumpySRNN:
             the returned means, which :meth:`encode_fast` can reuse.
         return_coefficients : bool, default=False
             Also return the linearisation the smoother holds fixed
-            (:func:`mixest._kernels._lagged_rts.lagged_rts`): the coefficients
+            (:func:`mixest.mixture.lagged_smoother`): the coefficients
             :math:`\\partial \\mu_t / \\partial m_{t-k}`, k = 1, 2, 3 (averaged over the latent
             rows; ``(1, 0, 0)`` for a first-order residual, ``(1 + g_v + g_a, -g_v - 2 g_a,
             g_a)`` with gated extrapolation), and the network's own share of ``pred_var``

@@ -92,9 +92,9 @@ def _evidence(means, covs, pm, pv):
 
 
 def _product(pm, pv, vec, prec):
-    """Element-wise Gaussian product of any shape."""
-    sigma = pv / (1.0 + pv * prec)
-    return sigma * (vec + pm / pv), sigma
+    """gaussian_product (diagonal, shape (M, D)) of (M, T, D) arrays."""
+    flat = [a.reshape(-1, a.shape[-1]) for a in (pm, pv, vec, prec)]
+    return tuple(a.reshape(pm.shape) for a in gaussian_product(*flat))
 
 
 def test_smoother_passes_nothing_back_through_a_hopeless_gap():
