@@ -55,12 +55,14 @@ def gap_windows(root: Path, context: int, gap: int, stride: int, seed: int):
 
 
 def trackers(prior: str, seed: int) -> dict:
+    from table_real_detections import prior_argument
+
     from mixest import MixDVAETracker
     from mixest.baselines import VKFTracker
 
     common = {"box_format": "xyxy", "image_size": (1, 1), "random_state": seed}
     return {
-        f"MixDVAE ({prior})": lambda: MixDVAETracker(1, prior=prior, **common),
+        f"MixDVAE ({prior})": lambda: MixDVAETracker(1, prior=prior_argument(prior), **common),
         "VEM + constant velocity": lambda: MixDVAETracker(1, prior="constant-velocity", **common),
         "VKF": lambda: VKFTracker(1, **common),
         "last detection held": None,

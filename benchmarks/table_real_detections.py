@@ -62,14 +62,23 @@ def windows(root: Path, T: int, protocol: str, stride: int, seed: int):
     return np.concatenate(Xs), np.concatenate(ys)
 
 
-def make_tracker(method: str, n_jobs: int | None, seed: int):
+def prior_argument(spec: str):
+    """A ``--prior`` value: a saved DVAE file (candidate priors) or a name the tracker knows."""
+    if Path(spec).is_file():
+        from mixest.dvae import DVAE
+
+        return DVAE.load(spec)
+    return spec
+
+
+def make_tracker(method: str, n_jobs: int | None, seed: int, prior: str = "pretrained:mot"):
     from mixest import MixDVAETracker
     from mixest.baselines import DeepARTracker, GreedyTracker, SORTTracker, VKFTracker
 
     common = {"box_format": "xyxy", "image_size": (1, 1)}
     vem = {**common, "n_jobs": n_jobs, "random_state": seed}
     return {
-        "MixDVAE": lambda: MixDVAETracker(3, **vem),
+        "MixDVAE": lambda: MixDVAETracker(3, prior=prior_argument(prior), **vem),
         "VEM + constant velocity": lambda: MixDVAETracker(3, prior="constant-velocity", **vem),
         "VKF": lambda: VKFTracker(3, **vem),
         "Deep AR": lambda: DeepARTracker(3, **vem),
@@ -79,7 +88,7 @@ def make_tracker(method: str, n_jobs: int | None, seed: int):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mixest.tracking import mot_metrics
+    from mixest.tracking import hota_metrics, mot_metrics
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--mot17", type=Path, default=REPO.parent / "shared" / "data" / "mot17")
@@ -88,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--stride", type=int, default=20,
                    help="frames between window starts (overlapping windows: more of them)")
+    p.add_argument("--prior", default="pretrained:mot",
+                   help="MixDVAE's prior: a bundled name or a saved DVAE file")
     p.add_argument("--n-jobs", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None,
@@ -98,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     warnings.filterwarnings("ignore", category=UserWarning)
     header = ("| protocol | T | windows | method | MOTA | IDF1 | IDs | MOTP | FP | FN "
-              "| s/window |\n|---|---|---|---|---|---|---|---|---|---|---|")
+              "| HOTA | DetA | AssA | s/window |\n|" + "---|" * 14)
     print(header, flush=True)
     records = []
     for protocol in args.protocols:
@@ -108,21 +119,26 @@ def main(argv: list[str] | None = None) -> int:
                 tic = time.perf_counter()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    tracks = make_tracker(method, args.n_jobs, args.seed).fit(X).predict(X)
+                    tracker = make_tracker(method, args.n_jobs, args.seed, args.prior)
+                    tracks = tracker.fit(X).predict(X)
                 sec = (time.perf_counter() - tic) / len(X)
                 m = mot_metrics(y, tracks, box_format="xyxy").loc["OVERALL"]
+                h = hota_metrics(y, tracks, box_format="xyxy").loc["OVERALL"]
                 record = {"protocol": protocol, "T": T, "windows": len(X), "method": method,
                           "MOTA": round(float(m["MOTA"]), 4), "IDF1": round(float(m["IDF1"]), 4),
                           "IDs": int(m["IDs"]), "MOTP": round(float(m["MOTP"]), 4),
-                          "FP": int(m["FP"]), "FN": int(m["FN"]), "s_per_window": round(sec, 4)}
+                          "FP": int(m["FP"]), "FN": int(m["FN"]),
+                          **{k: round(float(h[k]), 4) for k in ("HOTA", "DetA", "AssA")},
+                          "s_per_window": round(sec, 4)}
                 record["markdown"] = ("| {protocol} | {T} | {windows} | {method} | {MOTA:.3f} | "
                                       "{IDF1:.3f} | {IDs} | {MOTP:.3f} | {FP} | {FN} | "
+                                      "{HOTA:.3f} | {DetA:.3f} | {AssA:.3f} | "
                                       "{s_per_window:.3f} |").format(**record)
                 records.append(record)
                 print(record["markdown"], flush=True)
     footer = ("MOT17-02/05/09 second halves, 3 targets per window, windows every "
               f"{args.stride} frames (4 groups of targets per window at most), seed {args.seed}; "
-              "MOTA from py-motmetrics at IoU 0.5.")
+              "MOTA from py-motmetrics at IoU 0.5; HOTA, DetA, AssA from TrackEval.")
     if args.out is not None:
         from _results import write_results
 

@@ -1,6 +1,7 @@
 """Public metrics and scikit-learn scorers for tracking and separation.
 
-Tracking metrics are computed by :mod:`mixest.tracking` (through py-motmetrics), separation
+Tracking metrics are computed by :mod:`mixest.tracking` (through py-motmetrics, and TrackEval
+for HOTA), separation
 metrics by :mod:`mixest.separation`; this module gathers them in one place.
 """
 
@@ -18,6 +19,8 @@ __getattr__, __dir__, __all__ = attach(
         "mota_scorer": "mixest.tracking._metrics",
         "idf1_scorer": "mixest.tracking._metrics",
         "motp_scorer": "mixest.tracking._metrics",
+        "hota_metrics": "mixest.tracking._hota",
+        "hota_score": "mixest.tracking._hota",
         # --- separation (mixest.separation._metrics) ---
         "si_sdr": "mixest.separation._metrics",
         "si_sdr_improvement": "mixest.separation._metrics",

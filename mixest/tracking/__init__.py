@@ -33,6 +33,8 @@ __getattr__, __dir__, __all__ = attach(
         "mota_score": "._metrics",
         "idf1_score": "._metrics",
         "motp_score": "._metrics",
+        "hota_metrics": "._hota",
+        "hota_score": "._hota",
         "mota_scorer": "._metrics",
         "idf1_scorer": "._metrics",
         "motp_scorer": "._metrics",
