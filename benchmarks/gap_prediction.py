@@ -55,14 +55,13 @@ def gap_windows(root: Path, context: int, gap: int, stride: int, seed: int):
 
 
 def trackers(prior: str, seed: int) -> dict:
-    from table_real_detections import prior_argument
-
     from mixest import MixDVAETracker
     from mixest.baselines import VKFTracker
+    from mixest.cli import _load_prior
 
     common = {"box_format": "xyxy", "image_size": (1, 1), "random_state": seed}
     return {
-        f"MixDVAE ({prior})": lambda: MixDVAETracker(1, prior=prior_argument(prior), **common),
+        f"MixDVAE ({prior})": lambda: MixDVAETracker(1, prior=_load_prior(prior), **common),
         "VEM + constant velocity": lambda: MixDVAETracker(1, prior="constant-velocity", **common),
         "VKF": lambda: VKFTracker(1, **common),
         "last detection held": None,
@@ -123,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
               "Single pedestrians of the MOT17-02/05/09 ground truth, second halves, windows "
               f"every {args.stride} frames, seed {args.seed}.")
     if args.out is not None:
-        from _results import write_results
+        from mixest.benchmark._results import write_results
 
         write_results(Path(args.out), "gap_prediction", rows, header, footer)
     return 0

@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
               f"second of audio with n_jobs={args.n_jobs}. [oracle] rows use the true sources.")
     print("\n" + footer)
     if args.out is not None:
-        from _results import write_results
+        from mixest.benchmark._results import write_results
 
         write_results(args.out, "table3", records, header, footer)
     return 0

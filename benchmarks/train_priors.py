@@ -95,6 +95,12 @@ PRIORS: dict[str, dict] = {
     },
 }
 
+# "mot-real" (an experiment, not bundled: docs/dvae.md): the "mot" recipe on real pedestrian
+# motion as well as synthetic paths: 10,000 windows of 60 frames of the ETH/UCY ground-plane
+# tracks seen by a random camera (benchmarks/eth_ucy_boxes.py says how) and 10,000 synthetic
+# trajectories. It never sees MOT17, on which it is evaluated. Needs --out.
+PRIORS["mot-real"] = {**PRIORS["mot"], "file": None, "n_real": 10_000}
+
 # The spectral priors (DVAE.from_pretrained("speech") and ("flute")): the MixDVAE paper's SRNN
 # (z 16, LSTM 128, dense 256 for the frame blocks and 64/32 for the latent blocks, Fraccaro's
 # encoder reading [h_t, x_t]) on 513-bin power spectra (16 kHz, 1024-sample sine window, hop 256)
@@ -253,13 +259,22 @@ def _override(params: dict, key: str, value: object) -> None:
 def _make_data(name: str, spec: dict, n_sequences: int | None) -> np.ndarray:
     if name in ("speech", "flute"):
         return _spectral_data(name, spec, n_sequences)
-    if name == "mot":
+    if name in ("mot", "mot-real"):
         from mixest.datasets import make_trajectories
 
-        return make_trajectories(
-            n_sequences or spec["n_sequences"], n_frames=spec["n_frames"],
-            random_state=spec["data_seed"],
-        )
+        n_real = spec.get("n_real", 0)
+        n_synthetic = (n_sequences or spec["n_sequences"]) - n_real
+        X = make_trajectories(n_synthetic, n_frames=spec["n_frames"],
+                              random_state=spec["data_seed"])
+        if not n_real:
+            return X
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from eth_ucy_boxes import eth_ucy_boxes
+
+        real = eth_ucy_boxes(spec["n_frames"], random_state=spec["data_seed"])
+        rng = np.random.default_rng(spec["data_seed"])
+        real = real[rng.choice(len(real), size=min(n_real, len(real)), replace=False)]
+        return rng.permutation(np.concatenate([X, real]))
     raise ValueError(f"no data builder for prior {name!r}")
 
 
@@ -360,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
             _override(params, key, value)
         except (TypeError, ValueError) as exc:
             parser.error(f"--param {item}: {exc}")
+    if args.out is None and spec["file"] is None:
+        parser.error(f"--prior {args.prior} is not bundled: give --out FILE")
     out = args.out or REPO / "mixest" / "pretrained" / spec["file"]
 
     X = _make_data(args.prior, spec, args.n_sequences)

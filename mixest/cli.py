@@ -745,6 +745,57 @@ Errors exit with status 2 (command line) or 1 (unusable recording or prior).
 """
 
 
+#: ``mixest benchmark table2`` names -> the benchmark's protocols and methods
+_TABLE2_PROTOCOLS = {"real": "real", "real-clutter": "real + clutter", "mild": "mild",
+                     "hard": "hard", "occlusion": "occlusion"}
+_TABLE2_METHODS = {"mixdvae": "MixDVAE", "cv": "VEM + constant velocity", "vkf": "VKF",
+                   "deep-ar": "Deep AR", "sort": "SORT", "greedy": "greedy (floor)"}
+
+
+def _benchmark_table2(args: argparse.Namespace) -> int:
+    import shlex
+
+    from mixest.benchmark._results import write_results
+    from mixest.benchmark._table2 import markdown, plot, sequences, table2
+
+    prior = _load_prior(_check_prior("mixdvae", args.prior))
+    default_lengths = (60,) if args.quick else (60, 120, 300)
+    lengths = tuple(args.lengths or default_lengths)
+    stride = args.stride or (60 if args.quick else 20)
+    if min(lengths) < 2 or stride < 1:
+        _fail("--lengths must be at least 2 frames and --stride at least 1")
+    protocols = tuple(_TABLE2_PROTOCOLS[p] for p in args.protocols)
+    methods = tuple(_TABLE2_METHODS[m] for m in args.methods)
+    try:
+        sequences(Path(args.mot_root), protocols)
+    except FileNotFoundError as exc:
+        _fail(f"--mot-root: {exc}", 1)
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        _fail(f"--out-dir {out_dir} is a file; give a folder (it is created if missing)")
+    records = table2(args.mot_root, lengths=lengths, protocols=protocols, methods=methods,
+                     half=args.half, stride=stride, prior=prior, n_jobs=args.n_jobs,
+                     seed=args.seed, verbose=not args.quiet)
+    if not records:
+        _fail(f"no window of {lengths} frames with 3 targets in {args.mot_root}", 1)
+    header, rows = markdown(records)
+    for r, row in zip(records, rows, strict=True):
+        r["markdown"] = row
+    footer = (f"3 targets per window, windows every {stride} frames ({args.half} half of each "
+              f"sequence{'s' if args.half == 'all' else ''}; 4 groups of targets per window at "
+              f"most), seed {args.seed}; every tracker with its defaults on image-normalised "
+              "boxes. MOTA, MOTP (mean IoU), IDF1, IDs, MT, ML, FP, FN from py-motmetrics at "
+              "IoU 0.5 (% columns: share of the true boxes); HOTA, DetA, AssA from TrackEval.")
+    command = "mixest benchmark " + shlex.join(args.argv)
+    paths = write_results(out_dir, "table2", records, header, footer, command=command)
+    paths.append(plot(records, out_dir / "table2.png"))
+    if not args.quiet:
+        print(header)
+        print("\n".join(rows))
+        print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``mixest`` argument parser."""
     from mixest import __version__
@@ -752,7 +803,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mixest", description=_DESCRIPTION, formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"mixest {__version__}")
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{track,separate,demo}")
+                                metavar="{track,separate,demo,benchmark}")
 
     track = sub.add_parser(
         "track", help="track N objects in a MOTChallenge det.txt",
@@ -844,6 +895,48 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--out-dir", default="mixest-demo", metavar="DIR",
                       help="folder of the pictures and sounds (created)")
     demo.set_defaults(func=_demo)
+
+    bench = sub.add_parser(
+        "benchmark", help="the paper's result tables on your data",
+        description="Reproduce the paper's result tables: every method on the same data, "
+        "written as Markdown,\nCSV and JSON (with the command and the mixest version) and a "
+        "plot.", formatter_class=_HelpFormatter)
+    tables = bench.add_subparsers(dest="table", required=True, metavar="{table2}")
+    t2 = tables.add_parser(
+        "table2", help="tracking: every tracker on 3-target windows of MOTChallenge sequences",
+        description="Tracking (the paper's Table 2): 3-target windows of every sequence of a "
+        "MOTChallenge-layout\nfolder, real and simulated detections, every tracker with its "
+        "defaults on the same windows;\nMOTA, MOTP, IDF1, IDs, MT, ML, FP, FN and HOTA, DetA, "
+        "AssA.", formatter_class=_HelpFormatter)
+    t2.add_argument("--mot-root", required=True, metavar="DIR",
+                    help="MOTChallenge-layout folder: SEQ/gt/gt.txt, SEQ/seqinfo.ini and, for "
+                    "the real protocols, SEQ/det/det.txt")
+    t2.add_argument("--lengths", type=int, nargs="+", metavar="T",
+                    help="window lengths (default: 60 120 300; --quick: 60)")
+    t2.add_argument("--protocols", nargs="+", choices=tuple(_TABLE2_PROTOCOLS),
+                    default=tuple(_TABLE2_PROTOCOLS), metavar="P",
+                    help=f"detections: {', '.join(_TABLE2_PROTOCOLS)} (real: det.txt matched "
+                    "to the targets; real-clutter: plus the other detections near them; mild, "
+                    "hard, occlusion: simulated from gt.txt)")
+    t2.add_argument("--methods", nargs="+", choices=tuple(_TABLE2_METHODS),
+                    default=tuple(_TABLE2_METHODS), metavar="M",
+                    help=f"trackers: {', '.join(_TABLE2_METHODS)} (cv: MixDVAE's VEM with "
+                    "constant-velocity dynamics)")
+    t2.add_argument("--half", choices=("second", "all"), default="second",
+                    help="frames the windows are cut from (the bundled MOT17 detector was "
+                    "trained on the first halves)")
+    t2.add_argument("--stride", type=int, metavar="N",
+                    help="frames between window starts (default: 20; --quick: 60)")
+    t2.add_argument("--prior", default="pretrained:mot",
+                    help=f"MixDVAE prior: {', '.join(PRIORS['mixdvae'])}")
+    t2.add_argument("--n-jobs", type=int, default=None, help="processes of the VEM trackers")
+    t2.add_argument("--seed", type=int, default=0, help="seed of the detections and trackers")
+    t2.add_argument("--quick", action="store_true", help="T = 60 only, windows every 60 frames")
+    t2.add_argument("-o", "--out-dir", default="mixest-results", metavar="DIR",
+                    help="folder of table2.{md,csv,json,png} (created)")
+    t2.add_argument("-q", "--quiet", action="store_true",
+                    help="print nothing but errors (no table, no progress bar)")
+    t2.set_defaults(func=_benchmark_table2)
     return parser
 
 
@@ -862,6 +955,7 @@ def main(argv: list[str] | None = None) -> int:
         for the command line, 1 for an input file that cannot be used.
     """
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[2:] if argv is None else argv[1:])  # what a benchmark records
     if getattr(args, "n_sources", 1) < 1:
         _fail("--n-sources must be at least 1")
     return args.func(args)

@@ -22,6 +22,10 @@ from mixest.tracking._motchallenge import read_mot, read_seqinfo, table_to_track
 __all__ = ["make_detection_windows", "make_windows"]
 
 
+class _NoWindowError(ValueError):
+    """No window fits (a ValueError; benchmarks that scan many sequences skip on it)."""
+
+
 def _load_one(
     item: object, index: int
 ) -> tuple[str, pd.DataFrame, tuple[int, int] | None, Path | None]:
@@ -256,7 +260,7 @@ def make_windows(
             s += stride
     if not windows:
         where = f" (in {best[1]})" if best[1] else ""
-        raise ValueError(
+        raise _NoWindowError(
             f"no window of n_frames={n_frames} frames has n_sources={n_sources} tracks present "
             f"in every frame (classes={classes}, consider_only={consider_only}, "
             f"min_visibility={min_visibility}); the best window has {best[0]} such track(s)"

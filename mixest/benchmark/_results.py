@@ -11,12 +11,18 @@ from pathlib import Path
 
 
 def write_results(folder: Path, name: str, records: list[dict], header: str,
-                  footer: str) -> None:
-    """``name``.md / .csv / .json in ``folder``; every record has a ``markdown`` row."""
+                  footer: str, command: str | None = None) -> list[Path]:
+    """``name``.md / .csv / .json in ``folder``; every record has a ``markdown`` row.
+
+    ``command`` is what produced them (default: the running benchmark script and its
+    arguments). Returns the three paths.
+    """
     import mixest
 
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    command = f"python benchmarks/{Path(sys.argv[0]).name} " + shlex.join(sys.argv[1:])
+    if command is None:
+        command = f"python benchmarks/{Path(sys.argv[0]).name} " + shlex.join(sys.argv[1:])
     meta = {"command": command, "mixest": mixest.__version__,
             "date": datetime.date.today().isoformat(), "note": footer}
     lines = [header, *(r["markdown"] for r in records)]
@@ -31,3 +37,4 @@ def write_results(folder: Path, name: str, records: list[dict], header: str,
         writer.writerows(records)
     rows = [{k: v for k, v in r.items() if k != "markdown"} for r in records]
     (folder / f"{name}.json").write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")
+    return [folder / f"{name}.{ext}" for ext in ("md", "csv", "json")]

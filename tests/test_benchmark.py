@@ -1,0 +1,74 @@
+"""``mixest benchmark table2`` on a small MOTChallenge-layout folder made here."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mixest.cli import main
+from mixest.tracking import tracks_to_table, write_mot
+
+pytest.importorskip("trackeval", reason="table2 reports HOTA (TrackEval)")
+
+
+def _mot_root(tmp_path, lengths=(40, 30)):
+    """Sequences of 3 walking pedestrians whose det.txt holds exactly their boxes."""
+    root = tmp_path / "MOT"
+    for s, T in enumerate(lengths):
+        t = np.arange(T)[:, None]
+        xywh = np.zeros((T, 3, 4))
+        xywh[..., 0] = 100.0 + 400.0 * np.arange(3) + (2.0 + s) * t
+        xywh[..., 1] = 300.0 + 1.0 * t
+        xywh[..., 2], xywh[..., 3] = 60.0, 150.0
+        seq = root / f"SEQ-{s}"
+        table = tracks_to_table(xywh)
+        write_mot(seq / "gt" / "gt.txt", table, kind="gt")
+        write_mot(seq / "det" / "det.txt", table)
+        (seq / "seqinfo.ini").write_text(
+            f"[Sequence]\nname=SEQ-{s}\nframeRate=30\nseqLength={T}\nimWidth=1920\n"
+            "imHeight=1080\n")
+    return root
+
+
+def test_table2_scores_exact_detections_perfectly(tmp_path, capsys):
+    root, out = _mot_root(tmp_path), tmp_path / "results"
+    argv = ["benchmark", "table2", "--mot-root", str(root), "--lengths", "20", "35", "--stride",
+            "20",
+            "--half", "all", "--methods", "greedy", "cv", "--protocols", "real", "mild",
+            "-o", str(out), "-q"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out == ""  # --quiet
+    meta = json.loads((out / "table2.json").read_text())
+    assert meta["command"] == "mixest benchmark " + " ".join(argv[1:])
+    rows = meta["rows"]
+    methods = ("greedy (floor)", "VEM + constant velocity")
+    assert [(r["protocol"], r["T"], r["method"]) for r in rows] == [
+        (p, T, m) for p in ("real", "mild") for T in (20, 35) for m in methods]
+    # T = 20: 2 windows of the 40-frame sequence, 1 of the 30-frame one; T = 35: the 30-frame
+    # sequence has none and is skipped
+    assert [r["windows"] for r in rows] == [3, 3, 1, 1] * 2
+    for r in rows[:4]:  # the detections are the true boxes
+        assert r["MOTA"] == 1.0 and r["HOTA"] == pytest.approx(1.0) and r["FP"] == r["FN"] == 0
+        assert r["%IDs"] == 0.0 and r["MT"] == 3 * r["windows"]
+    for r in rows[4:]:  # jittered boxes (10% missed, filled in): found, but less tight
+        assert r["MOTA"] > 0.9 and 0.5 < r["HOTA"] < 0.99 and r["MOTP"] < 0.99
+    assert (out / "table2.png").stat().st_size > 0 and (out / "table2.md").is_file()
+
+
+def test_table2_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["benchmark", "table2", "--mot-root", str(tmp_path / "nowhere")])
+    assert exc.value.code == 1 and "--mot-root" in capsys.readouterr().err
+    root = _mot_root(tmp_path)
+    for seq in root.iterdir():
+        (seq / "det" / "det.txt").unlink()
+    with pytest.raises(SystemExit) as exc:  # the real protocols need det.txt
+        main(["benchmark", "table2", "--mot-root", str(root), "--protocols", "real"])
+    assert exc.value.code == 1 and "det/det.txt" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["benchmark", "table2", "--mot-root", str(root), "--methods", "kalman"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:  # no sequence is long enough
+        main(["benchmark", "table2", "--mot-root", str(root), "--protocols", "mild",
+              "--lengths", "50", "-q"])
+    assert exc.value.code == 1 and "no window" in capsys.readouterr().err
