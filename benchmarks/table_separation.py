@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -55,29 +53,6 @@ def held_out(audio: Path, speech_dir: Path | None = None,
     return speech, music
 
 
-def scores(Y: np.ndarray, est: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-source means over mixtures of SI-SDR, PESQ, ESTOI and RMSE."""
-    from mixest.separation import pesq_score, scale_optimal_rmse, si_sdr
-
-    out = {"SI-SDR": si_sdr(Y, est).mean(0), "RMSE": scale_optimal_rmse(Y, est).mean(0)}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out["PESQ"] = np.nanmean(pesq_score(Y, est, 16000, mode="wb", on_error="nan"), 0)
-        out["ESTOI"] = np.nanmean([[_estoi(y, e) for y, e in zip(ys, es, strict=True)]
-                                   for ys, es in zip(Y, est, strict=True)], 0)
-    return out
-
-
-def _estoi(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """ESTOI, NaN where the reference is too short once its silences are removed (T = 50)."""
-    from mixest.separation import estoi_score
-
-    try:
-        return float(estoi_score(reference, estimate, 16000))
-    except ValueError:
-        return float("nan")
-
-
 def training_sources(minutes: float, seed: int) -> np.ndarray:
     """Isolated training audio of both types, ``(1, 2, n_samples)``: the DVAE priors' own
     training material (``benchmarks/train_priors.py``), files in a seeded order, joined and cut
@@ -95,36 +70,6 @@ def training_sources(minutes: float, seed: int) -> np.ndarray:
         parts.append(np.concatenate([signals[i] for i in order]))
     n = min(int(minutes * 60 * 16000), *(len(p) for p in parts))
     return np.stack([p[:n] for p in parts])[None]
-
-
-def separators(args: argparse.Namespace, prior_sets: dict) -> list[tuple[str, object]]:
-    """Every row's separator, unfitted: (label, estimator)."""
-    from mixest.baselines import (
-        DeepARSeparator,
-        NMFSeparator,
-        TemporalNMFSeparator,
-        VKFSeparator,
-    )
-    from mixest.separation import MixDVAESeparator
-
-    common = {"random_state": args.seed, "n_jobs": args.n_jobs}
-    rows = []
-    for name, priors in prior_sets.items():
-        rows.append((f"DVAE-init ({name} priors)",
-                     MixDVAESeparator(priors=priors, max_iter=0, **common)))
-    rows += [
-        ("VKF (DVAE-init)", VKFSeparator(priors=prior_sets["mixest"], max_iter=args.max_iter,
-                                         **common)),
-        ("VKF (oracle init) [oracle]", VKFSeparator(init="oracle", max_iter=args.max_iter,
-                                                    **common)),
-        ("Deep AR", DeepARSeparator(max_iter=args.max_iter, **common)),
-        ("NMF", NMFSeparator(**common)),
-        ("temporal NMF", TemporalNMFSeparator(**common)),
-    ]
-    for name, priors in prior_sets.items():
-        rows.append((f"MixDVAE ({name} priors)",
-                     MixDVAESeparator(priors=priors, max_iter=args.max_iter, **common)))
-    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,60 +99,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from mixest.datasets import make_audio_mixtures
+    from mixest.benchmark._table3 import header, table3
     from mixest.dvae import DVAE
-    from mixest.separation._base import oracle_ratio_mask
 
     speech, flute = held_out(args.audio_dir, args.speech_dir, args.music_dir)
-    records: list[dict] = []
     prior_sets = {"mixest": list(args.priors)}
     if args.authors_dir is not None:
         d = args.authors_dir
         prior_sets["authors'"] = [
             DVAE.from_checkpoint(d / f"model_scass_{n}.pt", d / f"cfg_dvae_single_scass_{n}.ini")
             for n in ("wsj", "cbf")]
-    rows = separators(args, prior_sets)
-    if args.methods:
-        rows = [(label, sep) for label, sep in rows
-                if any(label.startswith(m) for m in args.methods)]
     y_train = training_sources(args.train_minutes, args.seed)
     print(f"training audio: {y_train.shape[-1] / 16000 / 60:.1f} min per source", flush=True)
-    fit_seconds = {}
-    for label, sep in rows:
-        t0 = time.perf_counter()
-        sep.fit(y_train.sum(1), y_train)
-        fit_seconds[label] = time.perf_counter() - t0
-    print("fit seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in fit_seconds.items()))
-    header = ("| T | ratio | method | SI-SDR speech / flute | PESQ | ESTOI | RMSE | RTF |\n"
-              "|---|---|---|---|---|---|---|---|")
-    print(header, flush=True)
-    for T in args.lengths:
-        for ratio in args.ratios:
-            pool = flute
-            if max(len(f) for f in flute) < T * 256:  # the clips last 2.97 s: join them
-                pool = [np.concatenate(flute)]
-            X, Y = make_audio_mixtures(speech, pool, n_mixtures=args.n_mixtures, n_frames=T,
-                                       ratio_db=ratio, random_state=args.seed + T)
-            runs = [("mixture", lambda X=X: np.repeat(X[:, None], 2, 1)),
-                    ("oracle ratio mask [oracle]", lambda X=X, Y=Y: oracle_ratio_mask(X, Y))]
-            for label, sep in rows:
-                oracle = label.endswith("[oracle]")
-                runs.append((label, lambda X=X, Y=Y, sep=sep, oracle=oracle:
-                             sep.transform(X, Y) if oracle else sep.transform(X)))
-            audio_seconds = X.size / 16000
-            for label, run in runs:
-                t0 = time.perf_counter()
-                est = run()
-                rtf = (time.perf_counter() - t0) / audio_seconds
-                s = scores(Y, est)
-                cells = [" / ".join(f"{v:.2f}" for v in s[k])
-                         for k in ("SI-SDR", "PESQ", "ESTOI", "RMSE")]
-                line = f"| {T} | {ratio:+.0f} | {label} | " + " | ".join(cells) + f" | {rtf:.3f} |"
-                print(line, flush=True)
-                records.append({"T": T, "ratio_db": ratio, "method": label, "rtf": rtf,
-                                "markdown": line,
-                                **{f"{k} {src}": float(v) for k in s
-                                   for src, v in zip(SOURCES, s[k], strict=True)}})
+    records = table3(speech, flute, y_train, prior_sets=prior_sets, labels=SOURCES,
+                     lengths=tuple(args.lengths), ratios=tuple(args.ratios),
+                     n_mixtures=args.n_mixtures, max_iter=args.max_iter,
+                     methods=tuple(args.methods) if args.methods else None, n_jobs=args.n_jobs,
+                     seed=args.seed, verbose=False)
+    print(header(SOURCES))
+    print("\n".join(r["markdown"] for r in records))
     footer = (f"{args.n_mixtures} mixtures per setting; seed {args.seed}; "
               f"{args.max_iter} VEM iterations, last iterate; RTF: processing seconds per "
               f"second of audio with n_jobs={args.n_jobs}. [oracle] rows use the true sources.")
@@ -215,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         from mixest.benchmark._results import write_results
 
-        write_results(args.out, "table3", records, header, footer)
+        write_results(args.out, "table3", records, header(SOURCES), footer)
     return 0
 
 

@@ -796,6 +796,115 @@ def _benchmark_table2(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``mixest benchmark table3 --methods`` names -> the rows' label prefixes
+_TABLE3_METHODS = {"dvae-init": "DVAE-init", "vkf": "VKF (DVAE-init)",
+                   "vkf-oracle": "VKF (oracle init)", "deep-ar": "Deep AR", "nmf": "NMF",
+                   "tnmf": "temporal NMF", "mixdvae": "MixDVAE"}
+
+
+def _benchmark_table3(args: argparse.Namespace) -> int:
+    import shlex
+
+    from mixest.benchmark._results import write_results
+    from mixest.benchmark._table3 import TRAINED, header, table3
+    from mixest.datasets import load_audio_folder
+
+    specs, _ = _parse_priors(args.priors)
+    if len(specs) != 2:
+        _fail(f"--priors {args.priors!r}: table3 separates two sources, give two priors")
+    quick = {"lengths": [50], "ratios": [0.0], "n_mixtures": 4}
+    for key, value in quick.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value if args.quick else
+                    {"lengths": [50, 100, 300], "ratios": [-10.0, -5.0, 0.0, 5.0],
+                     "n_mixtures": 24}[key])
+    if min(args.lengths) < 1 or args.n_mixtures < 1 or args.max_iter < 0:
+        _fail("--lengths and --n-mixtures must be at least 1, --max-iter at least 0")
+    methods = tuple(_TABLE3_METHODS[m] for m in (args.methods or _TABLE3_METHODS))
+    trained = [m for m in methods if any(t.startswith(m) for t in TRAINED)]
+    if trained and args.train is None:
+        if args.methods:
+            _fail(f"--methods {', '.join(trained)} learn from isolated recordings: give --train "
+                  "SPEECH_DIR,MUSIC_DIR")
+        methods = tuple(m for m in methods if m not in trained)
+        if not args.quiet:
+            print("note: without --train, the rows that learn from isolated recordings "
+                  f"({', '.join(trained)}) are left out", file=sys.stderr)
+    y_train = None
+    if args.train is not None:
+        folders, _ = _parse_train(args.train)
+        if len(folders) != 2:
+            _fail(f"--train {args.train!r}: give two folders, speech then music")
+        y_train = _read_training_audio(folders)
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        _fail(f"--out-dir {out_dir} is a file; give a folder (it is created if missing)")
+    audio = []
+    for flag, folder in (("--speech-dir", args.speech_dir), ("--music-dir", args.music_dir)):
+        try:
+            audio.append(load_audio_folder(folder, 16000, trim_db=None))
+        except (FileNotFoundError, ValueError, RuntimeError) as exc:
+            _fail(f"{flag} {folder}: {exc}", 1)
+    prior_sets = {"mixest": specs}  # names or DVAE files, as the separators take them
+    if args.authors_dir is not None:
+        from mixest.dvae import DVAE
+
+        d = Path(args.authors_dir)
+        try:
+            prior_sets["authors'"] = [
+                DVAE.from_checkpoint(d / f"model_scass_{n}.pt",
+                                     d / f"cfg_dvae_single_scass_{n}.ini") for n in ("wsj", "cbf")]
+        except (OSError, ValueError) as exc:
+            _fail(f"--authors-dir {d}: {exc}", 1)
+    labels = ("speech", "music")
+    records = table3(*audio, y_train, prior_sets=prior_sets, labels=labels,
+                     lengths=tuple(args.lengths), ratios=tuple(args.ratios),
+                     n_mixtures=args.n_mixtures, max_iter=args.max_iter, methods=methods,
+                     n_jobs=args.n_jobs, seed=args.seed, verbose=not args.quiet)
+    footer = (f"{args.n_mixtures} mixtures per setting from {args.speech_dir} and "
+              f"{args.music_dir} (16 kHz, each file scaled to max |x| = 1); seed {args.seed}; "
+              f"{args.max_iter} VEM iterations, last iterate; RTF: processing seconds per second "
+              f"of audio with n_jobs={args.n_jobs}. [oracle] rows use the true sources.")
+    command = "mixest benchmark " + shlex.join(args.argv)
+    paths = write_results(out_dir, "table3", records, header(labels), footer, command=command)
+    paths.append(_plot_table3(records, labels, out_dir / "table3.png"))
+    if not args.quiet:
+        print(header(labels))
+        print("\n".join(r["markdown"] for r in records))
+        print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _plot_table3(records: list[dict], labels: tuple[str, str], path: Path) -> Path:
+    """SI-SDR of each source against T per row, one column of panels per ratio."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ratios = sorted({r["ratio_db"] for r in records})
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    fig, axes = plt.subplots(2, len(ratios), squeeze=False, figsize=(3.4 * len(ratios), 5.6))
+    for j, ratio in enumerate(ratios):
+        for i, source in enumerate(labels):
+            ax = axes[i, j]
+            for k, method in enumerate(methods):
+                rows = [r for r in records if r["ratio_db"] == ratio and r["method"] == method]
+                ax.plot([r["T"] for r in rows], [r[f"SI-SDR {source}"] for r in rows],
+                        marker="o", linestyle="-" if k % 2 == 0 else "--", label=method)
+            ax.set_xticks(sorted({r["T"] for r in records}))
+            ax.set_title(f"{ratio:+.0f} dB" if i == 0 else "")
+            ax.set_xlabel("T (frames)")
+            ax.set_ylabel(f"SI-SDR {source} (dB)")
+            ax.grid(alpha=0.3)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=min(len(methods), 4), fontsize=8)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``mixest`` argument parser."""
     from mixest import __version__
@@ -901,7 +1010,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reproduce the paper's result tables: every method on the same data, "
         "written as Markdown,\nCSV and JSON (with the command and the mixest version) and a "
         "plot.", formatter_class=_HelpFormatter)
-    tables = bench.add_subparsers(dest="table", required=True, metavar="{table2}")
+    tables = bench.add_subparsers(dest="table", required=True, metavar="{table2,table3}")
     t2 = tables.add_parser(
         "table2", help="tracking: every tracker on 3-target windows of MOTChallenge sequences",
         description="Tracking (the paper's Table 2): 3-target windows of every sequence of a "
@@ -937,6 +1046,48 @@ def build_parser() -> argparse.ArgumentParser:
     t2.add_argument("-q", "--quiet", action="store_true",
                     help="print nothing but errors (no table, no progress bar)")
     t2.set_defaults(func=_benchmark_table2)
+
+    t3 = tables.add_parser(
+        "table3", help="separation: every separator on the same speech + music mixtures",
+        description="Separation (the paper's Table 3): mixtures of your speech and music "
+        "recordings at several\nspeech-to-music ratios and lengths, every separator on the "
+        "same mixtures; SI-SDR, PESQ,\nESTOI and RMSE per source and the real-time factor.",
+        formatter_class=_HelpFormatter)
+    t3.add_argument("--speech-dir", required=True, metavar="DIR",
+                    help="held-out speech recordings (WAV, FLAC, OGG; any rate)")
+    t3.add_argument("--music-dir", required=True, metavar="DIR",
+                    help="held-out music recordings (short clips are joined)")
+    t3.add_argument("--train", metavar="SPEECH_DIR,MUSIC_DIR",
+                    help="isolated training recordings (the first "
+                    f"{TRAIN_MINUTES:g} min of each) for the rows that learn from them: vkf, "
+                    "vkf-oracle, nmf, tnmf (left out without it)")
+    t3.add_argument("--priors", default=SEPARATE_PRIORS, metavar="P1,P2",
+                    help="the speech and music priors of the MixDVAE, DVAE-init and VKF rows: "
+                    "bundled names or DVAE files")
+    t3.add_argument("--authors-dir", metavar="DIR",
+                    help="also rows with the MixDVAE authors' released priors "
+                    "(model_scass_{wsj,cbf}.pt and their .ini files, read where they are)")
+    t3.add_argument("--methods", nargs="+", choices=tuple(_TABLE3_METHODS), metavar="M",
+                    help=f"rows: {', '.join(_TABLE3_METHODS)} (default: all; the mixture and "
+                    "the oracle ratio mask are always there)")
+    t3.add_argument("--lengths", type=int, nargs="+", metavar="T",
+                    help="STFT frames per mixture, 256 samples each (default: 50 100 300; "
+                    "--quick: 50)")
+    t3.add_argument("--ratios", type=float, nargs="+", metavar="DB",
+                    help="speech-to-music ratios in dB (default: -10 -5 0 5; --quick: 0)")
+    t3.add_argument("--n-mixtures", type=int, metavar="N",
+                    help="mixtures per setting (default: 24; --quick: 4)")
+    t3.add_argument("--max-iter", type=int, default=70, metavar="N",
+                    help="VEM iterations of the VEM rows")
+    t3.add_argument("--n-jobs", type=int, default=None, help="processes per separator")
+    t3.add_argument("--seed", type=int, default=0, help="seed of the mixtures and separators")
+    t3.add_argument("--quick", action="store_true",
+                    help="T = 50, 0 dB, 4 mixtures (a few minutes)")
+    t3.add_argument("-o", "--out-dir", default="mixest-results", metavar="DIR",
+                    help="folder of table3.{md,csv,json,png} (created)")
+    t3.add_argument("-q", "--quiet", action="store_true",
+                    help="print nothing but errors (no table, no progress bar)")
+    t3.set_defaults(func=_benchmark_table3)
     return parser
 
 
