@@ -905,6 +905,49 @@ def _plot_table3(records: list[dict], labels: tuple[str, str], path: Path) -> Pa
     return path
 
 
+def _benchmark_perf(args: argparse.Namespace) -> int:
+    import shlex
+
+    from mixest.benchmark._perf import markdown, perf
+    from mixest.benchmark._results import write_results
+
+    quick = args.quick
+    tracking = tuple(args.tracking_lengths or ((60,) if quick else (60, 120, 300)))
+    separation = tuple(args.separation_lengths or ((50,) if quick else (300,)))
+    n_sequences = args.n_sequences or (32 if quick else 128)
+    n_mixtures = args.n_mixtures or (4 if quick else 24)
+    max_iter = args.max_iter or (10 if quick else 70)
+    if min(tracking + separation) < 2 or min(args.n_jobs) < 1 or min(n_sequences,
+                                                                      n_mixtures) < 1:
+        _fail("lengths must be at least 2, --n-jobs, --n-sequences and --n-mixtures at least 1")
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        _fail(f"--out-dir {out_dir} is a file; give a folder (it is created if missing)")
+    import torch
+
+    devices = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
+    records = perf(tracking_lengths=tracking, n_sequences=n_sequences,
+                   separation_lengths=separation, n_mixtures=n_mixtures, max_iter=max_iter,
+                   n_jobs=tuple(args.n_jobs), devices=devices, verbose=not args.quiet)
+    header, rows = markdown(records)
+    for r, row in zip(records, rows, strict=True):
+        r["markdown"] = row
+    gpu = torch.cuda.get_device_name(0) if "cuda" in devices else "none"
+    footer = (f"Tracking: synthetic hard-protocol sequences (3 objects), {max_iter} forced VEM "
+              "iterations (tol=0), then the default stopping rule. Separation: mixtures of T "
+              f"STFT frames (T x 256 samples at 16 kHz), {max_iter} iterations, the bundled "
+              "speech and flute priors; RTF = processing seconds per second of audio. Each run "
+              f"in a fresh process, 2 BLAS/Numba threads; {os.cpu_count()} CPU cores, GPU: "
+              f"{gpu}; torch {torch.__version__}.")
+    command = "mixest benchmark " + shlex.join(args.argv)
+    paths = write_results(out_dir, "perf", records, header, footer, command=command)
+    if not args.quiet:
+        print(header)
+        print("\n".join(rows))
+        print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``mixest`` argument parser."""
     from mixest import __version__
@@ -1010,7 +1053,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reproduce the paper's result tables: every method on the same data, "
         "written as Markdown,\nCSV and JSON (with the command and the mixest version) and a "
         "plot.", formatter_class=_HelpFormatter)
-    tables = bench.add_subparsers(dest="table", required=True, metavar="{table2,table3}")
+    tables = bench.add_subparsers(dest="table", required=True,
+                                  metavar="{table2,table3,perf}")
     t2 = tables.add_parser(
         "table2", help="tracking: every tracker on 3-target windows of MOTChallenge sequences",
         description="Tracking (the paper's Table 2): 3-target windows of every sequence of a "
@@ -1088,6 +1132,31 @@ def build_parser() -> argparse.ArgumentParser:
     t3.add_argument("-q", "--quiet", action="store_true",
                     help="print nothing but errors (no table, no progress bar)")
     t3.set_defaults(func=_benchmark_table3)
+
+    pf = tables.add_parser(
+        "perf", help="speed and memory: tracking, separation, kernels (and GPU when present)",
+        description="Seconds per tracked sequence and the separation real-time factor against "
+        "T, batch and\nprocesses, the share of each VEM step, peak memory, the E-W Numba "
+        "kernel against its\nNumPy twin, and the same runs on CUDA when a GPU is present.",
+        formatter_class=_HelpFormatter)
+    pf.add_argument("--tracking-lengths", type=int, nargs="+", metavar="T",
+                    help="tracking sequence lengths (default: 60 120 300; --quick: 60)")
+    pf.add_argument("--n-sequences", type=int, metavar="N",
+                    help="tracking batch (default: 128; --quick: 32)")
+    pf.add_argument("--separation-lengths", type=int, nargs="+", metavar="T",
+                    help="separation mixture lengths in STFT frames (default: 300; --quick: 50)")
+    pf.add_argument("--n-mixtures", type=int, metavar="N",
+                    help="separation batch (default: 24; --quick: 4)")
+    pf.add_argument("--max-iter", type=int, metavar="N",
+                    help="forced VEM iterations (default: 70; --quick: 10)")
+    pf.add_argument("--n-jobs", type=int, nargs="+", default=[1, 2], metavar="J",
+                    help="processes sharing a batch (CPU runs)")
+    pf.add_argument("--quick", action="store_true", help="small runs (about a minute)")
+    pf.add_argument("-o", "--out-dir", default="mixest-results", metavar="DIR",
+                    help="folder of perf.{md,csv,json} (created)")
+    pf.add_argument("-q", "--quiet", action="store_true",
+                    help="print nothing but errors (no table, no progress bar)")
+    pf.set_defaults(func=_benchmark_perf)
     return parser
 
 

@@ -1,0 +1,224 @@
+"""Speed and memory: tracking seconds per sequence, separation real-time factor, kernels.
+
+Every configuration runs in a fresh process (``python -m mixest.benchmark._perf``), so its peak
+resident memory is its own; ``n_jobs`` > 1 adds the worker processes' peaks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["ew_ratio", "perf", "run_isolated", "separation_run", "tracking_run"]
+
+_STEPS = ("init", "e_w", "e_z", "e_s", "m", "bound")
+
+
+def _workers_peak_mib() -> float:
+    """Sum of the peak RSS of this process's live children (Linux ``/proc``), else 0."""
+    total = 0.0
+    for tasks in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
+        for pid in tasks.read_text().split():
+            status = Path(f"/proc/{pid}/status")
+            if status.is_file():
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1]) / 1024
+    return total
+
+
+def _prior(spec: str):
+    """A prior argument: a saved DVAE file becomes the DVAE, names pass through."""
+    if spec.endswith(".pt"):
+        from mixest.dvae import DVAE
+
+        return DVAE.load(spec)
+    return spec
+
+
+def _spectral_prior(spec: str):
+    """A bundled name, a saved DVAE file, or an authors' checkpoint ``model.pt:config.ini``."""
+    from mixest.dvae import DVAE
+
+    if spec.endswith(".ini"):
+        pt, ini = spec.rsplit(":", 1)
+        return DVAE.from_checkpoint(pt, ini)
+    return DVAE.load(spec) if spec.endswith(".pt") else DVAE.from_pretrained(spec)
+
+
+def tracking_run(T: int, n: int, max_iter: int, prior: str = "pretrained:mot",
+                 finetune_steps: int = 0, n_jobs: int = 1, device: str = "cpu",
+                 seed: int = 0) -> dict:
+    """Track ``n`` synthetic hard-protocol sequences of ``T`` frames with ``max_iter`` forced
+    iterations (``tol=0``), then with the default stopping rule; timings and peak memory."""
+    import torch
+
+    torch.set_num_threads(2)
+    from mixest import MixDVAETracker
+    from mixest.datasets import make_tracking_mixture
+
+    X, _ = make_tracking_mixture(n, 3, T, jitter=0.08, miss_prob=0.3, shuffle=True,
+                                 random_state=seed, box_format="xyxy", image_size=None)
+    est = MixDVAETracker(3, prior=_prior(prior), max_iter=max_iter, tol=0.0, batch_size=n,
+                         finetune_steps=finetune_steps, box_format="xyxy", image_size=(1, 1),
+                         n_jobs=n_jobs, device=device, random_state=seed).fit(X)
+    est.predict(X[:2 * n_jobs])  # warm-up: Numba cache, torch kernels, worker processes
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tic = time.perf_counter()
+    est.predict(X)
+    total = time.perf_counter() - tic
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + 1024 * _workers_peak_mib()
+    steps = dict(est.timings_)
+    est.set_params(tol=1e-4)  # the default stopping rule (converged sequences frozen)
+    tic = time.perf_counter()
+    est.predict(X)
+    default = time.perf_counter() - tic
+    return {"T": T, "n": n, "n_jobs": n_jobs, "device": device,
+            "iterations": max_iter, "ms_per_sequence": 1e3 * total / n,
+            "steps": {k: steps.get(k, 0.0) for k in _STEPS},
+            "default_ms_per_sequence": 1e3 * default / n,
+            "default_iterations": int(est.n_iter_.max()),
+            "peak_rss_mib": rss / 1024, "rss_before_mib": rss0 / 1024}
+
+
+def separation_run(T: int, n: int, max_iter: int, priors: tuple[str, ...] = ("speech", "flute"),
+                   n_jobs: int = 1, device: str = "cpu") -> dict:
+    """Separate ``n`` mixtures of ``T`` STFT frames with ``max_iter`` VEM iterations: the
+    real-time factor, peak memory and (one process) the seconds per VEM step. ``priors``:
+    bundled names, DVAE files or the authors' ``model.pt:config.ini`` checkpoints."""
+    import torch
+
+    from mixest.separation import MixDVAESeparator
+
+    torch.set_num_threads(1)
+    models = [_spectral_prior(p) for p in priors]
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, T * 256)) * 0.1  # the cost does not depend on the signal
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    sep = MixDVAESeparator(priors=models, max_iter=max_iter, batch_size=-(-n // n_jobs),
+                           n_jobs=n_jobs, device=device, random_state=0).fit(X)
+    tic = time.perf_counter()
+    sep.transform(X)
+    seconds = time.perf_counter() - tic
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if n_jobs > 1:  # the workers' memory: their own peak
+        peak = max(peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    steps = {}
+    if n_jobs == 1 and device == "cpu":  # per-step seconds of one batch, through the engine
+        from mixest.mixture import run_vem
+        from mixest.separation import stft
+        from mixest.separation._vem_models import ComplexGaussianBins, SpectralDVAEDynamics
+
+        S = np.ascontiguousarray(np.moveaxis(stft(X[: min(8, n)]), -1, -2))
+        res = run_vem(S, ComplexGaussianBins(), SpectralDVAEDynamics([m.module_ for m in models]),
+                      n_sources=len(models), max_iter=5, tol=0, keep="last")
+        steps = {k: v / 5 for k, v in res.timings.items() if k != "init"}
+    audio = n * T * 256 / 16000
+    return {"T": T, "n": n, "n_jobs": n_jobs, "device": device, "seconds": seconds,
+            "audio_seconds": audio, "rtf": seconds / audio, "peak_rss_mib": peak / 1024,
+            "rss_before_mib": base_rss / 1024, "steps": steps}
+
+
+def ew_ratio(n: int = 128, T: int = 60, K: int = 3, N: int = 3, D: int = 4,
+             repeat: int = 20) -> dict:
+    """Seconds of the tracking E-W kernel, Numba and its NumPy twin, on random inputs."""
+    from mixest._kernels._estep_w import e_w_numba, e_w_numpy
+
+    rng = np.random.default_rng(0)
+    obs = rng.random((n, T, K, D))
+    valid = rng.random((n, T, K)) > 0.3
+    phi = rng.uniform(1e-5, 1e-3, (n, T, K, D))
+    means, covs = rng.random((n, T, N, D)), rng.uniform(1e-6, 1e-4, (n, T, N, D))
+    lp = np.full((n, N + 1), -np.log(N + 1))
+    args = (obs, valid, phi, means, covs, lp, 0.0, 1.0)
+    e_w_numba(*args)  # compile
+    times = {}
+    for name, fn in (("numba", e_w_numba), ("numpy", e_w_numpy)):
+        tic = time.perf_counter()
+        for _ in range(repeat):
+            fn(*args)
+        times[name] = (time.perf_counter() - tic) / repeat
+    return {"shape": [n, T, K, N], **times}
+
+
+_RUNS = {"tracking": tracking_run, "separation": separation_run}
+
+
+def run_isolated(kind: str, **params) -> dict:
+    """``tracking_run`` or ``separation_run`` in a fresh Python process (its own peak memory,
+    two BLAS/Numba threads)."""
+    env = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2", NUMBA_NUM_THREADS="2")
+    out = subprocess.run([sys.executable, "-m", "mixest.benchmark._perf", kind,
+                          json.dumps(params)], env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"the {kind} run {params} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def perf(*, tracking_lengths: tuple[int, ...] = (60, 120, 300), n_sequences: int = 128,
+         separation_lengths: tuple[int, ...] = (300,), n_mixtures: int = 24,
+         max_iter: int = 70, n_jobs: tuple[int, ...] = (1, 2),
+         devices: tuple[str, ...] = ("cpu",), verbose: bool = True) -> list[dict]:
+    """Every configuration, one fresh process each: records of tracking and separation runs
+    and of the E-W kernel pair."""
+    configs = [("tracking", {"T": T, "n": n_sequences, "max_iter": max_iter, "n_jobs": j,
+                             "device": d})
+               for T in tracking_lengths for d in devices for j in (n_jobs if d == "cpu" else (1,))]
+    configs += [("separation", {"T": T, "n": n_mixtures, "max_iter": max_iter, "n_jobs": j,
+                                "device": d})
+                for T in separation_lengths for d in devices
+                for j in (n_jobs if d == "cpu" else (1,))]
+    bar = None
+    if verbose:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(configs) + 1, desc="perf", unit="run")
+    records = []
+    for kind, params in configs:
+        if bar is not None:
+            bar.set_postfix_str(f"{kind} T={params['T']} n_jobs={params['n_jobs']} "
+                                f"{params['device']}")
+        records.append({"kind": kind, **run_isolated(kind, **params)})
+        if bar is not None:
+            bar.update()
+    records.append({"kind": "kernel", "name": "tracking E-W", **ew_ratio(n=n_sequences)})
+    if bar is not None:
+        bar.update()
+        bar.close()
+    return records
+
+
+def markdown(records: list[dict]) -> tuple[str, list[str]]:
+    """One table for every kind of record: header and rows."""
+    header = ("| run | T | batch | n_jobs | device | figure | per VEM step (share) | "
+              "peak RSS MiB |\n|---|---|---|---|---|---|---|---|")
+    rows = []
+    for r in records:
+        if r["kind"] == "kernel":
+            rows.append(f"| {r['name']} {tuple(r['shape'])} | | | | cpu | Numba "
+                        f"{1e3 * r['numba']:.2f} ms, NumPy {1e3 * r['numpy']:.2f} ms "
+                        f"({r['numpy'] / r['numba']:.1f}x) | | |")
+            continue
+        steps = r["steps"]
+        total = sum(steps.values()) or 1.0
+        share = ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in steps.items())
+        if r["kind"] == "tracking":
+            figure = (f"{r['ms_per_sequence']:.1f} ms/sequence ({r['iterations']} iterations); "
+                      f"{r['default_ms_per_sequence']:.1f} ms with tol=1e-4 "
+                      f"({r['default_iterations']} at most)")
+        else:
+            figure = f"RTF {r['rtf']:.3f} ({r['seconds']:.1f} s for {r['audio_seconds']:.1f} s)"
+        rows.append(f"| {r['kind']} | {r['T']} | {r['n']} | {r['n_jobs']} | {r['device']} | "
+                    f"{figure} | {share} | {r['peak_rss_mib']:.0f} |")
+    return header, rows
+
+
+if __name__ == "__main__":  # one isolated run: python -m mixest.benchmark._perf KIND JSON
+    print(json.dumps(_RUNS[sys.argv[1]](**json.loads(sys.argv[2]))))
