@@ -58,3 +58,7 @@ def test_docs_build_strictly_with_math_rendered(tmp_path):
         assert not re.search(r":math:`", html)
     assert "tex-mml-chtml.js" in engine
     assert "MixDVAETracker" in api and "n_sources" in api
+    # the gallery's examples ran during the build: their tables and figure, no traceback
+    gallery = (site / "gallery" / "index.html").read_text()
+    assert "Traceback" not in gallery
+    assert gallery.count("<svg") >= 1 and "MixDVAE" in gallery and "NMF" in gallery
