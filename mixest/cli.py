@@ -914,11 +914,10 @@ def _benchmark_perf(args: argparse.Namespace) -> int:
     quick = args.quick
     tracking = tuple(args.tracking_lengths or ((60,) if quick else (60, 120, 300)))
     separation = tuple(args.separation_lengths or ((50,) if quick else (300,)))
-    n_sequences = args.n_sequences or (32 if quick else 128)
-    n_mixtures = args.n_mixtures or (4 if quick else 24)
+    n_sequences = tuple(args.n_sequences or ((32,) if quick else (128,)))
+    n_mixtures = tuple(args.n_mixtures or ((4,) if quick else (24,)))
     max_iter = args.max_iter or (10 if quick else 70)
-    if min(tracking + separation) < 2 or min(args.n_jobs) < 1 or min(n_sequences,
-                                                                      n_mixtures) < 1:
+    if min(tracking + separation) < 2 or min(args.n_jobs + list(n_sequences + n_mixtures)) < 1:
         _fail("lengths must be at least 2, --n-jobs, --n-sequences and --n-mixtures at least 1")
     out_dir = Path(args.out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -1141,12 +1140,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_HelpFormatter)
     pf.add_argument("--tracking-lengths", type=int, nargs="+", metavar="T",
                     help="tracking sequence lengths (default: 60 120 300; --quick: 60)")
-    pf.add_argument("--n-sequences", type=int, metavar="N",
-                    help="tracking batch (default: 128; --quick: 32)")
+    pf.add_argument("--n-sequences", type=int, nargs="+", metavar="N",
+                    help="tracking batch sizes (default: 128; --quick: 32)")
     pf.add_argument("--separation-lengths", type=int, nargs="+", metavar="T",
                     help="separation mixture lengths in STFT frames (default: 300; --quick: 50)")
-    pf.add_argument("--n-mixtures", type=int, metavar="N",
-                    help="separation batch (default: 24; --quick: 4)")
+    pf.add_argument("--n-mixtures", type=int, nargs="+", metavar="N",
+                    help="separation batch sizes (default: 24; --quick: 4)")
     pf.add_argument("--max-iter", type=int, metavar="N",
                     help="forced VEM iterations (default: 70; --quick: 10)")
     pf.add_argument("--n-jobs", type=int, nargs="+", default=[1, 2], metavar="J",

@@ -137,13 +137,14 @@ def test_table3_without_training_audio(tmp_path, capsys):
 
 def test_perf_runs_every_configuration_in_its_own_process(tmp_path):
     out = tmp_path / "perf"
-    argv = ["benchmark", "perf", "--tracking-lengths", "10", "--n-sequences", "4",
+    argv = ["benchmark", "perf", "--tracking-lengths", "10", "--n-sequences", "4", "8",
             "--separation-lengths", "10", "--n-mixtures", "2", "--max-iter", "2", "--n-jobs",
             "1", "-o", str(out), "-q"]
     assert main(argv) == 0
     rows = json.loads((out / "perf.json").read_text())["rows"]
-    assert [r["kind"] for r in rows] == ["tracking", "separation", "kernel"]
-    tracking, separation, kernel = rows
+    assert [r["kind"] for r in rows] == ["tracking", "tracking", "separation", "kernel"]
+    assert [r["n"] for r in rows[:2]] == [4, 8]  # a batch-size sweep
+    tracking, _, separation, kernel = rows
     assert tracking["T"] == 10 and tracking["ms_per_sequence"] > 0
     assert tracking["peak_rss_mib"] >= tracking["rss_before_mib"] > 0
     assert set(tracking["steps"]) == {"init", "e_w", "e_z", "e_s", "m", "bound"}

@@ -162,19 +162,21 @@ def run_isolated(kind: str, **params) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def perf(*, tracking_lengths: tuple[int, ...] = (60, 120, 300), n_sequences: int = 128,
-         separation_lengths: tuple[int, ...] = (300,), n_mixtures: int = 24,
-         max_iter: int = 70, n_jobs: tuple[int, ...] = (1, 2),
-         devices: tuple[str, ...] = ("cpu",), verbose: bool = True) -> list[dict]:
-    """Every configuration, one fresh process each: records of tracking and separation runs
-    and of the E-W kernel pair."""
-    configs = [("tracking", {"T": T, "n": n_sequences, "max_iter": max_iter, "n_jobs": j,
-                             "device": d})
-               for T in tracking_lengths for d in devices for j in (n_jobs if d == "cpu" else (1,))]
-    configs += [("separation", {"T": T, "n": n_mixtures, "max_iter": max_iter, "n_jobs": j,
-                                "device": d})
-                for T in separation_lengths for d in devices
+def perf(*, tracking_lengths: tuple[int, ...] = (60, 120, 300),
+         n_sequences: tuple[int, ...] = (128,), separation_lengths: tuple[int, ...] = (300,),
+         n_mixtures: tuple[int, ...] = (24,), max_iter: int = 70,
+         n_jobs: tuple[int, ...] = (1, 2), devices: tuple[str, ...] = ("cpu",),
+         verbose: bool = True) -> list[dict]:
+    """Every configuration (length x batch x device x processes; one process on CUDA), one
+    fresh process each: records of tracking and separation runs and of the E-W kernel pair."""
+
+    def grid(kind, lengths, batches):
+        return [(kind, {"T": T, "n": n, "max_iter": max_iter, "n_jobs": j, "device": d})
+                for T in lengths for n in batches for d in devices
                 for j in (n_jobs if d == "cpu" else (1,))]
+
+    configs = (grid("tracking", tracking_lengths, n_sequences)
+               + grid("separation", separation_lengths, n_mixtures))
     bar = None
     if verbose:
         from tqdm.auto import tqdm
@@ -188,7 +190,7 @@ def perf(*, tracking_lengths: tuple[int, ...] = (60, 120, 300), n_sequences: int
         records.append({"kind": kind, **run_isolated(kind, **params)})
         if bar is not None:
             bar.update()
-    records.append({"kind": "kernel", "name": "tracking E-W", **ew_ratio(n=n_sequences)})
+    records.append({"kind": "kernel", "name": "tracking E-W", **ew_ratio(n=max(n_sequences))})
     if bar is not None:
         bar.update()
         bar.close()
