@@ -99,16 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from mixest.benchmark._table3 import header, table3
-    from mixest.dvae import DVAE
+    from mixest.benchmark._table3 import authors_priors, header, table3
 
     speech, flute = held_out(args.audio_dir, args.speech_dir, args.music_dir)
     prior_sets = {"mixest": list(args.priors)}
     if args.authors_dir is not None:
-        d = args.authors_dir
-        prior_sets["authors'"] = [
-            DVAE.from_checkpoint(d / f"model_scass_{n}.pt", d / f"cfg_dvae_single_scass_{n}.ini")
-            for n in ("wsj", "cbf")]
+        prior_sets["authors'"] = authors_priors(args.authors_dir)
     y_train = training_sources(args.train_minutes, args.seed)
     print(f"training audio: {y_train.shape[-1] / 16000 / 60:.1f} min per source", flush=True)
     records = table3(speech, flute, y_train, prior_sets=prior_sets, labels=SOURCES,

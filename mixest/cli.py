@@ -752,10 +752,41 @@ _TABLE2_METHODS = {"mixdvae": "MixDVAE", "cv": "VEM + constant velocity", "vkf":
                    "deep-ar": "Deep AR", "sort": "SORT", "greedy": "greedy (floor)"}
 
 
-def _benchmark_table2(args: argparse.Namespace) -> int:
+def _benchmark_out_dir(args: argparse.Namespace) -> Path:
+    """``--out-dir``, checked before any work."""
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        _fail(f"--out-dir {out_dir} is a file; give a folder (it is created if missing)")
+    return out_dir
+
+
+def _write_benchmark(args: argparse.Namespace, name: str, records: list[dict], header: str,
+                     footer: str, plot=None) -> None:
+    """``NAME.md/.csv/.json`` (every record carries its Markdown row) with the command, the plot
+    ``plot(path)`` as ``NAME.png``, and the table on stdout unless ``--quiet``."""
     import shlex
 
     from mixest.benchmark._results import write_results
+
+    out_dir = Path(args.out_dir)
+    command = "mixest benchmark " + shlex.join(args.argv)
+    paths = write_results(out_dir, name, records, header, footer, command=command)
+    if plot is not None:
+        paths.append(plot(out_dir / f"{name}.png"))
+    if not args.quiet:
+        print(header)
+        print("\n".join(r["markdown"] for r in records))
+        print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def _add_benchmark_output(parser: argparse.ArgumentParser, name: str, files: str) -> None:
+    parser.add_argument("-o", "--out-dir", default="mixest-results", metavar="DIR",
+                        help=f"folder of {name}.{{{files}}} (created)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print nothing but errors (no table, no progress bar)")
+
+
+def _benchmark_table2(args: argparse.Namespace) -> int:
     from mixest.benchmark._table2 import markdown, plot, sequences, table2
 
     prior = _load_prior(_check_prior("mixdvae", args.prior))
@@ -770,9 +801,7 @@ def _benchmark_table2(args: argparse.Namespace) -> int:
         sequences(Path(args.mot_root), protocols)
     except FileNotFoundError as exc:
         _fail(f"--mot-root: {exc}", 1)
-    out_dir = Path(args.out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        _fail(f"--out-dir {out_dir} is a file; give a folder (it is created if missing)")
+    _benchmark_out_dir(args)
     records = table2(args.mot_root, lengths=lengths, protocols=protocols, methods=methods,
                      half=args.half, stride=stride, prior=prior, n_jobs=args.n_jobs,
                      seed=args.seed, verbose=not args.quiet)
@@ -781,18 +810,14 @@ def _benchmark_table2(args: argparse.Namespace) -> int:
     header, rows = markdown(records)
     for r, row in zip(records, rows, strict=True):
         r["markdown"] = row
-    footer = (f"3 targets per window, windows every {stride} frames ({args.half} half of each "
-              f"sequence{'s' if args.half == 'all' else ''}; 4 groups of targets per window at "
-              f"most), seed {args.seed}; every tracker with its defaults on image-normalised "
-              "boxes. MOTA, MOTP (mean IoU), IDF1, IDs, MT, ML, FP, FN from py-motmetrics at "
-              "IoU 0.5 (% columns: share of the true boxes); HOTA, DetA, AssA from TrackEval.")
-    command = "mixest benchmark " + shlex.join(args.argv)
-    paths = write_results(out_dir, "table2", records, header, footer, command=command)
-    paths.append(plot(records, out_dir / "table2.png"))
-    if not args.quiet:
-        print(header)
-        print("\n".join(rows))
-        print("wrote " + ", ".join(str(p) for p in paths))
+    frames = "the second half of each sequence" if args.half == "second" else "whole sequences"
+    footer = (f"3 targets per window, windows every {stride} frames of {frames} (4 groups of "
+              f"targets per window at most), seed {args.seed}; every tracker with its defaults "
+              "on image-normalised boxes. MOTA, MOTP (mean IoU), IDF1, IDs, MT, ML, FP, FN from "
+              "py-motmetrics at IoU 0.5 (% columns: share of the true boxes); HOTA, DetA, AssA "
+              "from TrackEval.")
+    _write_benchmark(args, "table2", records, header, footer,
+                     plot=lambda path: plot(records, path))
     return 0
 
 
@@ -803,22 +828,16 @@ _TABLE3_METHODS = {"dvae-init": "DVAE-init", "vkf": "VKF (DVAE-init)",
 
 
 def _benchmark_table3(args: argparse.Namespace) -> int:
-    import shlex
-
-    from mixest.benchmark._results import write_results
-    from mixest.benchmark._table3 import TRAINED, header, table3
+    from mixest.benchmark._table3 import TRAINED, authors_priors, header, table3
     from mixest.datasets import load_audio_folder
 
     specs, _ = _parse_priors(args.priors)
     if len(specs) != 2:
         _fail(f"--priors {args.priors!r}: table3 separates two sources, give two priors")
-    quick = {"lengths": [50], "ratios": [0.0], "n_mixtures": 4}
-    for key, value in quick.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value if args.quick else
-                    {"lengths": [50, 100, 300], "ratios": [-10.0, -5.0, 0.0, 5.0],
-                     "n_mixtures": 24}[key])
-    if min(args.lengths) < 1 or args.n_mixtures < 1 or args.max_iter < 0:
+    lengths = tuple(args.lengths or ((50,) if args.quick else (50, 100, 300)))
+    ratios = tuple(args.ratios or ((0.0,) if args.quick else (-10.0, -5.0, 0.0, 5.0)))
+    n_mixtures = args.n_mixtures or (4 if args.quick else 24)
+    if min(lengths) < 1 or n_mixtures < 1 or args.max_iter < 0:
         _fail("--lengths and --n-mixtures must be at least 1, --max-iter at least 0")
     methods = tuple(_TABLE3_METHODS[m] for m in (args.methods or _TABLE3_METHODS))
     trained = [m for m in methods if any(t.startswith(m) for t in TRAINED)]
@@ -836,9 +855,7 @@ def _benchmark_table3(args: argparse.Namespace) -> int:
         if len(folders) != 2:
             _fail(f"--train {args.train!r}: give two folders, speech then music")
         y_train = _read_training_audio(folders)
-    out_dir = Path(args.out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        _fail(f"--out-dir {out_dir} is a file; give a folder (it is created if missing)")
+    _benchmark_out_dir(args)
     audio = []
     for flag, folder in (("--speech-dir", args.speech_dir), ("--music-dir", args.music_dir)):
         try:
@@ -847,31 +864,21 @@ def _benchmark_table3(args: argparse.Namespace) -> int:
             _fail(f"{flag} {folder}: {exc}", 1)
     prior_sets = {"mixest": specs}  # names or DVAE files, as the separators take them
     if args.authors_dir is not None:
-        from mixest.dvae import DVAE
-
-        d = Path(args.authors_dir)
         try:
-            prior_sets["authors'"] = [
-                DVAE.from_checkpoint(d / f"model_scass_{n}.pt",
-                                     d / f"cfg_dvae_single_scass_{n}.ini") for n in ("wsj", "cbf")]
+            prior_sets["authors'"] = authors_priors(args.authors_dir)
         except (OSError, ValueError) as exc:
-            _fail(f"--authors-dir {d}: {exc}", 1)
+            _fail(f"--authors-dir {args.authors_dir}: {exc}", 1)
     labels = ("speech", "music")
-    records = table3(*audio, y_train, prior_sets=prior_sets, labels=labels,
-                     lengths=tuple(args.lengths), ratios=tuple(args.ratios),
-                     n_mixtures=args.n_mixtures, max_iter=args.max_iter, methods=methods,
-                     n_jobs=args.n_jobs, seed=args.seed, verbose=not args.quiet)
-    footer = (f"{args.n_mixtures} mixtures per setting from {args.speech_dir} and "
+    records = table3(*audio, y_train, prior_sets=prior_sets, labels=labels, lengths=lengths,
+                     ratios=ratios, n_mixtures=n_mixtures, max_iter=args.max_iter,
+                     methods=methods, n_jobs=args.n_jobs, seed=args.seed,
+                     verbose=not args.quiet)
+    footer = (f"{n_mixtures} mixtures per setting from {args.speech_dir} and "
               f"{args.music_dir} (16 kHz, each file scaled to max |x| = 1); seed {args.seed}; "
               f"{args.max_iter} VEM iterations, last iterate; RTF: processing seconds per second "
               f"of audio with n_jobs={args.n_jobs}. [oracle] rows use the true sources.")
-    command = "mixest benchmark " + shlex.join(args.argv)
-    paths = write_results(out_dir, "table3", records, header(labels), footer, command=command)
-    paths.append(_plot_table3(records, labels, out_dir / "table3.png"))
-    if not args.quiet:
-        print(header(labels))
-        print("\n".join(r["markdown"] for r in records))
-        print("wrote " + ", ".join(str(p) for p in paths))
+    _write_benchmark(args, "table3", records, header(labels), footer,
+                     plot=lambda path: _plot_table3(records, labels, path))
     return 0
 
 
@@ -906,10 +913,7 @@ def _plot_table3(records: list[dict], labels: tuple[str, str], path: Path) -> Pa
 
 
 def _benchmark_perf(args: argparse.Namespace) -> int:
-    import shlex
-
     from mixest.benchmark._perf import markdown, perf
-    from mixest.benchmark._results import write_results
 
     quick = args.quick
     tracking = tuple(args.tracking_lengths or ((60,) if quick else (60, 120, 300)))
@@ -919,9 +923,7 @@ def _benchmark_perf(args: argparse.Namespace) -> int:
     max_iter = args.max_iter or (10 if quick else 70)
     if min(tracking + separation) < 2 or min(args.n_jobs + list(n_sequences + n_mixtures)) < 1:
         _fail("lengths must be at least 2, --n-jobs, --n-sequences and --n-mixtures at least 1")
-    out_dir = Path(args.out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        _fail(f"--out-dir {out_dir} is a file; give a folder (it is created if missing)")
+    _benchmark_out_dir(args)
     import torch
 
     devices = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
@@ -938,12 +940,7 @@ def _benchmark_perf(args: argparse.Namespace) -> int:
               "speech and flute priors; RTF = processing seconds per second of audio. Each run "
               f"in a fresh process, 2 BLAS/Numba threads; {os.cpu_count()} CPU cores, GPU: "
               f"{gpu}; torch {torch.__version__}.")
-    command = "mixest benchmark " + shlex.join(args.argv)
-    paths = write_results(out_dir, "perf", records, header, footer, command=command)
-    if not args.quiet:
-        print(header)
-        print("\n".join(rows))
-        print("wrote " + ", ".join(str(p) for p in paths))
+    _write_benchmark(args, "perf", records, header, footer)
     return 0
 
 
@@ -1084,10 +1081,7 @@ def build_parser() -> argparse.ArgumentParser:
     t2.add_argument("--n-jobs", type=int, default=None, help="processes of the VEM trackers")
     t2.add_argument("--seed", type=int, default=0, help="seed of the detections and trackers")
     t2.add_argument("--quick", action="store_true", help="T = 60 only, windows every 60 frames")
-    t2.add_argument("-o", "--out-dir", default="mixest-results", metavar="DIR",
-                    help="folder of table2.{md,csv,json,png} (created)")
-    t2.add_argument("-q", "--quiet", action="store_true",
-                    help="print nothing but errors (no table, no progress bar)")
+    _add_benchmark_output(t2, "table2", "md,csv,json,png")
     t2.set_defaults(func=_benchmark_table2)
 
     t3 = tables.add_parser(
@@ -1126,10 +1120,7 @@ def build_parser() -> argparse.ArgumentParser:
     t3.add_argument("--seed", type=int, default=0, help="seed of the mixtures and separators")
     t3.add_argument("--quick", action="store_true",
                     help="T = 50, 0 dB, 4 mixtures (a few minutes)")
-    t3.add_argument("-o", "--out-dir", default="mixest-results", metavar="DIR",
-                    help="folder of table3.{md,csv,json,png} (created)")
-    t3.add_argument("-q", "--quiet", action="store_true",
-                    help="print nothing but errors (no table, no progress bar)")
+    _add_benchmark_output(t3, "table3", "md,csv,json,png")
     t3.set_defaults(func=_benchmark_table3)
 
     pf = tables.add_parser(
@@ -1151,10 +1142,7 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--n-jobs", type=int, nargs="+", default=[1, 2], metavar="J",
                     help="processes sharing a batch (CPU runs)")
     pf.add_argument("--quick", action="store_true", help="small runs (about a minute)")
-    pf.add_argument("-o", "--out-dir", default="mixest-results", metavar="DIR",
-                    help="folder of perf.{md,csv,json} (created)")
-    pf.add_argument("-q", "--quiet", action="store_true",
-                    help="print nothing but errors (no table, no progress bar)")
+    _add_benchmark_output(pf, "perf", "md,csv,json")
     pf.set_defaults(func=_benchmark_perf)
     return parser
 

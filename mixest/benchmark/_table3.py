@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["ROWS", "table3"]
+__all__ = ["ROWS", "authors_priors", "table3"]
 
 #: Row labels in table order; ``{priors}`` rows repeat once per prior set, ``[oracle]`` rows
 #: read the true sources.
@@ -16,6 +16,18 @@ ROWS = ("mixture", "oracle ratio mask [oracle]", "DVAE-init ({priors} priors)",
         "MixDVAE ({priors} priors)")
 #: The rows that learn from isolated training audio (``y_train``).
 TRAINED = ("VKF (DVAE-init)", "VKF (oracle init) [oracle]", "NMF", "temporal NMF")
+
+
+def authors_priors(folder) -> list:
+    """The MixDVAE authors' released speech (WSJ0) and flute priors, read where they are:
+    ``model_scass_{wsj,cbf}.pt`` with ``cfg_dvae_single_scass_{wsj,cbf}.ini``."""
+    from pathlib import Path
+
+    from mixest.dvae import DVAE
+
+    d = Path(folder)
+    return [DVAE.from_checkpoint(d / f"model_scass_{n}.pt", d / f"cfg_dvae_single_scass_{n}.ini")
+            for n in ("wsj", "cbf")]
 
 
 def scores(Y: np.ndarray, est: np.ndarray) -> dict[str, np.ndarray]:
