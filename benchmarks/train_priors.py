@@ -130,9 +130,10 @@ _SPECTRAL = {
 # separator's VEM a prior reads its source's current estimate, which still holds some of the
 # other source; trained on clean spectra only, the flute prior reproduced speech as readily as
 # flute and the VEM made the separation worse (docs/separation.md). So each prior is then
-# trained for 20 more epochs to reconstruct its clean spectra from inputs to which a random
-# spectrum of the other type is added, at -25 to 0 dB of the sequence's energy (30% of the
-# sequences stay clean), at a constant step size of 5e-4.
+# trained for 10 more epochs to reconstruct its clean spectra from inputs to which a random
+# spectrum of the other type is added, at -25 to -5 dB of the sequence's energy (half of the
+# sequences stay clean), at a constant step size of 2e-4. Stronger versions are recorded in
+# docs/separation.md (benchmarks/validate_separation_priors.py scored them).
 _INTERFERENCE = {"n_epochs": 10, "learning_rate": 2e-4, "ratio_db": (-25.0, -5.0),
                  "clean_fraction": 0.5, "seed": 1}
 PRIORS["speech"] = {"file": "dvae_speech.pt", "max_sequences": 4000, "data_seed": 0,

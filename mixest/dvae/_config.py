@@ -274,7 +274,8 @@ class TrainingNoise:
 class ScheduledSampling:
     """Scheduled sampling: feed the model's own predictions into its recurrence in training.
 
-    The probability of feeding the decoder mean instead of the data, per sequence and frame
+    The probability of feeding the model's own expected frame (the decoder mean; for
+    Itakura-Saito the expected power, the variance) instead of the data, per sequence and frame
     (never for the first two frames, whose predictions cannot know position and velocity),
     rises linearly from 0 before epoch ``start`` to ``max_prob`` at epoch ``end`` (the
     MixDVAE paper ramps it in). With a residual decoder the fed predictions' errors compound

@@ -560,8 +560,9 @@ class DVAEModule(nn.Module):
             Use these latents instead of the posterior's (teacher-forced decoding).
         feed_prob : float, default=0.0
             Scheduled sampling: probability, per sequence and frame, of feeding the model's own
-            decoder mean (detached) instead of the data into the recurrence (never for the
-            first two frames, whose predictions cannot know position and velocity).
+            expected frame (detached: the decoder mean, or for Itakura-Saito the expected power,
+            the variance) instead of the data into the recurrence (never for the first two
+            frames, whose predictions cannot know position and velocity).
         level : float or Tensor of shape (B,), optional
             Noise level of ``x`` (``noise_level_input`` only; see :meth:`level_column`).
         predictive : bool, default=False
@@ -686,7 +687,10 @@ class DVAEModule(nn.Module):
                 x_fed = x[:, t]
             else:
                 u = torch.rand(B, 1, dtype=x.dtype, device=x.device, generator=generator)
-                x_fed = torch.where(u < feed_prob, mean.detach(), x[:, t])
+                # the model's own frame: the decoder mean, or for Itakura-Saito (whose mean is
+                # zeros) the expected power, the variance (what a separator's E-S step feeds)
+                own = var if self.likelihood == "itakura_saito" else mean
+                x_fed = torch.where(u < feed_prob, own.detach(), x[:, t])
             for k, v in zip(keys, (z_t, qm, qlv, pm, plv, mean, var), strict=True):
                 out[k].append(v)
         return {k: (torch.stack(v, 1) if v[0] is not None else None) for k, v in out.items()}

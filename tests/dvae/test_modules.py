@@ -215,6 +215,28 @@ def test_scheduled_sampling_keeps_first_two_frames(cls):
 
 
 @pytest.mark.parametrize("cls", ARCHS)
+@pytest.mark.parametrize("likelihood", ["gaussian", "itakura_saito"])
+def test_scheduled_sampling_feeds_the_expected_frame(cls, likelihood):
+    """With feed_prob=1 the recurrence reads the model's own expected frame from the third frame
+    on: the decoder mean (Gaussian) or the expected power, the variance (Itakura-Saito, whose
+    mean is zeros). Oracle: decode_step fed that frame by hand, at the same latents."""
+    m, x = _module(cls, likelihood)
+    with torch.no_grad():
+        z = m.run(x, sample=False)["z"]
+        fed = m.run(x, sample=False, z=z, feed_prob=1.0)
+        state, prev, var = m.initial_state(x.shape[0]), None, []
+        for t in range(x.shape[1]):
+            mean_t, var_t, state = m.decode_step(prev, z[:, t], state)
+            var.append(var_t)
+            own = var_t if likelihood == "itakura_saito" else mean_t
+            prev = x[:, t] if t < 2 else own
+    torch.testing.assert_close(fed["x_var"], torch.stack(var, 1))
+    if likelihood == "itakura_saito":  # the expected power, never the zero mean, is fed
+        zero_fed = _decoded(m, torch.zeros_like(x), z)[1]
+        assert not torch.allclose(fed["x_var"][:, 3:], zero_fed[:, 3:])
+
+
+@pytest.mark.parametrize("cls", ARCHS)
 @pytest.mark.parametrize("gate", [-60.0, 0.0, 60.0])
 def test_gated_extrapolation_is_exact_kinematics(cls, gate):
     """Zero weights but the gates' biases: the decoder mean is x_{t-1} + s (x_{t-1} - x_{t-2})

@@ -1,0 +1,73 @@
+"""Score candidate spectral priors on validation mixtures that the separation table never uses.
+
+Usage::
+
+    python benchmarks/validate_separation_priors.py [--priors SPEECH FLUTE]
+
+How the bundled priors' training recipe was chosen (``docs/separation.md``): 16 mixtures of
+T = 50 frames at 0 dB made from the CMU ARCTIC and LibriSpeech speech of
+``../shared/data/audio/speech`` (a small part of the speech prior's own training audio) and the
+flute melodies that ``benchmarks/audio_corpus.py`` rendered with the held-out soundfont
+(``flute_eval/``), each file scaled to max |x| = 1, seed 7. SiSEC dev1 and the Medley
+test/validation clips, the held-out sets of ``benchmarks/table_separation.py``, are not read.
+Prints the mean SI-SDR per source of DVAE-init (0 iterations) and of MixDVAE after 1, 3, 10 and
+70 VEM iterations. ``--priors`` takes bundled names or saved files (default: the bundled
+``speech`` and ``flute``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+SPEECH = REPO.parent / "shared" / "data" / "audio" / "speech"
+CORPUS = Path(os.environ.get("MIXEST_AUDIO_CORPUS",
+                             Path.home() / ".cache" / "mixest" / "audio_corpus"))
+ITERATIONS = (0, 1, 3, 10, 70)
+
+
+def validation_mixtures(n_mixtures: int = 16, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """The validation mixtures ``(n_mixtures, n_samples)`` and their sources."""
+    from mixest.datasets import load_audio_folder, make_audio_mixtures
+
+    try:
+        speech = [x for name in ("cmu_arctic", "librispeech")
+                  for x in load_audio_folder(SPEECH / name, 16000, trim_db=None)]
+        flute = load_audio_folder(CORPUS / "flute_eval", 16000, trim_db=None)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"validation audio not found ({exc}); ../shared/data and "
+                         "benchmarks/audio_corpus.py provide it") from exc
+    return make_audio_mixtures(speech, flute, n_mixtures=n_mixtures, n_frames=50, ratio_db=0.0,
+                               random_state=seed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--priors", nargs=2, default=["speech", "flute"],
+                        metavar=("SPEECH", "FLUTE"), help="bundled names or saved DVAE files")
+    args = parser.parse_args(argv)
+
+    from mixest.dvae import DVAE
+    from mixest.separation import MixDVAESeparator, si_sdr
+
+    priors = [DVAE.load(p) if Path(p).is_file() else DVAE.from_pretrained(p)
+              for p in args.priors]
+    X, Y = validation_mixtures()
+    print(f"priors {args.priors[0]} / {args.priors[1]}: mean SI-SDR speech / flute (dB) on "
+          f"{len(X)} validation mixtures")
+    for n_iter in ITERATIONS:
+        est = MixDVAESeparator(priors=priors, max_iter=n_iter, random_state=0).fit(X[:1])
+        speech_db, flute_db = si_sdr(Y, est.transform(X)).mean(0)
+        label = "DVAE-init" if n_iter == 0 else f"{n_iter} iterations"
+        print(f"  {label:>13}: {speech_db:5.2f} / {flute_db:5.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
