@@ -11,14 +11,13 @@ flute melodies that ``benchmarks/audio_corpus.py`` rendered with the held-out so
 (``flute_eval/``), each file scaled to max |x| = 1, seed 7. SiSEC dev1 and the Medley
 test/validation clips, the held-out sets of ``benchmarks/table_separation.py``, are not read.
 Prints the mean SI-SDR per source of DVAE-init (0 iterations) and of MixDVAE after 1, 3, 10 and
-70 VEM iterations. ``--priors`` takes bundled names or saved files (default: the bundled
-``speech`` and ``flute``).
+70 VEM iterations. ``--priors`` takes what the separator takes: ``pretrained:NAME`` or saved
+DVAE files (default: the bundled speech and flute priors).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -26,9 +25,10 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from eval_audio_priors import CORPUS  # noqa: E402  (the synthetic audio's folder)
+
 SPEECH = REPO.parent / "shared" / "data" / "audio" / "speech"
-CORPUS = Path(os.environ.get("MIXEST_AUDIO_CORPUS",
-                             Path.home() / ".cache" / "mixest" / "audio_corpus"))
 ITERATIONS = (0, 1, 3, 10, 70)
 
 
@@ -49,21 +49,20 @@ def validation_mixtures(n_mixtures: int = 16, seed: int = 7) -> tuple[np.ndarray
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--priors", nargs=2, default=["speech", "flute"],
-                        metavar=("SPEECH", "FLUTE"), help="bundled names or saved DVAE files")
+    parser.add_argument("--priors", nargs=2, default=["pretrained:speech", "pretrained:flute"],
+                        metavar=("SPEECH", "FLUTE"),
+                        help="pretrained:NAME or saved DVAE files")
     args = parser.parse_args(argv)
 
-    from mixest.dvae import DVAE
     from mixest.separation import MixDVAESeparator, si_sdr
 
-    priors = [DVAE.load(p) if Path(p).is_file() else DVAE.from_pretrained(p)
-              for p in args.priors]
     X, Y = validation_mixtures()
     print(f"priors {args.priors[0]} / {args.priors[1]}: mean SI-SDR speech / flute (dB) on "
           f"{len(X)} validation mixtures")
+    # the priors only load in fit; the number of iterations is read at transform
+    est = MixDVAESeparator(priors=tuple(args.priors), random_state=0).fit(X[:1])
     for n_iter in ITERATIONS:
-        est = MixDVAESeparator(priors=priors, max_iter=n_iter, random_state=0).fit(X[:1])
-        speech_db, flute_db = si_sdr(Y, est.transform(X)).mean(0)
+        speech_db, flute_db = si_sdr(Y, est.set_params(max_iter=n_iter).transform(X)).mean(0)
         label = "DVAE-init" if n_iter == 0 else f"{n_iter} iterations"
         print(f"  {label:>13}: {speech_db:5.2f} / {flute_db:5.2f}", flush=True)
     return 0
