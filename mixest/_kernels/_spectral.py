@@ -14,7 +14,9 @@ the engine's: ``x`` and ``v_x`` ``(B, T, F)``, the posteriors and ``eta`` ``(B, 
 
 :func:`spectral_e_w` (Numba, complex input kept complex) and :func:`spectral_e_w_numpy` (the
 oracle) share this contract; :func:`spectral_data_bound` and :func:`spectral_prior_bound` are the
-two parts of the lower bound.
+two parts of the lower bound. :func:`feed_terms` and :func:`source_posteriors` are the per-bin
+work around the E-S recursion of the spectral priors (before and after its loop over frames),
+with their NumPy twins.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ import numpy as np
 
 from mixest._kernels._estep_w import normalise_scores
 
-__all__ = ["spectral_e_w", "spectral_e_w_numpy", "spectral_data_bound", "spectral_prior_bound"]
+__all__ = ["feed_terms", "feed_terms_numpy", "source_posteriors", "source_posteriors_numpy",
+           "spectral_data_bound", "spectral_e_w", "spectral_e_w_numpy", "spectral_evidence",
+           "spectral_evidence_numpy", "spectral_prior_bound"]
 
 _LOG_PI = math.log(math.pi)
 
@@ -70,6 +74,35 @@ def spectral_e_w(x: np.ndarray, v_x: np.ndarray, means: np.ndarray, covs: np.nda
          np.ascontiguousarray(means, dtype=np.complex128), np.ascontiguousarray(covs, dtype=float),
          np.ascontiguousarray(log_prior, dtype=float), out)
     return out
+
+
+def spectral_evidence_numpy(x: np.ndarray, v_x: np.ndarray,
+                            eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Information-form evidence ``(eta x / v_x, eta / v_x)`` of shape ``(B, T, N, F)``."""
+    prec = eta / v_x[:, :, None]
+    return prec * x[:, :, None], prec
+
+
+@numba.njit(cache=True, nogil=True)
+def _evidence(x, v_x, eta, info_vec, info_prec):
+    B, T, N, F = eta.shape
+    for b in range(B):
+        for t in range(T):
+            for n in range(N):
+                for f in range(F):
+                    p = eta[b, t, n, f] / v_x[b, t, f]
+                    info_prec[b, t, n, f] = p
+                    info_vec[b, t, n, f] = p * x[b, t, f]
+
+
+def spectral_evidence(x: np.ndarray, v_x: np.ndarray,
+                      eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The evidence with the Numba kernel (same contract as :func:`spectral_evidence_numpy`)."""
+    info_vec = np.empty(eta.shape, dtype=np.complex128)
+    info_prec = np.empty(eta.shape, dtype=np.float64)
+    _evidence(np.ascontiguousarray(x, dtype=np.complex128), np.ascontiguousarray(v_x, dtype=float),
+              np.ascontiguousarray(eta, dtype=float), info_vec, info_prec)
+    return info_vec, info_prec
 
 
 @numba.njit(cache=True, nogil=True)
@@ -125,3 +158,68 @@ def spectral_prior_bound(means: np.ndarray, covs: np.ndarray, var: np.ndarray) -
                  np.ascontiguousarray(covs, dtype=float), np.ascontiguousarray(var, dtype=float),
                  out)
     return out
+
+
+# ---------------------------------------------------------------------- around the E-S recursion
+# The evidence of a source's bin is information-form, (iv, ip) = (eta x / v_x, eta / v_x). With
+# the prior variance v the posterior is nu = (1 / v + ip)^-1, mu = nu iv, so the expected power
+# that the recursion feeds forward, |mu|^2 + nu = nu^2 |iv|^2 + nu, needs only the real terms
+# ip and |iv|^2: the loop over frames runs in float32 on those, the complex means follow after.
+
+
+def feed_terms_numpy(info_vec: np.ndarray, info_prec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(ip, |iv|^2)`` as float32 arrays of the evidence's shape, in plain NumPy."""
+    return info_prec.astype(np.float32), (np.abs(info_vec) ** 2).astype(np.float32)
+
+
+@numba.njit(cache=True, nogil=True)
+def _feed_terms(iv, ip, prec, power):
+    for i in range(iv.size):
+        prec[i] = ip[i]
+        power[i] = iv[i].real * iv[i].real + iv[i].imag * iv[i].imag
+
+
+def feed_terms(info_vec: np.ndarray, info_prec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The evidence's precision ``ip`` and power ``|iv|^2`` as float32, in one pass (Numba).
+
+    ``info_vec`` (complex) and ``info_prec`` have the same shape; so do both results.
+    """
+    prec = np.empty(info_prec.shape, dtype=np.float32)
+    power = np.empty(info_prec.shape, dtype=np.float32)
+    _feed_terms(np.ascontiguousarray(info_vec, dtype=np.complex128).ravel(),
+                np.ascontiguousarray(info_prec, dtype=float).ravel(), prec.ravel(), power.ravel())
+    return prec, power
+
+
+def source_posteriors_numpy(var: np.ndarray, info_vec: np.ndarray,
+                            info_prec: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(mu, nu, v)`` from the prior variances ``var``, in plain NumPy (float64, complex128)."""
+    v = var.astype(np.float64)
+    nu = v / (1.0 + v * info_prec)
+    return nu * info_vec, nu, v
+
+
+@numba.njit(cache=True, nogil=True)
+def _source_posteriors(var, iv, ip, mu, nu, v64):
+    for i in range(var.size):
+        v = np.float64(var[i])
+        n = v / (1.0 + v * ip[i])
+        v64[i] = v
+        nu[i] = n
+        mu[i] = n * iv[i]
+
+
+def source_posteriors(var: np.ndarray, info_vec: np.ndarray,
+                      info_prec: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Posterior mean ``mu = nu iv`` and variance ``nu = v / (1 + v ip)`` of every bin, and the
+    prior variance ``v`` in float64, from the prior variances ``var`` (any float dtype) in one
+    pass (Numba). All arrays have the same shape."""
+    shape = np.shape(var)
+    mu = np.empty(shape, dtype=np.complex128)
+    nu = np.empty(shape, dtype=np.float64)
+    v64 = np.empty(shape, dtype=np.float64)
+    _source_posteriors(np.ascontiguousarray(var).ravel(),
+                       np.ascontiguousarray(info_vec, dtype=np.complex128).ravel(),
+                       np.ascontiguousarray(info_prec, dtype=float).ravel(),
+                       mu.ravel(), nu.ravel(), v64.ravel())
+    return mu, nu, v64

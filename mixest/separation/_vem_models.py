@@ -25,8 +25,11 @@ import numpy as np
 import torch
 
 from mixest._kernels._spectral import (
+    feed_terms,
+    source_posteriors,
     spectral_data_bound,
     spectral_e_w,
+    spectral_evidence,
     spectral_prior_bound,
 )
 from mixest.mixture._dynamics import Dynamics
@@ -98,8 +101,7 @@ class ComplexGaussianBins(ObservationModel):
         return spectral_e_w(data["x"], data["v_x"], means, covs, params["log_prior"])
 
     def evidence(self, data, params, eta):
-        prec = eta / data["v_x"][:, :, None]
-        return prec * data["x"][:, :, None], prec
+        return spectral_evidence(data["x"], data["v_x"], eta)
 
     def expected_log_likelihood(self, data, params, means, covs, eta):
         return spectral_data_bound(data["x"], data["v_x"], means, covs, eta, params["log_prior"])
@@ -168,23 +170,25 @@ class RecurrentSpectralDynamics(Dynamics):
 
     @torch.no_grad()
     def forward_pass(self, info_vec, info_prec, m_first):
-        iv = torch.as_tensor(self._per_source(info_vec), device=self.device)
-        ip = torch.as_tensor(self._per_source(info_prec), device=self.device)
+        iv = self._per_source(info_vec)
+        ip = self._per_source(info_prec)
         B, N, T, F = ip.shape
-        mu = torch.empty((B, N, T, F), dtype=torch.complex128, device=self.device)
-        nu = torch.empty((B, N, T, F), dtype=torch.float64, device=self.device)
-        var = torch.empty_like(nu)
+        # The recursion needs only real powers: with nu = (1 / v + ip)^-1 and mu = nu iv, the
+        # power fed at t + 1 is |mu|^2 + nu = nu^2 |iv|^2 + nu. The complex means and the
+        # float64 variances follow after the loop, in one pass over the bins.
+        prec, evidence_power = (self._tensor(a) for a in feed_terms(iv, ip))
+        var = []
         for n in range(N):
             state = self._initial_state(n, B)
             fed = None
             for t in range(T):
                 v, state = self._step(n, fed, t, state)
-                v = v.double()
-                nu_t = v / (1.0 + v * ip[:, n, t])
-                mu_t = nu_t * iv[:, n, t]
-                mu[:, n, t], nu[:, n, t], var[:, n, t] = mu_t, nu_t, v
-                fed = (mu_t.abs().square() + nu_t).float()
-        flat = [a.reshape(B * N, T, F).cpu().numpy() for a in (mu, nu, var)]
+                var.append(v)
+                nu_t = v.reciprocal().add_(prec[:, n, t]).reciprocal_()
+                fed = torch.addcmul(nu_t, nu_t.square(), evidence_power[:, n, t])
+        var = torch.stack(var, 1).reshape(B, N, T, F).cpu().numpy()
+        mu, nu, v = source_posteriors(var, iv, ip)
+        flat = [a.reshape(B * N, T, F) for a in (mu, nu, v)]
         return [flat[0], flat[1], np.zeros((B * N, T, F)), flat[2]]
 
     def begin(self, m0):  # the whole pass runs in forward_pass

@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 
 from mixest._kernels._spectral import (
+    feed_terms,
+    feed_terms_numpy,
+    source_posteriors,
+    source_posteriors_numpy,
     spectral_data_bound,
     spectral_e_w,
     spectral_e_w_numpy,
+    spectral_evidence,
+    spectral_evidence_numpy,
     spectral_prior_bound,
 )
 from mixest.dvae import DVAE, Network
@@ -36,6 +42,55 @@ def test_e_w_kernel_equals_numpy_twin():
     np.testing.assert_allclose(eta, spectral_e_w_numpy(x, v_x, means, covs, log_prior),
                                rtol=0, atol=1e-10)
     np.testing.assert_allclose(eta.sum(axis=2), 1.0, atol=1e-12)
+
+
+def test_evidence_and_e_s_kernels_equal_numpy_twins():
+    rng = np.random.default_rng(3)
+    B, T, N, F = 2, 6, 3, 9
+    x, v_x = _complex(rng, (B, T, F)), rng.uniform(0.01, 2.0, (B, T, F))
+    eta = rng.dirichlet(np.ones(N), size=(B, T, F)).transpose(0, 1, 3, 2)
+    for got, want in zip(spectral_evidence(x, v_x, eta), spectral_evidence_numpy(x, v_x, eta),
+                         strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-15, atol=0)
+    iv, ip = spectral_evidence_numpy(x, v_x, eta)
+    for got, want in zip(feed_terms(iv, ip), feed_terms_numpy(iv, ip), strict=True):
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    var = rng.uniform(1e-3, 5.0, iv.shape).astype(np.float32)
+    for got, want in zip(source_posteriors(var, iv, ip), source_posteriors_numpy(var, iv, ip),
+                         strict=True):
+        assert got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=1e-14, atol=0)
+
+
+def test_e_s_pass_equals_the_recursion_run_by_hand(disjoint_priors):
+    """The E-S pass against decode_step fed by hand with |mu|^2 + nu in float64."""
+    import torch
+
+    rng = np.random.default_rng(4)
+    modules = [prior.module_ for prior in disjoint_priors]
+    B, T, F = 2, 5, modules[0].x_dim
+    N = len(modules)
+    x, v_x = _complex(rng, (B * N, T, F)), rng.uniform(0.05, 2.0, (B * N, T, F))
+    ip = rng.uniform(0.0, 1.0, (B * N, T, F)) / v_x
+    iv = ip * x
+    dyn = SpectralDVAEDynamics(modules)
+    dyn.start_batch(B * N, N, rng)
+    dyn.infer_latents(iv / np.maximum(ip, 1e-3), rng, covs=np.ones(ip.shape))
+    mu, nu, _, var = dyn.forward_pass(iv, ip, None)
+    for n, module in enumerate(modules):
+        rows = np.arange(n, B * N, N)
+        state, fed = module.initial_state(B), None
+        for t in range(T):
+            with torch.no_grad():
+                _, v, state = module.decode_step(fed, dyn._z[n][:, t], state)
+            v = v.double().numpy()
+            nu_t = v / (1.0 + v * ip[rows, t])
+            mu_t = nu_t * iv[rows, t]
+            np.testing.assert_allclose(var[rows, t], v, rtol=1e-6)
+            np.testing.assert_allclose(nu[rows, t], nu_t, rtol=1e-5)
+            np.testing.assert_allclose(mu[rows, t], mu_t, rtol=1e-5)
+            fed = torch.as_tensor(np.abs(mu_t) ** 2 + nu_t, dtype=torch.float32)
 
 
 def test_bound_terms_equal_their_formulas():
