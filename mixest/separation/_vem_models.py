@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from mixest._kernels._spectral import (
+    expected_power,
     feed_terms,
     source_posteriors,
     spectral_data_bound,
@@ -238,7 +239,7 @@ class SpectralDVAEDynamics(RecurrentSpectralDynamics):
     def infer_latents(self, means, rng, covs=None):
         if covs is None:
             raise ValueError("spectral priors read the expected power |mu|^2 + nu: pass covs.")
-        power = self._per_source(np.abs(means) ** 2 + covs)  # (B, N, T, F)
+        power = self._per_source(expected_power(means, covs))  # (B, N, T, F)
         self._z = [m.encode(self._tensor(power[:, n]), sample=self.sample,
                             generator=self._generator)[0] for n, m in enumerate(self.modules)]
 

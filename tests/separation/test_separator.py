@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from mixest._kernels._spectral import (
+    expected_power,
+    expected_power_numpy,
     feed_terms,
     feed_terms_numpy,
     source_posteriors,
@@ -56,6 +58,9 @@ def test_evidence_and_e_s_kernels_equal_numpy_twins():
     for got, want in zip(feed_terms(iv, ip), feed_terms_numpy(iv, ip), strict=True):
         assert got.dtype == np.float32
         np.testing.assert_allclose(got, want, rtol=1e-6)
+    nu = rng.uniform(0.0, 1.0, iv.shape)
+    assert expected_power(iv, nu).dtype == np.float32
+    np.testing.assert_allclose(expected_power(iv, nu), expected_power_numpy(iv, nu), rtol=1e-6)
     var = rng.uniform(1e-3, 5.0, iv.shape).astype(np.float32)
     for got, want in zip(source_posteriors(var, iv, ip), source_posteriors_numpy(var, iv, ip),
                          strict=True):
