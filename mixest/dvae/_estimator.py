@@ -28,29 +28,43 @@ __all__ = ["DVAE", "FORMAT_NAME", "FORMAT_VERSION"]
 
 FORMAT_NAME = "mixest-dvae"
 #: Version 2 stores the grouped parameters (:class:`Network`, :class:`TrainingNoise`,
-#: :class:`ScheduledSampling`, ``recipe``); version 1 files (flat parameters) still load.
-FORMAT_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
+#: :class:`ScheduledSampling`, ``recipe``); version 3 may store the network's parameters in
+#: float16 (``save(half_precision=True)``); version 1 files (flat parameters) still load.
+FORMAT_VERSION = 3
+_READABLE_VERSIONS = (1, 2, 3)
 
 # The settings dataclass of each grouped parameter (saved as plain dicts).
 _GROUPED = {"network": Network, "noise": TrainingNoise, "scheduled_sampling": ScheduledSampling}
 
 
-def _digest(flat: torch.Tensor, layout: list) -> str:
-    """sha256 of the packed weights and their layout: detects a corrupted file."""
+def _digest(flat: torch.Tensor, layout: list, half: tuple | None = None) -> str:
+    """sha256 of the packed weights and their layout (and of the float16 part ``half``,
+    ``(flat, layout)``, when there is one): detects a corrupted file."""
     h = hashlib.sha256(repr(layout).encode())
     h.update(flat.detach().cpu().contiguous().numpy().tobytes())
+    if half is not None:
+        h.update(repr(half[1]).encode())
+        h.update(half[0].detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 
-def _pack(state: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list]:
-    """All float32 tensors of a state dict as one flat tensor + ``[name, shape]`` layout.
+def _pack(state: dict[str, torch.Tensor],
+          dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, list]:
+    """All tensors of a state dict as one flat ``dtype`` tensor + ``[name, shape]`` layout.
 
     One tensor instead of ~30 keeps the bundled files small (each zip record costs bytes).
     """
     layout = [[k, list(v.shape)] for k, v in state.items()]
-    flat = torch.cat([v.detach().cpu().reshape(-1).float() for v in state.values()])
+    flat = torch.cat([v.detach().cpu().reshape(-1).to(dtype) for v in state.values()])
     return flat, layout
+
+
+def _stored_state(payload: dict) -> dict[str, torch.Tensor]:
+    """The state dict a payload stores (its float16 part, if any, as stored: loading casts)."""
+    state = _unpack(payload["weights"], payload["layout"])
+    if "half_weights" in payload:
+        state.update(_unpack(payload["half_weights"], payload["half_layout"]))
+    return state
 
 
 def _unpack(flat: torch.Tensor, layout: list) -> dict[str, torch.Tensor]:
@@ -705,8 +719,13 @@ class DVAE(SequenceEstimator):
         return out
 
     # ------------------------------------------------------------------ persistence
-    def _payload(self) -> dict:
-        flat, layout = _pack(self.module_.state_dict())
+    def _payload(self, half_precision: bool = False) -> dict:
+        state = self.module_.state_dict()
+        # the normalisation buffers (tiny variance floors among them) always stay float32
+        in_half = {name for name, _ in self.module_.named_parameters()} if half_precision else ()
+        flat, layout = _pack({k: v for k, v in state.items() if k not in in_half})
+        half = _pack({k: v for k, v in state.items() if k in in_half},
+                     torch.float16) if half_precision else None
         params = {k: _to_plain(v) for k, v in self.get_params(deep=False).items()}
         if not isinstance(params["random_state"], (Integral, type(None))):
             params["random_state"] = None  # a RandomState object is not plain data
@@ -722,7 +741,8 @@ class DVAE(SequenceEstimator):
             "module_config": self.module_.config(),
             "weights": flat,
             "layout": layout,
-            "sha256": _digest(flat, layout),
+            **({} if half is None else {"half_weights": half[0], "half_layout": half[1]}),
+            "sha256": _digest(flat, layout, half),
             "n_features_in": int(self.n_features_in_),
             "history": {
                 "train_loss": list(self.history_.train_loss),
@@ -754,10 +774,11 @@ class DVAE(SequenceEstimator):
                 f"{', '.join(map(str, _READABLE_VERSIONS))}."
             )
         try:
-            flat, layout = payload["weights"], payload["layout"]
-            if _digest(flat, layout) != payload["sha256"]:
+            half = ((payload["half_weights"], payload["half_layout"])
+                    if "half_weights" in payload else None)
+            if _digest(payload["weights"], payload["layout"], half) != payload["sha256"]:
                 raise ValueError(f"{source} is corrupted: its weights fail the sha256 check.")
-            state = _unpack(flat, layout)
+            state = _stored_state(payload)
             if version == 1:
                 params, lost = _params_from_v1(payload["params"], payload["module_config"])
                 _warn_lost(source, lost)
@@ -792,14 +813,24 @@ class DVAE(SequenceEstimator):
         )
         self.n_epochs_ = len(self.history_.train_loss)
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike, *, half_precision: bool = False) -> None:
         """Write weights, configuration and format version to ``path`` (a torch file).
 
         The file loads with ``torch.load(weights_only=True)``: it holds no pickled code (the
         grouped settings are stored as plain dicts).
+
+        Parameters
+        ----------
+        path : str or path-like
+        half_precision : bool, default=False
+            Store the network's parameters in float16: half the file, and :meth:`load` casts
+            them back to float32 (the outputs then differ from the saved model's by float16
+            rounding, about 1e-3 relative per weight). The normalisation buffers stay float32.
         """
         check_is_fitted(self, "module_")
-        torch.save(self._payload(), Path(path))
+        if not isinstance(half_precision, (bool, np.bool_)):
+            raise TypeError(f"half_precision must be a bool, got {half_precision!r}.")
+        torch.save(self._payload(bool(half_precision)), Path(path))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> DVAE:
@@ -919,5 +950,5 @@ class DVAE(SequenceEstimator):
         self.__dict__.update(state)
         if payload is not None:
             module = build_module(payload["module_config"])
-            module.load_state_dict(_unpack(payload["weights"], payload["layout"]))
+            module.load_state_dict(_stored_state(payload))
             self._attach(module, payload, self._fitted_settings(payload))

@@ -156,6 +156,36 @@ def test_pickle_round_trip(fitted):
     assert unfitted.network == Network(z_dim=3) and not hasattr(unfitted, "module_")
 
 
+def test_half_precision_file_is_the_float16_rounded_model(fitted, tmp_path):
+    full, half = tmp_path / "full.pt", tmp_path / "half.pt"
+    fitted.save(full)
+    fitted.save(half, half_precision=True)
+    loaded = DVAE.load(half)
+    params = {name for name, _ in fitted.module_.named_parameters()}
+    state = fitted.module_.state_dict()
+    for name, value in loaded.module_.state_dict().items():
+        assert value.dtype == torch.float32
+        want = state[name].half().float() if name in params else state[name]
+        torch.testing.assert_close(value, want, rtol=0, atol=0, msg=name)
+    # two bytes saved per parameter (less one more record in the zip file)
+    n_params = sum(p.numel() for p in fitted.module_.parameters())
+    assert full.stat().st_size - half.stat().st_size > 2 * n_params - 1024
+    X = _toy(n=4, seed=1)
+    np.testing.assert_allclose(loaded.transform(X), fitted.transform(X), rtol=0.05, atol=0.05)
+    assert loaded.get_params() == fitted.get_params()
+    # pickled, the loaded model keeps its (float32-cast) weights
+    _same_predictions(loaded, pickle.loads(pickle.dumps(loaded)))
+
+    payload = torch.load(half, weights_only=True)
+    bad = dict(payload, half_weights=payload["half_weights"].clone())
+    bad["half_weights"][0] += 1.0  # the float16 part is under the checksum too
+    torch.save(bad, tmp_path / "flipped.pt")
+    with pytest.raises(ValueError, match="sha256"):
+        DVAE.load(tmp_path / "flipped.pt")
+    with pytest.raises(TypeError, match="half_precision"):
+        fitted.save(tmp_path / "x.pt", half_precision="yes")
+
+
 def test_corrupted_or_mismatching_file_rejected(fitted, tmp_path):
     path = tmp_path / "m.pt"
     fitted.save(path)
