@@ -14,9 +14,10 @@ the engine's: ``x`` and ``v_x`` ``(B, T, F)``, the posteriors and ``eta`` ``(B, 
 
 :func:`spectral_e_w` (Numba, complex input kept complex) and :func:`spectral_e_w_numpy` (the
 oracle) share this contract; :func:`spectral_data_bound` and :func:`spectral_prior_bound` are the
-two parts of the lower bound. :func:`feed_terms` and :func:`source_posteriors` are the per-bin
-work around the E-S recursion of the spectral priors (before and after its loop over frames),
-with their NumPy twins.
+two parts of the lower bound. :func:`spectral_evidence` (the E-S step's evidence),
+:func:`expected_power` (what E-Z reads), :func:`feed_terms` and :func:`source_posteriors` (before
+and after the spectral priors' loop over frames) are the other per-bin passes, each with its
+NumPy twin.
 """
 
 from __future__ import annotations
