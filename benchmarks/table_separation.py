@@ -16,6 +16,7 @@ mixest version.
 
     python benchmarks/table_separation.py --authors-dir ../shared/data/pretrained/mixdvae_authors
     python benchmarks/table_separation.py --lengths 50 --ratios 0 --n-mixtures 8   # quick
+    python benchmarks/table_separation.py --methods MixDVAE --feed sample   # sampled feed
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only the rows whose label starts with one of these")
     parser.add_argument("--n-jobs", type=int, default=2, help="processes per separator")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--feed", choices=("expected", "sample"), default="expected",
+                        help="what the MixDVAE rows' decoders read of the previous frame "
+                        "(MixDVAESeparator(feed=...))")
     args = parser.parse_args(argv)
 
     from mixest.benchmark._table3 import authors_priors, header, table3
@@ -111,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                      lengths=tuple(args.lengths), ratios=tuple(args.ratios),
                      n_mixtures=args.n_mixtures, max_iter=args.max_iter,
                      methods=tuple(args.methods) if args.methods else None, n_jobs=args.n_jobs,
-                     seed=args.seed, verbose=False)
+                     seed=args.seed, verbose=False, feed=args.feed)
     print(header(SOURCES))
     print("\n".join(r["markdown"] for r in records))
     footer = (f"{args.n_mixtures} mixtures per setting; seed {args.seed}; "

@@ -9,6 +9,7 @@ from typing import ClassVar
 import numpy as np
 from sklearn.base import clone
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import StrOptions
 
 from mixest.dvae import DVAE, Network
 from mixest.separation._base import N_FFT, VEMSeparator, training_sequences
@@ -96,6 +97,11 @@ class MixDVAESeparator(VEMSeparator):
         VEM iterations (the paper's 70); 0 returns the initialisation ("DVAE-init": each prior
         reconstructs the mixture's power and the sources are the Wiener filters of those
         reconstructions).
+    feed : {"expected", "sample"}, default="expected"
+        What each prior's decoder reads of the previous frame in E-S: the posterior expected
+        power :math:`|\\mu|^2 + \\nu`, or the power of one complex Gaussian draw from the
+        posterior (a periodogram, like the spectra the priors were trained on; the separation
+        then depends on ``random_state``). ``docs/separation.md`` compares them.
     batch_size : int, default=16
         Mixtures per VEM batch (memory grows with it and with the mixtures' length).
     n_jobs : int or None, default=None
@@ -103,7 +109,7 @@ class MixDVAESeparator(VEMSeparator):
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where the priors run.
     random_state : int, RandomState or None, default=None
-        Seeds the training of unfitted priors.
+        Seeds the training of unfitted priors and the draws of ``feed="sample"``.
     verbose : bool, default=False
         Progress bar over batches.
 
@@ -132,6 +138,7 @@ class MixDVAESeparator(VEMSeparator):
 
     _parameter_constraints: ClassVar[dict] = {
         "priors": [list, tuple],
+        "feed": [StrOptions({"expected", "sample"})],
         **VEMSeparator._vem_constraints,
     }
 
@@ -149,6 +156,7 @@ class MixDVAESeparator(VEMSeparator):
         sample_rate: int = 16000,
         epsilon: float = 0.03,
         max_iter: int = 70,
+        feed: str = "expected",
         batch_size: int = 16,
         n_jobs: int | None = None,
         device: str = "cpu",
@@ -159,6 +167,7 @@ class MixDVAESeparator(VEMSeparator):
         self.sample_rate = sample_rate
         self.epsilon = epsilon
         self.max_iter = max_iter
+        self.feed = feed
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.device = device
@@ -189,4 +198,5 @@ class MixDVAESeparator(VEMSeparator):
     def _dynamics(self, n_mixtures: int):
         from mixest.separation._vem_models import SpectralDVAEDynamics
 
-        return SpectralDVAEDynamics([p.module_ for p in self.priors_], device=self.device_)
+        return SpectralDVAEDynamics([p.module_ for p in self.priors_], feed=self.feed,
+                                    device=self.device_)

@@ -36,7 +36,8 @@ from mixest._kernels._spectral import (
 from mixest.mixture._dynamics import Dynamics
 from mixest.mixture._observation import ObservationModel
 
-__all__ = ["ComplexGaussianBins", "RecurrentSpectralDynamics", "SpectralDVAEDynamics"]
+__all__ = ["ComplexGaussianBins", "RecurrentSpectralDynamics", "SpectralDVAEDynamics",
+           "sampled_power"]
 
 #: the observation variance's floor, relative to the mixture's mean bin power: keeps v_x > 0 in
 #: digitally silent bins without changing any audible one
@@ -111,6 +112,19 @@ class ComplexGaussianBins(ObservationModel):
         return params
 
 
+def sampled_power(nu: torch.Tensor, iv_re: torch.Tensor, iv_im: torch.Tensor,
+                  generator: torch.Generator | None) -> torch.Tensor:
+    """:math:`|s|^2` of one draw :math:`s \\sim N_c(\\mu, \\nu)` per bin, :math:`\\mu = \\nu\\,
+    iv`: the real and imaginary parts are independent :math:`N(\\mu_r, \\nu / 2)` and
+    :math:`N(\\mu_i, \\nu / 2)`, so :math:`E|s|^2 = |\\mu|^2 + \\nu`."""
+    noise = torch.randn((2,) + tuple(nu.shape), generator=generator, dtype=nu.dtype,
+                        device=nu.device)
+    scale = (0.5 * nu).sqrt_()
+    re = torch.addcmul(nu * iv_re, scale, noise[0])
+    im = torch.addcmul(nu * iv_im, scale, noise[1])
+    return re.square_().add_(im.square_())
+
+
 def _device_of(module) -> torch.device:
     return next(module.buffers()).device
 
@@ -133,6 +147,11 @@ class RecurrentSpectralDynamics(Dynamics):
     device : torch.device or str, default="cpu"
         Where the networks run (a copy is moved there when a module lives elsewhere).
     """
+
+    #: what the network reads of frame t - 1: "expected" (|mu|^2 + nu) or "sample" (the power
+    #: of one draw from the posterior, through ``self._generator``)
+    feed = "expected"
+    _generator: torch.Generator | None = None
 
     def __init__(self, modules: Sequence, device: object = "cpu"):
         self.device = torch.device(device)
@@ -178,6 +197,9 @@ class RecurrentSpectralDynamics(Dynamics):
         # power fed at t + 1 is |mu|^2 + nu = nu^2 |iv|^2 + nu. The complex means and the
         # float64 variances follow after the loop, in one pass over the bins.
         prec, evidence_power = (self._tensor(a) for a in feed_terms(iv, ip))
+        sampled = self.feed == "sample"
+        if sampled:
+            iv_re, iv_im = self._tensor(iv.real), self._tensor(iv.imag)
         var = []
         for n in range(N):
             state = self._initial_state(n, B)
@@ -186,7 +208,10 @@ class RecurrentSpectralDynamics(Dynamics):
                 v, state = self._step(n, fed, t, state)
                 var.append(v)
                 nu_t = v.reciprocal().add_(prec[:, n, t]).reciprocal_()
-                fed = torch.addcmul(nu_t, nu_t.square(), evidence_power[:, n, t])
+                if sampled:
+                    fed = sampled_power(nu_t, iv_re[:, n, t], iv_im[:, n, t], self._generator)
+                else:
+                    fed = torch.addcmul(nu_t, nu_t.square(), evidence_power[:, n, t])
         var = torch.stack(var, 1).reshape(B, N, T, F).cpu().numpy()
         mu, nu, v = source_posteriors(var, iv, ip)
         flat = [a.reshape(B * N, T, F) for a in (mu, nu, v)]
@@ -211,14 +236,23 @@ class SpectralDVAEDynamics(RecurrentSpectralDynamics):
         Itakura-Saito modules, one per source, all with the same number of frequency bins.
     sample : bool, default=False
         E-Z draws ``z`` from the encoder's posterior (one reparameterised sample); False uses
-        its means, which makes the whole iteration deterministic.
+        its means.
+    feed : {"expected", "sample"}, default="expected"
+        What each decoder reads of frame ``t - 1`` in E-S: the posterior expected power
+        :math:`|\\mu|^2 + \\nu`, or the power of one complex Gaussian draw from the posterior
+        (:func:`sampled_power`; a periodogram, like the spectra the priors were trained on).
+        With ``sample=False`` and ``feed="expected"`` the whole iteration is deterministic.
     device : torch.device or str, default="cpu"
     """
 
-    def __init__(self, modules: Sequence, sample: bool = False, device: object = "cpu"):
+    def __init__(self, modules: Sequence, sample: bool = False, feed: str = "expected",
+                 device: object = "cpu"):
         super().__init__(modules, device)
+        if feed not in ("expected", "sample"):
+            raise ValueError(f"feed must be 'expected' or 'sample', got {feed!r}.")
         self.sample = bool(sample)
-        self.stochastic = self.sample
+        self.feed = feed
+        self.stochastic = self.sample or feed == "sample"
         self._z: list[torch.Tensor] | None = None
         self._generator: torch.Generator | None = None
 

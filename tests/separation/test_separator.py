@@ -22,7 +22,11 @@ from mixest._kernels._spectral import (
 from mixest.dvae import DVAE, Network
 from mixest.mixture import run_vem
 from mixest.separation import MixDVAESeparator, si_sdr, stft
-from mixest.separation._vem_models import ComplexGaussianBins, SpectralDVAEDynamics
+from mixest.separation._vem_models import (
+    ComplexGaussianBins,
+    SpectralDVAEDynamics,
+    sampled_power,
+)
 
 RATE = 16000
 
@@ -135,6 +139,38 @@ def test_disjoint_sources_separated_above_20_db(disjoint):
     assert scores.min() > 20, scores
     # the sources sum back to the mixture up to the model error
     assert si_sdr(X, est.sum(1)).min() > 20
+
+
+def test_sampled_power_is_the_power_of_a_posterior_draw():
+    import torch
+
+    rng = np.random.default_rng(5)
+    nu = torch.as_tensor(rng.uniform(0.1, 2.0, 4))
+    iv = _complex(rng, 4)
+    iv_re, iv_im = torch.as_tensor(iv.real), torch.as_tensor(iv.imag)
+    gen = torch.Generator().manual_seed(0)
+    # exactly |mu + sqrt(nu / 2) (a + ib)|^2 with the generator's normal draws a, b
+    noise = torch.randn((2, 4), generator=torch.Generator().manual_seed(0), dtype=nu.dtype)
+    mu = nu.numpy() * iv
+    draw = mu + np.sqrt(nu.numpy() / 2) * (noise[0].numpy() + 1j * noise[1].numpy())
+    np.testing.assert_allclose(sampled_power(nu, iv_re, iv_im, gen).numpy(), np.abs(draw) ** 2,
+                               rtol=1e-12)
+    # its mean is the expected power |mu|^2 + nu
+    many = [sampled_power(nu, iv_re, iv_im, gen).numpy() for _ in range(20000)]
+    np.testing.assert_allclose(np.mean(many, axis=0), np.abs(mu) ** 2 + nu.numpy(), rtol=0.03)
+
+
+def test_sampled_feed_separates_and_is_reproducible(disjoint):
+    sep, X, y = disjoint
+    sampled = MixDVAESeparator(priors=sep.priors_, max_iter=20, feed="sample",
+                               random_state=0).fit(X)
+    est = sampled.transform(X)
+    assert si_sdr(y, est).min() > 20
+    np.testing.assert_array_equal(est, sampled.transform(X))
+    other = sampled.set_params(random_state=1).transform(X)
+    assert not np.array_equal(est, other)
+    with pytest.raises(ValueError, match="feed"):
+        MixDVAESeparator(feed="mean").fit(X)
 
 
 def test_dvae_init_is_a_separation_too(disjoint):
