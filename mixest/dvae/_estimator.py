@@ -59,11 +59,19 @@ def _pack(state: dict[str, torch.Tensor],
     return flat, layout
 
 
+def _half_part(payload: dict) -> tuple[torch.Tensor, list] | None:
+    """The float16 part ``(flat, layout)`` of a payload, or None when it has none."""
+    if "half_weights" not in payload:
+        return None
+    return payload["half_weights"], payload["half_layout"]
+
+
 def _stored_state(payload: dict) -> dict[str, torch.Tensor]:
     """The state dict a payload stores (its float16 part, if any, as stored: loading casts)."""
     state = _unpack(payload["weights"], payload["layout"])
-    if "half_weights" in payload:
-        state.update(_unpack(payload["half_weights"], payload["half_layout"]))
+    half = _half_part(payload)
+    if half is not None:
+        state.update(_unpack(*half))
     return state
 
 
@@ -774,9 +782,8 @@ class DVAE(SequenceEstimator):
                 f"{', '.join(map(str, _READABLE_VERSIONS))}."
             )
         try:
-            half = ((payload["half_weights"], payload["half_layout"])
-                    if "half_weights" in payload else None)
-            if _digest(payload["weights"], payload["layout"], half) != payload["sha256"]:
+            if (_digest(payload["weights"], payload["layout"], _half_part(payload))
+                    != payload["sha256"]):
                 raise ValueError(f"{source} is corrupted: its weights fail the sha256 check.")
             state = _stored_state(payload)
             if version == 1:

@@ -143,8 +143,8 @@ class Dynamics:
     A model may instead run the whole forward pass in one call (:meth:`forward_pass`).
     """
 
-    #: whether :meth:`infer_latents` draws random samples (the bound then need not increase
-    #: monotonically; the engine keeps the best iterate either way)
+    #: whether :meth:`infer_latents` or the E-S pass draws random samples (the bound then need
+    #: not increase monotonically; the engine keeps the best iterate either way)
     stochastic: bool = False
 
     def start_batch(self, n_sequences: int, n_sources: int, rng: np.random.Generator) -> None:
