@@ -44,6 +44,12 @@ _LOG_CLUTTER = 0.0
 _CERTAIN = 1000.0
 # Length and number of E-W/E-S passes of the paper's chunked initialisation.
 _CHUNK_SIZE, _CHUNK_ITER = 30, 20
+# The "filter" initialisation's constant-velocity model, in box sizes per frame: a nearly still
+# pedestrian whose velocity is learned slowly, because a real detector's jitter (about 0.1 of the
+# box width) is larger than a pedestrian's motion per frame. Chosen on the first halves of
+# MOT17-02/05/09 (real detections, with and without clutter); the VKF's own defaults (0.02, 0.1)
+# let the first predictions wander over a neighbour's box (docs/tracking.md, "Initialisation").
+_INIT_PROCESS_NOISE, _INIT_VELOCITY_STD = 0.002, 0.01
 
 
 def box_noise(obs: np.ndarray, scale: float) -> np.ndarray:
@@ -254,8 +260,9 @@ class GaussianDetections(ObservationModel):
         object); ``"chunked"``: the paper's, 20 E-W/E-S passes of the VEM's own dynamics on
         chunks of 30 frames, each seeded by the end of the previous one.
     init_dynamics : Dynamics, optional
-        Dynamics of the ``"filter"`` initialisation (default: a constant-velocity Kalman
-        filter, :class:`~mixest.mixture.ConstantVelocityDynamics` with ``smooth=False``).
+        Dynamics of the ``"filter"`` initialisation (default: a slow constant-velocity Kalman
+        filter, :class:`~mixest.mixture.ConstantVelocityDynamics` with
+        ``process_noise=0.002, initial_velocity_std=0.01, smooth=False``).
     """
 
     def __init__(
@@ -380,7 +387,9 @@ class GaussianDetections(ObservationModel):
         """Online initialisation: one forward pass predicting, matching frame t, updating."""
         B, T, K, D = obs.shape
         N = m0.shape[1]
-        dyn = self.init_dynamics or ConstantVelocityDynamics(smooth=False)
+        dyn = self.init_dynamics or ConstantVelocityDynamics(
+            process_noise=_INIT_PROCESS_NOISE, initial_velocity_std=_INIT_VELOCITY_STD,
+            smooth=False)
         state = dyn.begin(m0.reshape(B * N, D))
         means = np.empty((B, T, N, D))
         covs = None

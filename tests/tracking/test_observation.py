@@ -128,6 +128,29 @@ def test_filter_init_matches_one_to_one_and_keeps_close_objects_apart():
     np.testing.assert_array_equal(eta[0], [[1, 0, 0], [0, 1, 0], [0, 0, 1]])
 
 
+def test_filter_init_holds_a_hidden_object_off_its_neighbours_box():
+    """A pedestrian (known first box) is undetected for 3 frames while a neighbour's box lies
+    a third of its height away: the default, slow initialisation waits and takes the pedestrian
+    back; the VKF's looser model (0.02, 0.1) jumps onto the neighbour at once and stays there."""
+    T = 12
+    target = np.array([0.50, 0.40, 0.52, 0.50])
+    neighbour = np.array([0.501, 0.376, 0.521, 0.458])
+    obs = np.full((1, T, 3, 4), np.nan)
+    obs[0, 0, 0] = target
+    obs[0, 1:, 1] = neighbour
+    obs[0, 1:, 2] = [0.10, 0.60, 0.12, 0.70]
+    obs[0, 4:, 0] = target
+    errors = {}
+    for name, dyn in (("default", None), ("loose", ConstantVelocityDynamics(
+            process_noise=0.02, initial_velocity_std=0.1, smooth=False))):
+        model = GaussianDetections(init_dynamics=dyn)
+        data, params = model.prepare(obs, 1)
+        means, _ = model.initialize(data, params, 1, None, None)
+        errors[name] = np.abs(means[0, :, 0] - target).max(-1)
+    assert errors["default"].max() < 1e-3
+    assert (errors["loose"][1:] > 0.03).all()
+
+
 def test_tol_zero_runs_exactly_max_iter_iterations():
     """Benchmarks force the iteration count with tol=0, even when every bound dips."""
     from mixest import MixDVAETracker
