@@ -34,23 +34,23 @@ def test_table2_scores_exact_detections_perfectly(tmp_path, capsys):
     root, out = _mot_root(tmp_path), tmp_path / "results"
     argv = ["benchmark", "table2", "--mot-root", str(root), "--lengths", "20", "35", "--stride",
             "20",
-            "--half", "all", "--methods", "greedy", "cv", "--protocols", "real", "mild",
+            "--half", "all", "--methods", "greedy", "cv", "oracle", "--protocols", "real", "mild",
             "-o", str(out), "-q"]
     assert main(argv) == 0
     assert capsys.readouterr().out == ""  # --quiet
     meta = json.loads((out / "table2.json").read_text())
     assert meta["command"] == "mixest benchmark " + " ".join(argv[1:])
     rows = meta["rows"]
-    methods = ("greedy (floor)", "VEM + constant velocity")
+    methods = ("greedy (floor)", "VEM + constant velocity", "detection oracle")
     assert [(r["protocol"], r["T"], r["method"]) for r in rows] == [
         (p, T, m) for p in ("real", "mild") for T in (20, 35) for m in methods]
     # T = 20: 2 windows of the 40-frame sequence, 1 of the 30-frame one; T = 35: the 30-frame
     # sequence has none and is skipped
-    assert [r["windows"] for r in rows] == [3, 3, 1, 1] * 2
-    for r in rows[:4]:  # the detections are the true boxes
+    assert [r["windows"] for r in rows] == [3, 3, 3, 1, 1, 1] * 2
+    for r in rows[:6]:  # the detections are the true boxes
         assert r["MOTA"] == 1.0 and r["HOTA"] == pytest.approx(1.0) and r["FP"] == r["FN"] == 0
         assert r["%IDs"] == 0.0 and r["MT"] == 3 * r["windows"]
-    for r in rows[4:]:  # jittered boxes (10% missed, filled in): found, but less tight
+    for r in rows[6:]:  # jittered boxes (10% missed, filled in): found, but less tight
         assert r["MOTA"] > 0.9 and 0.5 < r["HOTA"] < 0.99 and r["MOTP"] < 0.99
     assert (out / "table2.png").stat().st_size > 0 and (out / "table2.md").is_file()
 
@@ -152,3 +152,23 @@ def test_perf_runs_every_configuration_in_its_own_process(tmp_path):
                                               / separation["audio_seconds"])
     assert separation["audio_seconds"] == pytest.approx(2 * 10 * 256 / 16000)
     assert kernel["numba"] > 0 and kernel["numpy"] > 0
+
+
+def test_detection_oracle_follows_the_targets_own_boxes_and_holds_otherwise():
+    """Known answer: a target box, its detections whole, partial (IoU 0.3: taken), barely
+    overlapping (IoU 0.1: the last box is held) and missing, next to another person."""
+    from mixest.benchmark._table2 import detection_oracle
+    from mixest.tracking._boxes import box_iou
+
+    truth = np.array([0.4, 0.4, 0.5, 0.6])
+    partial = np.array([0.4, 0.4, 0.5, 0.46])  # the top 30% of the box
+    sliver = np.array([0.49, 0.4, 0.58, 0.6])  # IoU 0.1 with the truth
+    other = np.array([0.7, 0.4, 0.8, 0.6])
+    assert box_iou(partial[None], truth[None])[0, 0] == pytest.approx(0.3)
+    X = np.full((1, 5, 2, 4), np.nan)
+    X[0, :, 1] = other
+    X[0, 1, 0], X[0, 2, 0], X[0, 3, 0] = truth + 0.01, partial, sliver
+    y = np.broadcast_to(truth, (1, 5, 1, 4))
+    tracks = detection_oracle(X, y)
+    expected = np.array([truth, truth + 0.01, partial, partial, partial])
+    np.testing.assert_allclose(tracks[0, :, 0], expected)
