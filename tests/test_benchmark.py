@@ -154,9 +154,9 @@ def test_perf_runs_every_configuration_in_its_own_process(tmp_path):
     assert kernel["numba"] > 0 and kernel["numpy"] > 0
 
 
-def test_detection_oracle_follows_the_targets_own_boxes_and_holds_otherwise():
+def test_detection_oracle_follows_the_targets_own_boxes():
     """Known answer: a target box, its detections whole, partial (IoU 0.3: taken), barely
-    overlapping (IoU 0.1: the last box is held) and missing, next to another person."""
+    overlapping (IoU 0.1: interpolated over) and missing, next to another person."""
     from mixest.benchmark._table2 import detection_oracle
     from mixest.tracking._boxes import box_iou
 
@@ -165,10 +165,11 @@ def test_detection_oracle_follows_the_targets_own_boxes_and_holds_otherwise():
     sliver = np.array([0.49, 0.4, 0.58, 0.6])  # IoU 0.1 with the truth
     other = np.array([0.7, 0.4, 0.8, 0.6])
     assert box_iou(partial[None], truth[None])[0, 0] == pytest.approx(0.3)
-    X = np.full((1, 5, 2, 4), np.nan)
+    X = np.full((1, 7, 2, 4), np.nan)
     X[0, :, 1] = other
-    X[0, 1, 0], X[0, 2, 0], X[0, 3, 0] = truth + 0.01, partial, sliver
-    y = np.broadcast_to(truth, (1, 5, 1, 4))
+    X[0, 1, 0], X[0, 2, 0], X[0, 3, 0], X[0, 4, 0] = truth + 0.01, sliver, partial, sliver
+    y = np.broadcast_to(truth, (1, 7, 1, 4))
     tracks = detection_oracle(X, y)
-    expected = np.array([truth, truth + 0.01, partial, partial, partial])
+    halfway = (truth + 0.01 + partial) / 2  # frame 2 lies between frames 1 and 3
+    expected = np.array([truth, truth + 0.01, halfway, partial, partial, partial, partial])
     np.testing.assert_allclose(tracks[0, :, 0], expected)

@@ -86,14 +86,16 @@ def make_tracker(method: str, n_jobs: int | None, seed: int, prior: object = "pr
 
 
 def detection_oracle(X: np.ndarray, y: np.ndarray, min_iou: float = ORACLE_MIN_IOU) -> np.ndarray:
-    """The ceiling of a tracker that follows its targets' detections: it knows the truth.
+    """A reference that knows whose detection is whose: each target follows its own detections.
 
     In every frame each target takes the detection that overlaps its true box most, when that
-    IoU exceeds ``min_iou`` (a detection of the target, whole or partial), and otherwise holds
-    its last box (the true box of the first frame to begin with). It never follows another
-    person, never drifts and never switches, but it reports the detector's box: where that box
-    overlaps the truth at IoU < 0.5 (a partly hidden person, a loose box) the frame costs a false
-    positive and a miss, as it would for any tracker that follows the detector.
+    IoU exceeds ``min_iou`` (a detection of the target, whole or partial); between two such
+    frames its box moves linearly from one detection to the next (an offline tracker sees
+    both), and before the first and after the last it holds them. The true box of the first
+    frame stands in for a missing first detection. It never follows another person and never
+    switches, but it reports the detector's boxes: where a box overlaps the truth at IoU < 0.5
+    (a partly hidden person, a loose box) the frame costs a false positive and a miss, as it
+    does for any tracker that follows the detector.
 
     Parameters
     ----------
@@ -114,10 +116,14 @@ def detection_oracle(X: np.ndarray, y: np.ndarray, min_iou: float = ORACLE_MIN_I
     best = iou.argmax(2)  # (n, T, N)
     take = np.take_along_axis(iou, best[:, :, None], 2)[:, :, 0] > min_iou
     chosen = np.take_along_axis(X, best[..., None], 2)  # (n, T, N, 4)
-    tracks = np.where(take[..., None], chosen, np.nan)
-    tracks[:, 0] = np.where(take[:, 0, :, None], tracks[:, 0], y[:, 0])
-    for t in range(1, tracks.shape[1]):  # hold the last box
-        tracks[:, t] = np.where(take[:, t, :, None], tracks[:, t], tracks[:, t - 1])
+    chosen[:, 0] = np.where(take[:, 0, :, None], chosen[:, 0], y[:, 0])
+    take[:, 0] = True
+    tracks = np.empty_like(y)
+    frames = np.arange(X.shape[1])
+    for i, n in np.ndindex(take.shape[0], take.shape[2]):
+        known = frames[take[i, :, n]]
+        for d in range(4):
+            tracks[i, :, n, d] = np.interp(frames, known, chosen[i, known, n, d])
     return tracks
 
 
