@@ -1071,9 +1071,8 @@ def build_parser() -> argparse.ArgumentParser:
     t2.add_argument("--methods", nargs="+", choices=tuple(_TABLE2_METHODS),
                     default=tuple(_TABLE2_METHODS), metavar="M",
                     help=f"trackers: {', '.join(_TABLE2_METHODS)} (cv: MixDVAE's VEM with "
-                    "constant-velocity dynamics; oracle: each target follows the detection "
-                    "overlapping its true box most, the ceiling of a detector-following "
-                    "tracker)")
+                    "constant-velocity dynamics; oracle: a reference in which each target "
+                    "follows the detections overlapping its true box most)")
     t2.add_argument("--half", choices=("second", "all"), default="second",
                     help="frames the windows are cut from (the bundled MOT17 detector was "
                     "trained on the first halves)")

@@ -242,9 +242,11 @@ def plot(records: list[dict], path: Path, metrics: tuple[str, ...] = ("MOTA", "H
             for k, method in enumerate(methods):
                 rows = [r for r in records if r["protocol"] == protocol and r["method"] == method]
                 # alternate dashes: methods that score alike (the VKF and the VEM with constant
-                # velocity) stay visible
-                ax.plot([r["T"] for r in rows], [r[metric] for r in rows], marker="o",
-                        linestyle="-" if k % 2 == 0 else "--", label=method)
+                # velocity) stay visible; the oracle, a reference, is a dotted black line
+                style = ({"color": "black", "linestyle": ":", "marker": "x"}
+                         if method == "detection oracle"
+                         else {"linestyle": "-" if k % 2 == 0 else "--", "marker": "o"})
+                ax.plot([r["T"] for r in rows], [r[metric] for r in rows], label=method, **style)
             ax.set_xticks(sorted({r["T"] for r in records}))
             ax.set_title(protocol if i == 0 else "")
             ax.set_xlabel("T (frames)")
