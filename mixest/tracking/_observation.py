@@ -44,12 +44,14 @@ _LOG_CLUTTER = 0.0
 _CERTAIN = 1000.0
 # Length and number of E-W/E-S passes of the paper's chunked initialisation.
 _CHUNK_SIZE, _CHUNK_ITER = 30, 20
-# The "filter" initialisation's constant-velocity model, in box sizes per frame: a nearly still
-# pedestrian whose velocity is learned slowly, because a real detector's jitter (about 0.1 of the
-# box width) is larger than a pedestrian's motion per frame. Chosen on the first halves of
-# MOT17-02/05/09 (real detections, with and without clutter); the VKF's own defaults (0.02, 0.1)
-# let the first predictions wander over a neighbour's box (docs/tracking.md, "Initialisation").
-_INIT_PROCESS_NOISE, _INIT_VELOCITY_STD = 0.002, 0.01
+# The "filter" initialisation's two constant-velocity models (process noise, initial velocity
+# std, in box sizes per frame); each sequence keeps the pass whose matches were likelier in its
+# frames without clutter, the slow one on a tie. Slow: a nearly still pedestrian whose velocity
+# is learned slowly, because a real detector's jitter (about 0.1 of the box width) is larger than
+# a pedestrian's motion per frame (chosen on the first halves of MOT17-02/05/09); fast: the VKF's
+# defaults, for objects that move a box width per frame, which the slow model loses
+# (docs/tracking.md, "Initialisation").
+_INIT_MODELS = ((0.002, 0.01), (0.02, 0.1))
 
 
 def box_noise(obs: np.ndarray, scale: float) -> np.ndarray:
@@ -168,6 +170,9 @@ def _predictive_match(obs, valid, phi, mean, var, log_prior, log_clutter, temper
     -------
     eta : ndarray of shape (B, K, N[+1])
         One-hot rows (clutter last), zero for missing or unmatched detections.
+    cost : ndarray of shape (B,)
+        The matching's total cost, ``-log`` of the matched detections' predictive density (up
+        to terms that do not depend on the sources).
     """
     B, K, D = obs.shape
     N = mean.shape[1]
@@ -190,7 +195,7 @@ def _predictive_match(obs, valid, phi, mean, var, log_prior, log_clutter, temper
     eta = np.zeros((B, K, C))
     b, k = np.nonzero(col >= 0)
     eta[b, k, np.minimum(col[b, k], C - 1)] = 1.0  # every clutter column is class N
-    return eta
+    return eta, np.bincount(b, weights=cost[b, k, col[b, k]], minlength=B)
 
 
 def _auto_clutter_log_odds(obs: np.ndarray, valid: np.ndarray, n_sources: int) -> np.ndarray:
@@ -254,15 +259,19 @@ class GaussianDetections(ObservationModel):
         M-step of the assignment prior, :math:`\\pi_n \\propto \\sum_{tk} \\eta_{tkn}`.
     init : {"filter", "first-frame", "chunked"}, default="filter"
         ``"first-frame"``: sources start still at one frame's detections (:func:`initial_means`);
-        ``"filter"``: one online predict/match/update pass of ``init_dynamics`` from there,
+        ``"filter"``: an online predict/match/update pass (see ``init_dynamics``) from there,
         each frame's detections matched one-to-one to the predicted sources by minimum cost
         (``-log`` predictive density; a soft assignment here lets two sources settle on one
         object); ``"chunked"``: the paper's, 20 E-W/E-S passes of the VEM's own dynamics on
         chunks of 30 frames, each seeded by the end of the previous one.
     init_dynamics : Dynamics, optional
-        Dynamics of the ``"filter"`` initialisation (default: a slow constant-velocity Kalman
-        filter, :class:`~mixest.mixture.ConstantVelocityDynamics` with
-        ``process_noise=0.002, initial_velocity_std=0.01, smooth=False``).
+        Dynamics of the ``"filter"`` initialisation. Default: two passes of
+        :class:`~mixest.mixture.ConstantVelocityDynamics` (``smooth=False``), a slow one
+        (``process_noise=0.002, initial_velocity_std=0.01``) and a fast one (``0.02, 0.1``);
+        each sequence keeps the pass whose matches had the higher predictive likelihood (the
+        lower total matching cost) over its frames with at most ``N`` detections, the slow one
+        on a tie. Frames with more detections are left out of the choice: there a pass that
+        follows a neighbour's box explains it better than clutter does.
     """
 
     def __init__(
@@ -384,21 +393,36 @@ class GaussianDetections(ObservationModel):
 
     # ------------------------------------------------------------------ initialisations
     def _filter_init(self, obs, valid, phi, m0, log_prior, log_clutter):
-        """Online initialisation: one forward pass predicting, matching frame t, updating."""
+        """Online initialisation: the ``init_dynamics`` pass, or of the default slow and fast
+        passes the likelier one per sequence."""
+        if self.init_dynamics is not None:
+            return self._filter_pass(self.init_dynamics, obs, valid, phi, m0, log_prior,
+                                     log_clutter)[:2]
+        passes = [self._filter_pass(ConstantVelocityDynamics(
+            process_noise=q, initial_velocity_std=v, smooth=False), obs, valid, phi, m0,
+            log_prior, log_clutter) for q, v in _INIT_MODELS]
+        best = np.argmin([cost for _, _, cost in passes], axis=0)  # (B,)
+        means = np.stack([m for m, _, _ in passes])[best, np.arange(len(best))]
+        covs = np.stack([c for _, c, _ in passes])[best, np.arange(len(best))]
+        return means, covs
+
+    def _filter_pass(self, dyn, obs, valid, phi, m0, log_prior, log_clutter):
+        """One forward pass predicting, matching frame t, updating; also returns each
+        sequence's total matching cost ``(B,)`` over its frames with at most ``N``
+        detections."""
         B, T, K, D = obs.shape
         N = m0.shape[1]
-        dyn = self.init_dynamics or ConstantVelocityDynamics(
-            process_noise=_INIT_PROCESS_NOISE, initial_velocity_std=_INIT_VELOCITY_STD,
-            smooth=False)
         state = dyn.begin(m0.reshape(B * N, D))
         means = np.empty((B, T, N, D))
         covs = None
+        total = np.zeros(B)
         for t in range(T):
             mu, var, state = dyn.predict(state, t)
             sl = slice(t, t + 1)
-            eta = _predictive_match(obs[:, t], valid[:, t], phi[:, t], mu.reshape(B, N, D),
-                                    var.reshape((B, N) + var.shape[1:]), log_prior,
-                                    log_clutter[:, t], self.temperature)
+            eta, cost = _predictive_match(obs[:, t], valid[:, t], phi[:, t], mu.reshape(B, N, D),
+                                          var.reshape((B, N) + var.shape[1:]), log_prior,
+                                          log_clutter[:, t], self.temperature)
+            total += np.where(valid[:, t].sum(-1) <= N, cost, 0.0)
             iv, ip = evidence(obs[:, sl], valid[:, sl], phi[:, sl], eta[:, None, :, :N])
             m_t, s_t, state = dyn.update(state, t, mu, var, iv[:, 0].reshape(B * N, D),
                                          ip[:, 0].reshape((B * N,) + ip.shape[3:]))
@@ -406,7 +430,7 @@ class GaussianDetections(ObservationModel):
                 covs = np.empty((B, T, N) + s_t.shape[1:])
             means[:, t] = m_t.reshape(B, N, D)
             covs[:, t] = s_t.reshape((B, N) + s_t.shape[1:])
-        return means, covs
+        return means, covs, total
 
     def _chunked_init(self, data, params, m0, dynamics, rng):
         """The paper's initialisation: E-W/E-S on successive chunks, each seeded by the last."""

@@ -122,10 +122,14 @@ def test_filter_init_matches_one_to_one_and_keeps_close_objects_apart():
     assert all(len(set(o)) == N for o in owner)
     # one frame: a source never takes two detections, and clutter takes the outlier
     o = np.array([[[0.30, 0.5], [0.32, 0.5], [5.0, 5.0]]])
-    eta = _predictive_match(o, np.ones((1, 3), bool), np.full((1, 3, 2), 1e-4),
+    eta, cost = _predictive_match(o, np.ones((1, 3), bool), np.full((1, 3, 2), 1e-4),
                             np.array([[[0.30, 0.5], [0.32, 0.5]]]), np.full((1, 2, 2), 1e-4),
                             np.log([[0.45, 0.45, 0.1]]), 0.0, 1.0)
     np.testing.assert_array_equal(eta[0], [[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    # its cost: -log pi - log N(o; mu, phi + V) of both sources' detections, -log pi_c for clutter
+    p = 2e-4
+    expected = 2 * (-np.log(0.45) + np.log(2 * np.pi * p)) - np.log(0.1)
+    np.testing.assert_allclose(cost, [expected])
 
 
 def test_filter_init_holds_a_hidden_object_off_its_neighbours_box():
@@ -149,6 +153,33 @@ def test_filter_init_holds_a_hidden_object_off_its_neighbours_box():
         errors[name] = np.abs(means[0, :, 0] - target).max(-1)
     assert errors["default"].max() < 1e-3
     assert (errors["loose"][1:] > 0.03).all()
+
+
+def test_filter_init_keeps_the_likelier_pass_per_sequence():
+    """Two sequences in one batch: an object moving its width every frame, detected alone (the
+    slow model loses it, the fast one follows it), and a still one next to a
+    neighbour's box (as above: the slow model holds it; with clutter in every frame the slow
+    pass is kept): each sequence keeps its own pass."""
+    T = 12
+    box = np.array([0.20, 0.40, 0.23, 0.50])
+    obs = np.full((2, T, 3, 4), np.nan)
+    obs[0, :, 0] = box + np.array([0.03, 0, 0.03, 0]) * np.arange(T)[:, None]
+    target = np.array([0.50, 0.40, 0.52, 0.50])
+    obs[1, 0, 0] = target
+    obs[1, 1:, 1] = [0.501, 0.376, 0.521, 0.458]
+    obs[1, 1:, 2] = [0.10, 0.60, 0.12, 0.70]
+    obs[1, 4:, 0] = target
+    model = GaussianDetections()
+    data, params = model.prepare(obs, 1)
+    means, _ = model.initialize(data, params, 1, None, None)
+    truth = np.stack([obs[0, :, 0], np.broadcast_to(target, (T, 4))])
+    errors = np.abs(means[:, :, 0] - truth).max((1, 2))
+    assert errors[0] < 0.005 and errors[1] < 1e-3
+    for q, v in ((0.002, 0.01), (0.02, 0.1)):  # each model alone fails one of them
+        one = GaussianDetections(init_dynamics=ConstantVelocityDynamics(
+            process_noise=q, initial_velocity_std=v, smooth=False))
+        alone, _ = one.initialize(data, params, 1, None, None)
+        assert np.abs(alone[:, :, 0] - truth).max() > 0.02
 
 
 def test_tol_zero_runs_exactly_max_iter_iterations():
