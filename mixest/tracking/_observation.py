@@ -171,8 +171,9 @@ def _predictive_match(obs, valid, phi, mean, var, log_prior, log_clutter, temper
     eta : ndarray of shape (B, K, N[+1])
         One-hot rows (clutter last), zero for missing or unmatched detections.
     cost : ndarray of shape (B,)
-        The matching's total cost, ``-log`` of the matched detections' predictive density (up
-        to terms that do not depend on the sources).
+        The matching's total cost: the sum of its cells, :math:`-\\log \\pi_n - \\log
+        N(o_k; \\mu_n, \\Phi_k + V_n)` per detection given to a source (distance term divided
+        by ``temperature``) and the clutter cost per detection given to clutter.
     """
     B, K, D = obs.shape
     N = mean.shape[1]
