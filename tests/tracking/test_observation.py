@@ -132,27 +132,36 @@ def test_filter_init_matches_one_to_one_and_keeps_close_objects_apart():
     np.testing.assert_allclose(cost, [expected])
 
 
+def _hidden_pedestrian(T):
+    """One sequence ``(T, 3, 4)``: a pedestrian's box (given in frame 0, undetected in frames
+    1-3, detected again from frame 4) with a neighbour's box a third of its height away and a
+    far box in every later frame; and the pedestrian's box."""
+    target = np.array([0.50, 0.40, 0.52, 0.50])
+    obs = np.full((T, 3, 4), np.nan)
+    obs[0, 0] = target
+    obs[1:, 1] = [0.501, 0.376, 0.521, 0.458]
+    obs[1:, 2] = [0.10, 0.60, 0.12, 0.70]
+    obs[4:, 0] = target
+    return obs, target
+
+
+def _filter_means(obs, init_dynamics=None):
+    """The one-source ``"filter"`` initialisation's means ``(B, T, 4)``."""
+    model = GaussianDetections(init_dynamics=init_dynamics)
+    data, params = model.prepare(obs, 1)
+    return model.initialize(data, params, 1, None, None)[0][:, :, 0]
+
+
 def test_filter_init_holds_a_hidden_object_off_its_neighbours_box():
     """A pedestrian (known first box) is undetected for 3 frames while a neighbour's box lies
     a third of its height away: the default, slow initialisation waits and takes the pedestrian
     back; the VKF's looser model (0.02, 0.1) jumps onto the neighbour at once and stays there."""
-    T = 12
-    target = np.array([0.50, 0.40, 0.52, 0.50])
-    neighbour = np.array([0.501, 0.376, 0.521, 0.458])
-    obs = np.full((1, T, 3, 4), np.nan)
-    obs[0, 0, 0] = target
-    obs[0, 1:, 1] = neighbour
-    obs[0, 1:, 2] = [0.10, 0.60, 0.12, 0.70]
-    obs[0, 4:, 0] = target
-    errors = {}
-    for name, dyn in (("default", None), ("loose", ConstantVelocityDynamics(
-            process_noise=0.02, initial_velocity_std=0.1, smooth=False))):
-        model = GaussianDetections(init_dynamics=dyn)
-        data, params = model.prepare(obs, 1)
-        means, _ = model.initialize(data, params, 1, None, None)
-        errors[name] = np.abs(means[0, :, 0] - target).max(-1)
-    assert errors["default"].max() < 1e-3
-    assert (errors["loose"][1:] > 0.03).all()
+    obs, target = _hidden_pedestrian(12)
+    default = np.abs(_filter_means(obs[None])[0] - target).max(-1)
+    loose = np.abs(_filter_means(obs[None], ConstantVelocityDynamics(
+        process_noise=0.02, initial_velocity_std=0.1, smooth=False))[0] - target).max(-1)
+    assert default.max() < 1e-3
+    assert (loose[1:] > 0.03).all()
 
 
 def test_filter_init_keeps_the_likelier_pass_per_sequence():
@@ -164,22 +173,14 @@ def test_filter_init_keeps_the_likelier_pass_per_sequence():
     box = np.array([0.20, 0.40, 0.23, 0.50])
     obs = np.full((2, T, 3, 4), np.nan)
     obs[0, :, 0] = box + np.array([0.03, 0, 0.03, 0]) * np.arange(T)[:, None]
-    target = np.array([0.50, 0.40, 0.52, 0.50])
-    obs[1, 0, 0] = target
-    obs[1, 1:, 1] = [0.501, 0.376, 0.521, 0.458]
-    obs[1, 1:, 2] = [0.10, 0.60, 0.12, 0.70]
-    obs[1, 4:, 0] = target
-    model = GaussianDetections()
-    data, params = model.prepare(obs, 1)
-    means, _ = model.initialize(data, params, 1, None, None)
+    obs[1], target = _hidden_pedestrian(T)
     truth = np.stack([obs[0, :, 0], np.broadcast_to(target, (T, 4))])
-    errors = np.abs(means[:, :, 0] - truth).max((1, 2))
+    errors = np.abs(_filter_means(obs) - truth).max((1, 2))
     assert errors[0] < 0.005 and errors[1] < 1e-3
     for q, v in ((0.002, 0.01), (0.02, 0.1)):  # each model alone fails one of them
-        one = GaussianDetections(init_dynamics=ConstantVelocityDynamics(
+        alone = _filter_means(obs, ConstantVelocityDynamics(
             process_noise=q, initial_velocity_std=v, smooth=False))
-        alone, _ = one.initialize(data, params, 1, None, None)
-        assert np.abs(alone[:, :, 0] - truth).max() > 0.02
+        assert np.abs(alone - truth).max() > 0.02
 
 
 def test_tol_zero_runs_exactly_max_iter_iterations():
