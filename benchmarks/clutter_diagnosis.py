@@ -54,10 +54,9 @@ def frame_categories(X: np.ndarray, y: np.ndarray, tracks: np.ndarray,
     return Counter(keys)
 
 
-def from_truth(X: np.ndarray, y: np.ndarray, prior: str, max_iter: int) -> np.ndarray:
-    """The tracker's VEM (its defaults) started from the true boxes instead of its
-    initialisation."""
-    from mixest import MixDVAETracker
+def from_truth(est, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The fitted tracker ``est``'s VEM started from the true boxes instead of its
+    initialisation (its dynamics, ``max_iter`` and ``tol``)."""
     from mixest.mixture import run_vem
     from mixest.tracking import GaussianDetections
     from mixest.tracking._observation import _init_var
@@ -67,10 +66,8 @@ def from_truth(X: np.ndarray, y: np.ndarray, prior: str, max_iter: int) -> np.nd
             return y.copy(), np.broadcast_to(_init_var(params["phi"], data["valid"]),
                                              y.shape).copy()
 
-    est = MixDVAETracker(3, prior=prior, box_format="xyxy", image_size=(1, 1),
-                         max_iter=max_iter, random_state=0).fit(X)
-    result = run_vem(X, FromTruth(), est._dynamics(), n_sources=3, max_iter=max_iter,
-                     random_state=0)
+    result = run_vem(X, FromTruth(), est._dynamics(), n_sources=3, max_iter=est.max_iter,
+                     tol=est.tol, random_state=0)
     return est._from_model(result.means)  # as predict returns them: corners ordered
 
 
@@ -100,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     for T in args.lengths:
         X, y = windows(folders, T, "real + clutter", "second", 20, 0)
         est = MixDVAETracker(3, box_format="xyxy", image_size=(1, 1), random_state=0).fit(X)
-        tracks, eta = est.predict(X), est.predict_assignments(X)
-        counts = frame_categories(X, y, tracks, eta)
+        result = est._run(X)  # one run for both what predict and predict_assignments return
+        counts = frame_categories(X, y, est._from_model(result.means), result.eta)
         total = sum(counts.values())
         for (det, what, ok), n in counts.most_common():
             add(T=T, measure="target-frames (MixDVAE)", detail=f"{det} detection, took {what}, "
@@ -110,13 +107,10 @@ def main(argv: list[str] | None = None) -> int:
             value=scores(y, detection_oracle(X, y))["MOTA"])
         for name, prior in PRIORS.items():
             for max_iter in (1, 70):
-                for start in ("initialisation", "true boxes"):
-                    if start == "true boxes":
-                        out = from_truth(X, y, prior, max_iter)
-                    else:
-                        out = MixDVAETracker(3, prior=prior, box_format="xyxy",
-                                             image_size=(1, 1), max_iter=max_iter,
-                                             random_state=0).fit(X).predict(X)
+                est = MixDVAETracker(3, prior=prior, box_format="xyxy", image_size=(1, 1),
+                                     max_iter=max_iter, random_state=0).fit(X)
+                for start, out in (("initialisation", est.predict(X)),
+                                   ("true boxes", from_truth(est, X, y))):
                     add(T=T, measure="MOTA", detail=f"{name}, from the {start}, "
                         f"max_iter={max_iter}", value=scores(y, out)["MOTA"])
     keys = [k for k in rows[0] if k != "markdown"]
