@@ -37,6 +37,13 @@ __all__ = ["expected_power", "expected_power_numpy", "feed_terms", "feed_terms_n
 _LOG_PI = math.log(math.pi)
 
 
+def _sequence_major(shape: tuple, dtype) -> np.ndarray:
+    """An empty ``(B, T, N, F)`` array whose memory is ``(B, N, T, F)``: the layout in which the
+    engine hands the sources to their dynamics (``(B * N, T, F)`` is then a view, not a copy)."""
+    B, T, N, F = shape
+    return np.empty((B, N, T, F), dtype=dtype).transpose(0, 2, 1, 3)
+
+
 def spectral_e_w_numpy(x: np.ndarray, v_x: np.ndarray, means: np.ndarray, covs: np.ndarray,
                        log_prior: np.ndarray) -> np.ndarray:
     """E-W in plain NumPy: ``eta`` of shape ``(B, T, N, F)``; ``log_prior`` ``(B, N)``."""
@@ -70,11 +77,15 @@ def _e_w(x, v_x, means, covs, log_prior, out):
 
 def spectral_e_w(x: np.ndarray, v_x: np.ndarray, means: np.ndarray, covs: np.ndarray,
                  log_prior: np.ndarray) -> np.ndarray:
-    """E-W with the Numba kernel (same contract as :func:`spectral_e_w_numpy`)."""
-    out = np.empty(means.shape, dtype=np.float64)
-    _e_w(np.ascontiguousarray(x, dtype=np.complex128), np.ascontiguousarray(v_x, dtype=float),
-         np.ascontiguousarray(means, dtype=np.complex128), np.ascontiguousarray(covs, dtype=float),
-         np.ascontiguousarray(log_prior, dtype=float), out)
+    """E-W with the Numba kernel (same contract as :func:`spectral_e_w_numpy`).
+
+    ``eta`` is a ``(B, T, N, F)`` view of sequence-major memory, like the evidence
+    (:func:`spectral_evidence`); the inputs may have any memory layout.
+    """
+    out = _sequence_major(means.shape, np.float64)
+    _e_w(np.asarray(x, dtype=np.complex128), np.asarray(v_x, dtype=float),
+         np.asarray(means, dtype=np.complex128), np.asarray(covs, dtype=float),
+         np.asarray(log_prior, dtype=float), out)
     return out
 
 
@@ -99,11 +110,12 @@ def _evidence(x, v_x, eta, info_vec, info_prec):
 
 def spectral_evidence(x: np.ndarray, v_x: np.ndarray,
                       eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The evidence with the Numba kernel (same contract as :func:`spectral_evidence_numpy`)."""
-    info_vec = np.empty(eta.shape, dtype=np.complex128)
-    info_prec = np.empty(eta.shape, dtype=np.float64)
-    _evidence(np.ascontiguousarray(x, dtype=np.complex128), np.ascontiguousarray(v_x, dtype=float),
-              np.ascontiguousarray(eta, dtype=float), info_vec, info_prec)
+    """The evidence with the Numba kernel (same contract as :func:`spectral_evidence_numpy`),
+    as views of sequence-major memory (:func:`spectral_e_w`)."""
+    info_vec = _sequence_major(eta.shape, np.complex128)
+    info_prec = _sequence_major(eta.shape, np.float64)
+    _evidence(np.asarray(x, dtype=np.complex128), np.asarray(v_x, dtype=float),
+              np.asarray(eta, dtype=float), info_vec, info_prec)
     return info_vec, info_prec
 
 
@@ -130,22 +142,22 @@ def _data_bound(x, v_x, means, covs, eta, log_prior, out):
 def spectral_data_bound(x, v_x, means, covs, eta, log_prior) -> np.ndarray:
     """:math:`E_q[\\log p(x, w | s)] + H(q(w))` per mixture, shape ``(B,)``."""
     out = np.empty(means.shape[0])
-    _data_bound(np.ascontiguousarray(x, dtype=np.complex128),
-                np.ascontiguousarray(v_x, dtype=float),
-                np.ascontiguousarray(means, dtype=np.complex128),
-                np.ascontiguousarray(covs, dtype=float), np.ascontiguousarray(eta, dtype=float),
-                np.ascontiguousarray(log_prior, dtype=float), out)
+    _data_bound(np.asarray(x, dtype=np.complex128), np.asarray(v_x, dtype=float),
+                np.asarray(means, dtype=np.complex128), np.asarray(covs, dtype=float),
+                np.asarray(eta, dtype=float), np.asarray(log_prior, dtype=float), out)
     return out
 
 
 @numba.njit(cache=True, nogil=True)
 def _prior_bound(means, covs, var, out):
-    B = means.shape[0]
+    B, T, N, F = means.shape
     for b in range(B):
-        m, c, v = means[b].ravel(), covs[b].ravel(), var[b].ravel()
         acc = 0.0
-        for i in range(m.size):
-            acc += 1.0 + math.log(c[i] / v[i]) - (m[i].real ** 2 + m[i].imag ** 2 + c[i]) / v[i]
+        for t in range(T):
+            for n in range(N):
+                for f in range(F):
+                    m, c, v = means[b, t, n, f], covs[b, t, n, f], var[b, t, n, f]
+                    acc += 1.0 + math.log(c / v) - (m.real ** 2 + m.imag ** 2 + c) / v
         out[b] = acc
 
 
@@ -156,9 +168,8 @@ def spectral_prior_bound(means: np.ndarray, covs: np.ndarray, var: np.ndarray) -
     :math:`v_\\theta` the decoder gave in the E-S pass.
     """
     out = np.empty(means.shape[0])
-    _prior_bound(np.ascontiguousarray(means, dtype=np.complex128),
-                 np.ascontiguousarray(covs, dtype=float), np.ascontiguousarray(var, dtype=float),
-                 out)
+    _prior_bound(np.asarray(means, dtype=np.complex128), np.asarray(covs, dtype=float),
+                 np.asarray(var, dtype=float), out)
     return out
 
 

@@ -89,10 +89,13 @@ def tracking_run(T: int, n: int, max_iter: int, prior: str = "pretrained:mot",
 
 
 def separation_run(T: int, n: int, max_iter: int, priors: tuple[str, ...] = ("speech", "flute"),
-                   n_jobs: int = 1, device: str = "cpu") -> dict:
+                   n_jobs: int = 1, device: str = "cpu", backend: str = "processes") -> dict:
     """Separate ``n`` mixtures of ``T`` STFT frames with ``max_iter`` VEM iterations: the
     real-time factor, peak memory and (one process) the seconds per VEM step. ``priors``:
-    bundled names, DVAE files or the authors' ``model.pt:config.ini`` checkpoints."""
+    bundled names, DVAE files or the authors' ``model.pt:config.ini`` checkpoints;
+    ``backend``: the ``n_jobs`` workers are processes (the default) or threads of this
+    process (``joblib.parallel_config(backend="threading")``)."""
+    import joblib
     import torch
 
     from mixest.separation import MixDVAESeparator
@@ -104,12 +107,17 @@ def separation_run(T: int, n: int, max_iter: int, priors: tuple[str, ...] = ("sp
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     sep = MixDVAESeparator(priors=models, max_iter=max_iter, batch_size=-(-n // n_jobs),
                            n_jobs=n_jobs, device=device, random_state=0).fit(X)
-    tic = time.perf_counter()
-    sep.transform(X)
-    seconds = time.perf_counter() - tic
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    if n_jobs > 1:  # the workers' memory: their own peak
-        peak = max(peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    if backend not in ("processes", "threads"):
+        raise ValueError(f"backend must be 'processes' or 'threads', got {backend!r}.")
+    with joblib.parallel_config(backend="threading" if backend == "threads" else "loky"):
+        # warm-up on short mixtures: Numba cache, torch kernels, the worker processes
+        sep.set_params(batch_size=1).transform(X[:n_jobs, :8 * 256])
+        sep.set_params(batch_size=-(-n // n_jobs))
+        tic = time.perf_counter()
+        sep.transform(X)
+        seconds = time.perf_counter() - tic
+    # this process's peak and, with n_jobs > 1, the sum of the live workers' peaks
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + 1024 * _workers_peak_mib()
     steps = {}
     if n_jobs == 1 and device == "cpu":  # per-step seconds of one batch, through the engine
         from mixest.mixture import run_vem
@@ -121,7 +129,8 @@ def separation_run(T: int, n: int, max_iter: int, priors: tuple[str, ...] = ("sp
                       n_sources=len(models), max_iter=5, tol=0, keep="last")
         steps = {k: v / 5 for k, v in res.timings.items() if k != "init"}
     audio = n * T * 256 / 16000
-    return {"T": T, "n": n, "n_jobs": n_jobs, "device": device, "seconds": seconds,
+    return {"T": T, "n": n, "n_jobs": n_jobs, "device": device, "backend": backend,
+            "seconds": seconds,
             "audio_seconds": audio, "rtf": seconds / audio, "peak_rss_mib": peak / 1024,
             "rss_before_mib": base_rss / 1024, "steps": steps}
 

@@ -205,19 +205,29 @@ def run_vem(
         dynamics.infer_latents(np.moveaxis(m_sub, 2, 1).reshape((-1, T) + m_sub.shape[3:]), rng,
                                covs=np.moveaxis(c_sub, 2, 1).reshape((-1, T) + c_sub.shape[3:]))
         t2 = time.perf_counter()
+        m_first = m_sub[:, 0].copy()
+        if keep == "last" and isinstance(idx, slice):
+            # every sequence iterates and only the newest iterate is returned: nothing reads
+            # the previous one again, so it is freed before the E-S step (the audio VEM's
+            # largest arrays) instead of being overwritten after it
+            means = covs = eta = m_sub = c_sub = m_new = c_new = pred_mean = pred_var = None
         info_vec, info_prec = observation_model.evidence(d, p, e)
-        m_new, c_new, pred_mean, pred_var = e_step_s(dynamics, info_vec, info_prec, m_sub[:, 0])
+        m_new, c_new, pred_mean, pred_var = e_step_s(dynamics, info_vec, info_prec, m_first)
+        del info_vec, info_prec
         t3 = time.perf_counter()
         new_params = observation_model.m_step(d, p, m_new, c_new, e)
         t4 = time.perf_counter()
-        if c_new.ndim != covs.ndim:  # dynamics with full covariances
-            covs = full_covariances(covs, means.ndim)
-        if m_new.dtype != means.dtype:  # complex sources
-            means = means.astype(np.result_type(means, m_new))
-        if eta is None:
-            eta = np.zeros((B,) + e.shape[1:], dtype=e.dtype)
-        means[idx], covs[idx], eta[idx] = m_new, c_new, e
-        m_new, c_new = means[idx], covs[idx]  # in memory order, as the bound's kernels read
+        if means is None:  # freed above: the new iterate is the whole state
+            means, covs, eta = m_new, c_new, e
+        else:
+            if c_new.ndim != covs.ndim:  # dynamics with full covariances
+                covs = full_covariances(covs, means.ndim)
+            if m_new.dtype != means.dtype:  # complex sources
+                means = means.astype(np.result_type(means, m_new))
+            if eta is None:
+                eta = np.zeros((B,) + e.shape[1:], dtype=e.dtype)
+            means[idx], covs[idx], eta[idx] = m_new, c_new, e
+        m_new, c_new = means[idx], covs[idx]  # the stored iterate, which the bound reads
         lb[idx] = scale * (observation_model.expected_log_likelihood(d, p, m_new, c_new, e)
                            + dynamics.expected_log_prior(m_new, c_new, pred_mean, pred_var))
         improved = monitor.report(lb)

@@ -144,10 +144,22 @@ class SpectralSeparator(TransformerMixin, SequenceEstimator):
                 for b in batches)
         if self.verbose:
             jobs = tqdm(jobs, total=len(batches), desc="separating", unit="batch")
-        parts = Parallel(n_jobs=self.n_jobs)(jobs)
+        import torch
+
+        # One level of parallelism: batches across n_jobs workers (processes by default, or
+        # threads under joblib.parallel_config(backend="threading")), each network on one
+        # torch thread. Pinned here for the whole call, so that threads never restore it
+        # under one another.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            parts = Parallel(n_jobs=self.n_jobs)(jobs)
+        finally:
+            torch.set_num_threads(threads)
         spectra = np.zeros((len(S), self.n_sources_) + S.shape[1:], dtype=S.dtype)
-        if parts:
-            spectra[sounding] = np.concatenate(parts)
+        for b, part in zip(batches, parts, strict=True):
+            spectra[b] = part
+        del parts
         out = istft(spectra, n_fft=N_FFT, hop_length=HOP, n_samples=x.shape[-1])
         if self.sample_rate != PRIOR_RATE:
             out = _resample_rows(out, PRIOR_RATE, self.sample_rate)
@@ -184,12 +196,8 @@ def _run_batch(separator: SpectralSeparator, S: np.ndarray, R: np.ndarray | None
     """One batch with one torch thread (module level: joblib ships it to workers)."""
     import torch
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return separator._separate_spectra(S, R, seed)
-    finally:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(1)  # a no-op in this process (_transform pinned it); for workers
+    return separator._separate_spectra(S, R, seed)
 
 
 class VEMSeparator(SpectralSeparator):

@@ -105,7 +105,8 @@ class MixDVAESeparator(VEMSeparator):
     batch_size : int, default=16
         Mixtures per VEM batch (memory grows with it and with the mixtures' length).
     n_jobs : int or None, default=None
-        Batches run in parallel processes (joblib; -1: all cores).
+        Batches run in parallel processes (joblib; -1: all cores), or in threads of this
+        process, with half the memory, under ``joblib.parallel_config(backend="threading")``.
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where the priors run.
     random_state : int, RandomState or None, default=None

@@ -79,7 +79,7 @@ class ComplexGaussianBins(ObservationModel):
                              f"{x.dtype} of shape {x.shape}.")
         power = np.abs(x) ** 2
         floor = RELATIVE_FLOOR * np.maximum(power.mean(axis=(1, 2)), np.finfo(float).tiny)
-        data = {"x": x.astype(np.complex128), "power": power,
+        data = {"x": x.astype(np.complex128, copy=False), "power": power,
                 "v_x": self.epsilon * power + floor[:, None, None],
                 "scale": floor / RELATIVE_FLOOR}
         B = x.shape[0]
@@ -200,20 +200,23 @@ class RecurrentSpectralDynamics(Dynamics):
         sampled = self.feed == "sample"
         if sampled:
             iv_re, iv_im = self._tensor(iv.real), self._tensor(iv.imag)
-        var = []
+        var = torch.empty((B, N, T, F), dtype=prec.dtype, device=prec.device)
         for n in range(N):
             state = self._initial_state(n, B)
             fed = None
             for t in range(T):
                 v, state = self._step(n, fed, t, state)
-                var.append(v)
+                var[:, n, t] = v
                 nu_t = v.reciprocal().add_(prec[:, n, t]).reciprocal_()
                 if sampled:
                     fed = sampled_power(nu_t, iv_re[:, n, t], iv_im[:, n, t], self._generator)
                 else:
                     fed = torch.addcmul(nu_t, nu_t.square(), evidence_power[:, n, t])
-        var = torch.stack(var, 1).reshape(B, N, T, F).cpu().numpy()
-        mu, nu, v = source_posteriors(var, iv, ip)
+        del prec, evidence_power  # freed before the float64 posteriors are allocated
+        if sampled:
+            del iv_re, iv_im
+        mu, nu, v = source_posteriors(var.cpu().numpy(), iv, ip)
+        del var
         flat = [a.reshape(B * N, T, F) for a in (mu, nu, v)]
         return [flat[0], flat[1], np.zeros((B * N, T, F)), flat[2]]
 
