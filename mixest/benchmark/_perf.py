@@ -1,7 +1,8 @@
 """Speed and memory: tracking seconds per sequence, separation real-time factor, kernels.
 
 Every configuration runs in a fresh process (``python -m mixest.benchmark._perf``), so its peak
-resident memory is its own; ``n_jobs`` > 1 adds the worker processes' peaks.
+resident memory is its own; with ``n_jobs`` > 1 it is the peak of its and its worker processes'
+memory together (sampled).
 """
 
 from __future__ import annotations
@@ -21,17 +22,53 @@ __all__ = ["ew_ratio", "perf", "run_isolated", "separation_run", "tracking_run"]
 _STEPS = ("init", "e_w", "e_z", "e_s", "m", "bound")
 
 
-def _workers_peak_mib() -> float:
-    """Sum of the peak RSS of this process's live children (Linux ``/proc``), else 0."""
-    total = 0.0
-    for tasks in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
-        for pid in tasks.read_text().split():
-            status = Path(f"/proc/{pid}/status")
-            if status.is_file():
-                for line in status.read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        total += int(line.split()[1]) / 1024
-    return total
+def _status_mib(pid: int | str, field: str) -> float:
+    """A memory field (``VmRSS``, ``VmHWM``) of a process's ``/proc`` status, MiB; 0 if gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _children() -> list[str]:
+    return [pid for tasks in Path(f"/proc/{os.getpid()}/task").glob("*/children")
+            for pid in tasks.read_text().split()]
+
+
+class _TreePeak:
+    """Peak resident memory of this process and its child processes together (Linux).
+
+    A thread sums their current RSS every 20 ms: the workers' own peaks cannot be read at the
+    end, because joblib's worker processes may be replaced between batches (and their peaks
+    lost). Short spikes between two samples can be missed; :attr:`peak_mib` is at least this
+    process's own peak.
+    """
+
+    def __enter__(self) -> _TreePeak:
+        import threading
+
+        self._peak, self._stop = 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            total = _status_mib("self", "VmRSS") + sum(_status_mib(p, "VmRSS")
+                                                       for p in _children())
+            self._peak = max(self._peak, total)
+            self._stop.wait(0.02)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_mib(self) -> float:
+        return max(self._peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def _prior(spec: str):
@@ -71,10 +108,11 @@ def tracking_run(T: int, n: int, max_iter: int, prior: str = "pretrained:mot",
                          n_jobs=n_jobs, device=device, random_state=seed).fit(X)
     est.predict(X[:2 * n_jobs])  # warm-up: Numba cache, torch kernels, worker processes
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    tic = time.perf_counter()
-    est.predict(X)
-    total = time.perf_counter() - tic
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + 1024 * _workers_peak_mib()
+    with _TreePeak() as memory:
+        tic = time.perf_counter()
+        est.predict(X)
+        total = time.perf_counter() - tic
+    rss = 1024 * memory.peak_mib
     steps = dict(est.timings_)
     est.set_params(tol=1e-4)  # the default stopping rule (converged sequences frozen)
     tic = time.perf_counter()
@@ -113,11 +151,11 @@ def separation_run(T: int, n: int, max_iter: int, priors: tuple[str, ...] = ("sp
         # warm-up on short mixtures: Numba cache, torch kernels, the worker processes
         sep.set_params(batch_size=1).transform(X[:n_jobs, :8 * 256])
         sep.set_params(batch_size=-(-n // n_jobs))
-        tic = time.perf_counter()
-        sep.transform(X)
-        seconds = time.perf_counter() - tic
-    # this process's peak and, with n_jobs > 1, the sum of the live workers' peaks
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + 1024 * _workers_peak_mib()
+        with _TreePeak() as memory:
+            tic = time.perf_counter()
+            sep.transform(X)
+            seconds = time.perf_counter() - tic
+    peak = 1024 * memory.peak_mib
     steps = {}
     if n_jobs == 1 and device == "cpu":  # per-step seconds of one batch, through the engine
         from mixest.mixture import run_vem

@@ -461,8 +461,8 @@ class DVAEModule(nn.Module):
         """
         out = self.decoder_net(torch.cat([h, z_t], -1))
         if self.likelihood == "itakura_saito":
-            logv = (self.x_loc + self.x_scale * out).clamp(-60.0, 60.0)
-            return torch.zeros_like(logv), logv.exp() + self.min_var
+            var = self.power_variance(out)
+            return torch.zeros_like(var), var
         if self.gated_extrapolation:
             raw_m, raw_lv, g_v, g_a = out.chunk(4, -1)
         else:
@@ -486,6 +486,12 @@ class DVAEModule(nn.Module):
                 mean = mean + torch.sigmoid(g_a) * (vel - x_pprev + x_ppprev)
         var = scale.pow(2) * raw_lv.clamp(_LOGVAR_MIN, _LOGVAR_MAX).exp() + self.min_var
         return mean, var
+
+    def power_variance(self, out: Tensor) -> Tensor:
+        """Itakura-Saito decoder: the power variance from the decoder network's output (a
+        standardised log-variance)."""
+        logv = (self.x_loc + self.x_scale * out).clamp(-60.0, 60.0)
+        return logv.exp() + self.min_var
 
     def emission_gates(self, h: Tensor, z_t: Tensor) -> tuple[Tensor, Tensor] | None:
         """Gates ``(sigmoid(g_v), sigmoid(g_a))`` of :meth:`emission` (``gated_extrapolation``).

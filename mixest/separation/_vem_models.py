@@ -230,6 +230,65 @@ class RecurrentSpectralDynamics(Dynamics):
         return spectral_prior_bound(means, covs, pred_var)
 
 
+class _TransposedSRNNStep:
+    """``decode_step`` of a spectral SRNN prior for the E-S loop, its weights held transposed.
+
+    A per-frame step multiplies a few rows (the batch's mixtures) by each weight matrix; there
+    MKL's product is 1.5-2x faster with the weights stored ``(in, out)`` than through
+    ``nn.Linear``'s ``(out, in)``. The arithmetic is the module's (its standardisation, LSTM
+    cell and variance), to float32 rounding: tested against ``decode_step``. Priors of another
+    kind (:meth:`supports` False) run ``decode_step`` itself.
+    """
+
+    def __init__(self, module):
+        self.module = module
+        self.feature = self._transposed(module.feature_x)
+        self.decoder = self._transposed(module.decoder_net)
+        rnn = module.rnn
+        self.w_ih = rnn.weight_ih_l0.detach().t().contiguous()
+        self.w_hh = rnn.weight_hh_l0.detach().t().contiguous()
+        self.bias = (rnn.bias_ih_l0 + rnn.bias_hh_l0).detach()
+
+    @staticmethod
+    def supports(module) -> bool:
+        """An SRNN whose frame features are the standardised power alone."""
+        return (module.architecture == "srnn" and module.likelihood == "itakura_saito"
+                and module.n_features == module.x_dim)
+
+    @staticmethod
+    def _transposed(seq) -> list[tuple[torch.Tensor, torch.Tensor, bool]]:
+        """``(weight.T, bias, tanh follows)`` of each ``Linear`` of an MLP block."""
+        mods = list(seq)
+        return [(m.weight.detach().t().contiguous(), m.bias.detach(),
+                 i + 1 < len(mods) and isinstance(mods[i + 1], torch.nn.Tanh))
+                for i, m in enumerate(mods) if isinstance(m, torch.nn.Linear)]
+
+    @staticmethod
+    def _mlp(layers, x: torch.Tensor) -> torch.Tensor:
+        for w, b, tanh in layers:
+            x = torch.addmm(b, x, w)
+            if tanh:
+                x = x.tanh_()
+        return x
+
+    def initial_state(self, batch: int) -> tuple:
+        h = self.bias.new_zeros(batch, self.w_hh.shape[0])
+        return h, h.clone()
+
+    def step(self, fed: torch.Tensor | None, z_t: torch.Tensor, state: tuple):
+        """Variance of the next frame given the power ``fed`` of the previous one (None at the
+        first frame: ``x_0 = 0``), and the new ``(h, c)``."""
+        h, c = state
+        m = self.module
+        f = (h.new_zeros(h.shape[0], m.x_dim) if fed is None else m._standardize(fed))
+        gates = torch.addmm(self.bias, self._mlp(self.feature, f), self.w_ih).addmm_(h, self.w_hh)
+        i, f_gate, g, o = gates.chunk(4, 1)  # torch's LSTM order: input, forget, cell, output
+        c = torch.sigmoid(f_gate) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        out = self._mlp(self.decoder, torch.cat([h, z_t], 1))
+        return m.power_variance(out), (h, c)
+
+
 class SpectralDVAEDynamics(RecurrentSpectralDynamics):
     """One spectral DVAE prior per source: the decoder for E-S, the encoder for E-Z.
 
@@ -255,6 +314,8 @@ class SpectralDVAEDynamics(RecurrentSpectralDynamics):
             raise ValueError(f"feed must be 'expected' or 'sample', got {feed!r}.")
         self.sample = bool(sample)
         self.feed = feed
+        self._steps = [_TransposedSRNNStep(m) if _TransposedSRNNStep.supports(m) else None
+                       for m in self.modules]
         self.stochastic = self.sample or feed == "sample"
         self._z: list[torch.Tensor] | None = None
         self._generator: torch.Generator | None = None
@@ -286,8 +347,12 @@ class SpectralDVAEDynamics(RecurrentSpectralDynamics):
         return super().forward_pass(info_vec, info_prec, m_first)
 
     def _initial_state(self, n, batch):
-        return self.modules[n].initial_state(batch)
+        fast = self._steps[n]
+        return self.modules[n].initial_state(batch) if fast is None else fast.initial_state(batch)
 
     def _step(self, n, fed, t, state):
+        fast = self._steps[n]
+        if fast is not None:
+            return fast.step(fed, self._z[n][:, t], state)
         _, v, state = self.modules[n].decode_step(fed, self._z[n][:, t], state)
         return v, state
