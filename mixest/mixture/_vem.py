@@ -217,8 +217,9 @@ def run_vem(
         t3 = time.perf_counter()
         new_params = observation_model.m_step(d, p, m_new, c_new, e)
         t4 = time.perf_counter()
-        if means is None:  # freed above: the new iterate is the whole state
-            means, covs, eta = m_new, c_new, e
+        if means is None:  # freed above: the new iterate is the whole state (written into
+            # later once some sequences are frozen, hence writable)
+            means, covs, eta = (a if a.flags.writeable else a.copy() for a in (m_new, c_new, e))
         else:
             if c_new.ndim != covs.ndim:  # dynamics with full covariances
                 covs = full_covariances(covs, means.ndim)

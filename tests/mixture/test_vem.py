@@ -185,6 +185,25 @@ def test_keep_last_returns_the_last_iterate():
             assert best.lower_bound[b] > last.lower_bound[b]
 
 
+def test_keep_last_with_frozen_sequences_keeps_each_ones_last_iterate():
+    """``keep="last"`` rebinds the state to the newest iterate while every sequence iterates and
+    copies into it once some are frozen: each sequence still ends as it does alone."""
+    from mixest.datasets import make_tracking_mixture
+
+    X, _ = make_tracking_mixture(5, 3, 30, jitter=0.08, miss_prob=0.3, random_state=1,
+                                 box_format="xyxy", image_size=None)
+    run = dict(observation_model=GaussianDetections(), dynamics=ConstantVelocityDynamics(),
+               n_sources=3, tol=1e-3, max_iter=30, keep="last")
+    batch = run_vem(X, **run)
+    assert len(set(batch.best_iter)) > 1  # frozen at different iterations
+    for b in range(len(X)):
+        alone = run_vem(X[b:b + 1], **run)
+        assert alone.best_iter[0] == batch.best_iter[b]
+        np.testing.assert_array_equal(batch.means[b], alone.means[0])
+        np.testing.assert_array_equal(batch.covs[b], alone.covs[0])
+        np.testing.assert_array_equal(batch.eta[b], alone.eta[0])
+
+
 def test_default_bound_of_dynamics_full_matches_diagonal():
     rng = np.random.default_rng(0)
     m, pm = rng.normal(size=(2, 5, 3, 4)), rng.normal(size=(2, 5, 3, 4))
