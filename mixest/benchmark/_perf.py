@@ -164,7 +164,7 @@ def separation_run(T: int, n: int, max_iter: int, priors: tuple[str, ...] = ("sp
 
         S = np.ascontiguousarray(np.moveaxis(stft(X[: min(8, n)]), -1, -2))
         res = run_vem(S, ComplexGaussianBins(), SpectralDVAEDynamics([m.module_ for m in models]),
-                      n_sources=len(models), max_iter=5, tol=0, keep="last")
+                      n_sources=len(models), max_iter=5, tol=0, keep="last", bound=False)
         steps = {k: v / 5 for k, v in res.timings.items() if k != "init"}
     audio = n * T * 256 / 16000
     return {"T": T, "n": n, "n_jobs": n_jobs, "device": device, "backend": backend,

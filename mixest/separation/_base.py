@@ -251,8 +251,9 @@ class VEMSeparator(SpectralSeparator):
             data, params = model.prepare(obs, self.n_sources_)
             sources, _ = model.initialize(data, params, self.n_sources_, dynamics, None)
         else:
+            # the last iterate after max_iter iterations: nothing reads the bound
             result = run_vem(obs, model, dynamics, n_sources=self.n_sources_,
-                             max_iter=self.max_iter, tol=0, keep="last",
+                             max_iter=self.max_iter, tol=0, keep="last", bound=False,
                              random_state=np.random.default_rng(seed))
             # read-out: the Wiener filter of the posterior expected powers (the sources then
             # sum to the mixture exactly; the means alone are shrunk bin by bin)

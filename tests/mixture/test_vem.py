@@ -204,6 +204,24 @@ def test_keep_last_with_frozen_sequences_keeps_each_ones_last_iterate():
         np.testing.assert_array_equal(batch.eta[b], alone.eta[0])
 
 
+def test_bound_false_skips_the_bound_and_nothing_else():
+    from mixest.datasets import make_tracking_mixture
+
+    X, _ = make_tracking_mixture(4, 3, 20, jitter=0.08, miss_prob=0.3, random_state=2,
+                                 box_format="xyxy", image_size=None)
+    run = dict(observation_model=GaussianDetections(), dynamics=ConstantVelocityDynamics(),
+               n_sources=3, max_iter=5, tol=0.0, keep="last")
+    full, lean = run_vem(X, **run), run_vem(X, bound=False, **run)
+    for name in ("means", "covs", "eta", "best_iter"):
+        np.testing.assert_array_equal(getattr(lean, name), getattr(full, name))
+    assert lean.n_iter == full.n_iter == 5
+    assert lean.lower_bound is None and lean.history.size == 0
+    assert full.history.shape == (5, 4)
+    for bad in ({"tol": 1e-4}, {"keep": "best"}, {"verbose": True}):
+        with pytest.raises(ValueError, match="bound=False"):
+            run_vem(X, **{**run, **bad, "bound": False})
+
+
 def test_default_bound_of_dynamics_full_matches_diagonal():
     rng = np.random.default_rng(0)
     m, pm = rng.normal(size=(2, 5, 3, 4)), rng.normal(size=(2, 5, 3, 4))
