@@ -22,11 +22,11 @@ __all__ = ["ew_ratio", "perf", "run_isolated", "separation_run", "tracking_run"]
 _STEPS = ("init", "e_w", "e_z", "e_s", "m", "bound")
 
 
-def _status_mib(pid: int | str, field: str) -> float:
-    """A memory field (``VmRSS``, ``VmHWM``) of a process's ``/proc`` status, MiB; 0 if gone."""
+def _rss_mib(pid: int | str) -> float:
+    """A process's current resident memory (``/proc`` status ``VmRSS``), MiB; 0 if gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
+            if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
@@ -57,8 +57,7 @@ class _TreePeak:
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            total = _status_mib("self", "VmRSS") + sum(_status_mib(p, "VmRSS")
-                                                       for p in _children())
+            total = _rss_mib("self") + sum(_rss_mib(p) for p in _children())
             self._peak = max(self._peak, total)
             self._stop.wait(0.02)
 

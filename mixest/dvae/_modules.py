@@ -120,6 +120,20 @@ def _mlp(n_in: int, dims: tuple[int, ...], n_out: int | None) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def mlp_layers(seq: nn.Sequential) -> list[tuple[str, bool]]:
+    """Names of the ``Linear`` layers of an MLP block built by :func:`_mlp` and whether a tanh
+    follows each (for code that runs the block with its own copies of the weights)."""
+    mods = list(seq.named_children())
+    out = []
+    for i, (name, mod) in enumerate(mods):
+        if isinstance(mod, nn.Linear):
+            act = i + 1 < len(mods) and isinstance(mods[i + 1][1], nn.Tanh)
+            out.append((name, act))
+        elif not isinstance(mod, nn.Tanh):
+            raise TypeError(f"unsupported layer {type(mod).__name__}")
+    return out
+
+
 class DVAEModule(nn.Module):
     """Shared skeleton of the DVAE modules (see the module docstring).
 

@@ -22,24 +22,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mixest.dvae._modules import gaussian_kl
+from mixest.dvae._modules import gaussian_kl, mlp_layers
 
 __all__ = ["EncoderFineTuner"]
 
 _LOGVAR_MIN, _LOGVAR_MAX = -18.0, 12.0
-
-
-def _linears(seq) -> list[tuple[str, bool]]:
-    """Names of the ``Linear`` layers of an ``nn.Sequential`` and whether a tanh follows."""
-    mods = list(seq.named_children())
-    out = []
-    for i, (name, mod) in enumerate(mods):
-        if isinstance(mod, torch.nn.Linear):
-            act = i + 1 < len(mods) and isinstance(mods[i + 1][1], torch.nn.Tanh)
-            out.append((name, act))
-        elif not isinstance(mod, torch.nn.Tanh):
-            raise TypeError(f"unsupported layer {type(mod).__name__}")
-    return out
 
 
 class EncoderFineTuner:
@@ -72,8 +59,8 @@ class EncoderFineTuner:
         self.B, self.N = int(n_sequences), int(n_sources)
         self.steps, self.lr, self.rng = int(steps), float(lr), rng
         fz = self.frozen
-        self._mlps = {"feature_enc": _linears(fz.feature_enc),
-                      "encoder_net": _linears(fz.encoder_net)}
+        self._mlps = {"feature_enc": mlp_layers(fz.feature_enc),
+                      "encoder_net": mlp_layers(fz.encoder_net)}
         params = {}
         for block, layers in self._mlps.items():
             for name, _ in layers:

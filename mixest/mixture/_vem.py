@@ -217,11 +217,12 @@ def run_vem(
         dynamics.infer_latents(np.moveaxis(m_sub, 2, 1).reshape((-1, T) + m_sub.shape[3:]), rng,
                                covs=np.moveaxis(c_sub, 2, 1).reshape((-1, T) + c_sub.shape[3:]))
         t2 = time.perf_counter()
-        m_first = m_sub[:, 0].copy()
+        m_first = m_sub[:, 0]
         if keep == "last" and isinstance(idx, slice):
             # every sequence iterates and only the newest iterate is returned: nothing reads
             # the previous one again, so it is freed before the E-S step (the audio VEM's
             # largest arrays) instead of being overwritten after it
+            m_first = m_first.copy()  # a view would keep the freed iterate alive
             means = covs = eta = m_sub = c_sub = m_new = c_new = pred_mean = pred_var = None
         info_vec, info_prec = observation_model.evidence(d, p, e)
         m_new, c_new, pred_mean, pred_var = e_step_s(dynamics, info_vec, info_prec, m_first)

@@ -33,6 +33,7 @@ from mixest._kernels._spectral import (
     spectral_evidence,
     spectral_prior_bound,
 )
+from mixest.dvae._modules import mlp_layers
 from mixest.mixture._dynamics import Dynamics
 from mixest.mixture._observation import ObservationModel
 
@@ -258,10 +259,8 @@ class _TransposedSRNNStep:
     @staticmethod
     def _transposed(seq) -> list[tuple[torch.Tensor, torch.Tensor, bool]]:
         """``(weight.T, bias, tanh follows)`` of each ``Linear`` of an MLP block."""
-        mods = list(seq)
-        return [(m.weight.detach().t().contiguous(), m.bias.detach(),
-                 i + 1 < len(mods) and isinstance(mods[i + 1], torch.nn.Tanh))
-                for i, m in enumerate(mods) if isinstance(m, torch.nn.Linear)]
+        return [(seq[int(name)].weight.detach().t().contiguous(), seq[int(name)].bias.detach(),
+                 tanh) for name, tanh in mlp_layers(seq)]
 
     @staticmethod
     def _mlp(layers, x: torch.Tensor) -> torch.Tensor:
