@@ -224,6 +224,23 @@ def expected_power(means: np.ndarray, covs: np.ndarray) -> np.ndarray:
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def _powers_agree(a, b, rtol):
+    for i in range(a.size):
+        if not abs(a[i] - b[i]) <= rtol * abs(b[i]):  # False on NaN as well
+            return False
+    return True
+
+
+def powers_agree(a: np.ndarray, b: np.ndarray, rtol: float) -> bool:
+    """Whether two power arrays of one shape agree to relative precision ``rtol`` in every bin
+    (one pass, stopping at the first that does not; NaN agrees with nothing)."""
+    if np.shape(a) != np.shape(b):
+        return False
+    return bool(_powers_agree(np.ascontiguousarray(a).ravel(), np.ascontiguousarray(b).ravel(),
+                              float(rtol)))
+
+
 def source_posteriors_numpy(var: np.ndarray, info_vec: np.ndarray,
                             info_prec: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(mu, nu, v)`` from the prior variances ``var``, in plain NumPy (float64, complex128)."""

@@ -59,6 +59,7 @@ MODULE_OPTIONS = (
 )
 
 LOG_EPS = 1e-10  # power-spectrum offset before the log (inputs only)
+POWER_LOGVAR_BOUND = 60.0  # |log v| of an Itakura-Saito decoder's power variance at most this
 _LOGVAR_MIN, _LOGVAR_MAX = -18.0, 12.0  # keeps exp() finite in float32
 
 
@@ -504,7 +505,7 @@ class DVAEModule(nn.Module):
     def power_variance(self, out: Tensor) -> Tensor:
         """Itakura-Saito decoder: the power variance from the decoder network's output (a
         standardised log-variance)."""
-        logv = (self.x_loc + self.x_scale * out).clamp(-60.0, 60.0)
+        logv = (self.x_loc + self.x_scale * out).clamp(-POWER_LOGVAR_BOUND, POWER_LOGVAR_BOUND)
         return logv.exp() + self.min_var
 
     def emission_gates(self, h: Tensor, z_t: Tensor) -> tuple[Tensor, Tensor] | None:
@@ -567,6 +568,7 @@ class DVAEModule(nn.Module):
         level: float | Tensor | None = None,
         predictive: bool = False,
         decode: bool = True,
+        hidden: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Run the inference network and the decoder over a whole sequence.
 
@@ -592,6 +594,8 @@ class DVAEModule(nn.Module):
         decode : bool, default=True
             Also run the prior and the decoder (teacher forcing only); False returns the
             latents alone (``z``, ``z_mean``, ``z_logvar``), what an E-Z step needs.
+        hidden : Tensor of shape (B, T, rnn_dim), optional
+            The LSTM states teacher-forced on ``x`` (SRNN, ``feed_prob=0``), when known.
 
         Returns
         -------
@@ -602,7 +606,13 @@ class DVAEModule(nn.Module):
         """
         B, T, _ = x.shape
         # the teacher-forced states serve the teacher-forced pass and the "hx" encoder only
-        hs = (self._hidden_teacher_forced(x, level)
+        if hidden is not None and (self.architecture != "srnn" or feed_prob > 0.0):
+            raise ValueError("hidden: teacher-forced LSTM states exist for SRNN modules "
+                             "without scheduled sampling only.")
+        if hidden is not None and hidden.shape != (B, T, self.rnn_dim):
+            raise ValueError(f"hidden must have shape {(B, T, self.rnn_dim)}, got "
+                             f"{tuple(hidden.shape)}.")
+        hs = (hidden if hidden is not None else self._hidden_teacher_forced(x, level)
               if feed_prob == 0.0 or self.encoder_input == "hx" else None)
         a = self.encoder_summary(x, level, hs) if z is None else None
         if feed_prob > 0.0:
@@ -618,7 +628,12 @@ class DVAEModule(nn.Module):
             known = a if self.encoder_input == "hx" else torch.cat([hs, a], -1)
             k = known.shape[-1]
             pre = nn.functional.linear(known, lin0.weight[:, :k], lin0.bias)
-            w_z = lin0.weight[:, k:]
+            w_z = lin0.weight[:, k:].t().contiguous()
+            # the rest of the block as bare products with (in, out) weights: on a few rows,
+            # module calls and (out, in) products cost several times the arithmetic
+            (_, act0), *rest = mlp_layers(self.encoder_net)
+            rest = [(self.encoder_net[int(name)].weight.t().contiguous(),
+                     self.encoder_net[int(name)].bias, act) for name, act in rest]
         state = self.initial_state(B, level)
         h_list, z_list, qm_list, qlv_list = [], [], [], []
         for t in range(T):
@@ -629,7 +644,13 @@ class DVAEModule(nn.Module):
                 h_list.append(h)
             if z is None:
                 if hs is not None:
-                    out = self.encoder_net[1:](pre[:, t] + nn.functional.linear(state.z, w_z))
+                    out = torch.addmm(pre[:, t], state.z, w_z)
+                    if act0:
+                        out = torch.tanh(out)
+                    for weight, bias, act in rest:
+                        out = torch.addmm(bias, out, weight)
+                        if act:
+                            out = torch.tanh(out)
                     qm, qlv = out.chunk(2, -1)
                     qlv = qlv.clamp(_LOGVAR_MIN, _LOGVAR_MAX)
                 else:
@@ -721,6 +742,7 @@ class DVAEModule(nn.Module):
         sample: bool = False,
         generator: torch.Generator | None = None,
         level: float | Tensor | None = None,
+        hidden: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Posterior over a whole sequence.
 
@@ -733,12 +755,16 @@ class DVAEModule(nn.Module):
         generator : torch.Generator, optional
         level : float or Tensor of shape (B,), optional
             Noise level of ``x`` (``noise_level_input`` only).
+        hidden : Tensor of shape (B, T, rnn_dim), optional
+            SRNN only: the LSTM states teacher-forced on ``x``, when already known (a decoder
+            pass fed ``x`` computed them); they are not computed again.
 
         Returns
         -------
         z, z_mean, z_logvar : Tensor of shape (B, T, z_dim)
         """
-        r = self.run(x, sample=sample, generator=generator, level=level, decode=False)
+        r = self.run(x, sample=sample, generator=generator, level=level, decode=False,
+                     hidden=hidden)
         return r["z"], r["z_mean"], r["z_logvar"]
 
     def log_likelihood(self, x: Tensor, mean: Tensor, var: Tensor) -> Tensor:

@@ -27,13 +27,14 @@ import torch
 from mixest._kernels._spectral import (
     expected_power,
     feed_terms,
+    powers_agree,
     source_posteriors,
     spectral_data_bound,
     spectral_e_w,
     spectral_evidence,
     spectral_prior_bound,
 )
-from mixest.dvae._modules import mlp_layers
+from mixest.dvae._modules import LOG_EPS, POWER_LOGVAR_BOUND, mlp_layers
 from mixest.mixture._dynamics import Dynamics
 from mixest.mixture._observation import ObservationModel
 
@@ -43,6 +44,9 @@ __all__ = ["ComplexGaussianBins", "RecurrentSpectralDynamics", "SpectralDVAEDyna
 #: the observation variance's floor, relative to the mixture's mean bin power: keeps v_x > 0 in
 #: digitally silent bins without changing any audible one
 RELATIVE_FLOOR = 1e-8
+#: E-Z reuses the LSTM states of the last E-S pass when the powers it reads agree with the ones
+#: that pass fed to this relative precision (they differ by float32 rounding only)
+_SAME_POWER_RTOL = 1e-4
 #: smallest posterior variance kept (relative to the mixture's mean bin power), for log(nu)
 _MIN_NU = 1e-12
 
@@ -189,6 +193,24 @@ class RecurrentSpectralDynamics(Dynamics):
         (None at ``t = 0``), and the next state."""
         raise NotImplementedError
 
+    def _groups(self) -> list[tuple[int, int]]:
+        """Runs ``(a, b)`` of sources whose networks step together (one each by default)."""
+        return [(n, n + 1) for n in range(self.n_sources)]
+
+    def _start(self, a: int, b: int, batch: int) -> object:
+        """State of sources ``a .. b - 1`` before the first frame."""
+        return self._initial_state(a, batch)
+
+    def _step_group(self, a: int, b: int, fed: torch.Tensor | None, t: int,
+                    state: object) -> tuple[torch.Tensor, object]:
+        """Variances ``(b - a, B, F)`` of frame ``t`` of sources ``a .. b - 1`` given the powers
+        ``(b - a, B, F)`` fed at ``t - 1`` (None at ``t = 0``), and the next state."""
+        v, state = self._step(a, None if fed is None else fed[0], t, state)
+        return v[None], state
+
+    def _fed(self, a: int, b: int, t: int, fed: torch.Tensor) -> None:
+        """Sees the powers of frame ``t`` the networks of sources ``a .. b - 1`` are fed next."""
+
     @torch.no_grad()
     def forward_pass(self, info_vec, info_prec, m_first):
         iv = self._per_source(info_vec)
@@ -197,22 +219,24 @@ class RecurrentSpectralDynamics(Dynamics):
         # The recursion needs only real powers: with nu = (1 / v + ip)^-1 and mu = nu iv, the
         # power fed at t + 1 is |mu|^2 + nu = nu^2 |iv|^2 + nu. The complex means and the
         # float64 variances follow after the loop, in one pass over the bins.
-        prec, evidence_power = (self._tensor(a) for a in feed_terms(iv, ip))
+        prec, evidence_power = (self._tensor(a).transpose(0, 1) for a in feed_terms(iv, ip))
         sampled = self.feed == "sample"
         if sampled:
-            iv_re, iv_im = self._tensor(iv.real), self._tensor(iv.imag)
+            iv_re, iv_im = (self._tensor(a).transpose(0, 1) for a in (iv.real, iv.imag))
         var = torch.empty((B, N, T, F), dtype=prec.dtype, device=prec.device)
-        for n in range(N):
-            state = self._initial_state(n, B)
+        for a, b in self._groups():  # source-major (N, B, ...) views: a run is a[a:b]
+            state = self._start(a, b, B)
             fed = None
             for t in range(T):
-                v, state = self._step(n, fed, t, state)
-                var[:, n, t] = v
-                nu_t = v.reciprocal().add_(prec[:, n, t]).reciprocal_()
+                v, state = self._step_group(a, b, fed, t, state)
+                var[:, a:b, t] = v.transpose(0, 1)
+                nu_t = v.reciprocal().add_(prec[a:b, :, t]).reciprocal_()
                 if sampled:
-                    fed = sampled_power(nu_t, iv_re[:, n, t], iv_im[:, n, t], self._generator)
+                    fed = sampled_power(nu_t, iv_re[a:b, :, t], iv_im[a:b, :, t],
+                                        self._generator)
                 else:
-                    fed = torch.addcmul(nu_t, nu_t.square(), evidence_power[:, n, t])
+                    fed = torch.addcmul(nu_t, nu_t.square(), evidence_power[a:b, :, t])
+                self._fed(a, b, t, fed)
         del prec, evidence_power  # freed before the float64 posteriors are allocated
         if sampled:
             del iv_re, iv_im
@@ -231,24 +255,77 @@ class RecurrentSpectralDynamics(Dynamics):
         return spectral_prior_bound(means, covs, pred_var)
 
 
-class _TransposedSRNNStep:
-    """``decode_step`` of a spectral SRNN prior for the E-S loop, its weights held transposed.
-
-    A per-frame step multiplies a few rows (the batch's mixtures) by each weight matrix; there
-    MKL's product is 1.5-2x faster with the weights stored ``(in, out)`` than through
-    ``nn.Linear``'s ``(out, in)``. The arithmetic is the module's (its standardisation, LSTM
-    cell and variance), to float32 rounding: tested against ``decode_step``. Priors of another
-    kind (:meth:`supports` False) run ``decode_step`` itself.
-    """
+class _ModuleStep:
+    """The E-S step of one prior through its own ``decode_step`` (any architecture): the
+    reference the stacked step is tested against, and the step of priors it does not run."""
 
     def __init__(self, module):
         self.module = module
-        self.feature = self._transposed(module.feature_x)
-        self.decoder = self._transposed(module.decoder_net)
-        rnn = module.rnn
-        self.w_ih = rnn.weight_ih_l0.detach().t().contiguous()
-        self.w_hh = rnn.weight_hh_l0.detach().t().contiguous()
-        self.bias = (rnn.bias_ih_l0 + rnn.bias_hh_l0).detach()
+        self._z = None
+
+    def start(self, z: list[torch.Tensor], batch: int) -> object:
+        (self._z,) = z
+        return self.module.initial_state(batch)
+
+    def step(self, fed: torch.Tensor | None, t: int, state: object):
+        """Variance ``(1, B, F)`` of frame ``t`` given the power ``fed`` ``(1, B, F)`` of frame
+        ``t - 1`` (None at ``t = 0``), and the new state."""
+        _, v, state = self.module.decode_step(None if fed is None else fed[0], self._z[:, t],
+                                              state)
+        return v[None], state
+
+
+class _StackedSRNNStep:
+    """The E-S step of ``k`` spectral SRNN priors of one shape at once.
+
+    A per-frame step multiplies a few rows (the batch's mixtures) by each weight matrix, and a
+    step's twenty-odd element-wise operations each cost more in dispatch than in arithmetic.
+    So the priors' weights are held transposed (MKL's few-row products are 1.5-2x faster in
+    ``(in, out)`` layout than through ``nn.Linear``) and stacked, ``(k, in, out)``: one batched
+    product or element-wise call serves every prior. The standardisation of the input and the
+    affine map of the decoder's output to a log-variance are folded into the first and last
+    layers, the LSTM's gates reordered so that one sigmoid covers three of them, and the
+    latents' share of the decoder's first layer is computed for all frames at once. The
+    arithmetic is the module's to float32 rounding: tested against ``decode_step``.
+    """
+
+    def __init__(self, modules: Sequence):
+        self.modules = list(modules)
+        f64 = torch.float64
+        H = self.modules[0].rnn_dim
+        feature, decoder, w_ih, w_hh, bias, first = [], [], [], [], [], []
+        for m in self.modules:
+            layers = self._transposed(m.feature_x)
+            # frame 0 reads zero features: the first layer's output is its bias
+            first.append(self._mlp(layers, torch.zeros(1, m.x_dim)))
+            (w, b, tanh), rest = layers[0], layers[1:]
+            scale, loc = m.x_scale.to(f64), m.x_loc.to(f64)
+            w64 = w.to(f64)  # (x - loc) / scale @ w + b = x @ (w / scale) + (b - loc / scale @ w)
+            layers = [((w64 / scale[:, None]).float(), (b - (loc / scale) @ w64).float(), tanh),
+                      *rest]
+            feature.append(layers)
+            *head, (w, b, tanh) = self._transposed(m.decoder_net)
+            # log-variance = loc + scale * out: folded into the last layer
+            decoder.append([*head, (w * m.x_scale, m.x_loc + m.x_scale * b, tanh)])
+            rnn = m.rnn
+            order = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H),
+                               torch.arange(2 * H, 3 * H)])  # (i, f, g, o) -> (i, f, o, g)
+            w_ih.append(rnn.weight_ih_l0.detach()[order].t())
+            w_hh.append(rnn.weight_hh_l0.detach()[order].t())
+            bias.append((rnn.bias_ih_l0 + rnn.bias_hh_l0).detach()[order])
+        self.feature = self._stack(feature)
+        self.decoder = self._stack(decoder)
+        self.w_ih = torch.stack(w_ih).contiguous()
+        self.w_hh = torch.stack(w_hh).contiguous()
+        self.bias = torch.stack(bias)[:, None]
+        self.first_gates = torch.baddbmm(self.bias, torch.stack(first), self.w_ih)  # (k, 1, 4H)
+        w, b, tanh = self.decoder[0]  # reads [h_t, z_t]: the h rows step, the z rows do not
+        self.dec_h, self.dec_z, self.dec_b, self.dec_tanh = (
+            w[:, :H].contiguous(), w[:, H:].contiguous(), b, tanh)
+        self.log_input = self.modules[0].log_input
+        self.min_var = torch.stack([m.min_var for m in self.modules])[:, None]
+        self.rnn_dim = H
+        self._z_part = None
 
     @staticmethod
     def supports(module) -> bool:
@@ -256,36 +333,73 @@ class _TransposedSRNNStep:
         return (module.architecture == "srnn" and module.likelihood == "itakura_saito"
                 and module.n_features == module.x_dim)
 
+    @classmethod
+    def groups(cls, modules: Sequence) -> list[tuple[int, int]]:
+        """Runs of consecutive priors one stacked step can serve (same shapes and input)."""
+        def key(m):
+            if not cls.supports(m):
+                return None
+            return (m.log_input, tuple((k, tuple(v.shape)) for k, v in m.state_dict().items()))
+
+        out = []
+        for n, m in enumerate(modules):
+            if out and key(m) is not None and key(m) == key(modules[out[-1][0]]):
+                out[-1] = (out[-1][0], n + 1)
+            else:
+                out.append((n, n + 1))
+        return out
+
     @staticmethod
     def _transposed(seq) -> list[tuple[torch.Tensor, torch.Tensor, bool]]:
         """``(weight.T, bias, tanh follows)`` of each ``Linear`` of an MLP block."""
-        return [(seq[int(name)].weight.detach().t().contiguous(), seq[int(name)].bias.detach(),
-                 tanh) for name, tanh in mlp_layers(seq)]
+        return [(seq[int(name)].weight.detach().t(), seq[int(name)].bias.detach(), tanh)
+                for name, tanh in mlp_layers(seq)]
+
+    @staticmethod
+    def _stack(per_module: list) -> list[tuple[torch.Tensor, torch.Tensor, bool]]:
+        return [(torch.stack([layers[i][0] for layers in per_module]).contiguous(),
+                 torch.stack([layers[i][1] for layers in per_module])[:, None],
+                 per_module[0][i][2]) for i in range(len(per_module[0]))]
 
     @staticmethod
     def _mlp(layers, x: torch.Tensor) -> torch.Tensor:
         for w, b, tanh in layers:
-            x = torch.addmm(b, x, w)
+            x = torch.baddbmm(b, x, w) if x.ndim == 3 else torch.addmm(b, x, w)
             if tanh:
                 x = x.tanh_()
         return x
 
-    def initial_state(self, batch: int) -> tuple:
-        h = self.bias.new_zeros(batch, self.w_hh.shape[0])
+    def start(self, z: list[torch.Tensor], batch: int) -> tuple:
+        """Begin a pass with the latents ``z`` (one ``(B, T, Z)`` per prior): the decoder's
+        first layer reads ``[h_t, z_t]``, and its ``z`` part is computed here for all frames."""
+        z = torch.stack(z)  # (k, B, T, Z)
+        k, B, T, Z = z.shape
+        self._z_part = torch.baddbmm(self.dec_b, z.reshape(k, B * T, Z),
+                                     self.dec_z).reshape(k, B, T, -1)
+        h = self.bias.new_zeros(k, batch, self.rnn_dim)
         return h, h.clone()
 
-    def step(self, fed: torch.Tensor | None, z_t: torch.Tensor, state: tuple):
-        """Variance of the next frame given the power ``fed`` of the previous one (None at the
-        first frame: ``x_0 = 0``), and the new ``(h, c)``."""
+    def step(self, fed: torch.Tensor | None, t: int, state: tuple):
+        """Variances ``(k, B, F)`` of frame ``t`` given the powers ``fed`` ``(k, B, F)`` of frame
+        ``t - 1`` (None at ``t = 0``: ``x_0 = 0``), and the new ``(h_t, c_t)``."""
         h, c = state
-        m = self.module
-        f = (h.new_zeros(h.shape[0], m.x_dim) if fed is None else m._standardize(fed))
-        gates = torch.addmm(self.bias, self._mlp(self.feature, f), self.w_ih).addmm_(h, self.w_hh)
-        i, f_gate, g, o = gates.chunk(4, 1)  # torch's LSTM order: input, forget, cell, output
-        c = torch.sigmoid(f_gate) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
-        out = self._mlp(self.decoder, torch.cat([h, z_t], 1))
-        return m.power_variance(out), (h, c)
+        if fed is None:  # zero features: the input's share of the gates is a constant
+            gates = torch.baddbmm(self.first_gates, h, self.w_hh)
+        else:
+            # the fed powers are non-negative (|mu|^2 + nu): the module's clamp is the identity
+            x = torch.log(fed + LOG_EPS) if self.log_input else fed
+            x = self._mlp(self.feature, x)
+            gates = torch.baddbmm(self.bias, x, self.w_ih).baddbmm_(h, self.w_hh)
+        H = self.rnn_dim
+        sig = gates[..., :3 * H].sigmoid_()
+        c = torch.addcmul(sig[..., H:2 * H] * c, sig[..., :H], gates[..., 3 * H:].tanh_())
+        h = sig[..., 2 * H:] * c.tanh()
+        out = torch.baddbmm(self._z_part[:, :, t], h, self.dec_h)
+        if self.dec_tanh:
+            out = out.tanh_()
+        out = self._mlp(self.decoder[1:], out)
+        out = out.clamp_(-POWER_LOGVAR_BOUND, POWER_LOGVAR_BOUND)
+        return out.exp_().add_(self.min_var), (h, c)
 
 
 class SpectralDVAEDynamics(RecurrentSpectralDynamics):
@@ -313,11 +427,16 @@ class SpectralDVAEDynamics(RecurrentSpectralDynamics):
             raise ValueError(f"feed must be 'expected' or 'sample', got {feed!r}.")
         self.sample = bool(sample)
         self.feed = feed
-        self._steps = [_TransposedSRNNStep(m) if _TransposedSRNNStep.supports(m) else None
-                       for m in self.modules]
+        self._steppers = {
+            (a, b): (_StackedSRNNStep(self.modules[a:b]) if _StackedSRNNStep.supports(
+                self.modules[a]) else _ModuleStep(self.modules[a]))
+            for a, b in _StackedSRNNStep.groups(self.modules)}
         self.stochastic = self.sample or feed == "sample"
         self._z: list[torch.Tensor] | None = None
         self._generator: torch.Generator | None = None
+        # what the last E-S pass fed each SRNN group and its LSTM states, (k, B, T, ...) each:
+        # when E-Z reads the same powers, those are its teacher-forced states
+        self._teacher: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
     @torch.no_grad()
     def reconstruct(self, power: np.ndarray) -> np.ndarray:
@@ -331,27 +450,53 @@ class SpectralDVAEDynamics(RecurrentSpectralDynamics):
         super().start_batch(n_sequences, n_sources, rng)
         seed = int(rng.integers(2**63 - 1))
         self._generator = torch.Generator(device=self.device).manual_seed(seed)
+        self._teacher = {}
 
     @torch.no_grad()
     def infer_latents(self, means, rng, covs=None):
         if covs is None:
             raise ValueError("spectral priors read the expected power |mu|^2 + nu: pass covs.")
         power = self._per_source(expected_power(means, covs))  # (B, N, T, F)
-        self._z = [m.encode(self._tensor(power[:, n]), sample=self.sample,
-                            generator=self._generator)[0] for n, m in enumerate(self.modules)]
+        self._z = []
+        for n, m in enumerate(self.modules):
+            x = self._tensor(power[:, n])
+            self._z.append(m.encode(x, sample=self.sample, generator=self._generator,
+                                    hidden=self._teacher_forced(n, x))[0])
+        self._teacher = {}
+
+    def _teacher_forced(self, n: int, power: torch.Tensor) -> torch.Tensor | None:
+        """The LSTM states of prior ``n`` teacher-forced on ``power`` ``(B, T, F)`` if the last
+        E-S pass fed it these powers (to float32 rounding; not with ``feed="sample"``), else
+        None: E-Z then runs the LSTM itself."""
+        for (a, b), (fed, hidden) in self._teacher.items():
+            if a <= n < b and powers_agree(power.cpu().numpy(), fed[n - a].cpu().numpy(),
+                                           _SAME_POWER_RTOL):
+                return hidden[n - a]
+        return None
 
     def forward_pass(self, info_vec, info_prec, m_first):
         if self._z is None:
             raise RuntimeError("call infer_latents before the E-S pass (E-Z precedes E-S).")
         return super().forward_pass(info_vec, info_prec, m_first)
 
-    def _initial_state(self, n, batch):
-        fast = self._steps[n]
-        return self.modules[n].initial_state(batch) if fast is None else fast.initial_state(batch)
+    def _groups(self):
+        return list(self._steppers)
 
-    def _step(self, n, fed, t, state):
-        fast = self._steps[n]
-        if fast is not None:
-            return fast.step(fed, self._z[n][:, t], state)
-        _, v, state = self.modules[n].decode_step(fed, self._z[n][:, t], state)
+    def _start(self, a, b, batch):
+        stepper = self._steppers[a, b]
+        if isinstance(stepper, _StackedSRNNStep) and self.feed == "expected":
+            T = self._z[a].shape[1]
+            self._teacher[a, b] = (
+                torch.empty((b - a, batch, T, self.modules[a].x_dim), device=self.device),
+                torch.empty((b - a, batch, T, stepper.rnn_dim), device=self.device))
+        return stepper.start(self._z[a:b], batch)
+
+    def _step_group(self, a, b, fed, t, state):
+        v, state = self._steppers[a, b].step(fed, t, state)
+        if (a, b) in self._teacher:
+            self._teacher[a, b][1][:, :, t] = state[0]
         return v, state
+
+    def _fed(self, a, b, t, fed):
+        if (a, b) in self._teacher:
+            self._teacher[a, b][0][:, :, t] = fed

@@ -174,36 +174,143 @@ def test_e_s_pass_equals_the_recursion_run_by_hand(disjoint_priors):
             fed = torch.as_tensor(np.abs(mu_t) ** 2 + nu_t, dtype=torch.float32)
 
 
-@pytest.mark.parametrize("architecture", ["srnn", "vrnn"])
-@pytest.mark.parametrize("log_input", [True, False])
-def test_e_s_step_equals_decode_step(architecture, log_input):
-    """The E-S loop's step (transposed weights for SRNN priors, ``decode_step`` itself for
-    others) gives the module's own variances and states over a run of frames."""
+def _spectral_module(architecture="srnn", log_input=True, seed=0, **kw):
     import torch
 
     from mixest.dvae._modules import build_module
-    from mixest.separation._vem_models import _TransposedSRNNStep
 
-    torch.manual_seed(0)
-    module = build_module({"architecture": architecture, "x_dim": 9, "z_dim": 3, "rnn_dim": 5,
-                           "dense_dims": (7,), "likelihood": "itakura_saito",
-                           "log_input": log_input}).eval()
-    dyn = SpectralDVAEDynamics([module])
-    assert (dyn._steps[0] is not None) == (architecture == "srnn")
-    assert _TransposedSRNNStep.supports(module) == (architecture == "srnn")
+    torch.manual_seed(seed)
+    return build_module({"architecture": architecture, "x_dim": 9, "z_dim": 3, "rnn_dim": 5,
+                         "dense_dims": (7,), "likelihood": "itakura_saito",
+                         "log_input": log_input, **kw}).eval()
+
+
+@pytest.mark.parametrize("architecture", ["srnn", "vrnn"])
+@pytest.mark.parametrize("log_input", [True, False])
+def test_e_s_step_equals_decode_step(architecture, log_input):
+    """The E-S loop's step (two SRNN priors of one shape stacked, with their standardisation
+    and variance map folded into the weights; ``decode_step`` itself for other priors) gives
+    each module's own variances and LSTM states over a run of frames."""
+    import torch
+
+    from mixest.separation._vem_models import _StackedSRNNStep
+
+    modules = [_spectral_module(architecture, log_input, seed) for seed in (0, 1)]
+    dyn = SpectralDVAEDynamics(modules)
+    srnn = architecture == "srnn"
+    assert dyn._groups() == ([(0, 2)] if srnn else [(0, 1), (1, 2)])
+    assert all(_StackedSRNNStep.supports(m) == srnn for m in modules)
     B, T = 4, 6
-    z = torch.randn(B, T, 3)
-    dyn._z = [z]
-    fed_all = torch.rand(B, T, 9) * 3.0
-    state, ref, fed = dyn._initial_state(0, B), module.initial_state(B), None
+    dyn._z = [torch.randn(B, T, 3) for _ in modules]
+    fed_all = torch.rand(len(modules), B, T, 9) * 3.0
     with torch.no_grad():
-        for t in range(T):
-            v, state = dyn._step(0, fed, t, state)
-            _, v_ref, ref = module.decode_step(fed, z[:, t], ref)
-            torch.testing.assert_close(v, v_ref, rtol=1e-5, atol=0)
-            fed = fed_all[:, t]
-    h = state[0] if architecture == "srnn" else state.h
-    torch.testing.assert_close(h, ref.h, rtol=1e-5, atol=1e-6)
+        for a, b in dyn._groups():
+            state, fed = dyn._start(a, b, B), None
+            refs = [modules[n].initial_state(B) for n in range(a, b)]
+            for t in range(T):
+                v, state = dyn._step_group(a, b, fed, t, state)
+                for i, n in enumerate(range(a, b)):
+                    _, v_ref, refs[i] = modules[n].decode_step(
+                        None if fed is None else fed[i], dyn._z[n][:, t], refs[i])
+                    torch.testing.assert_close(v[i], v_ref, rtol=2e-5, atol=0)
+                    if srnn:  # the states E-Z reuses
+                        torch.testing.assert_close(state[0][i], refs[i].h, rtol=1e-5,
+                                                   atol=1e-6)
+                fed = fed_all[a:b, :, t]
+
+
+def test_stacked_step_groups_priors_of_one_shape():
+    from mixest.separation._vem_models import _StackedSRNNStep
+
+    small, other_small = _spectral_module(seed=0), _spectral_module(seed=1)
+    power_input = _spectral_module(log_input=False)
+    wide = _spectral_module(rnn_dim=6)
+    vrnn = _spectral_module("vrnn")
+    groups = _StackedSRNNStep.groups
+    assert groups([small, other_small]) == [(0, 2)]
+    assert groups([small, other_small, small]) == [(0, 3)]
+    assert groups([small, wide]) == [(0, 1), (1, 2)]
+    assert groups([small, power_input]) == [(0, 1), (1, 2)]  # the input is read differently
+    assert groups([vrnn, vrnn]) == [(0, 1), (1, 2)]
+    assert groups([small, vrnn, small, other_small]) == [(0, 1), (1, 2), (2, 4)]
+
+
+def test_powers_agree_is_an_elementwise_relative_test():
+    from mixest._kernels._spectral import powers_agree
+
+    rng = np.random.default_rng(0)
+    b = rng.uniform(1e-12, 10.0, (3, 4, 5)).astype(np.float32)
+    for scale in (0.0, 0.5e-4, 2e-4):
+        a = b * (1.0 + scale * rng.choice([-1.0, 1.0], b.shape)).astype(np.float32)
+        expected = bool(np.all(np.abs(a - b) <= 1e-4 * np.abs(b)))
+        assert powers_agree(a, b, 1e-4) == expected
+    assert powers_agree(b, b, 0.0)
+    assert not powers_agree(b[:2], b, 1e-4)  # shapes differ
+    c = b.copy()
+    c[1, 2, 3] = np.nan
+    assert not powers_agree(c, b, 1e-4) and not powers_agree(b, c, 1e-4)
+
+
+def test_e_z_reuses_the_e_s_states_only_when_it_reads_what_e_s_fed(disjoint_priors):
+    """E-Z after E-S takes the LSTM states E-S computed (it would compute the same states: the
+    same latents to float32 rounding); with other powers, or the sampled feed, it runs the LSTM
+    itself."""
+    import torch
+
+    rng = np.random.default_rng(3)
+    modules = [prior.module_ for prior in disjoint_priors]
+    B, T, F = 2, 6, modules[0].x_dim
+    N = len(modules)
+    x, v_x = _complex(rng, (B * N, T, F)), rng.uniform(0.05, 2.0, (B * N, T, F))
+    ip = rng.uniform(0.0, 1.0, (B * N, T, F)) / v_x
+    iv = ip * x
+    for feed in ("expected", "sample"):
+        dyn = SpectralDVAEDynamics(modules, feed=feed)
+        dyn.start_batch(B, N, np.random.default_rng(0))
+        dyn.infer_latents(iv / np.maximum(ip, 1e-3), rng, covs=np.ones(ip.shape))
+        mu, nu, _, _ = dyn.forward_pass(iv, ip, None)
+        power = dyn._per_source(np.abs(mu) ** 2 + nu).astype(np.float32)
+        for n, module in enumerate(modules):
+            reused = dyn._teacher_forced(n, torch.as_tensor(np.ascontiguousarray(power[:, n])))
+            if feed == "sample":
+                assert reused is None
+                continue
+            with torch.no_grad():
+                own = module._hidden_teacher_forced(torch.as_tensor(power[:, n]))
+            torch.testing.assert_close(reused, own, rtol=1e-4, atol=1e-5)
+            assert dyn._teacher_forced(n, torch.as_tensor(power[:, n] * 1.01)) is None
+        if feed == "expected":
+            calls = []
+            for module in modules:  # count the LSTM passes E-Z runs itself
+                module._hidden_teacher_forced = (
+                    lambda *a, _own=module._hidden_teacher_forced, _calls=calls:
+                    _calls.append(1) or _own(*a))
+            try:
+                dyn.infer_latents(mu, rng, covs=nu)  # reads what E-S fed: reuses its states
+                assert (len(calls), dyn._teacher) == (0, {})  # and only once
+                z_reused = [z.clone() for z in dyn._z]
+                dyn.infer_latents(mu, rng, covs=nu)
+                assert len(calls) == N
+            finally:
+                for module in modules:
+                    del module._hidden_teacher_forced
+            for z_new, z_old in zip(dyn._z, z_reused, strict=True):
+                torch.testing.assert_close(z_new, z_old, rtol=1e-4, atol=1e-5)
+
+
+def test_encode_with_known_states_equals_encode():
+    import torch
+
+    module = _spectral_module()
+    x = torch.rand(3, 7, 9) * 2.0
+    with torch.no_grad():
+        hidden = module._hidden_teacher_forced(x)
+        for got, ref in zip(module.encode(x, hidden=hidden), module.encode(x), strict=True):
+            torch.testing.assert_close(got, ref, rtol=0, atol=0)
+        with pytest.raises(ValueError, match="hidden must have shape"):
+            module.encode(x, hidden=hidden[:, :-1])
+        with pytest.raises(ValueError, match="SRNN"):
+            _spectral_module("vrnn").encode(x, hidden=hidden)
 
 
 def test_bound_terms_equal_their_formulas():
