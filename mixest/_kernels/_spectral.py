@@ -242,34 +242,32 @@ def powers_agree(a: np.ndarray, b: np.ndarray, rtol: float) -> bool:
 
 
 def source_posteriors_numpy(var: np.ndarray, info_vec: np.ndarray,
-                            info_prec: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(mu, nu, v)`` from the prior variances ``var``, in plain NumPy (float64, complex128)."""
+                            info_prec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(mu, nu)`` from the prior variances ``var``, in plain NumPy (complex128, float64)."""
     v = var.astype(np.float64)
     nu = v / (1.0 + v * info_prec)
-    return nu * info_vec, nu, v
+    return nu * info_vec, nu
 
 
 @numba.njit(cache=True, nogil=True)
-def _source_posteriors(var, iv, ip, mu, nu, v64):
+def _source_posteriors(var, iv, ip, mu, nu):
     for i in range(var.size):
         v = np.float64(var[i])
         n = v / (1.0 + v * ip[i])
-        v64[i] = v
         nu[i] = n
         mu[i] = n * iv[i]
 
 
 def source_posteriors(var: np.ndarray, info_vec: np.ndarray,
-                      info_prec: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Posterior mean ``mu = nu iv`` and variance ``nu = v / (1 + v ip)`` of every bin, and the
-    prior variance ``v`` in float64, from the prior variances ``var`` (any float dtype) in one
-    pass (Numba). All arrays have the same shape."""
+                      info_prec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior mean ``mu = nu iv`` (complex128) and variance ``nu = v / (1 + v ip)``
+    (float64) of every bin from the prior variances ``var`` (any float dtype), in one pass
+    (Numba). All arrays have the same shape."""
     shape = np.shape(var)
     mu = np.empty(shape, dtype=np.complex128)
     nu = np.empty(shape, dtype=np.float64)
-    v64 = np.empty(shape, dtype=np.float64)
     _source_posteriors(np.ascontiguousarray(var).ravel(),
                        np.ascontiguousarray(info_vec, dtype=np.complex128).ravel(),
                        np.ascontiguousarray(info_prec, dtype=float).ravel(),
-                       mu.ravel(), nu.ravel(), v64.ravel())
-    return mu, nu, v64
+                       mu.ravel(), nu.ravel())
+    return mu, nu

@@ -449,8 +449,13 @@ class NumpySRNN:
         z = z.astype(dt, copy=False)
         order = self.residual_order
         means = np.empty((M, T, D))
-        # the network reads the means in its own precision (a copy kept alongside)
-        means_in = means if dt == np.float64 else np.empty((M, T, D), dt)
+        # the next frame's network inputs, written by the compiled emission: x_{t-2}, x_{t-1}
+        # in the network's precision and (gated) x_{t-1}'s acceleration and jerk in float64,
+        # before their arcsinh
+        feat = np.zeros((M, 2 * D), dt)
+        kin = np.zeros((M, 2 * D) if w_acc is not None else (0, 0))
+        acc_unit = np.ones(D) if self.acc_unit is None else self.acc_unit
+        kin_in = np.zeros((M, 2 * D), dt) if w_acc is not None else None
         covs = np.empty((M, T, D))
         pm = np.empty((T, M, D))
         pv = np.empty((T, M, D))
@@ -464,18 +469,13 @@ class NumpySRNN:
                 g = g0
             else:
                 if t >= 2 and w_2 is not None:
-                    g = means_in[:, t - 2:t].reshape(M, 2 * D) @ w_2
+                    g = feat @ w_2
                 else:  # zero velocity at t = 1
-                    g = means_in[:, t - 1] @ w_x
+                    g = feat[:, D:] @ w_x
                 g += b_x
                 if w_acc is not None and t >= 3:  # acceleration and jerk of x_{t-1}
-                    kin = np.zeros((M, 2 * D))
-                    kin[:, :D] = means[:, t - 1] - 2.0 * means[:, t - 2] + means[:, t - 3]
-                    if t >= 4:
-                        kin[:, D:] = kin[:, :D] - (means[:, t - 2] - 2.0 * means[:, t - 3]
-                                                   + means[:, t - 4])
-                    np.arcsinh(kin / np.tile(self.acc_unit, 2), out=kin)
-                    g += kin.astype(dt) @ w_acc
+                    np.arcsinh(kin, out=kin_in, casting="same_kind")
+                    g += kin_in @ w_acc
                 if act1:
                     np.tanh(g, out=g)
                 g = _run_layers(g, feat_rest)
@@ -493,7 +493,7 @@ class NumpySRNN:
             # the rest of the frame in one compiled call (about 20 tiny ufuncs otherwise)
             _emit_and_update(out, t, R, order, self.gated, propagate_uncertainty, self.loc,
                              self.scale, self.dx_scale, self.ddx_scale, self.min_var, info_vec,
-                             info_prec, means, covs, means_in, pm, pv, coef, share)
+                             info_prec, means, covs, pm, pv, coef, share, feat, kin, acc_unit)
         out = (means, covs, pm.transpose(1, 0, 2), pv.transpose(1, 0, 2))
         if return_hidden:
             out += (hs,)
@@ -504,7 +504,8 @@ class NumpySRNN:
 
 @numba.njit(cache=True)
 def _emit_and_update(out, t, R, order, gated, propagate, loc, scale, dx_scale, ddx_scale,
-                     min_var, info_vec, info_prec, means, covs, means_in, pm, pv, coef, share):
+                     min_var, info_vec, info_prec, means, covs, pm, pv, coef, share, feat, kin,
+                     acc_unit):
     """Frame ``t`` of :meth:`NumpySRNN.forward_pass` after the decoder network.
 
     Turns the decoder output ``out`` (M R, 2 D; 4 D with the ``gated`` extrapolation), ``R``
@@ -513,7 +514,10 @@ def _emit_and_update(out, t, R, order, gated, propagate, loc, scale, dx_scale, d
     ``R`` rows, propagated input uncertainty) and takes its element-wise Gaussian product with
     the evidence, writing row ``t`` of every output (``coef``: the transition coefficients
     :math:`\\partial \\mu_t / \\partial m_{t-k}`, k = 1, 2, 3; ``share``: the network's own
-    share of the prediction's variance).
+    share of the prediction's variance). Then the inputs of frame ``t + 1``: ``feat`` gets
+    ``(x_{t-1}, x_t)`` in the network's precision, and ``kin`` (unless it has no rows) the
+    acceleration and jerk of ``x_t`` over ``acc_unit``, zero where the frames before are
+    missing.
     """
     M, _, D = means.shape
     o = min(order, t)
@@ -593,7 +597,20 @@ def _emit_and_update(out, t, R, order, gated, propagate, loc, scale, dx_scale, d
             sigma = var / (var * info_prec[m, t, d] + 1.0)
             covs[m, t, d] = sigma
             means[m, t, d] = sigma * (mu / var + info_vec[m, t, d])
-            means_in[m, t, d] = means[m, t, d]
+    for m in range(M):  # the next frame's inputs
+        for d in range(D):
+            feat[m, d] = means[m, max(t - 1, 0), d]
+            feat[m, D + d] = means[m, t, d]
+            if kin.shape[0] > 0:
+                acc = 0.0
+                jerk = 0.0
+                if t >= 2:
+                    acc = means[m, t, d] - 2.0 * means[m, t - 1, d] + means[m, t - 2, d]
+                if t >= 3:
+                    jerk = acc - (means[m, t - 1, d] - 2.0 * means[m, t - 2, d]
+                                  + means[m, t - 3, d])
+                kin[m, d] = acc / acc_unit[d]
+                kin[m, D + d] = jerk / acc_unit[d]
 
 
 def _cast(tree, dtype):

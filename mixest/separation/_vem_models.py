@@ -240,9 +240,9 @@ class RecurrentSpectralDynamics(Dynamics):
         del prec, evidence_power  # freed before the float64 posteriors are allocated
         if sampled:
             del iv_re, iv_im
-        mu, nu, v = source_posteriors(var.cpu().numpy(), iv, ip)
-        del var
-        flat = [a.reshape(B * N, T, F) for a in (mu, nu, v)]
+        var = var.cpu().numpy()  # the prior variances, float32: what the bound reads
+        mu, nu = source_posteriors(var, iv, ip)
+        flat = [a.reshape(B * N, T, F) for a in (mu, nu, var)]
         return [flat[0], flat[1], np.zeros((B * N, T, F)), flat[2]]
 
     def begin(self, m0):  # the whole pass runs in forward_pass
