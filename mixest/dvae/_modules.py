@@ -612,8 +612,12 @@ class DVAEModule(nn.Module):
         if hidden is not None and hidden.shape != (B, T, self.rnn_dim):
             raise ValueError(f"hidden must have shape {(B, T, self.rnn_dim)}, got "
                              f"{tuple(hidden.shape)}.")
-        hs = (hidden if hidden is not None else self._hidden_teacher_forced(x, level)
-              if feed_prob == 0.0 or self.encoder_input == "hx" else None)
+        if hidden is not None:
+            hs = hidden
+        elif feed_prob == 0.0 or self.encoder_input == "hx":
+            hs = self._hidden_teacher_forced(x, level)
+        else:
+            hs = None
         a = self.encoder_summary(x, level, hs) if z is None else None
         if feed_prob > 0.0:
             out = self._run_fed(x, a, sample, generator, z, feed_prob, level)

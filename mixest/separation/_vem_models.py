@@ -224,7 +224,9 @@ class RecurrentSpectralDynamics(Dynamics):
         if sampled:
             iv_re, iv_im = (self._tensor(a).transpose(0, 1) for a in (iv.real, iv.imag))
         var = torch.empty((B, N, T, F), dtype=prec.dtype, device=prec.device)
-        for a, b in self._groups():  # source-major (N, B, ...) views: a run is a[a:b]
+        # prec, evidence_power (and the draws' terms) are source-major (N, B, T, F) views:
+        # the sources a .. b - 1 of a group are [a:b]
+        for a, b in self._groups():
             state = self._start(a, b, B)
             fed = None
             for t in range(T):
@@ -256,8 +258,8 @@ class RecurrentSpectralDynamics(Dynamics):
 
 
 class _ModuleStep:
-    """The E-S step of one prior through its own ``decode_step`` (any architecture): the
-    reference the stacked step is tested against, and the step of priors it does not run."""
+    """The E-S step of one prior through its own ``decode_step``: priors of any architecture
+    (the stacked step runs SRNN priors only)."""
 
     def __init__(self, module):
         self.module = module
@@ -278,15 +280,16 @@ class _ModuleStep:
 class _StackedSRNNStep:
     """The E-S step of ``k`` spectral SRNN priors of one shape at once.
 
-    A per-frame step multiplies a few rows (the batch's mixtures) by each weight matrix, and a
-    step's twenty-odd element-wise operations each cost more in dispatch than in arithmetic.
-    So the priors' weights are held transposed (MKL's few-row products are 1.5-2x faster in
-    ``(in, out)`` layout than through ``nn.Linear``) and stacked, ``(k, in, out)``: one batched
-    product or element-wise call serves every prior. The standardisation of the input and the
-    affine map of the decoder's output to a log-variance are folded into the first and last
-    layers, the LSTM's gates reordered so that one sigmoid covers three of them, and the
-    latents' share of the decoder's first layer is computed for all frames at once. The
-    arithmetic is the module's to float32 rounding: tested against ``decode_step``.
+    A per-frame step multiplies a few rows (the batch's mixtures) by each weight matrix and
+    makes some twenty element-wise calls on them. So the priors' weights are held transposed
+    (MKL's few-row products are 1.5-2x faster in ``(in, out)`` layout than through
+    ``nn.Linear``) and stacked, ``(k, in, out)``: one batched product or element-wise call
+    serves every prior (two priors: 0.47 ms a step of 12 mixtures against 2 x 0.37 ms). The
+    standardisation of the input and the affine map of the decoder's output to a log-variance
+    are folded into the first and last layers, the LSTM's gates reordered so that one sigmoid
+    covers three of them, and the latents' share of the decoder's first layer is computed for
+    all frames at once. The arithmetic is the module's to float32 rounding: tested against
+    ``decode_step``.
     """
 
     def __init__(self, modules: Sequence):
@@ -295,9 +298,10 @@ class _StackedSRNNStep:
         H = self.modules[0].rnn_dim
         feature, decoder, w_ih, w_hh, bias, first = [], [], [], [], [], []
         for m in self.modules:
+            device = m.x_loc.device
             layers = self._transposed(m.feature_x)
-            # frame 0 reads zero features: the first layer's output is its bias
-            first.append(self._mlp(layers, torch.zeros(1, m.x_dim)))
+            # frame 0 reads zero features (not standardised zeros): the block's output there
+            first.append(self._mlp(layers, torch.zeros(1, m.x_dim, device=device)))
             (w, b, tanh), rest = layers[0], layers[1:]
             scale, loc = m.x_scale.to(f64), m.x_loc.to(f64)
             w64 = w.to(f64)  # (x - loc) / scale @ w + b = x @ (w / scale) + (b - loc / scale @ w)
@@ -309,7 +313,7 @@ class _StackedSRNNStep:
             decoder.append([*head, (w * m.x_scale, m.x_loc + m.x_scale * b, tanh)])
             rnn = m.rnn
             order = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H),
-                               torch.arange(2 * H, 3 * H)])  # (i, f, g, o) -> (i, f, o, g)
+                               torch.arange(2 * H, 3 * H)]).to(device)  # (i,f,g,o) -> (i,f,o,g)
             w_ih.append(rnn.weight_ih_l0.detach()[order].t())
             w_hh.append(rnn.weight_hh_l0.detach()[order].t())
             bias.append((rnn.bias_ih_l0 + rnn.bias_hh_l0).detach()[order])

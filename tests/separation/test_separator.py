@@ -143,6 +143,13 @@ def test_threads_separate_alike_and_leave_torch_threads_as_they_were(disjoint):
     np.testing.assert_array_equal(got, want)
 
 
+def _evidence(rng, shape):
+    """Random information-form evidence ``(eta x / v_x, eta / v_x)`` of sources' bins."""
+    x, v_x = _complex(rng, shape), rng.uniform(0.05, 2.0, shape)
+    ip = rng.uniform(0.0, 1.0, shape) / v_x
+    return ip * x, ip
+
+
 def test_e_s_pass_equals_the_recursion_run_by_hand(disjoint_priors):
     """The E-S pass against decode_step fed by hand with |mu|^2 + nu in float64."""
     import torch
@@ -151,9 +158,7 @@ def test_e_s_pass_equals_the_recursion_run_by_hand(disjoint_priors):
     modules = [prior.module_ for prior in disjoint_priors]
     B, T, F = 2, 5, modules[0].x_dim
     N = len(modules)
-    x, v_x = _complex(rng, (B * N, T, F)), rng.uniform(0.05, 2.0, (B * N, T, F))
-    ip = rng.uniform(0.0, 1.0, (B * N, T, F)) / v_x
-    iv = ip * x
+    iv, ip = _evidence(rng, (B * N, T, F))
     dyn = SpectralDVAEDynamics(modules)
     dyn.start_batch(B * N, N, rng)
     dyn.infer_latents(iv / np.maximum(ip, 1e-3), rng, covs=np.ones(ip.shape))
@@ -261,9 +266,7 @@ def test_e_z_reuses_the_e_s_states_only_when_it_reads_what_e_s_fed(disjoint_prio
     modules = [prior.module_ for prior in disjoint_priors]
     B, T, F = 2, 6, modules[0].x_dim
     N = len(modules)
-    x, v_x = _complex(rng, (B * N, T, F)), rng.uniform(0.05, 2.0, (B * N, T, F))
-    ip = rng.uniform(0.0, 1.0, (B * N, T, F)) / v_x
-    iv = ip * x
+    iv, ip = _evidence(rng, (B * N, T, F))
     for feed in ("expected", "sample"):
         dyn = SpectralDVAEDynamics(modules, feed=feed)
         dyn.start_batch(B, N, np.random.default_rng(0))
