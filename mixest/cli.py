@@ -924,13 +924,22 @@ def _benchmark_perf(args: argparse.Namespace) -> int:
     max_iter = args.max_iter or (10 if quick else 70)
     if min(tracking + separation) < 2 or min(args.n_jobs + list(n_sequences + n_mixtures)) < 1:
         _fail("lengths must be at least 2, --n-jobs, --n-sequences and --n-mixtures at least 1")
+    baseline = None
+    if args.baseline is not None:
+        baseline = Path(args.baseline).resolve()
+        if not (baseline / "mixest" / "benchmark" / "_perf.py").is_file():
+            _fail(f"--baseline {args.baseline}: not the folder of a mixest version (expected "
+                  "mixest/benchmark/_perf.py inside it, e.g. a git worktree of an earlier "
+                  "commit)")
     _benchmark_out_dir(args)
     import torch
 
     devices = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
     records = perf(tracking_lengths=tracking, n_sequences=n_sequences,
                    separation_lengths=separation, n_mixtures=n_mixtures, max_iter=max_iter,
-                   n_jobs=tuple(args.n_jobs), devices=devices, verbose=not args.quiet)
+                   n_jobs=tuple(args.n_jobs), devices=devices,
+                   baseline=None if baseline is None else str(baseline),
+                   verbose=not args.quiet)
     header, rows = markdown(records)
     for r, row in zip(records, rows, strict=True):
         r["markdown"] = row
@@ -941,6 +950,9 @@ def _benchmark_perf(args: argparse.Namespace) -> int:
               "speech and flute priors; RTF = processing seconds per second of audio. Each run "
               f"in a fresh process, 2 BLAS/Numba threads; {os.cpu_count()} CPU cores, GPU: "
               f"{gpu}; torch {torch.__version__}.")
+    if baseline is not None:
+        footer += (f" Baseline: the mixest of {baseline}, run just before this version in "
+                   "every configuration; ratios are this version's figure over the baseline's.")
     _write_benchmark(args, "perf", records, header, footer)
     return 0
 
@@ -1144,6 +1156,9 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--n-jobs", type=int, nargs="+", default=[1, 2], metavar="J",
                     help="processes sharing a batch (CPU runs)")
     pf.add_argument("--quick", action="store_true", help="small runs (about a minute)")
+    pf.add_argument("--baseline", metavar="DIR",
+                    help="another mixest version's folder (e.g. `git worktree add DIR v0.1`), "
+                    "run before this one in every configuration: both figures and their ratio")
     _add_benchmark_output(pf, "perf", "md,csv,json")
     pf.set_defaults(func=_benchmark_perf)
     return parser

@@ -1,6 +1,7 @@
 """``mixest benchmark table2`` on a small MOTChallenge-layout folder made here."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -152,6 +153,33 @@ def test_perf_runs_every_configuration_in_its_own_process(tmp_path):
                                               / separation["audio_seconds"])
     assert separation["audio_seconds"] == pytest.approx(2 * 10 * 256 / 16000)
     assert kernel["numba"] > 0 and kernel["numpy"] > 0
+
+
+def test_perf_runs_a_baseline_version_beside_this_one(tmp_path, capsys):
+    """``--baseline DIR`` runs another version's benchmark (here: this one's own folder) in a
+    fresh process before each configuration and reports both figures and their ratio."""
+    import mixest
+
+    out = tmp_path / "perf"
+    argv = ["benchmark", "perf", "--tracking-lengths", "10", "--n-sequences", "4",
+            "--separation-lengths", "10", "--n-mixtures", "2", "--max-iter", "2", "--n-jobs",
+            "1", "-o", str(out), "-q"]
+    root = Path(mixest.__file__).resolve().parents[1]
+    assert main(argv + ["--baseline", str(root)]) == 0
+    data = json.loads((out / "perf.json").read_text())
+    tracking, separation, kernel = data["rows"]
+    for r in (tracking, separation):
+        assert r["baseline"]["T"] == r["T"] == 10 and r["baseline"]["n"] == r["n"]
+    table = (out / "perf.md").read_text()
+    ratio = tracking["ms_per_sequence"] / tracking["baseline"]["ms_per_sequence"]
+    assert f"baseline {tracking['baseline']['ms_per_sequence']:.1f} / " in table
+    assert f"({ratio:.2f}x / " in table
+    assert f"baseline RTF {separation['baseline']['rtf']:.3f} " in table
+    assert f"({separation['rtf'] / separation['baseline']['rtf']:.2f}x)" in table
+    assert "baseline" not in kernel and str(root) in data["note"]
+    with pytest.raises(SystemExit) as exc:  # not a mixest folder
+        main(argv + ["--baseline", str(tmp_path)])
+    assert exc.value.code == 2 and "--baseline" in capsys.readouterr().err
 
 
 def test_detection_oracle_follows_the_targets_own_boxes():

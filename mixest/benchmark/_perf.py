@@ -197,14 +197,19 @@ def ew_ratio(n: int = 128, T: int = 60, K: int = 3, N: int = 3, D: int = 4,
 _RUNS = {"tracking": tracking_run, "separation": separation_run}
 
 
-def run_isolated(kind: str, **params) -> dict:
+def run_isolated(kind: str, source: str | None = None, **params) -> dict:
     """``tracking_run`` or ``separation_run`` in a fresh Python process (its own peak memory,
-    two BLAS/Numba threads)."""
+    two BLAS/Numba threads); ``source``: the folder of another mixest version to run instead
+    (its ``mixest`` package comes first on the path)."""
     env = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2", NUMBA_NUM_THREADS="2")
+    if source is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(source)] + [p for p in [env.get("PYTHONPATH")]
+                                                            if p])
     out = subprocess.run([sys.executable, "-m", "mixest.benchmark._perf", kind,
                           json.dumps(params)], env=env, capture_output=True, text=True)
     if out.returncode != 0:
-        raise RuntimeError(f"the {kind} run {params} failed:\n{out.stderr[-2000:]}")
+        who = "" if source is None else f" of the baseline {source}"
+        raise RuntimeError(f"the {kind} run {params}{who} failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -212,9 +217,14 @@ def perf(*, tracking_lengths: tuple[int, ...] = (60, 120, 300),
          n_sequences: tuple[int, ...] = (128,), separation_lengths: tuple[int, ...] = (300,),
          n_mixtures: tuple[int, ...] = (24,), max_iter: int = 70,
          n_jobs: tuple[int, ...] = (1, 2), devices: tuple[str, ...] = ("cpu",),
-         verbose: bool = True) -> list[dict]:
+         baseline: str | None = None, verbose: bool = True) -> list[dict]:
     """Every configuration (length x batch x device x processes; one process on CUDA), one
-    fresh process each: records of tracking and separation runs and of the E-W kernel pair."""
+    fresh process each: records of tracking and separation runs and of the E-W kernel pair.
+
+    ``baseline``: the folder of another mixest version (a checkout of an earlier release or
+    commit), run just before this one in every configuration, so that both figures come from
+    the same stretch of the machine's time; its record is the ``"baseline"`` entry of each.
+    """
 
     def grid(kind, lengths, batches):
         return [(kind, {"T": T, "n": n, "max_iter": max_iter, "n_jobs": j, "device": d})
@@ -227,13 +237,16 @@ def perf(*, tracking_lengths: tuple[int, ...] = (60, 120, 300),
     if verbose:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(configs) + 1, desc="perf", unit="run")
+        bar = tqdm(total=len(configs) + 1, desc="perf", unit="configuration")
     records = []
     for kind, params in configs:
         if bar is not None:
             bar.set_postfix_str(f"{kind} T={params['T']} n_jobs={params['n_jobs']} "
                                 f"{params['device']}")
+        before = None if baseline is None else run_isolated(kind, baseline, **params)
         records.append({"kind": kind, **run_isolated(kind, **params)})
+        if before is not None:
+            records[-1]["baseline"] = before
         if bar is not None:
             bar.update()
     records.append({"kind": "kernel", "name": "tracking E-W", **ew_ratio(n=max(n_sequences))})
@@ -257,14 +270,26 @@ def markdown(records: list[dict]) -> tuple[str, list[str]]:
         steps = r["steps"]
         total = sum(steps.values()) or 1.0
         share = ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in steps.items())
+        base = r.get("baseline")
         if r["kind"] == "tracking":
             figure = (f"{r['ms_per_sequence']:.1f} ms/sequence ({r['iterations']} iterations); "
                       f"{r['default_ms_per_sequence']:.1f} ms with tol=1e-4 "
                       f"({r['default_iterations']} at most)")
+            if base is not None:
+                forced, default = (r[k] / base[k] for k in ("ms_per_sequence",
+                                                            "default_ms_per_sequence"))
+                figure += (f"; baseline {base['ms_per_sequence']:.1f} / "
+                           f"{base['default_ms_per_sequence']:.1f} ms "
+                           f"({forced:.2f}x / {default:.2f}x)")
         else:
             figure = f"RTF {r['rtf']:.3f} ({r['seconds']:.1f} s for {r['audio_seconds']:.1f} s)"
+            if base is not None:
+                figure += f"; baseline RTF {base['rtf']:.3f} ({r['rtf'] / base['rtf']:.2f}x)"
+        memory = f"{r['peak_rss_mib']:.0f}"
+        if base is not None:
+            memory += f" (baseline {base['peak_rss_mib']:.0f})"
         rows.append(f"| {r['kind']} | {r['T']} | {r['n']} | {r['n_jobs']} | {r['device']} | "
-                    f"{figure} | {share} | {r['peak_rss_mib']:.0f} |")
+                    f"{figure} | {share} | {memory} |")
     return header, rows
 
 
