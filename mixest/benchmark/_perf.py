@@ -201,12 +201,17 @@ def run_isolated(kind: str, source: str | None = None, **params) -> dict:
     """``tracking_run`` or ``separation_run`` in a fresh Python process (its own peak memory,
     two BLAS/Numba threads); ``source``: the folder of another mixest version to run instead
     (its ``mixest`` package comes first on the path)."""
-    env = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2", NUMBA_NUM_THREADS="2")
-    if source is not None:
-        env["PYTHONPATH"] = os.pathsep.join([str(source)] + [p for p in [env.get("PYTHONPATH")]
-                                                            if p])
+    import mixest
+
+    # the version's folder first on the path and as the working directory: ``python -m`` puts
+    # the working directory before everything, so a run started inside another checkout
+    # would import that one
+    root = str(source or Path(mixest.__file__).resolve().parents[1])
+    env = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2", NUMBA_NUM_THREADS="2",
+               PYTHONPATH=os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")]
+                                                    if p]))
     out = subprocess.run([sys.executable, "-m", "mixest.benchmark._perf", kind,
-                          json.dumps(params)], env=env, capture_output=True, text=True)
+                          json.dumps(params)], env=env, cwd=root, capture_output=True, text=True)
     if out.returncode != 0:
         who = "" if source is None else f" of the baseline {source}"
         raise RuntimeError(f"the {kind} run {params}{who} failed:\n{out.stderr[-2000:]}")
