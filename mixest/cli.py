@@ -913,6 +913,19 @@ def _plot_table3(records: list[dict], labels: tuple[str, str], path: Path) -> Pa
     return path
 
 
+def _describe_version(folder: Path) -> str:
+    """``folder``, with its git commit when it is a git checkout."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", str(folder), "log", "-1", "--format=%h (%cs)"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return str(folder)
+    commit = out.stdout.strip()
+    return f"{folder}, commit {commit}" if out.returncode == 0 and commit else str(folder)
+
+
 def _benchmark_perf(args: argparse.Namespace) -> int:
     from mixest.benchmark._perf import markdown, perf
 
@@ -951,8 +964,9 @@ def _benchmark_perf(args: argparse.Namespace) -> int:
               f"in a fresh process, 2 BLAS/Numba threads; {os.cpu_count()} CPU cores, GPU: "
               f"{gpu}; torch {torch.__version__}.")
     if baseline is not None:
-        footer += (f" Baseline: the mixest of {baseline}, run just before this version in "
-                   "every configuration; ratios are this version's figure over the baseline's.")
+        footer += (f" Baseline: the mixest of {_describe_version(baseline)}, run just before "
+                   "this version in every configuration; ratios are this version's figure over "
+                   "the baseline's.")
     _write_benchmark(args, "perf", records, header, footer)
     return 0
 
