@@ -135,6 +135,14 @@ def mlp_layers(seq: nn.Sequential) -> list[tuple[str, bool]]:
     return out
 
 
+def transposed_layers(seq: nn.Sequential) -> list[tuple[Tensor, Tensor, bool]]:
+    """``(weight.T, bias, tanh follows)`` of each ``Linear`` of an MLP block, the weights as
+    contiguous ``(in, out)`` copies: on a few rows, ``torch.addmm`` with them costs a fraction of
+    the module's own call (differentiable: the copies follow the parameters' gradients)."""
+    return [(seq[int(name)].weight.t().contiguous(), seq[int(name)].bias, act)
+            for name, act in mlp_layers(seq)]
+
+
 class DVAEModule(nn.Module):
     """Shared skeleton of the DVAE modules (see the module docstring).
 
@@ -633,11 +641,8 @@ class DVAEModule(nn.Module):
             k = known.shape[-1]
             pre = nn.functional.linear(known, lin0.weight[:, :k], lin0.bias)
             w_z = lin0.weight[:, k:].t().contiguous()
-            # the rest of the block as bare products with (in, out) weights: on a few rows,
-            # module calls and (out, in) products cost several times the arithmetic
-            (_, act0), *rest = mlp_layers(self.encoder_net)
-            rest = [(self.encoder_net[int(name)].weight.t().contiguous(),
-                     self.encoder_net[int(name)].bias, act) for name, act in rest]
+            # the rest of the block as bare products (per frame, on a few rows)
+            (_, _, act0), *rest = transposed_layers(self.encoder_net)
         state = self.initial_state(B, level)
         h_list, z_list, qm_list, qlv_list = [], [], [], []
         for t in range(T):

@@ -32,17 +32,13 @@ class _MLP:
     """``nn.Sequential`` of ``Linear`` and ``Tanh`` layers, as (W^T, b, tanh-after) triples."""
 
     def __init__(self, seq):
-        import torch
+        from mixest.dvae._modules import mlp_layers
 
-        self.layers = []
-        mods = list(seq)
-        for i, m in enumerate(mods):
-            if isinstance(m, torch.nn.Linear):
-                act = i + 1 < len(mods) and isinstance(mods[i + 1], torch.nn.Tanh)
-                self.layers.append((m.weight.detach().double().cpu().numpy().T.copy(),
-                                    m.bias.detach().double().cpu().numpy().copy(), act))
-            elif not isinstance(m, torch.nn.Tanh):
-                raise TypeError(f"unsupported layer {type(m).__name__}")
+        def array(p):
+            return p.detach().double().cpu().numpy()
+
+        self.layers = [(array(seq[int(name)].weight).T.copy(), array(seq[int(name)].bias).copy(),
+                        act) for name, act in mlp_layers(seq)]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         for w, b, act in self.layers:

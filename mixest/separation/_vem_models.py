@@ -34,7 +34,7 @@ from mixest._kernels._spectral import (
     spectral_evidence,
     spectral_prior_bound,
 )
-from mixest.dvae._modules import LOG_EPS, POWER_LOGVAR_BOUND, mlp_layers
+from mixest.dvae._modules import LOG_EPS, POWER_LOGVAR_BOUND, transposed_layers
 from mixest.mixture._dynamics import Dynamics
 from mixest.mixture._observation import ObservationModel
 
@@ -257,26 +257,6 @@ class RecurrentSpectralDynamics(Dynamics):
         return spectral_prior_bound(means, covs, pred_var)
 
 
-class _ModuleStep:
-    """The E-S step of one prior through its own ``decode_step``: priors of any architecture
-    (the stacked step runs SRNN priors only)."""
-
-    def __init__(self, module):
-        self.module = module
-        self._z = None
-
-    def start(self, z: list[torch.Tensor], batch: int) -> object:
-        (self._z,) = z
-        return self.module.initial_state(batch)
-
-    def step(self, fed: torch.Tensor | None, t: int, state: object):
-        """Variance ``(1, B, F)`` of frame ``t`` given the power ``fed`` ``(1, B, F)`` of frame
-        ``t - 1`` (None at ``t = 0``), and the new state."""
-        _, v, state = self.module.decode_step(None if fed is None else fed[0], self._z[:, t],
-                                              state)
-        return v[None], state
-
-
 class _StackedSRNNStep:
     """The E-S step of ``k`` spectral SRNN priors of one shape at once.
 
@@ -292,6 +272,7 @@ class _StackedSRNNStep:
     ``decode_step``.
     """
 
+    @torch.no_grad()
     def __init__(self, modules: Sequence):
         self.modules = list(modules)
         f64 = torch.float64
@@ -299,7 +280,7 @@ class _StackedSRNNStep:
         feature, decoder, w_ih, w_hh, bias, first = [], [], [], [], [], []
         for m in self.modules:
             device = m.x_loc.device
-            layers = self._transposed(m.feature_x)
+            layers = transposed_layers(m.feature_x)
             # frame 0 reads zero features (not standardised zeros): the block's output there
             first.append(self._mlp(layers, torch.zeros(1, m.x_dim, device=device)))
             (w, b, tanh), rest = layers[0], layers[1:]
@@ -308,15 +289,15 @@ class _StackedSRNNStep:
             layers = [((w64 / scale[:, None]).float(), (b - (loc / scale) @ w64).float(), tanh),
                       *rest]
             feature.append(layers)
-            *head, (w, b, tanh) = self._transposed(m.decoder_net)
+            *head, (w, b, tanh) = transposed_layers(m.decoder_net)
             # log-variance = loc + scale * out: folded into the last layer
             decoder.append([*head, (w * m.x_scale, m.x_loc + m.x_scale * b, tanh)])
             rnn = m.rnn
             order = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H),
                                torch.arange(2 * H, 3 * H)]).to(device)  # (i,f,g,o) -> (i,f,o,g)
-            w_ih.append(rnn.weight_ih_l0.detach()[order].t())
-            w_hh.append(rnn.weight_hh_l0.detach()[order].t())
-            bias.append((rnn.bias_ih_l0 + rnn.bias_hh_l0).detach()[order])
+            w_ih.append(rnn.weight_ih_l0[order].t())
+            w_hh.append(rnn.weight_hh_l0[order].t())
+            bias.append((rnn.bias_ih_l0 + rnn.bias_hh_l0)[order])
         self.feature = self._stack(feature)
         self.decoder = self._stack(decoder)
         self.w_ih = torch.stack(w_ih).contiguous()
@@ -352,12 +333,6 @@ class _StackedSRNNStep:
             else:
                 out.append((n, n + 1))
         return out
-
-    @staticmethod
-    def _transposed(seq) -> list[tuple[torch.Tensor, torch.Tensor, bool]]:
-        """``(weight.T, bias, tanh follows)`` of each ``Linear`` of an MLP block."""
-        return [(seq[int(name)].weight.detach().t(), seq[int(name)].bias.detach(), tanh)
-                for name, tanh in mlp_layers(seq)]
 
     @staticmethod
     def _stack(per_module: list) -> list[tuple[torch.Tensor, torch.Tensor, bool]]:
@@ -431,10 +406,12 @@ class SpectralDVAEDynamics(RecurrentSpectralDynamics):
             raise ValueError(f"feed must be 'expected' or 'sample', got {feed!r}.")
         self.sample = bool(sample)
         self.feed = feed
-        self._steppers = {
-            (a, b): (_StackedSRNNStep(self.modules[a:b]) if _StackedSRNNStep.supports(
-                self.modules[a]) else _ModuleStep(self.modules[a]))
-            for a, b in _StackedSRNNStep.groups(self.modules)}
+        # runs of SRNN priors step stacked; any other prior steps alone through decode_step
+        # (the base class's per-source hooks)
+        self._group_list = _StackedSRNNStep.groups(self.modules)
+        self._steppers = {(a, b): _StackedSRNNStep(self.modules[a:b])
+                          for a, b in self._group_list
+                          if _StackedSRNNStep.supports(self.modules[a])}
         self.stochastic = self.sample or feed == "sample"
         self._z: list[torch.Tensor] | None = None
         self._generator: torch.Generator | None = None
@@ -484,11 +461,20 @@ class SpectralDVAEDynamics(RecurrentSpectralDynamics):
         return super().forward_pass(info_vec, info_prec, m_first)
 
     def _groups(self):
-        return list(self._steppers)
+        return self._group_list
+
+    def _initial_state(self, n, batch):
+        return self.modules[n].initial_state(batch)
+
+    def _step(self, n, fed, t, state):
+        _, v, state = self.modules[n].decode_step(fed, self._z[n][:, t], state)
+        return v, state
 
     def _start(self, a, b, batch):
-        stepper = self._steppers[a, b]
-        if isinstance(stepper, _StackedSRNNStep) and self.feed == "expected":
+        stepper = self._steppers.get((a, b))
+        if stepper is None:
+            return super()._start(a, b, batch)
+        if self.feed == "expected":
             T = self._z[a].shape[1]
             self._teacher[a, b] = (
                 torch.empty((b - a, batch, T, self.modules[a].x_dim), device=self.device),
@@ -496,7 +482,10 @@ class SpectralDVAEDynamics(RecurrentSpectralDynamics):
         return stepper.start(self._z[a:b], batch)
 
     def _step_group(self, a, b, fed, t, state):
-        v, state = self._steppers[a, b].step(fed, t, state)
+        stepper = self._steppers.get((a, b))
+        if stepper is None:
+            return super()._step_group(a, b, fed, t, state)
+        v, state = stepper.step(fed, t, state)
         if (a, b) in self._teacher:
             self._teacher[a, b][1][:, :, t] = state[0]
         return v, state
