@@ -142,8 +142,9 @@ class RecurrentSpectralDynamics(Dynamics):
     :math:`v_{nt}` of :math:`s_{nt} \\sim N_c(0, v_{nt})`, and the E-S step is the Wiener-like
     update per bin. Subclasses say how a network starts (:meth:`_initial_state`) and steps
     (:meth:`_step`), and how it reconstructs a power spectrogram (:meth:`reconstruct`, the
-    initialisation). Source ``n`` of every mixture uses ``modules[n]``; the engine runs the
-    ``B * N`` sources sequence-major.
+    initialisation); a subclass whose networks can step several sources at once also overrides
+    :meth:`_groups`, :meth:`_start` and :meth:`_step_group`. Source ``n`` of every mixture uses
+    ``modules[n]``; the engine runs the ``B * N`` sources sequence-major.
 
     Parameters
     ----------
