@@ -37,6 +37,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from mixest._torchscript import scripted
+
 __all__ = ["DVAEModule", "DVAEState", "SRNN", "VRNN", "gaussian_kl", "build_module"]
 
 #: The module's constructor options besides ``x_dim`` (:meth:`DVAEModule.config` saves them,
@@ -141,6 +143,45 @@ def transposed_layers(seq: nn.Sequential) -> list[tuple[Tensor, Tensor, bool]]:
     the module's own call (differentiable: the copies follow the parameters' gradients)."""
     return [(seq[int(name)].weight.t().contiguous(), seq[int(name)].bias, act)
             for name, act in mlp_layers(seq)]
+
+
+def latent_chain(pre: Tensor, w_z: Tensor, tanh0: bool, weights: list[Tensor],
+                 biases: list[Tensor], tanh: list[bool], sample: bool,
+                 generator: torch.Generator | None,
+                 logvar_range: tuple[float, float]) -> tuple[Tensor, Tensor, Tensor]:
+    """The posterior's recursion over the frames when only ``z_{t-1}`` changes per frame.
+
+    ``pre`` ``(B, T, D)`` is the encoder's first layer on what is known for every frame (bias
+    included), ``w_z`` ``(z_dim, D)`` its ``z_{t-1}`` rows; ``weights``, ``biases``, ``tanh``
+    the block's later layers (:func:`transposed_layers`), whose output is the posterior's mean
+    and log-variance (clamped to ``logvar_range``). ``z_t`` is the mean, or with ``sample``
+    one reparameterised draw. Returns ``z``, ``z_mean``, ``z_logvar``, each
+    ``(B, T, z_dim)``. Plain Python under autograd; compiled by TorchScript for inference
+    (:func:`mixest._torchscript.scripted`).
+    """
+    z = pre.new_zeros(pre.shape[0], w_z.shape[0])
+    zs: list[Tensor] = []
+    means: list[Tensor] = []
+    logvars: list[Tensor] = []
+    for t in range(pre.shape[1]):
+        out = torch.addmm(pre[:, t], z, w_z)
+        if tanh0:
+            out = torch.tanh(out)
+        for i in range(len(weights)):
+            out = torch.addmm(biases[i], out, weights[i])
+            if tanh[i]:
+                out = torch.tanh(out)
+        qm, qlv = out.chunk(2, -1)
+        qlv = qlv.clamp(logvar_range[0], logvar_range[1])
+        if sample:
+            noise = torch.randn(qm.shape, dtype=qm.dtype, device=qm.device, generator=generator)
+            z = qm + (0.5 * qlv).exp() * noise
+        else:
+            z = qm
+        zs.append(z)
+        means.append(qm)
+        logvars.append(qlv)
+    return torch.stack(zs, 1), torch.stack(means, 1), torch.stack(logvars, 1)
 
 
 class DVAEModule(nn.Module):
@@ -635,54 +676,51 @@ class DVAEModule(nn.Module):
         # Teacher forcing: only the posterior recursion (z_t needs z_{t-1}) and, for the VRNN,
         # the LSTM must be stepped; the prior and the decoder run once on the whole sequence.
         if hs is not None and z is None:
-            # First encoder layer on [h_t, a_t] for all t at once; only z_{t-1} is per step.
+            # Only z_{t-1} changes per frame: the encoder's first layer on [h_t, a_t] runs for
+            # all t at once, and the chain steps the rest (compiled for inference).
             lin0 = self.encoder_net[0]
             known = a if self.encoder_input == "hx" else torch.cat([hs, a], -1)
             k = known.shape[-1]
             pre = nn.functional.linear(known, lin0.weight[:, :k], lin0.bias)
-            w_z = lin0.weight[:, k:].t().contiguous()
-            # the rest of the block as bare products (per frame, on a few rows)
-            (_, _, act0), *rest = transposed_layers(self.encoder_net)
-        state = self.initial_state(B, level)
-        h_list, z_list, qm_list, qlv_list = [], [], [], []
-        for t in range(T):
-            if hs is not None:
-                h = hs[:, t]
-            else:
-                h, state = self.advance(None if t == 0 else x[:, t - 1], state)
-                h_list.append(h)
-            if z is None:
+            (_, _, tanh0), *rest = transposed_layers(self.encoder_net)
+            chain = latent_chain if torch.is_grad_enabled() else scripted(latent_chain)
+            Z, qm, qlv = chain(pre, lin0.weight[:, k:].t().contiguous(), tanh0,
+                               [w for w, _, _ in rest], [b for _, b, _ in rest],
+                               [t for _, _, t in rest], sample, generator,
+                               (_LOGVAR_MIN, _LOGVAR_MAX))
+            H = hs
+        else:
+            state = self.initial_state(B, level)
+            h_list, z_list, qm_list, qlv_list = [], [], [], []
+            for t in range(T):
                 if hs is not None:
-                    out = torch.addmm(pre[:, t], state.z, w_z)
-                    if act0:
-                        out = torch.tanh(out)
-                    for weight, bias, act in rest:
-                        out = torch.addmm(bias, out, weight)
-                        if act:
-                            out = torch.tanh(out)
-                    qm, qlv = out.chunk(2, -1)
-                    qlv = qlv.clamp(_LOGVAR_MIN, _LOGVAR_MAX)
+                    h = hs[:, t]
                 else:
+                    h, state = self.advance(None if t == 0 else x[:, t - 1], state)
+                    h_list.append(h)
+                if z is None:
                     qm, qlv = self.posterior_step(h, a[:, t], state.z)
-                z_t = qm + (0.5 * qlv).exp() * self._noise(qm, generator) if sample else qm
-                qm_list.append(qm)
-                qlv_list.append(qlv)
-            else:
-                z_t = z[:, t]
-            z_list.append(z_t)
-            state = state._replace(z=z_t)
-        H = hs if hs is not None else torch.stack(h_list, 1)
-        Z = torch.stack(z_list, 1)
+                    z_t = (qm + (0.5 * qlv).exp() * self._noise(qm, generator) if sample
+                           else qm)
+                    qm_list.append(qm)
+                    qlv_list.append(qlv)
+                else:
+                    z_t = z[:, t]
+                z_list.append(z_t)
+                state = state._replace(z=z_t)
+            H = hs if hs is not None else torch.stack(h_list, 1)
+            Z = torch.stack(z_list, 1)
+            qm = torch.stack(qm_list, 1) if qm_list else None
+            qlv = torch.stack(qlv_list, 1) if qlv_list else None
         if not decode:
-            return {"z": Z, "z_mean": torch.stack(qm_list, 1) if qm_list else None,
-                    "z_logvar": torch.stack(qlv_list, 1) if qlv_list else None}
+            return {"z": Z, "z_mean": qm, "z_logvar": qlv}
         Z_prev = torch.cat([torch.zeros_like(Z[:, :1]), Z[:, :-1]], 1)
         pm, plv = self.prior_step(H, Z_prev)
         x_mean, x_var = self._emit_sequence(H, Z, x)
         out = {
             "z": Z,
-            "z_mean": torch.stack(qm_list, 1) if qm_list else None,
-            "z_logvar": torch.stack(qlv_list, 1) if qlv_list else None,
+            "z_mean": qm,
+            "z_logvar": qlv,
             "prior_mean": pm,
             "prior_logvar": plv,
             "x_mean": x_mean,

@@ -117,6 +117,12 @@ class SpectralSeparator(TransformerMixin, SequenceEstimator):
         """
         raise NotImplementedError
 
+    def _workers(self) -> str:
+        """The kind of worker that suits this separator's batches: ``"threads"`` when its
+        per-frame loops release the interpreter lock (two threads then separate as fast as two
+        processes, in one process's memory), else ``"processes"``."""
+        return "processes"
+
     def _batch_size(self) -> int:
         return self.batch_size
 
@@ -146,14 +152,13 @@ class SpectralSeparator(TransformerMixin, SequenceEstimator):
             jobs = tqdm(jobs, total=len(batches), desc="separating", unit="batch")
         import torch
 
-        # One level of parallelism: batches across n_jobs workers (processes by default, or
-        # threads under joblib.parallel_config(backend="threading")), each network on one
-        # torch thread. Pinned here for the whole call, so that threads never restore it
-        # under one another.
+        # One level of parallelism: batches across n_jobs workers (the kind _workers says,
+        # unless joblib.parallel_config names another), each network on one torch thread.
+        # Pinned here for the whole call, so that threads never restore it under one another.
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            parts = Parallel(n_jobs=self.n_jobs)(jobs)
+            parts = Parallel(n_jobs=self.n_jobs, prefer=self._workers())(jobs)
         finally:
             torch.set_num_threads(threads)
         spectra = np.zeros((len(S), self.n_sources_) + S.shape[1:], dtype=S.dtype)

@@ -105,8 +105,10 @@ class MixDVAESeparator(VEMSeparator):
     batch_size : int, default=16
         Mixtures per VEM batch (memory grows with it and with the mixtures' length).
     n_jobs : int or None, default=None
-        Batches run in parallel processes (joblib; -1: all cores), or in threads of this
-        process, with half the memory, under ``joblib.parallel_config(backend="threading")``.
+        Batches run in parallel (joblib; -1: all cores): in threads of this process when every
+        prior is an SRNN (its E-S pass is compiled and releases the interpreter lock; as fast
+        as processes, in one process's memory), else in processes.
+        ``joblib.parallel_config(backend=...)`` chooses otherwise.
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where the priors run.
     random_state : int, RandomState or None, default=None
@@ -195,6 +197,13 @@ class MixDVAESeparator(VEMSeparator):
         self.priors_ = load_spectral_priors(self.priors, y, self.random_state)
         self.n_sources_ = len(self.priors_)
         return self
+
+    def _workers(self) -> str:
+        from mixest.separation._stacked_srnn import StackedSRNNPass
+
+        # SRNN priors run their E-S pass compiled, without the interpreter lock
+        supported = all(StackedSRNNPass.supports(p.module_) for p in self.priors_)
+        return "threads" if supported else "processes"
 
     def _dynamics(self, n_mixtures: int):
         from mixest.separation._vem_models import SpectralDVAEDynamics

@@ -34,9 +34,9 @@ from mixest._kernels._spectral import (
     spectral_evidence,
     spectral_prior_bound,
 )
-from mixest.dvae._modules import LOG_EPS, POWER_LOGVAR_BOUND, transposed_layers
 from mixest.mixture._dynamics import Dynamics
 from mixest.mixture._observation import ObservationModel
+from mixest.separation._stacked_srnn import StackedSRNNPass, next_feed, sampled_power
 
 __all__ = ["ComplexGaussianBins", "RecurrentSpectralDynamics", "SpectralDVAEDynamics",
            "sampled_power"]
@@ -117,19 +117,6 @@ class ComplexGaussianBins(ObservationModel):
         return params
 
 
-def sampled_power(nu: torch.Tensor, iv_re: torch.Tensor, iv_im: torch.Tensor,
-                  generator: torch.Generator | None) -> torch.Tensor:
-    """:math:`|s|^2` of one draw :math:`s \\sim N_c(\\mu, \\nu)` per bin, :math:`\\mu = \\nu\\,
-    iv`: the real and imaginary parts are independent :math:`N(\\mu_r, \\nu / 2)` and
-    :math:`N(\\mu_i, \\nu / 2)`, so :math:`E|s|^2 = |\\mu|^2 + \\nu`."""
-    noise = torch.randn((2,) + tuple(nu.shape), generator=generator, dtype=nu.dtype,
-                        device=nu.device)
-    scale = (0.5 * nu).sqrt_()
-    re = torch.addcmul(nu * iv_re, scale, noise[0])
-    im = torch.addcmul(nu * iv_im, scale, noise[1])
-    return re.square_().add_(im.square_())
-
-
 def _device_of(module) -> torch.device:
     return next(module.buffers()).device
 
@@ -195,22 +182,25 @@ class RecurrentSpectralDynamics(Dynamics):
         raise NotImplementedError
 
     def _groups(self) -> list[tuple[int, int]]:
-        """Runs ``(a, b)`` of sources whose networks step together (one each by default)."""
+        """Runs ``(a, b)`` of sources whose E-S pass runs together (one each by default)."""
         return [(n, n + 1) for n in range(self.n_sources)]
 
-    def _start(self, a: int, b: int, batch: int) -> object:
-        """State of sources ``a .. b - 1`` before the first frame."""
-        return self._initial_state(a, batch)
-
-    def _step_group(self, a: int, b: int, fed: torch.Tensor | None, t: int,
-                    state: object) -> tuple[torch.Tensor, object]:
-        """Variances ``(b - a, B, F)`` of frame ``t`` of sources ``a .. b - 1`` given the powers
-        ``(b - a, B, F)`` fed at ``t - 1`` (None at ``t = 0``), and the next state."""
-        v, state = self._step(a, None if fed is None else fed[0], t, state)
-        return v[None], state
-
-    def _fed(self, a: int, b: int, t: int, fed: torch.Tensor) -> None:
-        """Sees the powers of frame ``t`` the networks of sources ``a .. b - 1`` are fed next."""
+    def _pass_group(self, a: int, b: int, prec: torch.Tensor, power: torch.Tensor,
+                    var: torch.Tensor, iv: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        """The E-S recursion of sources ``a .. b - 1`` over all frames: writes their prior
+        variances into ``var``. ``prec``, ``power`` (the evidence's ``ip`` and ``|iv|^2``),
+        ``var`` and ``iv`` (its real and imaginary parts, for the sampled feed) are
+        ``(b - a, B, T, F)``. By default each source steps alone (:meth:`_step`), frame by
+        frame in Python."""
+        for i, n in enumerate(range(a, b)):
+            state = self._initial_state(n, prec.shape[1])
+            fed = None
+            for t in range(prec.shape[2]):
+                v, state = self._step(n, fed, t, state)
+                var[i, :, t] = v
+                fed = next_feed(v, prec[i, :, t], power[i, :, t],
+                                None if iv is None else iv[0][i, :, t],
+                                None if iv is None else iv[1][i, :, t], self._generator)
 
     @torch.no_grad()
     def forward_pass(self, info_vec, info_prec, m_first):
@@ -218,31 +208,20 @@ class RecurrentSpectralDynamics(Dynamics):
         ip = self._per_source(info_prec)
         B, N, T, F = ip.shape
         # The recursion needs only real powers: with nu = (1 / v + ip)^-1 and mu = nu iv, the
-        # power fed at t + 1 is |mu|^2 + nu = nu^2 |iv|^2 + nu. The complex means and the
-        # float64 variances follow after the loop, in one pass over the bins.
+        # power fed at t + 1 is |mu|^2 + nu = nu^2 |iv|^2 + nu (next_feed). The complex means
+        # and the float64 variances follow after the loop, in one pass over the bins.
         prec, evidence_power = (self._tensor(a).transpose(0, 1) for a in feed_terms(iv, ip))
-        sampled = self.feed == "sample"
-        if sampled:
-            iv_re, iv_im = (self._tensor(a).transpose(0, 1) for a in (iv.real, iv.imag))
+        parts = None
+        if self.feed == "sample":
+            parts = tuple(self._tensor(a).transpose(0, 1) for a in (iv.real, iv.imag))
         var = torch.empty((B, N, T, F), dtype=prec.dtype, device=prec.device)
-        # prec, evidence_power (and the draws' terms) are source-major (N, B, T, F) views:
-        # the sources a .. b - 1 of a group are [a:b]
+        # prec, evidence_power, the draws' terms and var_k are source-major (N, B, T, F)
+        # views: the sources a .. b - 1 of a group are [a:b]
+        var_k = var.transpose(0, 1)
         for a, b in self._groups():
-            state = self._start(a, b, B)
-            fed = None
-            for t in range(T):
-                v, state = self._step_group(a, b, fed, t, state)
-                var[:, a:b, t] = v.transpose(0, 1)
-                nu_t = v.reciprocal().add_(prec[a:b, :, t]).reciprocal_()
-                if sampled:
-                    fed = sampled_power(nu_t, iv_re[a:b, :, t], iv_im[a:b, :, t],
-                                        self._generator)
-                else:
-                    fed = torch.addcmul(nu_t, nu_t.square(), evidence_power[a:b, :, t])
-                self._fed(a, b, t, fed)
-        del prec, evidence_power  # freed before the float64 posteriors are allocated
-        if sampled:
-            del iv_re, iv_im
+            self._pass_group(a, b, prec[a:b], evidence_power[a:b], var_k[a:b],
+                             None if parts is None else (parts[0][a:b], parts[1][a:b]))
+        del prec, evidence_power, parts  # freed before the float64 posteriors are allocated
         var = var.cpu().numpy()  # the prior variances, float32: what the bound reads
         mu, nu = source_posteriors(var, iv, ip)
         flat = [a.reshape(B * N, T, F) for a in (mu, nu, var)]
@@ -256,130 +235,6 @@ class RecurrentSpectralDynamics(Dynamics):
 
     def expected_log_prior(self, means, covs, pred_mean, pred_var):
         return spectral_prior_bound(means, covs, pred_var)
-
-
-class _StackedSRNNStep:
-    """The E-S step of ``k`` spectral SRNN priors of one shape at once.
-
-    A per-frame step multiplies a few rows (the batch's mixtures) by each weight matrix and
-    makes some twenty element-wise calls on them. So the priors' weights are held transposed
-    (MKL's few-row products are 1.5-2x faster in ``(in, out)`` layout than through
-    ``nn.Linear``) and stacked, ``(k, in, out)``: one batched product or element-wise call
-    serves every prior (two priors: 0.47 ms a step of 12 mixtures against 2 x 0.37 ms). The
-    standardisation of the input and the affine map of the decoder's output to a log-variance
-    are folded into the first and last layers, the LSTM's gates reordered so that one sigmoid
-    covers three of them, and the latents' share of the decoder's first layer is computed for
-    all frames at once. The arithmetic is the module's to float32 rounding: tested against
-    ``decode_step``.
-    """
-
-    @torch.no_grad()
-    def __init__(self, modules: Sequence):
-        self.modules = list(modules)
-        f64 = torch.float64
-        H = self.modules[0].rnn_dim
-        feature, decoder, w_ih, w_hh, bias, first = [], [], [], [], [], []
-        for m in self.modules:
-            device = m.x_loc.device
-            layers = transposed_layers(m.feature_x)
-            # frame 0 reads zero features (not standardised zeros): the block's output there
-            first.append(self._mlp(layers, torch.zeros(1, m.x_dim, device=device)))
-            (w, b, tanh), rest = layers[0], layers[1:]
-            scale, loc = m.x_scale.to(f64), m.x_loc.to(f64)
-            w64 = w.to(f64)  # (x - loc) / scale @ w + b = x @ (w / scale) + (b - loc / scale @ w)
-            layers = [((w64 / scale[:, None]).float(), (b - (loc / scale) @ w64).float(), tanh),
-                      *rest]
-            feature.append(layers)
-            *head, (w, b, tanh) = transposed_layers(m.decoder_net)
-            # log-variance = loc + scale * out: folded into the last layer
-            decoder.append([*head, (w * m.x_scale, m.x_loc + m.x_scale * b, tanh)])
-            rnn = m.rnn
-            order = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H),
-                               torch.arange(2 * H, 3 * H)]).to(device)  # (i,f,g,o) -> (i,f,o,g)
-            w_ih.append(rnn.weight_ih_l0[order].t())
-            w_hh.append(rnn.weight_hh_l0[order].t())
-            bias.append((rnn.bias_ih_l0 + rnn.bias_hh_l0)[order])
-        self.feature = self._stack(feature)
-        self.decoder = self._stack(decoder)
-        self.w_ih = torch.stack(w_ih).contiguous()
-        self.w_hh = torch.stack(w_hh).contiguous()
-        self.bias = torch.stack(bias)[:, None]
-        self.first_gates = torch.baddbmm(self.bias, torch.stack(first), self.w_ih)  # (k, 1, 4H)
-        w, b, tanh = self.decoder[0]  # reads [h_t, z_t]: the h rows step, the z rows do not
-        self.dec_h, self.dec_z, self.dec_b, self.dec_tanh = (
-            w[:, :H].contiguous(), w[:, H:].contiguous(), b, tanh)
-        self.log_input = self.modules[0].log_input
-        self.min_var = torch.stack([m.min_var for m in self.modules])[:, None]
-        self.rnn_dim = H
-        self._z_part = None
-
-    @staticmethod
-    def supports(module) -> bool:
-        """An SRNN whose frame features are the standardised power alone."""
-        return (module.architecture == "srnn" and module.likelihood == "itakura_saito"
-                and module.n_features == module.x_dim)
-
-    @classmethod
-    def groups(cls, modules: Sequence) -> list[tuple[int, int]]:
-        """Runs of consecutive priors one stacked step can serve (same shapes and input)."""
-        def key(m):
-            if not cls.supports(m):
-                return None
-            return (m.log_input, tuple((k, tuple(v.shape)) for k, v in m.state_dict().items()))
-
-        out = []
-        for n, m in enumerate(modules):
-            if out and key(m) is not None and key(m) == key(modules[out[-1][0]]):
-                out[-1] = (out[-1][0], n + 1)
-            else:
-                out.append((n, n + 1))
-        return out
-
-    @staticmethod
-    def _stack(per_module: list) -> list[tuple[torch.Tensor, torch.Tensor, bool]]:
-        return [(torch.stack([layers[i][0] for layers in per_module]).contiguous(),
-                 torch.stack([layers[i][1] for layers in per_module])[:, None],
-                 per_module[0][i][2]) for i in range(len(per_module[0]))]
-
-    @staticmethod
-    def _mlp(layers, x: torch.Tensor) -> torch.Tensor:
-        for w, b, tanh in layers:
-            x = torch.baddbmm(b, x, w) if x.ndim == 3 else torch.addmm(b, x, w)
-            if tanh:
-                x = x.tanh_()
-        return x
-
-    def start(self, z: list[torch.Tensor], batch: int) -> tuple:
-        """Begin a pass with the latents ``z`` (one ``(B, T, Z)`` per prior): the decoder's
-        first layer reads ``[h_t, z_t]``, and its ``z`` part is computed here for all frames."""
-        z = torch.stack(z)  # (k, B, T, Z)
-        k, B, T, Z = z.shape
-        self._z_part = torch.baddbmm(self.dec_b, z.reshape(k, B * T, Z),
-                                     self.dec_z).reshape(k, B, T, -1)
-        h = self.bias.new_zeros(k, batch, self.rnn_dim)
-        return h, h.clone()
-
-    def step(self, fed: torch.Tensor | None, t: int, state: tuple):
-        """Variances ``(k, B, F)`` of frame ``t`` given the powers ``fed`` ``(k, B, F)`` of frame
-        ``t - 1`` (None at ``t = 0``: ``x_0 = 0``), and the new ``(h_t, c_t)``."""
-        h, c = state
-        if fed is None:  # zero features: the input's share of the gates is a constant
-            gates = torch.baddbmm(self.first_gates, h, self.w_hh)
-        else:
-            # the fed powers are non-negative (|mu|^2 + nu): the module's clamp is the identity
-            x = torch.log(fed + LOG_EPS) if self.log_input else fed
-            x = self._mlp(self.feature, x)
-            gates = torch.baddbmm(self.bias, x, self.w_ih).baddbmm_(h, self.w_hh)
-        H = self.rnn_dim
-        sig = gates[..., :3 * H].sigmoid_()
-        c = torch.addcmul(sig[..., H:2 * H] * c, sig[..., :H], gates[..., 3 * H:].tanh_())
-        h = sig[..., 2 * H:] * c.tanh()
-        out = torch.baddbmm(self._z_part[:, :, t], h, self.dec_h)
-        if self.dec_tanh:
-            out = out.tanh_()
-        out = self._mlp(self.decoder[1:], out)
-        out = out.clamp_(-POWER_LOGVAR_BOUND, POWER_LOGVAR_BOUND)
-        return out.exp_().add_(self.min_var), (h, c)
 
 
 class SpectralDVAEDynamics(RecurrentSpectralDynamics):
@@ -407,12 +262,12 @@ class SpectralDVAEDynamics(RecurrentSpectralDynamics):
             raise ValueError(f"feed must be 'expected' or 'sample', got {feed!r}.")
         self.sample = bool(sample)
         self.feed = feed
-        # runs of SRNN priors step stacked; any other prior steps alone through decode_step
-        # (the base class's per-source hooks)
-        self._group_list = _StackedSRNNStep.groups(self.modules)
-        self._steppers = {(a, b): _StackedSRNNStep(self.modules[a:b])
-                          for a, b in self._group_list
-                          if _StackedSRNNStep.supports(self.modules[a])}
+        # runs of SRNN priors run their E-S pass stacked and compiled; any other prior steps
+        # alone through decode_step (the base class's per-source loop)
+        self._group_list = StackedSRNNPass.groups(self.modules)
+        self._stacked = {(a, b): StackedSRNNPass(self.modules[a:b])
+                         for a, b in self._group_list
+                         if StackedSRNNPass.supports(self.modules[a])}
         self.stochastic = self.sample or feed == "sample"
         self._z: list[torch.Tensor] | None = None
         self._generator: torch.Generator | None = None
@@ -471,26 +326,15 @@ class SpectralDVAEDynamics(RecurrentSpectralDynamics):
         _, v, state = self.modules[n].decode_step(fed, self._z[n][:, t], state)
         return v, state
 
-    def _start(self, a, b, batch):
-        stepper = self._steppers.get((a, b))
-        if stepper is None:
-            return super()._start(a, b, batch)
-        if self.feed == "expected":
-            T = self._z[a].shape[1]
-            self._teacher[a, b] = (
-                torch.empty((b - a, batch, T, self.modules[a].x_dim), device=self.device),
-                torch.empty((b - a, batch, T, stepper.rnn_dim), device=self.device))
-        return stepper.start(self._z[a:b], batch)
-
-    def _step_group(self, a, b, fed, t, state):
-        stepper = self._steppers.get((a, b))
-        if stepper is None:
-            return super()._step_group(a, b, fed, t, state)
-        v, state = stepper.step(fed, t, state)
-        if (a, b) in self._teacher:
-            self._teacher[a, b][1][:, :, t] = state[0]
-        return v, state
-
-    def _fed(self, a, b, t, fed):
-        if (a, b) in self._teacher:
-            self._teacher[a, b][0][:, :, t] = fed
+    def _pass_group(self, a, b, prec, power, var, iv):
+        stacked = self._stacked.get((a, b))
+        if stacked is None:
+            return super()._pass_group(a, b, prec, power, var, iv)
+        stacked.start(self._z[a:b], prec.shape[1])
+        teacher = None
+        if iv is None:  # the expected feed: E-Z may reuse the LSTM states (_teacher_forced)
+            B, T = prec.shape[1:3]
+            teacher = self._teacher[a, b] = (
+                torch.empty((b - a, B, T, self.modules[a].x_dim), device=self.device),
+                torch.empty((b - a, B, T, stacked.rnn_dim), device=self.device))
+        stacked.run(prec, power, var, teacher, iv, self._generator)
