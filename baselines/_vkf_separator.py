@@ -197,6 +197,8 @@ class VKFSeparator(VEMSeparator):
     (1, 2, 51200)
     """
 
+    _sources_dtype: ClassVar[type] = np.complex128  # the Kalman recursion runs in float64
+
     _parameter_constraints: ClassVar[dict] = {
         "priors": [list, tuple],
         "init": [StrOptions({"dvae", "oracle"})],

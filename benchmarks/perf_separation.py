@@ -8,7 +8,7 @@ processes', reported with the figure before separating (Python, torch and the pr
 the seconds per VEM step (E-W, E-Z, E-S, bound) of one batch.
 
     python benchmarks/perf_separation.py                       # 24 mixtures of T = 300
-    python benchmarks/perf_separation.py --backends processes threads
+    python benchmarks/perf_separation.py --backends processes threads   # force either kind
     python benchmarks/perf_separation.py --lengths 50 300 --n-mixtures 24 --n-jobs 1 2
     python benchmarks/perf_separation.py --priors /tmp/speech.pt /tmp/flute.pt
 """
@@ -29,9 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-mixtures", type=int, default=24)
     parser.add_argument("--n-jobs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--max-iter", type=int, default=70)
-    parser.add_argument("--backends", nargs="+", default=["processes"],
-                        choices=["processes", "threads"],
-                        help="what the n_jobs workers are (threads: one process)")
+    parser.add_argument("--backends", nargs="+", default=["auto"],
+                        choices=["auto", "processes", "threads"],
+                        help="what the n_jobs workers are (auto: the separator's choice, "
+                        "threads for SRNN priors; threads: one process)")
     parser.add_argument("--priors", nargs="+", default=["speech", "flute"],
                         help="bundled names, DVAE files, or model.pt:config.ini checkpoints")
     args = parser.parse_args(argv)
@@ -44,11 +45,12 @@ def main(argv: list[str] | None = None) -> int:
             for backend in args.backends if n_jobs > 1 or backend == args.backends[0]]
     for T, n_jobs, backend in runs:
         r = run_isolated("separation", T=T, n=args.n_mixtures, max_iter=args.max_iter,
-                         priors=list(args.priors), n_jobs=n_jobs, backend=backend)
+                         priors=list(args.priors), n_jobs=n_jobs,
+                         backend=None if backend == "auto" else backend)
         st = r["steps"]
         steps = (" / ".join(f"{st[k]:.3f}" for k in ("e_w", "e_z", "e_s", "bound"))
                  if st else "")
-        workers = backend if n_jobs > 1 else "-"
+        workers = r["backend"] if n_jobs > 1 else "-"
         print(f"| {T} | {r['n']} | {n_jobs} | {workers} | {r['seconds']:.1f} | "
               f"{r['audio_seconds']:.1f} | {r['rtf']:.3f} | {r['peak_rss_mib']:.0f} "
               f"({r['rss_before_mib']:.0f}) | {steps} |", flush=True)

@@ -14,7 +14,7 @@ A function TorchScript refuses is a bug here: that error is raised.
 
 from __future__ import annotations
 
-import functools
+import threading
 import warnings
 from collections.abc import Callable
 
@@ -22,11 +22,23 @@ import torch
 
 __all__ = ["scripted"]
 
+_compiled: dict[Callable, Callable] = {}
+_lock = threading.Lock()  # threads separating in parallel compile each function once
 
-@functools.cache
+
 def scripted(fn: Callable) -> Callable:
     """``fn`` compiled by TorchScript (once per process), or ``fn`` itself where TorchScript
     is unavailable or cannot read ``fn``'s source."""
+    out = _compiled.get(fn)
+    if out is None:
+        with _lock:
+            out = _compiled.get(fn)
+            if out is None:
+                out = _compiled[fn] = _script(fn)
+    return out
+
+
+def _script(fn: Callable) -> Callable:
     script = getattr(torch.jit, "script", None)
     if script is None:
         return fn

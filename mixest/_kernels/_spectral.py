@@ -37,6 +37,18 @@ __all__ = ["expected_power", "expected_power_numpy", "feed_terms", "feed_terms_n
 _LOG_PI = math.log(math.pi)
 
 
+def _complex(a) -> np.ndarray:
+    """``a`` as complex64 or complex128 (kept as it is when it is one of them)."""
+    a = np.asarray(a)
+    return a if a.dtype in (np.complex64, np.complex128) else a.astype(np.complex128)
+
+
+def _real(a) -> np.ndarray:
+    """``a`` as float32 or float64 (kept as it is when it is one of them)."""
+    a = np.asarray(a)
+    return a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
+
+
 def _sequence_major(shape: tuple, dtype) -> np.ndarray:
     """An empty ``(B, T, N, F)`` array whose memory is ``(B, N, T, F)``: the layout in which the
     engine hands the sources to their dynamics (``(B * N, T, F)`` is then a view, not a copy)."""
@@ -80,12 +92,13 @@ def spectral_e_w(x: np.ndarray, v_x: np.ndarray, means: np.ndarray, covs: np.nda
     """E-W with the Numba kernel (same contract as :func:`spectral_e_w_numpy`).
 
     ``eta`` is a ``(B, T, N, F)`` view of sequence-major memory, like the evidence
-    (:func:`spectral_evidence`); the inputs may have any memory layout.
+    (:func:`spectral_evidence`); the inputs may have any memory layout. The scores are
+    computed in float64; ``eta`` is float32 when the means are complex64 (single-precision
+    sources), else float64.
     """
-    out = _sequence_major(means.shape, np.float64)
-    _e_w(np.asarray(x, dtype=np.complex128), np.asarray(v_x, dtype=float),
-         np.asarray(means, dtype=np.complex128), np.asarray(covs, dtype=float),
-         np.asarray(log_prior, dtype=float), out)
+    means = _complex(means)
+    out = _sequence_major(means.shape, means.real.dtype)
+    _e_w(_complex(x), _real(v_x), means, _real(covs), np.asarray(log_prior, dtype=float), out)
     return out
 
 
@@ -111,11 +124,13 @@ def _evidence(x, v_x, eta, info_vec, info_prec):
 def spectral_evidence(x: np.ndarray, v_x: np.ndarray,
                       eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The evidence with the Numba kernel (same contract as :func:`spectral_evidence_numpy`),
-    as views of sequence-major memory (:func:`spectral_e_w`)."""
-    info_vec = _sequence_major(eta.shape, np.complex128)
-    info_prec = _sequence_major(eta.shape, np.float64)
-    _evidence(np.asarray(x, dtype=np.complex128), np.asarray(v_x, dtype=float),
-              np.asarray(eta, dtype=float), info_vec, info_prec)
+    as views of sequence-major memory (:func:`spectral_e_w`); in single precision (complex64,
+    float32) when ``eta`` is float32."""
+    eta = _real(eta)
+    single = eta.dtype == np.float32
+    info_vec = _sequence_major(eta.shape, np.complex64 if single else np.complex128)
+    info_prec = _sequence_major(eta.shape, eta.dtype)
+    _evidence(_complex(x), _real(v_x), eta, info_vec, info_prec)
     return info_vec, info_prec
 
 
@@ -129,7 +144,7 @@ def _data_bound(x, v_x, means, covs, eta, log_prior, out):
                 xr, xi, v = x[b, t, f].real, x[b, t, f].imag, v_x[b, t, f]
                 log_norm = _LOG_PI + math.log(v)
                 for n in range(N):
-                    e = eta[b, t, n, f]
+                    e = np.float64(eta[b, t, n, f])  # float64 logs of single-precision input
                     if e <= 0.0:
                         continue
                     m = means[b, t, n, f]
@@ -142,9 +157,8 @@ def _data_bound(x, v_x, means, covs, eta, log_prior, out):
 def spectral_data_bound(x, v_x, means, covs, eta, log_prior) -> np.ndarray:
     """:math:`E_q[\\log p(x, w | s)] + H(q(w))` per mixture, shape ``(B,)``."""
     out = np.empty(means.shape[0])
-    _data_bound(np.asarray(x, dtype=np.complex128), np.asarray(v_x, dtype=float),
-                np.asarray(means, dtype=np.complex128), np.asarray(covs, dtype=float),
-                np.asarray(eta, dtype=float), np.asarray(log_prior, dtype=float), out)
+    _data_bound(_complex(x), _real(v_x), _complex(means), _real(covs), _real(eta),
+                np.asarray(log_prior, dtype=float), out)
     return out
 
 
@@ -156,8 +170,10 @@ def _prior_bound(means, covs, var, out):
         for t in range(T):
             for n in range(N):
                 for f in range(F):
-                    m, c, v = means[b, t, n, f], covs[b, t, n, f], var[b, t, n, f]
-                    acc += 1.0 + math.log(c / v) - (m.real ** 2 + m.imag ** 2 + c) / v
+                    m = means[b, t, n, f]
+                    c, v = np.float64(covs[b, t, n, f]), np.float64(var[b, t, n, f])
+                    mr, mi = np.float64(m.real), np.float64(m.imag)
+                    acc += 1.0 + math.log(c / v) - (mr * mr + mi * mi + c) / v
         out[b] = acc
 
 
@@ -168,8 +184,7 @@ def spectral_prior_bound(means: np.ndarray, covs: np.ndarray, var: np.ndarray) -
     :math:`v_\\theta` the decoder gave in the E-S pass.
     """
     out = np.empty(means.shape[0])
-    _prior_bound(np.asarray(means, dtype=np.complex128), np.asarray(covs, dtype=float),
-                 np.asarray(var, dtype=float), out)
+    _prior_bound(_complex(means), _real(covs), _real(var), out)
     return out
 
 
@@ -199,8 +214,8 @@ def feed_terms(info_vec: np.ndarray, info_prec: np.ndarray) -> tuple[np.ndarray,
     """
     prec = np.empty(info_prec.shape, dtype=np.float32)
     power = np.empty(info_prec.shape, dtype=np.float32)
-    _feed_terms(np.ascontiguousarray(info_vec, dtype=np.complex128).ravel(),
-                np.ascontiguousarray(info_prec, dtype=float).ravel(), prec.ravel(), power.ravel())
+    _feed_terms(np.ascontiguousarray(_complex(info_vec)).ravel(),
+                np.ascontiguousarray(_real(info_prec)).ravel(), prec.ravel(), power.ravel())
     return prec, power
 
 
@@ -219,8 +234,8 @@ def expected_power(means: np.ndarray, covs: np.ndarray) -> np.ndarray:
     """The posterior expected power ``|mu|^2 + nu`` of every bin as float32, in one pass
     (Numba): what the priors' encoders read in E-Z."""
     out = np.empty(np.shape(covs), dtype=np.float32)
-    _expected_power(np.ascontiguousarray(means, dtype=np.complex128).ravel(),
-                    np.ascontiguousarray(covs, dtype=float).ravel(), out.ravel())
+    _expected_power(np.ascontiguousarray(_complex(means)).ravel(),
+                    np.ascontiguousarray(_real(covs)).ravel(), out.ravel())
     return out
 
 
@@ -260,14 +275,15 @@ def _source_posteriors(var, iv, ip, mu, nu):
 
 def source_posteriors(var: np.ndarray, info_vec: np.ndarray,
                       info_prec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Posterior mean ``mu = nu iv`` (complex128) and variance ``nu = v / (1 + v ip)``
-    (float64) of every bin from the prior variances ``var`` (any float dtype), in one pass
-    (Numba). All arrays have the same shape."""
-    shape = np.shape(var)
-    mu = np.empty(shape, dtype=np.complex128)
-    nu = np.empty(shape, dtype=np.float64)
-    _source_posteriors(np.ascontiguousarray(var).ravel(),
-                       np.ascontiguousarray(info_vec, dtype=np.complex128).ravel(),
-                       np.ascontiguousarray(info_prec, dtype=float).ravel(),
+    """Posterior mean ``mu = nu iv`` and variance ``nu = v / (1 + v ip)`` of every bin from
+    the prior variances ``var`` (any float dtype), in one pass (Numba), computed in float64
+    and stored in the evidence's precision (complex64 and float32 for complex64 ``info_vec``).
+    All arrays have the same shape."""
+    info_vec = _complex(info_vec)
+    mu = np.empty(info_vec.shape, dtype=info_vec.dtype)
+    nu = np.empty(info_vec.shape, dtype=info_vec.real.dtype)
+    _source_posteriors(np.ascontiguousarray(_real(var)).ravel(),
+                       np.ascontiguousarray(info_vec).ravel(),
+                       np.ascontiguousarray(_real(info_prec)).ravel(),
                        mu.ravel(), nu.ravel())
     return mu, nu

@@ -126,12 +126,12 @@ def tracking_run(T: int, n: int, max_iter: int, prior: str = "pretrained:mot",
 
 
 def separation_run(T: int, n: int, max_iter: int, priors: tuple[str, ...] = ("speech", "flute"),
-                   n_jobs: int = 1, device: str = "cpu", backend: str = "processes") -> dict:
+                   n_jobs: int = 1, device: str = "cpu", backend: str | None = None) -> dict:
     """Separate ``n`` mixtures of ``T`` STFT frames with ``max_iter`` VEM iterations: the
     real-time factor, peak memory and (one process) the seconds per VEM step. ``priors``:
     bundled names, DVAE files or the authors' ``model.pt:config.ini`` checkpoints;
-    ``backend``: the ``n_jobs`` workers are processes (the default) or threads of this
-    process (``joblib.parallel_config(backend="threading")``)."""
+    ``backend``: the ``n_jobs`` workers are the separator's own choice (None: threads for
+    SRNN priors, else processes), or "processes" or "threads" whatever the priors."""
     import joblib
     import torch
 
@@ -144,8 +144,10 @@ def separation_run(T: int, n: int, max_iter: int, priors: tuple[str, ...] = ("sp
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     sep = MixDVAESeparator(priors=models, max_iter=max_iter, batch_size=-(-n // n_jobs),
                            n_jobs=n_jobs, device=device, random_state=0).fit(X)
-    if backend not in ("processes", "threads"):
-        raise ValueError(f"backend must be 'processes' or 'threads', got {backend!r}.")
+    if backend not in (None, "processes", "threads"):
+        raise ValueError(f"backend must be None, 'processes' or 'threads', got {backend!r}.")
+    if backend is None:
+        backend = sep._workers()
     with joblib.parallel_config(backend="threading" if backend == "threads" else "loky"):
         # warm-up on short mixtures: Numba cache, torch kernels, the worker processes
         sep.set_params(batch_size=1).transform(X[:n_jobs, :8 * 256])
@@ -287,9 +289,14 @@ def markdown(records: list[dict]) -> tuple[str, list[str]]:
                            f"{base['default_ms_per_sequence']:.1f} ms "
                            f"({forced:.2f}x / {default:.2f}x)")
         else:
-            figure = f"RTF {r['rtf']:.3f} ({r['seconds']:.1f} s for {r['audio_seconds']:.1f} s)"
+            def workers(rec: dict) -> str:  # older versions recorded no worker kind
+                return f", {rec['backend']}" if rec["n_jobs"] > 1 and "backend" in rec else ""
+
+            figure = (f"RTF {r['rtf']:.3f} ({r['seconds']:.1f} s for {r['audio_seconds']:.1f} s"
+                      f"{workers(r)})")
             if base is not None:
-                figure += f"; baseline RTF {base['rtf']:.3f} ({r['rtf'] / base['rtf']:.2f}x)"
+                figure += (f"; baseline RTF {base['rtf']:.3f}{workers(base)} "
+                           f"({r['rtf'] / base['rtf']:.2f}x)")
         memory = f"{r['peak_rss_mib']:.0f}"
         if base is not None:
             memory += f" (baseline {base['peak_rss_mib']:.0f})"

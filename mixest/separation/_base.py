@@ -217,6 +217,9 @@ class VEMSeparator(SpectralSeparator):
     the mixture).
     """
 
+    #: precision of the sources' posteriors (ComplexGaussianBins): single for float32 priors
+    _sources_dtype: ClassVar[type] = np.complex64
+
     _vem_constraints: ClassVar[dict] = {
         "sample_rate": [Interval(Integral, 1, None, closed="left")],
         "epsilon": [Interval(Real, 0, None, closed="neither")],
@@ -250,7 +253,9 @@ class VEMSeparator(SpectralSeparator):
         from mixest.separation._vem_models import ComplexGaussianBins
 
         obs = np.ascontiguousarray(np.moveaxis(S, -1, -2))  # time-major (B, T, F)
-        model = ComplexGaussianBins(self.epsilon, self._initial_variances(obs, references))
+        # (the initialisation alone is returned in double precision: no VEM to save memory in)
+        model = ComplexGaussianBins(self.epsilon, self._initial_variances(obs, references),
+                                    np.complex128 if self.max_iter == 0 else self._sources_dtype)
         dynamics = self._dynamics(len(S))
         if self.max_iter == 0:  # the initialisation: Wiener filters of the start variances
             data, params = model.prepare(obs, self.n_sources_)
@@ -262,6 +267,6 @@ class VEMSeparator(SpectralSeparator):
                              random_state=np.random.default_rng(seed))
             # read-out: the Wiener filter of the posterior expected powers (the sources then
             # sum to the mixture exactly; the means alone are shrunk bin by bin)
-            power = np.abs(result.means) ** 2 + result.covs
+            power = np.abs(result.means).astype(float) ** 2 + result.covs
             sources = power / power.sum(axis=2, keepdims=True) * obs[:, :, None]
         return np.ascontiguousarray(sources.transpose(0, 2, 3, 1))

@@ -96,12 +96,14 @@ def srnn_step(fed: Tensor | None, z_part: Tensor, h: Tensor, c: Tensor,
         gates = torch.baddbmm(w.first_gates, h, w.w_hh)
     else:
         # the fed powers are non-negative (|mu|^2 + nu): the module's clamp is the identity
-        x = torch.log(fed + w.log_eps) if w.log_input else fed
+        x = (fed + w.log_eps).log_() if w.log_input else fed
         x = _mlp(x, w.feature_w, w.feature_b, w.feature_tanh)
         gates = torch.baddbmm(w.bias, x, w.w_ih).baddbmm_(h, w.w_hh)
-    sig = gates[:, :, :3 * H].sigmoid_()
-    c = torch.addcmul(sig[:, :, H:2 * H] * c, sig[:, :, :H], gates[:, :, 3 * H:].tanh_())
-    h = sig[:, :, 2 * H:] * c.tanh()
+    # (narrow and select: one view operation each, where [:, :, a:b] is three)
+    sig = gates.narrow(2, 0, 3 * H).sigmoid_()
+    c = torch.addcmul(sig.narrow(2, H, H) * c, sig.narrow(2, 0, H),
+                      gates.narrow(2, 3 * H, H).tanh_())
+    h = sig.narrow(2, 2 * H, H) * c.tanh()
     out = torch.baddbmm(z_part, h, w.dec_h)
     if w.dec_tanh:
         out = out.tanh_()
@@ -125,15 +127,15 @@ def srnn_pass(prec: Tensor, power: Tensor, z_part: Tensor, w: SRNNWeights, var: 
     c = torch.zeros_like(h)
     fed: Tensor | None = None
     for t in range(T):
-        v, h, c = srnn_step(fed, z_part[:, :, t], h, c, w)
-        var[:, :, t] = v
+        v, h, c = srnn_step(fed, z_part.select(2, t), h, c, w)
+        var.select(2, t).copy_(v)
         if teacher_h is not None:
-            teacher_h[:, :, t] = h
-        fed = next_feed(v, prec[:, :, t], power[:, :, t],
-                        None if iv_re is None else iv_re[:, :, t],
-                        None if iv_im is None else iv_im[:, :, t], generator)
+            teacher_h.select(2, t).copy_(h)
+        fed = next_feed(v, prec.select(2, t), power.select(2, t),
+                        None if iv_re is None else iv_re.select(2, t),
+                        None if iv_im is None else iv_im.select(2, t), generator)
         if teacher_fed is not None:
-            teacher_fed[:, :, t] = fed
+            teacher_fed.select(2, t).copy_(fed)
 
 
 class StackedSRNNPass:

@@ -63,6 +63,12 @@ class ComplexGaussianBins(ObservationModel):
         The sources' variances to start from (e.g. the true sources' powers: an oracle
         initialisation). None: each source's dynamics reconstructs the mixture's power
         (``dynamics.reconstruct``, "DVAE-init").
+    dtype : {numpy.complex64, numpy.complex128}, default=numpy.complex64
+        Precision in which the sources' posteriors, the responsibilities and the evidence are
+        stored (the per-bin passes compute in float64 either way). Single precision halves
+        the VEM's memory and the bytes its passes stream; float32 networks gain nothing from
+        more. Dynamics whose own recursion is in double precision return double-precision
+        posteriors, which the engine then keeps.
 
     Notes
     -----
@@ -73,9 +79,13 @@ class ComplexGaussianBins(ObservationModel):
     matching posterior variance.
     """
 
-    def __init__(self, epsilon: float = 0.03, initial_variances: np.ndarray | None = None):
+    def __init__(self, epsilon: float = 0.03, initial_variances: np.ndarray | None = None,
+                 dtype: type = np.complex64):
         self.epsilon = float(epsilon)
         self.initial_variances = initial_variances
+        if np.dtype(dtype) not in (np.complex64, np.complex128):
+            raise ValueError(f"dtype must be numpy.complex64 or numpy.complex128, got {dtype!r}.")
+        self.dtype = np.dtype(dtype)
 
     def prepare(self, observations: object, n_sources: int) -> tuple[dict, dict]:
         x = np.asarray(observations)
@@ -100,9 +110,9 @@ class ComplexGaussianBins(ObservationModel):
         v = np.maximum(v, _MIN_NU * data["scale"][:, None, None, None])
         total = v.sum(axis=2, keepdims=True)
         mask = v / total
-        means = mask * data["x"][:, :, None]
+        means = (mask * data["x"][:, :, None]).astype(self.dtype, copy=False)
         covs = np.maximum(v * (1.0 - mask), _MIN_NU * data["scale"][:, None, None, None])
-        return means, covs
+        return means, covs.astype(means.real.dtype, copy=False)
 
     def e_w(self, data, params, means, covs):
         return spectral_e_w(data["x"], data["v_x"], means, covs, params["log_prior"])

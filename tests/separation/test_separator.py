@@ -72,6 +72,47 @@ def test_evidence_and_e_s_kernels_equal_numpy_twins():
         np.testing.assert_allclose(got, want, rtol=1e-14, atol=0)
 
 
+def test_single_precision_sources_keep_their_precision_through_every_kernel():
+    """complex64 sources (the separators' default) give float32 responsibilities, complex64 /
+    float32 evidence and posteriors, each the double-precision twin's value rounded: the
+    kernels compute in float64 and store in the sources' precision."""
+    rng = np.random.default_rng(8)
+    B, T, N, F = 2, 6, 2, 9
+    x, v_x = _complex(rng, (B, T, F)), rng.uniform(0.01, 2.0, (B, T, F))
+    means = _complex(rng, (B, T, N, F)).astype(np.complex64)
+    covs = rng.uniform(0.01, 1.0, (B, T, N, F)).astype(np.float32)
+    log_prior = np.log(rng.dirichlet(np.ones(N), size=B))
+    eta = spectral_e_w(x, v_x, means, covs, log_prior)
+    assert eta.dtype == np.float32
+    np.testing.assert_allclose(eta, spectral_e_w_numpy(x, v_x, means.astype(complex),
+                                                       covs.astype(float), log_prior),
+                               rtol=1e-6, atol=1e-7)
+    iv, ip = spectral_evidence(x, v_x, eta)
+    assert (iv.dtype, ip.dtype) == (np.complex64, np.float32)
+    for got, want in zip((iv, ip), spectral_evidence_numpy(x, v_x, eta.astype(float)),
+                         strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    var = rng.uniform(1e-3, 5.0, iv.shape).astype(np.float32)
+    mu, nu = source_posteriors(var, iv, ip)
+    assert (mu.dtype, nu.dtype) == (np.complex64, np.float32)
+    for got, want in zip((mu, nu), source_posteriors_numpy(var, iv, ip), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    bound64 = spectral_data_bound(x, v_x, means.astype(complex), covs.astype(float),
+                                  eta.astype(float), log_prior)
+    np.testing.assert_allclose(spectral_data_bound(x, v_x, means, covs, eta, log_prior),
+                               bound64, rtol=1e-12)  # float64 sums of the same values
+    prior64 = spectral_prior_bound(means.astype(complex), covs.astype(float), var.astype(float))
+    np.testing.assert_allclose(spectral_prior_bound(means, covs, var), prior64, rtol=1e-12)
+    v0 = rng.uniform(0.1, 1.0, (B, T, N, F))
+    for dtype in (np.complex64, np.complex128):
+        model = ComplexGaussianBins(initial_variances=v0, dtype=dtype)
+        m0, c0 = model.initialize(*model.prepare(x, N), N, None, None)
+        assert (m0.dtype, c0.dtype) == (np.dtype(dtype), np.zeros(1, dtype).real.dtype)
+        np.testing.assert_allclose(m0.sum(axis=2), x, rtol=1e-6)  # Wiener filters of x
+    with pytest.raises(ValueError, match="dtype"):
+        ComplexGaussianBins(dtype=np.float32)
+
+
 def test_kernels_read_either_layout_and_hand_the_dynamics_views():
     """E-W and the evidence come in sequence-major memory, so the engine's ``(B * N, T, F)``
     batch of them is a view, not a copy; every kernel reads either memory layout alike."""
@@ -161,16 +202,23 @@ def _evidence(rng, shape):
     return ip * x, ip
 
 
-def test_e_s_pass_equals_the_recursion_run_by_hand(disjoint_priors):
-    """The E-S pass against decode_step fed by hand with |mu|^2 + nu in float64."""
+@pytest.mark.parametrize("priors", ["trained", "srnn", "vrnn"])
+def test_e_s_pass_equals_the_recursion_run_by_hand(priors, request):
+    """The E-S pass against decode_step fed by hand with |mu|^2 + nu in float64: the trained
+    SRNN priors and two small random SRNNs (the compiled stacked pass), two small VRNNs (the
+    per-source Python loop)."""
     import torch
 
     rng = np.random.default_rng(4)
-    modules = [prior.module_ for prior in disjoint_priors]
+    if priors == "trained":
+        modules = [prior.module_ for prior in request.getfixturevalue("disjoint_priors")]
+    else:
+        modules = [_spectral_module(priors, True, seed) for seed in (0, 1)]
     B, T, F = 2, 5, modules[0].x_dim
     N = len(modules)
     iv, ip = _evidence(rng, (B * N, T, F))
     dyn = SpectralDVAEDynamics(modules)
+    assert bool(dyn._stacked) == (priors != "vrnn")
     dyn.start_batch(B * N, N, rng)
     dyn.infer_latents(iv / np.maximum(ip, 1e-3), rng, covs=np.ones(ip.shape))
     mu, nu, _, var = dyn.forward_pass(iv, ip, None)
@@ -229,34 +277,6 @@ def test_stacked_step_equals_decode_step(log_input):
                 torch.testing.assert_close(v[n], v_ref, rtol=2e-5, atol=0)
                 torch.testing.assert_close(h[n], refs[n].h, rtol=1e-5, atol=1e-6)
             fed = fed_all[:, :, t]
-
-
-@pytest.mark.parametrize("architecture", ["srnn", "vrnn"])
-def test_e_s_pass_of_either_architecture_equals_the_recursion_by_hand(architecture):
-    """Two SRNN priors run the compiled stacked pass; VRNN priors the per-source Python loop.
-    Both against ``decode_step`` fed by hand with |mu|^2 + nu in float64."""
-    import torch
-
-    rng = np.random.default_rng(5)
-    modules = [_spectral_module(architecture, True, seed) for seed in (0, 1)]
-    B, T, F, N = 3, 6, 9, 2
-    iv, ip = _evidence(rng, (B * N, T, F))
-    dyn = SpectralDVAEDynamics(modules)
-    assert bool(dyn._stacked) == (architecture == "srnn")
-    dyn.start_batch(B, N, rng)
-    dyn.infer_latents(iv / np.maximum(ip, 1e-3), rng, covs=np.ones(ip.shape))
-    mu, nu, _, var = dyn.forward_pass(iv, ip, None)
-    for n, module in enumerate(modules):
-        rows = np.arange(n, B * N, N)
-        state, fed = module.initial_state(B), None
-        for t in range(T):
-            with torch.no_grad():
-                _, v, state = module.decode_step(fed, dyn._z[n][:, t], state)
-            v = v.double().numpy()
-            nu_t = v / (1.0 + v * ip[rows, t])
-            np.testing.assert_allclose(var[rows, t], v, rtol=1e-4)
-            np.testing.assert_allclose(mu[rows, t], nu_t * iv[rows, t], rtol=1e-4)
-            fed = torch.as_tensor(np.abs(nu_t * iv[rows, t]) ** 2 + nu_t, dtype=torch.float32)
 
 
 @pytest.mark.parametrize("feed", ["expected", "sample"])
@@ -322,6 +342,28 @@ def test_scripted_runs_python_without_source_and_raises_what_torchscript_refuses
 
     with pytest.raises(torch.jit.frontend.NotSupportedError):
         scripted(varargs)
+
+
+def test_scripted_compiles_once_for_threads_asking_together():
+    import threading
+
+    from mixest._torchscript import scripted
+
+    def triple(x: int) -> int:
+        return 3 * x
+
+    barrier, got = threading.Barrier(4), []
+
+    def ask():
+        barrier.wait()
+        got.append(scripted(triple))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(got) == 4 and all(f is got[0] for f in got) and got[0](2) == 6
 
 
 def test_stacked_pass_groups_priors_of_one_shape():
