@@ -4,10 +4,10 @@ The E-S recursion of the audio VEM is sequential: the prior variance ``v_t`` of 
 frame ``t`` comes from its decoder fed the posterior expected power of frame ``t - 1``, and that
 posterior needs ``v_{t-1}``. Each frame is some twenty small tensor operations on the batch's
 rows. :class:`StackedSRNNPass` holds the weights of several priors of one shape stacked, so
-that one operation serves all of them, and :func:`srnn_pass` runs the loop over the frames;
-both are compiled by TorchScript (:func:`mixest._torchscript.scripted`), so that a pass is one
-call that releases the interpreter lock once (two threads separating two batches then run in
-parallel) instead of some six thousand calls.
+that one operation serves all of them, and :func:`srnn_pass` runs the loop over the frames,
+compiled by TorchScript (:func:`mixest._torchscript.scripted`): a pass is one call that
+releases the interpreter lock once (two threads separating two batches then run in parallel)
+instead of some six thousand calls.
 
 :func:`next_feed` is the recursion's update per frame, shared with the plain Python loop that
 steps any other prior (``RecurrentSpectralDynamics.forward_pass``).
@@ -231,15 +231,13 @@ class StackedSRNNPass:
                 x = x.tanh_()
         return x
 
-    def start(self, z: list[Tensor], batch: int) -> tuple[Tensor, Tensor]:
+    def start(self, z: list[Tensor]) -> None:
         """Begin a pass with the latents ``z`` (one ``(B, T, Z)`` per prior): the decoder's
         first layer reads ``[h_t, z_t]``, and its ``z`` part is computed here for all frames."""
         z = torch.stack(z)  # (k, B, T, Z)
         k, B, T, Z = z.shape
         self._z_part = torch.baddbmm(self.dec_b, z.reshape(k, B * T, Z),
                                      self.dec_z).reshape(k, B, T, -1)
-        h = self.dec_b.new_zeros(k, batch, self.rnn_dim)
-        return h, h.clone()
 
     def run(self, prec: Tensor, power: Tensor, var: Tensor, teacher: tuple | None = None,
             iv: tuple[Tensor, Tensor] | None = None,

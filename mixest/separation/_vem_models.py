@@ -340,7 +340,7 @@ class SpectralDVAEDynamics(RecurrentSpectralDynamics):
         stacked = self._stacked.get((a, b))
         if stacked is None:
             return super()._pass_group(a, b, prec, power, var, iv)
-        stacked.start(self._z[a:b], prec.shape[1])
+        stacked.start(self._z[a:b])
         teacher = None
         if iv is None:  # the expected feed: E-Z may reuse the LSTM states (_teacher_forced)
             B, T = prec.shape[1:3]

@@ -269,7 +269,8 @@ def test_stacked_step_equals_decode_step(log_input):
     fed_all = torch.rand(len(modules), B, T, 9) * 3.0
     step = scripted(srnn_step)
     with torch.no_grad():
-        h, c = stacked.start(z, B)
+        stacked.start(z)
+        h = c = torch.zeros(len(modules), B, 5)
         fed, refs = None, [m.initial_state(B) for m in modules]
         for t in range(T):
             v, h, c = step(fed, stacked._z_part[:, :, t], h, c, stacked.weights)
@@ -302,7 +303,7 @@ def test_compiled_e_s_pass_equals_the_same_code_run_by_python(feed):
     for fn in (srnn_pass, compiled):
         out = (torch.empty(k, B, T, F), torch.empty(k, B, T, F), torch.empty(k, B, T, 5))
         with torch.no_grad():
-            stacked.start([torch.ones(B, T, 3), -torch.ones(B, T, 3)], B)
+            stacked.start([torch.ones(B, T, 3), -torch.ones(B, T, 3)])
             fn(prec, power, stacked._z_part, stacked.weights, *out, *iv,
                torch.Generator().manual_seed(1))
         outs.append(out)
