@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="isolated training audio per source for NMF, temporal NMF, VKF")
     parser.add_argument("--methods", nargs="+", default=None, metavar="LABEL",
                         help="run only the rows whose label starts with one of these")
-    parser.add_argument("--n-jobs", type=int, default=2, help="processes per separator")
+    parser.add_argument("--n-jobs", type=int, default=2,
+                        help="workers per separator (its n_jobs: threads or processes)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--feed", choices=("expected", "sample"), default="expected",
                         help="what the MixDVAE rows' decoders read of the previous frame "
