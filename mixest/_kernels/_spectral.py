@@ -201,21 +201,22 @@ def feed_terms_numpy(info_vec: np.ndarray, info_prec: np.ndarray) -> tuple[np.nd
 
 
 @numba.njit(cache=True, nogil=True)
-def _feed_terms(iv, ip, prec, power):
+def _squared_modulus(iv, power):
     for i in range(iv.size):
-        prec[i] = ip[i]
         power[i] = iv[i].real * iv[i].real + iv[i].imag * iv[i].imag
 
 
 def feed_terms(info_vec: np.ndarray, info_prec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The evidence's precision ``ip`` and power ``|iv|^2`` as float32, in one pass (Numba).
+    """The evidence's precision ``ip`` and power ``|iv|^2`` as float32 (the power in one Numba
+    pass).
 
-    ``info_vec`` (complex) and ``info_prec`` have the same shape; so do both results.
+    ``info_vec`` (complex) and ``info_prec`` have the same shape; so do both results. A
+    contiguous float32 ``info_prec`` (single-precision sources) is returned as it is, not
+    copied.
     """
-    prec = np.empty(info_prec.shape, dtype=np.float32)
-    power = np.empty(info_prec.shape, dtype=np.float32)
-    _feed_terms(np.ascontiguousarray(_complex(info_vec)).ravel(),
-                np.ascontiguousarray(_real(info_prec)).ravel(), prec.ravel(), power.ravel())
+    prec = np.ascontiguousarray(info_prec, dtype=np.float32)
+    power = np.empty(prec.shape, dtype=np.float32)
+    _squared_modulus(np.ascontiguousarray(_complex(info_vec)).ravel(), power.ravel())
     return prec, power
 
 

@@ -263,6 +263,12 @@ def perf(*, tracking_lengths: tuple[int, ...] = (60, 120, 300),
     return records
 
 
+def _workers(record: dict) -> str:
+    """", threads" or ", processes" for a separation run with several workers (older versions
+    recorded no worker kind: nothing)."""
+    return f", {record['backend']}" if record["n_jobs"] > 1 and "backend" in record else ""
+
+
 def markdown(records: list[dict]) -> tuple[str, list[str]]:
     """One table for every kind of record: header and rows."""
     header = ("| run | T | batch | n_jobs | device | figure | per VEM step (share) | "
@@ -289,13 +295,10 @@ def markdown(records: list[dict]) -> tuple[str, list[str]]:
                            f"{base['default_ms_per_sequence']:.1f} ms "
                            f"({forced:.2f}x / {default:.2f}x)")
         else:
-            def workers(rec: dict) -> str:  # older versions recorded no worker kind
-                return f", {rec['backend']}" if rec["n_jobs"] > 1 and "backend" in rec else ""
-
             figure = (f"RTF {r['rtf']:.3f} ({r['seconds']:.1f} s for {r['audio_seconds']:.1f} s"
-                      f"{workers(r)})")
+                      f"{_workers(r)})")
             if base is not None:
-                figure += (f"; baseline RTF {base['rtf']:.3f}{workers(base)} "
+                figure += (f"; baseline RTF {base['rtf']:.3f}{_workers(base)} "
                            f"({r['rtf'] / base['rtf']:.2f}x)")
         memory = f"{r['peak_rss_mib']:.0f}"
         if base is not None:

@@ -22,11 +22,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mixest.dvae._modules import gaussian_kl, mlp_layers
+from mixest.dvae._modules import _LOGVAR_MAX, _LOGVAR_MIN, gaussian_kl, mlp_layers
 
 __all__ = ["EncoderFineTuner"]
-
-_LOGVAR_MIN, _LOGVAR_MAX = -18.0, 12.0
 
 
 class EncoderFineTuner:

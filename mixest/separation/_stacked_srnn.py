@@ -163,7 +163,7 @@ class StackedSRNNPass:
             device = m.x_loc.device
             layers = transposed_layers(m.feature_x)
             # frame 0 reads zero features (not standardised zeros): the block's output there
-            first.append(self._mlp(layers, torch.zeros(1, m.x_dim, device=device)))
+            first.append(m.feature_x(torch.zeros(1, m.x_dim, device=device)))
             (w, b, tanh), rest = layers[0], layers[1:]
             scale, loc = m.x_scale.to(f64), m.x_loc.to(f64)
             w64 = w.to(f64)  # (x - loc) / scale @ w + b = x @ (w / scale) + (b - loc / scale @ w)
@@ -222,14 +222,6 @@ class StackedSRNNPass:
         return [(torch.stack([layers[i][0] for layers in per_module]).contiguous(),
                  torch.stack([layers[i][1] for layers in per_module])[:, None],
                  per_module[0][i][2]) for i in range(len(per_module[0]))]
-
-    @staticmethod
-    def _mlp(layers, x: Tensor) -> Tensor:
-        for w, b, tanh in layers:
-            x = torch.addmm(b, x, w)
-            if tanh:
-                x = x.tanh_()
-        return x
 
     def start(self, z: list[Tensor]) -> None:
         """Begin a pass with the latents ``z`` (one ``(B, T, Z)`` per prior): the decoder's

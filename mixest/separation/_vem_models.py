@@ -139,8 +139,8 @@ class RecurrentSpectralDynamics(Dynamics):
     :math:`v_{nt}` of :math:`s_{nt} \\sim N_c(0, v_{nt})`, and the E-S step is the Wiener-like
     update per bin. Subclasses say how a network starts (:meth:`_initial_state`) and steps
     (:meth:`_step`), and how it reconstructs a power spectrogram (:meth:`reconstruct`, the
-    initialisation); a subclass whose networks can step several sources at once also overrides
-    :meth:`_groups`, :meth:`_start` and :meth:`_step_group`. Source ``n`` of every mixture uses
+    initialisation); a subclass whose networks can run several sources' passes at once also
+    overrides :meth:`_groups` and :meth:`_pass_group`. Source ``n`` of every mixture uses
     ``modules[n]``; the engine runs the ``B * N`` sources sequence-major.
 
     Parameters
@@ -219,7 +219,7 @@ class RecurrentSpectralDynamics(Dynamics):
         B, N, T, F = ip.shape
         # The recursion needs only real powers: with nu = (1 / v + ip)^-1 and mu = nu iv, the
         # power fed at t + 1 is |mu|^2 + nu = nu^2 |iv|^2 + nu (next_feed). The complex means
-        # and the float64 variances follow after the loop, in one pass over the bins.
+        # and the posterior variances follow after the loop, in one pass over the bins.
         prec, evidence_power = (self._tensor(a).transpose(0, 1) for a in feed_terms(iv, ip))
         parts = None
         if self.feed == "sample":
@@ -231,7 +231,7 @@ class RecurrentSpectralDynamics(Dynamics):
         for a, b in self._groups():
             self._pass_group(a, b, prec[a:b], evidence_power[a:b], var_k[a:b],
                              None if parts is None else (parts[0][a:b], parts[1][a:b]))
-        del prec, evidence_power, parts  # freed before the float64 posteriors are allocated
+        del prec, evidence_power, parts  # freed before the posteriors are allocated
         var = var.cpu().numpy()  # the prior variances, float32: what the bound reads
         mu, nu = source_posteriors(var, iv, ip)
         flat = [a.reshape(B * N, T, F) for a in (mu, nu, var)]

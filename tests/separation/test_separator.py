@@ -92,6 +92,8 @@ def test_single_precision_sources_keep_their_precision_through_every_kernel():
     for got, want in zip((iv, ip), spectral_evidence_numpy(x, v_x, eta.astype(float)),
                          strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-6)
+    per_source = np.moveaxis(ip, 2, 1)  # the (B, N, T, F) layout the dynamics read
+    assert feed_terms(np.moveaxis(iv, 2, 1), per_source)[0] is per_source  # not copied
     var = rng.uniform(1e-3, 5.0, iv.shape).astype(np.float32)
     mu, nu = source_posteriors(var, iv, ip)
     assert (mu.dtype, nu.dtype) == (np.complex64, np.float32)
