@@ -9,10 +9,11 @@ joined into one 8.9 s recording), fixed seeds. Rows: the mixture itself, the ora
 mask, DVAE-init, the VKF (from DVAE-init and from the true sources), Deep AR, NMF, temporal NMF
 and MixDVAE, with mixest's bundled priors and, with ``--authors-dir``, with the MixDVAE authors'
 released priors (read at run time). NMF, temporal NMF and the VKF's AR(1) learn from
-``--train-minutes`` of the priors' own training audio per source. Prints a Markdown table of
-SI-SDR, PESQ (wide-band), ESTOI and scale-optimal RMSE per source and the real-time factor of
-each row; ``--out DIR`` also writes it as Markdown, CSV and JSON with the command and the
-mixest version.
+``--train-minutes`` of the priors' own training audio per source (the synthetic corpus of
+``benchmarks/audio_corpus.py``: a run whose ``--methods`` leave those rows out does not read
+it). Prints a Markdown table of SI-SDR, PESQ (wide-band), ESTOI and scale-optimal RMSE per
+source and the real-time factor of each row; ``--out DIR`` also writes it as Markdown, CSV and
+JSON with the command and the mixest version.
 
     python benchmarks/table_separation.py --authors-dir ../shared/data/pretrained/mixdvae_authors
     python benchmarks/table_separation.py --lengths 50 --ratios 0 --n-mixtures 8   # quick
@@ -104,18 +105,23 @@ def main(argv: list[str] | None = None) -> int:
                         "(MixDVAESeparator(feed=...))")
     args = parser.parse_args(argv)
 
-    from mixest.benchmark._table3 import authors_priors, header, table3
+    from mixest.benchmark._table3 import TRAINED, authors_priors, header, selected, table3
 
     speech, flute = held_out(args.audio_dir, args.speech_dir, args.music_dir)
     prior_sets = {"mixest": list(args.priors)}
     if args.authors_dir is not None:
         prior_sets["authors'"] = authors_priors(args.authors_dir)
-    y_train = training_sources(args.train_minutes, args.seed)
-    print(f"training audio: {y_train.shape[-1] / 16000 / 60:.1f} min per source", flush=True)
+    # only the NMF and VKF rows learn from isolated audio (the synthetic corpus of
+    # benchmarks/audio_corpus.py): a run without them does not need it
+    y_train = None
+    methods = tuple(args.methods) if args.methods else None
+    if any(selected(label, methods) for label in TRAINED):
+        y_train = training_sources(args.train_minutes, args.seed)
+        print(f"training audio: {y_train.shape[-1] / 16000 / 60:.1f} min per source", flush=True)
     records = table3(speech, flute, y_train, prior_sets=prior_sets, labels=SOURCES,
                      lengths=tuple(args.lengths), ratios=tuple(args.ratios),
                      n_mixtures=args.n_mixtures, max_iter=args.max_iter,
-                     methods=tuple(args.methods) if args.methods else None, n_jobs=args.n_jobs,
+                     methods=methods, n_jobs=args.n_jobs,
                      seed=args.seed, verbose=False, feed=args.feed)
     print(header(SOURCES))
     print("\n".join(r["markdown"] for r in records))
