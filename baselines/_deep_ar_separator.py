@@ -237,7 +237,8 @@ class DeepARSeparator(VEMSeparator):
         Training epochs of those networks (early stopping on a 10% split, patience 10; the
         bundled networks' setting).
     sample_rate, epsilon, max_iter, batch_size, n_jobs, device, verbose
-        As in :class:`~mixest.separation.MixDVAESeparator`.
+        As in :class:`~mixest.separation.MixDVAESeparator` (``epsilon`` 0.003 as there: better
+        than the paper's 0.03 for these networks too, ``docs/separation.md``).
     random_state : int, RandomState or None, default=None
         Seeds the training of the networks trained in :meth:`fit`.
 
@@ -277,7 +278,7 @@ class DeepARSeparator(VEMSeparator):
         hidden_size: int = 128,
         max_epochs: int = 100,
         sample_rate: int = 16000,
-        epsilon: float = 0.03,
+        epsilon: float = 0.003,
         max_iter: int = 70,
         batch_size: int = 16,
         n_jobs: int | None = None,

@@ -18,6 +18,8 @@ JSON with the command and the mixest version.
     python benchmarks/table_separation.py --authors-dir ../shared/data/pretrained/mixdvae_authors
     python benchmarks/table_separation.py --lengths 50 --ratios 0 --n-mixtures 8   # quick
     python benchmarks/table_separation.py --methods MixDVAE --feed sample   # sampled feed
+    python benchmarks/table_separation.py --methods "MixDVAE (authors" --epsilon 0.03 \
+        --authors-dir ../shared/data/pretrained/mixdvae_authors   # the paper's noise ratio
 """
 
 from __future__ import annotations
@@ -100,9 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-jobs", type=int, default=2,
                         help="workers per separator (its n_jobs: threads or processes)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--feed", choices=("expected", "sample"), default="expected",
+    parser.add_argument("--feed", choices=("expected", "sample"), default=None,
                         help="what the MixDVAE rows' decoders read of the previous frame "
-                        "(MixDVAESeparator(feed=...))")
+                        "(MixDVAESeparator(feed=...); default: the separator's)")
+    parser.add_argument("--epsilon", type=float, default=None,
+                        help="the MixDVAE rows' observation noise ratio (MixDVAESeparator("
+                        "epsilon=...); default: the separator's, e.g. 0.03 for the paper's)")
     args = parser.parse_args(argv)
 
     from mixest.benchmark._table3 import TRAINED, authors_priors, header, selected, table3
@@ -122,7 +127,10 @@ def main(argv: list[str] | None = None) -> int:
                      lengths=tuple(args.lengths), ratios=tuple(args.ratios),
                      n_mixtures=args.n_mixtures, max_iter=args.max_iter,
                      methods=methods, n_jobs=args.n_jobs,
-                     seed=args.seed, verbose=False, feed=args.feed)
+                     seed=args.seed, verbose=False,
+                     mixdvae={key: value for key, value in (("feed", args.feed),
+                                                            ("epsilon", args.epsilon))
+                              if value is not None})
     print(header(SOURCES))
     print("\n".join(r["markdown"] for r in records))
     footer = (f"{args.n_mixtures} mixtures per setting; seed {args.seed}; "

@@ -12,7 +12,15 @@ flute melodies that ``benchmarks/audio_corpus.py`` rendered with the held-out so
 test/validation clips, the held-out sets of ``benchmarks/table_separation.py``, are not read.
 Prints the mean SI-SDR per source of DVAE-init (0 iterations) and of MixDVAE after 1, 3, 10 and
 70 VEM iterations. ``--priors`` takes what the separator takes: ``pretrained:NAME`` or saved
-DVAE files (default: the bundled speech and flute priors).
+DVAE files (default: the bundled speech and flute priors); ``--authors-dir`` takes the MixDVAE
+authors' released priors instead. ``--epsilon`` runs the separator at each of several
+observation noise ratios (``MixDVAESeparator(epsilon=...)``; default: the separator's own), and
+``--separator vkf`` or ``deep-ar`` scores that baseline instead, at its defaults but for
+``--epsilon`` (the VKF starts from the priors' DVAE-init and fits its AR(1) on the priors' own
+training audio, ``table_separation.py --train-minutes 10``)::
+
+    python benchmarks/validate_separation_priors.py --epsilon 0.03 0.01 0.003 0.001
+    python benchmarks/validate_separation_priors.py --separator vkf --epsilon 0.03 0.003
 """
 
 from __future__ import annotations
@@ -52,19 +60,48 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--priors", nargs=2, default=["pretrained:speech", "pretrained:flute"],
                         metavar=("SPEECH", "FLUTE"),
                         help="pretrained:NAME or saved DVAE files")
+    parser.add_argument("--authors-dir", type=Path, default=None,
+                        help="the MixDVAE authors' released priors (model_scass_*.pt and their "
+                        ".ini files) instead of --priors")
+    parser.add_argument("--epsilon", type=float, nargs="+", default=[None],
+                        help="observation noise ratios to score (default: the separator's)")
+    parser.add_argument("--separator", choices=("mixdvae", "vkf", "deep-ar"), default="mixdvae")
     args = parser.parse_args(argv)
 
+    from mixest.baselines import DeepARSeparator, VKFSeparator
     from mixest.separation import MixDVAESeparator, si_sdr
 
+    priors = tuple(args.priors)
+    if args.authors_dir is not None:
+        from mixest.benchmark._table3 import authors_priors
+
+        priors = tuple(authors_priors(args.authors_dir))
     X, Y = validation_mixtures()
-    print(f"priors {args.priors[0]} / {args.priors[1]}: mean SI-SDR speech / flute (dB) on "
-          f"{len(X)} validation mixtures")
-    # the priors only load in fit; the number of iterations is read at transform
-    est = MixDVAESeparator(priors=tuple(args.priors), random_state=0).fit(X[:1])
-    for n_iter in ITERATIONS:
-        speech_db, flute_db = si_sdr(Y, est.set_params(max_iter=n_iter).transform(X)).mean(0)
-        label = "DVAE-init" if n_iter == 0 else f"{n_iter} iterations"
-        print(f"  {label:>13}: {speech_db:5.2f} / {flute_db:5.2f}", flush=True)
+    fit_X, fit_y = X[:1], None  # the priors only load in fit
+    if args.separator == "vkf":
+        from table_separation import training_sources
+
+        fit_y = training_sources(10.0, 0)
+        fit_X = fit_y.sum(1)
+    name = "the authors' priors" if args.authors_dir else f"priors {priors[0]} / {priors[1]}"
+    print(f"{args.separator}, {name}: mean SI-SDR speech / flute (dB) on {len(X)} validation "
+          "mixtures")
+    for epsilon in args.epsilon:
+        eps = {} if epsilon is None else {"epsilon": epsilon}
+        if args.separator == "mixdvae":
+            est = MixDVAESeparator(priors=priors, random_state=0, **eps).fit(fit_X)
+            iterations = ITERATIONS  # the number of iterations is read at transform
+        elif args.separator == "vkf":
+            est = VKFSeparator(priors=priors, random_state=0, **eps).fit(fit_X, fit_y)
+            iterations = (70,)
+        else:
+            est = DeepARSeparator(random_state=0, **eps).fit(fit_X)
+            iterations = (70,)
+        print(f" epsilon {est.epsilon:g}")
+        for n_iter in iterations:
+            speech_db, flute_db = si_sdr(Y, est.set_params(max_iter=n_iter).transform(X)).mean(0)
+            label = "DVAE-init" if n_iter == 0 else f"{n_iter} iterations"
+            print(f"  {label:>13}: {speech_db:5.2f} / {flute_db:5.2f}", flush=True)
     return 0
 
 

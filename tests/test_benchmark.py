@@ -136,6 +136,22 @@ def test_table3_without_training_audio(tmp_path, capsys):
                        "Deep AR", "MixDVAE (mixest priors)"]
 
 
+def test_table3_mixdvae_settings_reach_the_rows_and_their_labels():
+    from mixest.benchmark._table3 import selected, separators
+
+    sets = {"mixest": ["pretrained:speech", "pretrained:flute"], "other": ["a.pt", "b.pt"]}
+    rows = dict(separators(sets, max_iter=5, n_jobs=1, seed=0,
+                           mixdvae={"epsilon": 0.03, "feed": "sample"}))
+    sep = rows["MixDVAE (other priors, epsilon=0.03, feed='sample')"]
+    assert (sep.epsilon, sep.feed, sep.max_iter) == (0.03, "sample", 5)
+    assert sep.priors == ["a.pt", "b.pt"]
+    # the other rows keep their own defaults; a run selected by prior set still finds the row
+    assert rows["Deep AR"].epsilon == 0.003 and rows["VKF (DVAE-init)"].epsilon == 0.03
+    assert selected("MixDVAE (other priors, epsilon=0.03, feed='sample')", ("MixDVAE (other",))
+    plain = dict(separators(sets, max_iter=5, n_jobs=1, seed=0))
+    assert plain["MixDVAE (mixest priors)"].epsilon == 0.003
+
+
 def test_perf_runs_every_configuration_in_its_own_process(tmp_path):
     out = tmp_path / "perf"
     argv = ["benchmark", "perf", "--tracking-lengths", "10", "--n-sequences", "4", "8",

@@ -54,8 +54,9 @@ def _estoi(reference: np.ndarray, estimate: np.ndarray) -> float:
 
 
 def separators(prior_sets: dict, max_iter: int, n_jobs: int | None,
-               seed: int, feed: str = "expected") -> list[tuple[str, object]]:
-    """Every separator row, unfitted: ``(label, estimator)`` (``feed``: the MixDVAE rows')."""
+               seed: int, mixdvae: dict | None = None) -> list[tuple[str, object]]:
+    """Every separator row, unfitted: ``(label, estimator)``; ``mixdvae``: parameters of the
+    MixDVAE rows other than their defaults, named in their labels."""
     from mixest.baselines import (
         DeepARSeparator,
         NMFSeparator,
@@ -75,9 +76,10 @@ def separators(prior_sets: dict, max_iter: int, n_jobs: int | None,
         ("NMF", NMFSeparator(**common)),
         ("temporal NMF", TemporalNMFSeparator(**common)),
     ]
-    variant = "" if feed == "expected" else ", sampled feed"
-    rows += [(f"MixDVAE{variant} ({name} priors)",
-              MixDVAESeparator(priors=priors, max_iter=max_iter, feed=feed, **common))
+    mixdvae = dict(mixdvae or {})
+    variant = "".join(f", {key}={value!r}" for key, value in mixdvae.items())
+    rows += [(f"MixDVAE ({name} priors{variant})",
+              MixDVAESeparator(priors=priors, max_iter=max_iter, **mixdvae, **common))
              for name, priors in prior_sets.items()]
     return rows
 
@@ -93,7 +95,7 @@ def table3(speech: list[np.ndarray], music: list[np.ndarray], y_train: np.ndarra
            ratios: tuple[float, ...] = (-10.0, -5.0, 0.0, 5.0), n_mixtures: int = 24,
            max_iter: int = 70, methods: tuple[str, ...] | None = None,
            n_jobs: int | None = None, seed: int = 0, verbose: bool = True,
-           feed: str = "expected") -> list[dict]:
+           mixdvae: dict | None = None) -> list[dict]:
     """Separate the same held-out mixtures with every row.
 
     Parameters
@@ -119,9 +121,10 @@ def table3(speech: list[np.ndarray], music: list[np.ndarray], y_train: np.ndarra
         oracle mask, the references, are always there).
     n_jobs, seed, verbose
         Processes per separator, the seed of the mixtures and separators, a progress bar.
-    feed : {"expected", "sample"}
-        The MixDVAE rows' ``feed`` (:class:`~mixest.separation.MixDVAESeparator`); their
-        label says "sampled feed" for ``"sample"``.
+    mixdvae : dict, optional
+        Parameters of the MixDVAE rows' :class:`~mixest.separation.MixDVAESeparator` other
+        than their defaults (e.g. ``{"feed": "sample", "epsilon": 0.03}``), named in the rows'
+        labels.
 
     Returns
     -------
@@ -132,7 +135,7 @@ def table3(speech: list[np.ndarray], music: list[np.ndarray], y_train: np.ndarra
     from mixest.datasets import make_audio_mixtures
     from mixest.separation._base import oracle_ratio_mask
 
-    rows = [(label, sep) for label, sep in separators(prior_sets, max_iter, n_jobs, seed, feed)
+    rows = [(label, sep) for label, sep in separators(prior_sets, max_iter, n_jobs, seed, mixdvae)
             if selected(label, methods)]
     if y_train is None and any(label in TRAINED for label, _ in rows):
         raise ValueError(f"the rows {list(TRAINED)} learn from isolated training audio: give "

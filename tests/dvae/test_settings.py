@@ -85,8 +85,9 @@ def test_default_recipe_is_the_bundled_prior():
 def test_bundled_prior_scores_as_before(reference):
     """The bundled file (format version 1) loads to the module it stores: outputs equal the
     module rebuilt straight from the raw file, and the values computed before the grouped
-    settings existed (relative 1e-6: the same float32 computation, but another CPU may round
-    differently)."""
+    settings existed (relative 1e-6, 1e-5 for the predictive variances and the latents: the
+    same float32 computation, but another CPU rounds differently; MKL on an AMD EPYC moved
+    variances of 1e-10 to 1e-7 by 1.5e-6 of their size)."""
     prior = DVAE.from_pretrained("mot")
     from mixest.pretrained._registry import weight_path
 
@@ -106,7 +107,7 @@ def test_bundled_prior_scores_as_before(reference):
                                rtol=1e-6, atol=0)
     mean, var = prior.predict_next(X[:2], level=0.0)
     np.testing.assert_allclose(mean, reference["mot_pred_mean_l0"], rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(var, reference["mot_pred_var_l0"], rtol=1e-6, atol=0)
+    np.testing.assert_allclose(var, reference["mot_pred_var_l0"], rtol=1e-5, atol=0)
     np.testing.assert_allclose(prior.transform(X[:2]), reference["mot_transform"],
                                rtol=1e-5, atol=1e-7)
 
