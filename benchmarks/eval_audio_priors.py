@@ -87,12 +87,12 @@ def reconstruction_rows(set_name: str, priors: dict, segments: dict[str, np.ndar
         kind = "speech" if name.startswith("speech") else "flute"
         other = next(seg for n, seg in segments.items() if not n.startswith(kind))
         Y = other[np.arange(len(X)) % len(other)]
-        ratio = X / _reconstruction(priors[kind], X)
+        clean = _reconstruction(priors[kind], X)
+        ratio = X / clean
         with np.errstate(divide="ignore"):  # Itakura-Saito per frame; bins of digital
             error = np.where(X > 0, ratio - np.log(ratio) - 1, 0.0).sum(-1)  # silence left out
         energy = X.sum(-1)
         quiet = energy <= np.quantile(energy, 0.2)
-        clean = _reconstruction(priors[kind], X)
         rises = []
         for db in (-20.0, -10.0):
             gain = X.mean((1, 2), keepdims=True) / Y.mean((1, 2), keepdims=True) * 10 ** (db / 10)

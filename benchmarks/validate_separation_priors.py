@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="observation noise ratios to score (default: the separator's)")
     parser.add_argument("--separator", choices=("mixdvae", "vkf", "deep-ar"), default="mixdvae")
     args = parser.parse_args(argv)
+    if args.separator == "deep-ar" and (args.authors_dir is not None
+                                        or args.priors != parser.get_default("priors")):
+        parser.error("--separator deep-ar runs its own bundled networks: --priors and "
+                     "--authors-dir do not apply")
 
     from mixest.baselines import DeepARSeparator, VKFSeparator
     from mixest.separation import MixDVAESeparator, si_sdr
