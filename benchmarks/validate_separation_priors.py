@@ -17,7 +17,8 @@ authors' released priors instead. ``--epsilon`` runs the separator at each of se
 observation noise ratios (``MixDVAESeparator(epsilon=...)``; default: the separator's own), and
 ``--separator vkf`` or ``deep-ar`` scores that baseline instead, at its defaults but for
 ``--epsilon`` (the VKF starts from the priors' DVAE-init and fits its AR(1) on the priors' own
-training audio, ``table_separation.py --train-minutes 10``)::
+training audio, ``table_separation.py --train-minutes 10``); ``--feed sample`` and ``--seed``
+set the MixDVAE separator's ``feed`` and ``random_state``::
 
     python benchmarks/validate_separation_priors.py --epsilon 0.03 0.01 0.003 0.001
     python benchmarks/validate_separation_priors.py --separator vkf --epsilon 0.03 0.003
@@ -66,11 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epsilon", type=float, nargs="+", default=[None],
                         help="observation noise ratios to score (default: the separator's)")
     parser.add_argument("--separator", choices=("mixdvae", "vkf", "deep-ar"), default="mixdvae")
+    parser.add_argument("--feed", choices=("expected", "sample"), default="expected",
+                        help="MixDVAESeparator(feed=...)")
+    parser.add_argument("--seed", type=int, default=0, help="the separator's random_state")
     args = parser.parse_args(argv)
     if args.separator == "deep-ar" and (args.authors_dir is not None
                                         or args.priors != parser.get_default("priors")):
         parser.error("--separator deep-ar runs its own bundled networks: --priors and "
                      "--authors-dir do not apply")
+    if args.separator != "mixdvae" and args.feed != "expected":
+        parser.error("--feed applies to --separator mixdvae only")
 
     from mixest.baselines import DeepARSeparator, VKFSeparator
     from mixest.separation import MixDVAESeparator, si_sdr
@@ -93,13 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     for epsilon in args.epsilon:
         eps = {} if epsilon is None else {"epsilon": epsilon}
         if args.separator == "mixdvae":
-            est = MixDVAESeparator(priors=priors, random_state=0, **eps).fit(fit_X)
+            est = MixDVAESeparator(priors=priors, feed=args.feed, random_state=args.seed,
+                                   **eps).fit(fit_X)
             iterations = ITERATIONS  # the number of iterations is read at transform
         elif args.separator == "vkf":
-            est = VKFSeparator(priors=priors, random_state=0, **eps).fit(fit_X, fit_y)
+            est = VKFSeparator(priors=priors, random_state=args.seed, **eps).fit(fit_X, fit_y)
             iterations = (70,)
         else:
-            est = DeepARSeparator(random_state=0, **eps).fit(fit_X)
+            est = DeepARSeparator(random_state=args.seed, **eps).fit(fit_X)
             iterations = (70,)
         print(f" epsilon {est.epsilon:g}")
         for n_iter in iterations:
