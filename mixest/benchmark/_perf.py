@@ -137,6 +137,8 @@ def separation_run(T: int, n: int, max_iter: int, priors: tuple[str, ...] = ("sp
 
     from mixest.separation import MixDVAESeparator
 
+    if backend not in (None, "processes", "threads"):
+        raise ValueError(f"backend must be None, 'processes' or 'threads', got {backend!r}.")
     torch.set_num_threads(1)
     models = [_spectral_prior(p) for p in priors]
     rng = np.random.default_rng(0)
@@ -144,8 +146,6 @@ def separation_run(T: int, n: int, max_iter: int, priors: tuple[str, ...] = ("sp
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     sep = MixDVAESeparator(priors=models, max_iter=max_iter, batch_size=-(-n // n_jobs),
                            n_jobs=n_jobs, device=device, random_state=0).fit(X)
-    if backend not in (None, "processes", "threads"):
-        raise ValueError(f"backend must be None, 'processes' or 'threads', got {backend!r}.")
     if backend is None:
         backend = sep._workers()
     with joblib.parallel_config(backend="threading" if backend == "threads" else "loky"):

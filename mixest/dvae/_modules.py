@@ -682,9 +682,9 @@ class DVAEModule(nn.Module):
             known = a if self.encoder_input == "hx" else torch.cat([hs, a], -1)
             k = known.shape[-1]
             pre = nn.functional.linear(known, lin0.weight[:, :k], lin0.bias)
-            (_, _, tanh0), *rest = transposed_layers(self.encoder_net)
+            (w0, _, tanh0), *rest = transposed_layers(self.encoder_net)
             chain = latent_chain if torch.is_grad_enabled() else scripted(latent_chain)
-            Z, qm, qlv = chain(pre, lin0.weight[:, k:].t().contiguous(), tanh0,
+            Z, qm, qlv = chain(pre, w0[k:], tanh0,
                                [w for w, _, _ in rest], [b for _, b, _ in rest],
                                [t for _, _, t in rest], sample, generator,
                                (_LOGVAR_MIN, _LOGVAR_MAX))

@@ -150,16 +150,16 @@ class StackedSRNNPass:
     are folded into the first and last layers, the LSTM's gates reordered so that one sigmoid
     covers three of them, and the latents' share of the decoder's first layer is computed for
     all frames at once. The arithmetic is the module's to float32 rounding: tested against
-    ``decode_step``. :meth:`start` then :meth:`run` make one pass.
+    ``decode_step``. :meth:`run` makes one pass.
     """
 
     @torch.no_grad()
     def __init__(self, modules: Sequence):
-        self.modules = list(modules)
+        modules = list(modules)
         f64 = torch.float64
-        H = self.modules[0].rnn_dim
+        H = modules[0].rnn_dim
         feature, decoder, w_ih, w_hh, bias, first = [], [], [], [], [], []
-        for m in self.modules:
+        for m in modules:
             device = m.x_loc.device
             layers = transposed_layers(m.feature_x)
             # frame 0 reads zero features (not standardised zeros): the block's output there
@@ -190,10 +190,9 @@ class StackedSRNNPass:
             torch.baddbmm(bias, torch.stack(first), w_ih),  # (k, 1, 4H)
             bias, w_ih, w_hh, dec_w[:, :H].contiguous(), dec_tanh,
             [w for w, _, _ in later], [b for _, b, _ in later], [t for _, _, t in later],
-            torch.stack([m.min_var for m in self.modules])[:, None],
-            self.modules[0].log_input)
+            torch.stack([m.min_var for m in modules])[:, None],
+            modules[0].log_input)
         self.rnn_dim = H
-        self._z_part: Tensor | None = None
 
     @staticmethod
     def supports(module) -> bool:
@@ -223,20 +222,19 @@ class StackedSRNNPass:
                  torch.stack([layers[i][1] for layers in per_module])[:, None],
                  per_module[0][i][2]) for i in range(len(per_module[0]))]
 
-    def start(self, z: list[Tensor]) -> None:
-        """Begin a pass with the latents ``z`` (one ``(B, T, Z)`` per prior): the decoder's
-        first layer reads ``[h_t, z_t]``, and its ``z`` part is computed here for all frames."""
+    def z_part(self, z: list[Tensor]) -> Tensor:
+        """The latents' share ``(k, B, T, D)`` of the decoder's first layer, which reads
+        ``[h_t, z_t]``, for all frames at once from ``z`` (one ``(B, T, Z)`` per prior)."""
         z = torch.stack(z)  # (k, B, T, Z)
         k, B, T, Z = z.shape
-        self._z_part = torch.baddbmm(self.dec_b, z.reshape(k, B * T, Z),
-                                     self.dec_z).reshape(k, B, T, -1)
+        return torch.baddbmm(self.dec_b, z.reshape(k, B * T, Z), self.dec_z).reshape(k, B, T, -1)
 
-    def run(self, prec: Tensor, power: Tensor, var: Tensor, teacher: tuple | None = None,
-            iv: tuple[Tensor, Tensor] | None = None,
+    def run(self, z: list[Tensor], prec: Tensor, power: Tensor, var: Tensor,
+            teacher: tuple | None = None, iv: tuple[Tensor, Tensor] | None = None,
             generator: torch.Generator | None = None) -> None:
-        """The whole pass after :meth:`start` (:func:`srnn_pass`, compiled): writes ``var``
+        """The whole pass with the latents ``z`` (:func:`srnn_pass`, compiled): writes ``var``
         and, when given, ``teacher`` ``(fed, h)``; ``iv`` ``(re, im)``: the sampled feed."""
         fed, h = (None, None) if teacher is None else teacher
         re, im = (None, None) if iv is None else iv
-        scripted(srnn_pass)(prec, power, self._z_part, self.weights, var, fed, h, re, im,
+        scripted(srnn_pass)(prec, power, self.z_part(z), self.weights, var, fed, h, re, im,
                             generator)

@@ -340,11 +340,10 @@ class SpectralDVAEDynamics(RecurrentSpectralDynamics):
         stacked = self._stacked.get((a, b))
         if stacked is None:
             return super()._pass_group(a, b, prec, power, var, iv)
-        stacked.start(self._z[a:b])
         teacher = None
         if iv is None:  # the expected feed: E-Z may reuse the LSTM states (_teacher_forced)
             B, T = prec.shape[1:3]
             teacher = self._teacher[a, b] = (
                 torch.empty((b - a, B, T, self.modules[a].x_dim), device=self.device),
                 torch.empty((b - a, B, T, stacked.rnn_dim), device=self.device))
-        stacked.run(prec, power, var, teacher, iv, self._generator)
+        stacked.run(self._z[a:b], prec, power, var, teacher, iv, self._generator)

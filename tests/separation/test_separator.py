@@ -271,11 +271,11 @@ def test_stacked_step_equals_decode_step(log_input):
     fed_all = torch.rand(len(modules), B, T, 9) * 3.0
     step = scripted(srnn_step)
     with torch.no_grad():
-        stacked.start(z)
+        z_part = stacked.z_part(z)
         h = c = torch.zeros(len(modules), B, 5)
         fed, refs = None, [m.initial_state(B) for m in modules]
         for t in range(T):
-            v, h, c = step(fed, stacked._z_part[:, :, t], h, c, stacked.weights)
+            v, h, c = step(fed, z_part[:, :, t], h, c, stacked.weights)
             for n, module in enumerate(modules):
                 _, v_ref, refs[n] = module.decode_step(None if fed is None else fed[n],
                                                        z[n][:, t], refs[n])
@@ -305,8 +305,8 @@ def test_compiled_e_s_pass_equals_the_same_code_run_by_python(feed):
     for fn in (srnn_pass, compiled):
         out = (torch.empty(k, B, T, F), torch.empty(k, B, T, F), torch.empty(k, B, T, 5))
         with torch.no_grad():
-            stacked.start([torch.ones(B, T, 3), -torch.ones(B, T, 3)])
-            fn(prec, power, stacked._z_part, stacked.weights, *out, *iv,
+            fn(prec, power, stacked.z_part([torch.ones(B, T, 3), -torch.ones(B, T, 3)]),
+               stacked.weights, *out, *iv,
                torch.Generator().manual_seed(1))
         outs.append(out)
     for got, want in zip(*outs, strict=True):
