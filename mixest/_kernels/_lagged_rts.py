@@ -8,6 +8,11 @@ state-space model with state :math:`(s_t, s_{t-1}, s_{t-2})`; this kernel runs i
 and Rauch-Tung-Striebel smoother exactly (full 3x3 covariances), so a correction seen after a gap
 flows back through every lag, as it does for a constant-velocity Kalman model. Its test oracle is
 the dense Gaussian posterior of the same model (``tests/mixture/test_smoother.py``).
+
+The arrays are time-major, ``(T, C)`` for ``C`` independent coordinates, and the kernel steps a
+block of coordinates through each frame together: the per-coordinate 3x3 algebra is spelled
+out in scalars (symmetric matrices as their six entries), and a block's filtered moments stay
+in the cache for the backward pass.
 """
 
 from __future__ import annotations
@@ -24,144 +29,200 @@ __all__ = ["lagged_rts"]
 CUT_RATIO = 1e10
 
 
-@numba.njit(cache=True)
-def _inverse_sym3(P, out):
-    """Inverse of a symmetric positive definite 3x3 matrix by cofactors; False if singular."""
-    c00 = P[1, 1] * P[2, 2] - P[1, 2] * P[1, 2]
-    c01 = P[0, 2] * P[1, 2] - P[0, 1] * P[2, 2]
-    c02 = P[0, 1] * P[1, 2] - P[0, 2] * P[1, 1]
-    det = P[0, 0] * c00 + P[0, 1] * c01 + P[0, 2] * c02
-    if not (det > 0.0 and np.isfinite(det)):
-        return False
-    out[0, 0] = c00 / det
-    out[0, 1] = out[1, 0] = c01 / det
-    out[0, 2] = out[2, 0] = c02 / det
-    out[1, 1] = (P[0, 0] * P[2, 2] - P[0, 2] * P[0, 2]) / det
-    out[1, 2] = out[2, 1] = (P[0, 1] * P[0, 2] - P[0, 0] * P[1, 2]) / det
-    out[2, 2] = (P[0, 0] * P[1, 1] - P[0, 1] * P[0, 1]) / det
-    return True
+#: Coordinates stepped together; a block's filtered moments (about 0.5 MB) stay in the cache.
+_BLOCK = 256
 
 
 @numba.njit(cache=True)
 def lagged_rts(means, covs, pred_mean, pred_var, coefficients, noise_share, out_means, out_covs):
-    """Smooth every coordinate of ``(M, T, D)`` forward-pass moments; writes ``out_*``.
+    """Smooth ``C`` coordinates of ``(T, C)`` forward-pass moments; writes ``out_*``.
 
     Parameters
     ----------
-    means, covs : ndarray of shape (M, T, D)
+    means, covs : ndarray of shape (T, C)
         The forward pass's filtered moments (the means are what the network read).
-    pred_mean, pred_var : ndarray of shape (M, T, D)
+    pred_mean, pred_var : ndarray of shape (T, C)
         Its predictions :math:`\\mu_t` and their variances (network variance plus propagated
         input uncertainty); with ``covs`` they give back each frame's evidence.
-    coefficients : ndarray of shape (M, T, D, 3)
+    coefficients : ndarray of shape (3, T, C)
         :math:`(a_1, a_2, a_3)` of every frame's prediction (zero at ``t = 0``).
-    noise_share : ndarray of shape (M, T, D)
+    noise_share : ndarray of shape (T, C)
         :math:`q_t / \\text{pred\\_var}_t`, the network's own share of the prediction variance.
-    out_means, out_covs : ndarray of shape (M, T, D)
+    out_means, out_covs : ndarray of shape (T, C)
         Smoothed means and marginal variances.
     """
-    M, T, D = means.shape
-    xf = np.empty((T, 3))
-    Pf = np.empty((T, 3, 3))
-    xp = np.empty((T, 3))
-    Pp = np.empty((T, 3, 3))
-    cut = np.empty(T, dtype=np.bool_)
-    inv = np.empty((3, 3))
-    x = np.empty(3)
-    P = np.empty((3, 3))
-    G = np.empty((3, 3))
-    PA = np.empty((3, 3))
-    diff = np.empty((3, 3))
-    tmp = np.empty((3, 3))
-    xs = np.empty(3)
-    dx = np.empty(3)
-    Ps = np.empty((3, 3))
-    for m in range(M):
-        for d in range(D):
-            # ---- forward: exact Kalman filter of the linearised model
-            x[:] = 0.0
-            P[:, :] = 0.0
-            for i in range(3):  # the lags before frame 0 (never read: a_t = 0 there)
-                P[i, i] = pred_var[m, 0, d]
-            for t in range(T):
-                a1 = coefficients[m, t, d, 0]
-                a2 = coefficients[m, t, d, 1]
-                a3 = coefficients[m, t, d, 2]
-                drift = pred_mean[m, t, d]
-                if t >= 1:
-                    drift -= a1 * means[m, t - 1, d]
-                if t >= 2:
-                    drift -= a2 * means[m, t - 2, d]
-                if t >= 3:
-                    drift -= a3 * means[m, t - 3, d]
-                q = noise_share[m, t, d] * pred_var[m, t, d]
-                r0 = a1 * P[0, 0] + a2 * P[1, 0] + a3 * P[2, 0]
-                r1 = a1 * P[0, 1] + a2 * P[1, 1] + a3 * P[2, 1]
-                r2 = a1 * P[0, 2] + a2 * P[1, 2] + a3 * P[2, 2]
-                xp[t, 0] = a1 * x[0] + a2 * x[1] + a3 * x[2] + drift
-                xp[t, 1] = x[0]
-                xp[t, 2] = x[1]
+    T, C = means.shape
+    B = _BLOCK
+    xp = np.empty((T, 3, B))  # predicted state (s_t, s_{t-1}, s_{t-2}) and covariance
+    Pp = np.empty((T, 6, B))  # (00, 01, 02, 11, 12, 22)
+    xf = np.empty((T, 3, B))  # filtered
+    Pf = np.empty((T, 6, B))
+    cut = np.empty((T, B), dtype=np.bool_)
+    S = np.empty((9, B))  # the smoothed state and covariance, carried backwards
+    zero = np.zeros(C)
+    x_init = np.zeros((3, B))
+    P_init = np.zeros((6, B))
+    for c0 in range(0, C, B):
+        nb = min(B, C - c0)
+        for j in range(nb):  # the lags before frame 0 (never read: a_t = 0 there)
+            v0 = pred_var[0, c0 + j]
+            P_init[0, j] = v0
+            P_init[3, j] = v0
+            P_init[5, j] = v0
+        # ---- forward: exact Kalman filter of the linearised model
+        for t in range(T):
+            m1 = means[t - 1] if t >= 1 else zero
+            m2 = means[t - 2] if t >= 2 else zero
+            m3 = means[t - 3] if t >= 3 else zero
+            x = xf[t - 1] if t >= 1 else x_init
+            P = Pf[t - 1] if t >= 1 else P_init
+            for j in range(nb):
+                c = c0 + j
+                a1 = coefficients[0, t, c]
+                a2 = coefficients[1, t, c]
+                a3 = coefficients[2, t, c]
+                drift = pred_mean[t, c]
+                drift -= a1 * m1[c]
+                drift -= a2 * m2[c]
+                drift -= a3 * m3[c]
+                x0 = x[0, j]
+                x1 = x[1, j]
+                P00 = P[0, j]
+                P01 = P[1, j]
+                P02 = P[2, j]
+                P11 = P[3, j]
+                P12 = P[4, j]
+                P22 = P[5, j]
+                q = noise_share[t, c] * pred_var[t, c]
+                r0 = a1 * P00 + a2 * P01 + a3 * P02
+                r1 = a1 * P01 + a2 * P11 + a3 * P12
+                r2 = a1 * P02 + a2 * P12 + a3 * P22
+                xp0 = a1 * x0 + a2 * x1 + a3 * x[2, j] + drift
                 p00 = r0 * a1 + r1 * a2 + r2 * a3 + q
-                cut[t] = not (p00 <= CUT_RATIO * q)
-                if cut[t]:  # nothing known: a fixed, uncorrelated level (no overflow)
-                    Pp[t, :, :] = 0.0
-                    for i in range(3):
-                        Pp[t, i, i] = CUT_RATIO * q
-                else:
-                    Pp[t, 0, 0] = p00
-                    Pp[t, 0, 1] = Pp[t, 1, 0] = r0
-                    Pp[t, 0, 2] = Pp[t, 2, 0] = r1
-                    Pp[t, 1, 1] = P[0, 0]
-                    Pp[t, 1, 2] = Pp[t, 2, 1] = P[0, 1]
-                    Pp[t, 2, 2] = P[1, 1]
+                # nothing known: a fixed, uncorrelated level (no overflow)
+                is_cut = not (p00 <= CUT_RATIO * q)
+                big = CUT_RATIO * q
+                q00 = big if is_cut else p00
+                q01 = 0.0 if is_cut else r0
+                q02 = 0.0 if is_cut else r1
+                q11 = big if is_cut else P00
+                q12 = 0.0 if is_cut else P01
+                q22 = big if is_cut else P11
+                cut[t, j] = is_cut
+                xp[t, 0, j] = xp0
+                xp[t, 1, j] = x0
+                xp[t, 2, j] = x1
+                Pp[t, 0, j] = q00
+                Pp[t, 1, j] = q01
+                Pp[t, 2, j] = q02
+                Pp[t, 3, j] = q11
+                Pp[t, 4, j] = q12
+                Pp[t, 5, j] = q22
                 # the evidence the forward pass multiplied in, in information form
-                J = max(1.0 / covs[m, t, d] - 1.0 / pred_var[m, t, d], 0.0)
-                h = means[m, t, d] / covs[m, t, d] - pred_mean[m, t, d] / pred_var[m, t, d]
-                denom = 1.0 + J * Pp[t, 0, 0]
-                innov = (h - J * xp[t, 0]) / denom
-                for i in range(3):
-                    x[i] = xp[t, i] + Pp[t, i, 0] * innov
-                    for j in range(3):
-                        P[i, j] = Pp[t, i, j] - Pp[t, i, 0] * Pp[t, 0, j] * J / denom
-                xf[t, :] = x
-                Pf[t, :, :] = P
-            # ---- backward: RTS
-            xs[:] = xf[T - 1]
-            Ps[:, :] = Pf[T - 1]
-            out_means[m, T - 1, d] = xs[0]
-            out_covs[m, T - 1, d] = Ps[0, 0]
-            for t in range(T - 2, -1, -1):
-                if cut[t + 1] or not _inverse_sym3(Pp[t + 1], inv):
-                    xs[:] = xf[t]
-                    Ps[:, :] = Pf[t]
-                else:
-                    a1 = coefficients[m, t + 1, d, 0]
-                    a2 = coefficients[m, t + 1, d, 1]
-                    a3 = coefficients[m, t + 1, d, 2]
-                    for i in range(3):  # P_t A^T
-                        PA[i, 0] = a1 * Pf[t, i, 0] + a2 * Pf[t, i, 1] + a3 * Pf[t, i, 2]
-                        PA[i, 1] = Pf[t, i, 0]
-                        PA[i, 2] = Pf[t, i, 1]
-                    # explicit 3x3 loops: numba's @ on tiny arrays goes through BLAS and allocates
-                    for i in range(3):
-                        for j in range(3):
-                            G[i, j] = (PA[i, 0] * inv[0, j] + PA[i, 1] * inv[1, j]
-                                       + PA[i, 2] * inv[2, j])
-                    for i in range(3):
-                        dx[i] = xs[i] - xp[t + 1, i]
-                        for j in range(3):
-                            diff[i, j] = Ps[i, j] - Pp[t + 1, i, j]
-                    for i in range(3):
-                        for j in range(3):
-                            tmp[i, j] = (G[i, 0] * diff[0, j] + G[i, 1] * diff[1, j]
-                                         + G[i, 2] * diff[2, j])
-                    for i in range(3):
-                        xs[i] = xf[t, i] + G[i, 0] * dx[0] + G[i, 1] * dx[1] + G[i, 2] * dx[2]
-                        for j in range(i + 1):
-                            v = Pf[t, i, j] + (tmp[i, 0] * G[j, 0] + tmp[i, 1] * G[j, 1]
-                                               + tmp[i, 2] * G[j, 2])
-                            Ps[i, j] = v
-                            Ps[j, i] = v
-                out_means[m, t, d] = xs[0]
+                cv = covs[t, c]
+                pv = pred_var[t, c]
+                J = max(1.0 / cv - 1.0 / pv, 0.0)
+                h = means[t, c] / cv - pred_mean[t, c] / pv
+                denom = 1.0 + J * q00
+                innov = (h - J * xp0) / denom
+                xf[t, 0, j] = xp0 + q00 * innov
+                xf[t, 1, j] = x0 + q01 * innov
+                xf[t, 2, j] = x1 + q02 * innov
+                Pf[t, 0, j] = q00 - q00 * q00 * J / denom
+                Pf[t, 1, j] = q01 - q01 * q00 * J / denom
+                Pf[t, 2, j] = q02 - q02 * q00 * J / denom
+                Pf[t, 3, j] = q11 - q01 * q01 * J / denom
+                Pf[t, 4, j] = q12 - q01 * q02 * J / denom
+                Pf[t, 5, j] = q22 - q02 * q02 * J / denom
+        # ---- backward: RTS
+        for j in range(nb):
+            for k in range(3):
+                S[k, j] = xf[T - 1, k, j]
+            for k in range(6):
+                S[3 + k, j] = Pf[T - 1, k, j]
+            out_means[T - 1, c0 + j] = xf[T - 1, 0, j]
+            out_covs[T - 1, c0 + j] = Pf[T - 1, 0, j]
+        for t in range(T - 2, -1, -1):
+            for j in range(nb):
+                c = c0 + j
+                # the inverse of the prediction of frame t + 1, by cofactors
+                A00 = Pp[t + 1, 0, j]
+                A01 = Pp[t + 1, 1, j]
+                A02 = Pp[t + 1, 2, j]
+                A11 = Pp[t + 1, 3, j]
+                A12 = Pp[t + 1, 4, j]
+                A22 = Pp[t + 1, 5, j]
+                c00 = A11 * A22 - A12 * A12
+                c01 = A02 * A12 - A01 * A22
+                c02 = A01 * A12 - A02 * A11
+                det = A00 * c00 + A01 * c01 + A02 * c02
+                # a cut or singular prediction passes nothing back
+                ok = det > 0.0 and np.isfinite(det) and not cut[t + 1, j]
+                i00 = c00 / det
+                i01 = c01 / det
+                i02 = c02 / det
+                i11 = (A00 * A22 - A02 * A02) / det
+                i12 = (A01 * A02 - A00 * A12) / det
+                i22 = (A00 * A11 - A01 * A01) / det
+                a1 = coefficients[0, t + 1, c]
+                a2 = coefficients[1, t + 1, c]
+                a3 = coefficients[2, t + 1, c]
+                F00 = Pf[t, 0, j]
+                F01 = Pf[t, 1, j]
+                F02 = Pf[t, 2, j]
+                F11 = Pf[t, 3, j]
+                F12 = Pf[t, 4, j]
+                F22 = Pf[t, 5, j]
+                # gain G = P_t A^T Pp^-1; the rows of P_t A^T are (a . F[i], F[i, 0], F[i, 1])
+                u0 = a1 * F00 + a2 * F01 + a3 * F02
+                u1 = a1 * F01 + a2 * F11 + a3 * F12
+                u2 = a1 * F02 + a2 * F12 + a3 * F22
+                G00 = u0 * i00 + F00 * i01 + F01 * i02
+                G01 = u0 * i01 + F00 * i11 + F01 * i12
+                G02 = u0 * i02 + F00 * i12 + F01 * i22
+                G10 = u1 * i00 + F01 * i01 + F11 * i02
+                G11 = u1 * i01 + F01 * i11 + F11 * i12
+                G12 = u1 * i02 + F01 * i12 + F11 * i22
+                G20 = u2 * i00 + F02 * i01 + F12 * i02
+                G21 = u2 * i01 + F02 * i11 + F12 * i12
+                G22 = u2 * i02 + F02 * i12 + F12 * i22
+                dx0 = S[0, j] - xp[t + 1, 0, j]
+                dx1 = S[1, j] - xp[t + 1, 1, j]
+                dx2 = S[2, j] - xp[t + 1, 2, j]
+                d00 = S[3, j] - A00
+                d01 = S[4, j] - A01
+                d02 = S[5, j] - A02
+                d11 = S[6, j] - A11
+                d12 = S[7, j] - A12
+                d22 = S[8, j] - A22
+                # G (Ps - Pp) G^T, its lower triangle
+                t00 = G00 * d00 + G01 * d01 + G02 * d02
+                t01 = G00 * d01 + G01 * d11 + G02 * d12
+                t02 = G00 * d02 + G01 * d12 + G02 * d22
+                t10 = G10 * d00 + G11 * d01 + G12 * d02
+                t11 = G10 * d01 + G11 * d11 + G12 * d12
+                t12 = G10 * d02 + G11 * d12 + G12 * d22
+                t20 = G20 * d00 + G21 * d01 + G22 * d02
+                t21 = G20 * d01 + G21 * d11 + G22 * d12
+                t22 = G20 * d02 + G21 * d12 + G22 * d22
+                s0 = xf[t, 0, j] + G00 * dx0 + G01 * dx1 + G02 * dx2
+                s1 = xf[t, 1, j] + G10 * dx0 + G11 * dx1 + G12 * dx2
+                s2 = xf[t, 2, j] + G20 * dx0 + G21 * dx1 + G22 * dx2
+                S00 = F00 + (t00 * G00 + t01 * G01 + t02 * G02)
+                S10 = F01 + (t10 * G00 + t11 * G01 + t12 * G02)
+                S20 = F02 + (t20 * G00 + t21 * G01 + t22 * G02)
+                S11 = F11 + (t10 * G10 + t11 * G11 + t12 * G12)
+                S21 = F12 + (t20 * G10 + t21 * G11 + t22 * G12)
+                S22 = F22 + (t20 * G20 + t21 * G21 + t22 * G22)
+                S[0, j] = s0 if ok else xf[t, 0, j]
+                S[1, j] = s1 if ok else xf[t, 1, j]
+                S[2, j] = s2 if ok else xf[t, 2, j]
+                S[3, j] = S00 if ok else F00
+                S[4, j] = S10 if ok else F01
+                S[5, j] = S20 if ok else F02
+                S[6, j] = S11 if ok else F11
+                S[7, j] = S21 if ok else F12
+                S[8, j] = S22 if ok else F22
+                out_means[t, c] = S[0, j]
                 # exact arithmetic keeps 0 < Ps <= Pf; rounding must not cross either bound
-                out_covs[m, t, d] = min(max(Ps[0, 0], 1e-9 * Pf[t, 0, 0]), Pf[t, 0, 0])
+                out_covs[t, c] = min(max(S[3, j], 1e-9 * F00), F00)

@@ -120,11 +120,18 @@ def lagged_smoother(
     """
     from mixest._kernels._lagged_rts import lagged_rts
 
-    f64 = [np.ascontiguousarray(a, dtype=np.float64)
-           for a in (means, covs, pred_mean, pred_var, coefficients, noise_share)]
-    out_means, out_covs = np.empty_like(f64[0]), np.empty_like(f64[1])
-    lagged_rts(*f64, out_means, out_covs)
-    return out_means, out_covs
+    M, T, D = means.shape
+
+    def time_major(a, axes=(1, 0, 2)):  # free for the forward pass's own (T, M, D) arrays
+        return np.ascontiguousarray(np.transpose(a, axes), dtype=np.float64).reshape(
+            -1, T, M * D)
+
+    moments = [time_major(a)[0] for a in (means, covs, pred_mean, pred_var)]
+    coefficients = time_major(coefficients, (3, 1, 0, 2))
+    out_means, out_covs = np.empty((T, M * D)), np.empty((T, M * D))
+    lagged_rts(*moments, coefficients, time_major(noise_share)[0], out_means, out_covs)
+    return tuple(np.ascontiguousarray(a.reshape(T, M, D).transpose(1, 0, 2))
+                 for a in (out_means, out_covs))
 
 
 class Dynamics:

@@ -223,6 +223,27 @@ class NumpySRNN:
             parts.append(np.full(xs.shape[:-1] + (1,), self.level))
         return np.concatenate(parts, -1) if len(parts) > 1 else xs
 
+    def _time_major_features(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`_sequence_features` as a ``(T, M, F)`` array in the network's precision.
+
+        The same arithmetic in two compiled passes around NumPy's arcsinh: broadcasting
+        ``(x_dim,)`` vectors over ``(M, T, x_dim)`` arrays runs one inner loop of ``x_dim``
+        values per frame, and took longer than the LSTMs it feeds.
+        """
+        M, T, D = x.shape
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        out = np.empty((T, M, self.n_features), self.dtype)
+        n_acc = 2 if self.gated else 0
+        acc = np.empty((n_acc, T, M, D))
+        acc_unit = np.ones(D) if self.acc_unit is None else self.acc_unit
+        level = np.nan if self.level is None else self.level
+        _linear_features(x, self.loc, self.scale, self.dx_scale, acc_unit,
+                         self.velocity_input, level, out, acc)
+        if n_acc:
+            np.arcsinh(acc, out=acc)
+            _place_columns(acc, D * (1 + self.velocity_input), out)
+        return out
+
     def encode(self, x: np.ndarray, rng: np.random.Generator | None = None):
         """Posterior ``q(z | x)`` over whole sequences ``(M, T, x_dim)``.
 
@@ -339,7 +360,7 @@ class NumpySRNN:
         dt = self.dtype
         M, T, _ = x.shape
         Z, H = self.z_dim, self.rnn_dim
-        f = self._sequence_features(x).transpose(1, 0, 2).astype(dt)  # (T, M, F), contiguous
+        f = self._time_major_features(x)  # (T, M, F), contiguous
         if hidden is None:
             f_prev = np.concatenate([np.zeros_like(f[:1]), f[:-1]], 0)
             g = _run_layers(f_prev, fast["feature_x"])
@@ -374,9 +395,10 @@ class NumpySRNN:
         rest = fast["enc_rest"]
         R = n_samples
         MR = M * R
-        zm = np.empty((MR, T, Z), dt)
-        zlv = np.empty((MR, T, Z), dt)
-        z = zm if eps is None else np.empty((MR, T, Z), dt)
+        # time-major: each frame's rows are one block (returned as (M R, T, Z) views)
+        zm = np.empty((T, MR, Z), dt)
+        zlv = np.empty((T, MR, Z), dt)
+        z = zm if eps is None else np.empty((T, MR, Z), dt)
         z_prev = np.zeros((MR, Z), dt)
         for t in range(T):
             p0 = out[t, :, -H:] @ w_h
@@ -387,16 +409,12 @@ class NumpySRNN:
             p0 += z_prev @ w_z
             if act0:
                 np.tanh(p0, out=p0)
-            o = _run_layers(p0, rest)
-            zm[:, t] = o[:, :Z]
-            lv = zlv[:, t]
-            np.maximum(o[:, Z:], _LOGVAR_MIN, out=lv)  # two ufuncs: np.clip's wrapper is slow
-            np.minimum(lv, _LOGVAR_MAX, out=lv)
+            _split_latent_moments(_run_layers(p0, rest), zm[t], zlv[t])
             if eps is not None:
-                np.multiply(np.exp(0.5 * zlv[:, t]), eps[:, t], out=z[:, t])
-                z[:, t] += zm[:, t]
-            z_prev = z[:, t]
-        return z, zm, zlv
+                np.multiply(np.exp(0.5 * zlv[t]), eps[:, t], out=z[t])
+                z[t] += zm[t]
+            z_prev = z[t]
+        return tuple(a.transpose(1, 0, 2) for a in (z, zm, zlv))
 
     def forward_pass(self, info_vec: np.ndarray, info_prec: np.ndarray, z: np.ndarray,
                      n_samples: int = 1, propagate_uncertainty: bool = True,
@@ -444,7 +462,10 @@ class NumpySRNN:
         w_2, w_x, b_x, act1, feat_rest, g0, w_acc = fast["feat"]
         z = z.astype(dt, copy=False)
         order = self.residual_order
-        means = np.empty((M, T, D))
+        # time-major, so that a frame's rows are contiguous for the compiled emission
+        info_vec = np.ascontiguousarray(info_vec.transpose(1, 0, 2))
+        info_prec = np.ascontiguousarray(info_prec.transpose(1, 0, 2))
+        means = np.empty((T, M, D))
         # the next frame's network inputs, written by the compiled emission: x_{t-2}, x_{t-1}
         # in the network's precision and (gated) x_{t-1}'s acceleration and jerk in float64,
         # before their arcsinh
@@ -452,10 +473,10 @@ class NumpySRNN:
         kin = np.zeros((M, 2 * D) if w_acc is not None else (0, 0))
         acc_unit = np.ones(D) if self.acc_unit is None else self.acc_unit
         kin_in = np.zeros((M, 2 * D), dt) if w_acc is not None else None
-        covs = np.empty((M, T, D))
+        covs = np.empty((T, M, D))
         pm = np.empty((T, M, D))
         pv = np.empty((T, M, D))
-        coef = np.zeros((T, M, D, 3))
+        coef = np.zeros((3, T, M, D))  # the smoother reads it in this layout
         share = np.ones((T, M, D))
         h = np.zeros((M * R, self.rnn_dim), dt)
         c = np.zeros((M * R, self.rnn_dim), dt)
@@ -486,15 +507,14 @@ class NumpySRNN:
             if act0:
                 np.tanh(out, out=out)
             out = _run_layers(out, rest)
-            # the rest of the frame in one compiled call (about 20 tiny ufuncs otherwise)
             _emit_and_update(out, t, R, order, self.gated, propagate_uncertainty, self.loc,
                              self.scale, self.dx_scale, self.ddx_scale, self.min_var, info_vec,
                              info_prec, means, covs, pm, pv, coef, share, feat, kin, acc_unit)
-        out = (means, covs, pm.transpose(1, 0, 2), pv.transpose(1, 0, 2))
+        out = tuple(a.transpose(1, 0, 2) for a in (means, covs, pm, pv))
         if return_hidden:
             out += (hs,)
         if return_coefficients:
-            out += (coef.transpose(1, 0, 2, 3), share.transpose(1, 0, 2))
+            out += (coef.transpose(2, 1, 3, 0), share.transpose(1, 0, 2))
         return out
 
 
@@ -515,16 +535,16 @@ def _emit_and_update(out, t, R, order, gated, propagate, loc, scale, dx_scale, d
     acceleration and jerk of ``x_t`` over ``acc_unit``, zero where the frames before are
     missing.
     """
-    M, _, D = means.shape
+    _, M, D = means.shape
     o = min(order, t)
     for m in range(M):
         for d in range(D):
             vel = 0.0
             acc = 0.0
             if gated and t >= 2:
-                vel = means[m, t - 1, d] - means[m, t - 2, d]
+                vel = means[t - 1, m, d] - means[t - 2, m, d]
                 if t >= 3:
-                    acc = vel - means[m, t - 2, d] + means[m, t - 3, d]
+                    acc = vel - means[t - 2, m, d] + means[t - 3, m, d]
             c1_sum = 0.0  # delta-method coefficients of m_{t-1}, m_{t-2}, m_{t-3}
             c2_sum = 0.0
             c3_sum = 0.0
@@ -532,10 +552,10 @@ def _emit_and_update(out, t, R, order, gated, propagate, loc, scale, dx_scale, d
             c2_sq = 0.0
             c3_sq = 0.0
             if o == 2:
-                base = 2.0 * means[m, t - 1, d] - means[m, t - 2, d]
+                base = 2.0 * means[t - 1, m, d] - means[t - 2, m, d]
                 sc = ddx_scale[d]
             elif o == 1:
-                base = means[m, t - 1, d]
+                base = means[t - 1, m, d]
                 sc = dx_scale[d]
             else:
                 base = loc[d]
@@ -568,45 +588,129 @@ def _emit_and_update(out, t, R, order, gated, propagate, loc, scale, dx_scale, d
             var = var_sum / R + (mu_sq / R - mu_bar * mu_bar)
             mu = base + mu_bar
             if gated and t >= 2:
-                coef[t, m, d, 0] = c1_sum / R
-                coef[t, m, d, 1] = -c2_sum / R
-                coef[t, m, d, 2] = c3_sum / R
+                coef[0, t, m, d] = c1_sum / R
+                coef[1, t, m, d] = -c2_sum / R
+                coef[2, t, m, d] = c3_sum / R
             elif o == 2:
-                coef[t, m, d, 0] = 2.0
-                coef[t, m, d, 1] = -1.0
+                coef[0, t, m, d] = 2.0
+                coef[1, t, m, d] = -1.0
             elif o == 1:
-                coef[t, m, d, 0] = 1.0
+                coef[0, t, m, d] = 1.0
             own = var
             if propagate and order >= 1 and t >= 1:
                 if gated and t >= 2:
-                    var += c1_sq / R * covs[m, t - 1, d] + c2_sq / R * covs[m, t - 2, d]
+                    var += c1_sq / R * covs[t - 1, m, d] + c2_sq / R * covs[t - 2, m, d]
                     if t >= 3:
-                        var += c3_sq / R * covs[m, t - 3, d]
+                        var += c3_sq / R * covs[t - 3, m, d]
                 elif order == 2 and t >= 2:
-                    var += 4.0 * covs[m, t - 1, d] + covs[m, t - 2, d]
+                    var += 4.0 * covs[t - 1, m, d] + covs[t - 2, m, d]
                 else:
-                    var += covs[m, t - 1, d]
+                    var += covs[t - 1, m, d]
                 var = min(var, MAX_PRIOR_VAR)
             pm[t, m, d] = mu
             pv[t, m, d] = var
             share[t, m, d] = min(own / var, 1.0)
-            sigma = var / (var * info_prec[m, t, d] + 1.0)
-            covs[m, t, d] = sigma
-            means[m, t, d] = sigma * (mu / var + info_vec[m, t, d])
+            sigma = var / (var * info_prec[t, m, d] + 1.0)
+            covs[t, m, d] = sigma
+            means[t, m, d] = sigma * (mu / var + info_vec[t, m, d])
     for m in range(M):  # the next frame's inputs
         for d in range(D):
-            feat[m, d] = means[m, max(t - 1, 0), d]
-            feat[m, D + d] = means[m, t, d]
+            feat[m, d] = means[max(t - 1, 0), m, d]
+            feat[m, D + d] = means[t, m, d]
             if kin.shape[0] > 0:
                 acc = 0.0
                 jerk = 0.0
                 if t >= 2:
-                    acc = means[m, t, d] - 2.0 * means[m, t - 1, d] + means[m, t - 2, d]
+                    acc = means[t, m, d] - 2.0 * means[t - 1, m, d] + means[t - 2, m, d]
                 if t >= 3:
-                    jerk = acc - (means[m, t - 1, d] - 2.0 * means[m, t - 2, d]
-                                  + means[m, t - 3, d])
+                    jerk = acc - (means[t - 1, m, d] - 2.0 * means[t - 2, m, d]
+                                  + means[t - 3, m, d])
                 kin[m, d] = acc / acc_unit[d]
                 kin[m, D + d] = jerk / acc_unit[d]
+
+
+@numba.njit(cache=True)
+def _linear_features(x, loc, scale, dx_scale, acc_unit, velocity, level, out, acc):
+    """The features of :meth:`NumpySRNN._sequence_features` that need no arcsinh.
+
+    Writes ``out[t, m]``: the standardised position, the velocity (if ``velocity``) and the
+    constant ``level`` (unless NaN) in their columns, and ``acc[0 / 1, t, m]`` the scaled
+    acceleration and jerk (zero where the frames before are missing), whose arcsinh the caller
+    takes. Expressions as in the NumPy version, so the values are the same.
+    """
+    M, T, D = x.shape
+    F = out.shape[2]
+    n_acc = acc.shape[0]
+    for m in range(M):
+        for t in range(T):
+            for d in range(D):
+                out[t, m, d] = (x[m, t, d] - loc[d]) / scale[d]
+                if velocity:
+                    v = 0.0
+                    if t >= 1:
+                        v = (x[m, t, d] - x[m, t - 1, d]) / dx_scale[d]
+                    out[t, m, D + d] = v
+                if n_acc:
+                    a = 0.0
+                    j = 0.0
+                    if t >= 2:
+                        dd = x[m, t, d] - 2.0 * x[m, t - 1, d] + x[m, t - 2, d]
+                        a = dd / acc_unit[d]
+                        if t >= 3:
+                            dd1 = x[m, t - 1, d] - 2.0 * x[m, t - 2, d] + x[m, t - 3, d]
+                            j = (dd - dd1) / acc_unit[d]
+                    acc[0, t, m, d] = a
+                    acc[1, t, m, d] = j
+            if not np.isnan(level):
+                out[t, m, F - 1] = level
+
+
+@numba.njit(cache=True)
+def _place_columns(acc, first, out):
+    """``out[t, m, first + k D + d] = acc[k, t, m, d]`` (cast to ``out``'s precision)."""
+    K, T, M, D = acc.shape
+    for t in range(T):
+        for m in range(M):
+            for k in range(K):
+                for d in range(D):
+                    out[t, m, first + k * D + d] = acc[k, t, m, d]
+
+
+@numba.njit(cache=True)
+def _split_latent_moments(o, mean, logvar):
+    """The encoder's output ``o = [mean, log-variance]`` into ``mean`` and the clipped
+    ``logvar`` (one pass; NumPy would copy and clip four values per row at a time)."""
+    M, Z = mean.shape
+    for m in range(M):
+        for k in range(Z):
+            mean[m, k] = o[m, k]
+            v = o[m, Z + k]
+            if v < _LOGVAR_MIN:
+                v = _LOGVAR_MIN
+            elif v > _LOGVAR_MAX:
+                v = _LOGVAR_MAX
+            logvar[m, k] = v
+
+
+@numba.njit(cache=True)
+def _lstm_cell(g, c, c_out, o_out):
+    """The element-wise part of :func:`_lstm_step` after its tanh (fast gate layout).
+
+    ``g = tanh`` of the gate inputs, sigmoid gates halved beforehand, so ``sigmoid = g / 2 +
+    1 / 2``; writes the new cell state and the output gate. One pass over the rows: NumPy on
+    the gate columns of ``g`` would run one inner loop per row and gate.
+    """
+    M, n4 = g.shape
+    n = n4 // 4
+    half = g.dtype.type(0.5)
+    for m in range(M):
+        for j in range(n):
+            i = g[m, j] * half + half
+            f = g[m, n + j] * half + half
+            cc = c[m, j] * f
+            cc += i * g[m, 3 * n + j]
+            c_out[m, j] = cc
+            o_out[m, j] = g[m, 2 * n + j] * half + half
 
 
 def _cast(tree, dtype):
@@ -643,28 +747,15 @@ def _block_gates(ws: list[np.ndarray]) -> np.ndarray:
 
 def _lstm_step(pre, h, c, w_hh):
     """One step of LSTMs in the fast layout: ``pre`` is ``x W_ih + b`` of this frame."""
-    n = h.shape[1]
     g = h @ w_hh
     g += pre
-    np.tanh(g, out=g)
-    scale, shift = _AFFINE.get((n, g.dtype)) or _affine(n, g.dtype)
-    g *= scale  # whole rows (contiguous) rather than the 3n columns of the sigmoids
-    g += shift  # now sigmoid(i), sigmoid(f), sigmoid(o), tanh(g)
-    c = c * g[:, n:2 * n]
-    c += g[:, :n] * g[:, 3 * n:]
-    h = np.tanh(c)
-    h *= g[:, 2 * n:3 * n]
-    return h, c
-
-
-_AFFINE: dict = {}
-
-
-def _affine(n: int, dtype):
-    scale = np.concatenate([np.full(3 * n, 0.5), np.ones(n)]).astype(dtype)
-    shift = np.concatenate([np.full(3 * n, 0.5), np.zeros(n)]).astype(dtype)
-    _AFFINE[n, dtype] = scale, shift
-    return scale, shift
+    np.tanh(g, out=g)  # SIMD over the whole batch; the compiled cell needs no libm call
+    c_new = np.empty_like(c)
+    o = np.empty_like(c)
+    _lstm_cell(g, c, c_new, o)
+    h = np.tanh(c_new)
+    h *= o
+    return h, c_new
 
 
 def _run_layers(x: np.ndarray, layers) -> np.ndarray:

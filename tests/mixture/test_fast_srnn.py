@@ -60,6 +60,20 @@ def test_encode_fast_equals_torch(config):
     np.testing.assert_allclose(zm2, ref[1], rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_time_major_features_equal_the_numpy_features(config, dtype):
+    # the compiled features of the fast paths against the whole-array NumPy version, value for
+    # value (the same expressions), with large accelerations so that the arcsinh is nonlinear
+    twin = NumpySRNN(_module(config), dtype)
+    x = _trajectories(np.random.default_rng(2), M=5, T=7)
+    x[2, 3] += 0.3
+    ref = twin._sequence_features(x).transpose(1, 0, 2).astype(dtype)
+    out = twin._time_major_features(x)
+    assert out.dtype == dtype and out.shape == ref.shape
+    np.testing.assert_array_equal(out, ref)
+
+
 class _Fixed:
     """A stand-in generator returning pre-drawn noise frame by frame (NumpySRNN.encode)."""
 
