@@ -518,6 +518,12 @@ class NumpySRNN:
         return out
 
 
+@numba.njit(cache=True, inline="always")
+def _average(total, R):
+    """``total / R``, without the division for a single latent row (the same value)."""
+    return total if R == 1 else total / R
+
+
 @numba.njit(cache=True)
 def _emit_and_update(out, t, R, order, gated, propagate, loc, scale, dx_scale, ddx_scale,
                      min_var, info_vec, info_prec, means, covs, pm, pv, coef, share, feat, kin,
@@ -584,13 +590,13 @@ def _emit_and_update(out, t, R, order, gated, propagate, loc, scale, dx_scale, d
                 mu_sum += mu_r
                 mu_sq += mu_r * mu_r
                 var_sum += np.exp(lv) * sc * sc + min_var[d]
-            mu_bar = mu_sum / R
-            var = var_sum / R + (mu_sq / R - mu_bar * mu_bar)
+            mu_bar = _average(mu_sum, R)
+            var = _average(var_sum, R) + (_average(mu_sq, R) - mu_bar * mu_bar)
             mu = base + mu_bar
             if gated and t >= 2:
-                coef[0, t, m, d] = c1_sum / R
-                coef[1, t, m, d] = -c2_sum / R
-                coef[2, t, m, d] = c3_sum / R
+                coef[0, t, m, d] = _average(c1_sum, R)
+                coef[1, t, m, d] = -_average(c2_sum, R)
+                coef[2, t, m, d] = _average(c3_sum, R)
             elif o == 2:
                 coef[0, t, m, d] = 2.0
                 coef[1, t, m, d] = -1.0
@@ -599,9 +605,10 @@ def _emit_and_update(out, t, R, order, gated, propagate, loc, scale, dx_scale, d
             own = var
             if propagate and order >= 1 and t >= 1:
                 if gated and t >= 2:
-                    var += c1_sq / R * covs[t - 1, m, d] + c2_sq / R * covs[t - 2, m, d]
+                    var += (_average(c1_sq, R) * covs[t - 1, m, d]
+                            + _average(c2_sq, R) * covs[t - 2, m, d])
                     if t >= 3:
-                        var += c3_sq / R * covs[t - 3, m, d]
+                        var += _average(c3_sq, R) * covs[t - 3, m, d]
                 elif order == 2 and t >= 2:
                     var += 4.0 * covs[t - 1, m, d] + covs[t - 2, m, d]
                 else:
