@@ -421,7 +421,7 @@ tol, box_format, image_size, n_jobs, verbose
         assignment_temperature: float = 1.0,
         update_noise: bool = False,
         update_weights: bool = False,
-        init: str = "filter",
+        init: str = "auto",
         max_iter: int = 30,
         tol: float = 1e-4,
         box_format: str = "xywh",

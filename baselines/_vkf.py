@@ -156,9 +156,10 @@ class VKFTracker(VEMTracker):
         M-step of the scale of ``Phi`` per sequence and coordinate.
     update_weights : bool, default=False
         M-step of the assignment prior ``pi``.
-    init : {"filter", "first-frame", "chunked"}, default="filter"
+    init : {"auto", "filter", "tracklets", "first-frame", "chunked"}, default="auto"
         VEM initialisation (see :class:`~mixest.tracking.GaussianDetections`); ``"filter"``
-        uses this tracker's own Kalman model, filtering only.
+        (and ``"auto"`` in sequences without clutter) uses this tracker's own Kalman model,
+        filtering only.
     max_iter : int, default=30
         Maximum number of VEM iterations.
     tol : float, default=1e-4
@@ -257,7 +258,7 @@ class VKFTracker(VEMTracker):
         assignment_temperature: float = 1.0,
         update_noise: bool = False,
         update_weights: bool = False,
-        init: str = "filter",
+        init: str = "auto",
         max_iter: int = 30,
         tol: float = 1e-4,
         box_format: str = "xywh",

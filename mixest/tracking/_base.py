@@ -53,7 +53,7 @@ class VEMTracker(SequenceEstimator, metaclass=ABCMeta):
         "clutter": [StrOptions({"auto"}), Interval(Real, 0, 1, closed="left")],
         "update_noise": ["boolean"],
         "update_weights": ["boolean"],
-        "init": [StrOptions({"filter", "first-frame", "chunked"})],
+        "init": [StrOptions({"auto", "filter", "tracklets", "first-frame", "chunked"})],
         "box_format": [StrOptions({"xywh", "xyxy", "cxcywh"})],
         "image_size": [tuple, list, np.ndarray, None],
         "n_jobs": [Integral, None],

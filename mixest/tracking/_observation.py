@@ -52,6 +52,7 @@ _CHUNK_SIZE, _CHUNK_ITER = 30, 20
 # defaults, for objects that move a box width per frame, which the slow model loses
 # (docs/tracking.md, "Initialisation").
 _INIT_MODELS = ((0.002, 0.01), (0.02, 0.1))
+_INITS = ("auto", "filter", "tracklets", "first-frame", "chunked")
 
 
 def box_noise(obs: np.ndarray, scale: float) -> np.ndarray:
@@ -211,12 +212,17 @@ def _auto_clutter_log_odds(obs: np.ndarray, valid: np.ndarray, n_sources: int) -
     with np.errstate(divide="ignore"):
         log_odds = np.log(extra) - np.log(np.maximum(count - extra, 1))
     log_odds = np.broadcast_to(np.clip(log_odds, -_CERTAIN, _CERTAIN), valid.shape).copy()
-    if obs.shape[-1] == 4:
-        with np.errstate(invalid="ignore"):
-            outside = ((obs[..., 2] < 0) | (obs[..., 0] > 1) | (obs[..., 3] < 0)
-                       | (obs[..., 1] > 1))
-        log_odds[outside & valid] = _CERTAIN
+    log_odds[_outside_image(obs) & valid] = _CERTAIN
     return log_odds
+
+
+def _outside_image(obs: np.ndarray) -> np.ndarray:
+    """Boxes (normalised ``xyxy``) lying entirely outside ``[0, 1]^2``, ``(B, T, K)``; none
+    for other observations."""
+    if obs.shape[-1] != 4:
+        return np.zeros(obs.shape[:-1], dtype=bool)
+    with np.errstate(invalid="ignore"):
+        return (obs[..., 2] < 0) | (obs[..., 0] > 1) | (obs[..., 3] < 0) | (obs[..., 1] > 1)
 
 
 def _init_var(phi, valid):
@@ -258,8 +264,14 @@ class GaussianDetections(ObservationModel):
         / \\sum \\eta_{tkn}` (diagonal ``phi`` only).
     update_weights : bool, default=False
         M-step of the assignment prior, :math:`\\pi_n \\propto \\sum_{tk} \\eta_{tkn}`.
-    init : {"filter", "first-frame", "chunked"}, default="filter"
+    init : {"auto", "filter", "tracklets", "first-frame", "chunked"}, default="auto"
         ``"first-frame"``: sources start still at one frame's detections (:func:`initial_means`);
+        ``"tracklets"`` (boxes only): from there along chains of tracklets, boxes of
+        consecutive frames linked by overlap (:mod:`mixest.tracking._tracklets`), each source's
+        variance that of its box's observation noise; ``"auto"``: ``"tracklets"`` for the
+        sequences of boxes in which some frame holds more detections than sources (clutter,
+        where a motion model matching one frame at a time follows neighbours), ``"filter"``
+        for the others;
         ``"filter"``: an online predict/match/update pass (see ``init_dynamics``) from there,
         each frame's detections matched one-to-one to the predicted sources by minimum cost
         (``-log`` predictive density; a soft assignment here lets two sources settle on one
@@ -282,7 +294,7 @@ class GaussianDetections(ObservationModel):
         temperature: float = 1.0,
         update_noise: bool = False,
         update_weights: bool = False,
-        init: str = "filter",
+        init: str = "auto",
         init_dynamics: Dynamics | None = None,
     ):
         if not (np.isfinite(obs_noise) and obs_noise > 0):
@@ -293,8 +305,9 @@ class GaussianDetections(ObservationModel):
                              f"{clutter!r}.")
         if not (np.isfinite(temperature) and temperature > 0):
             raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}.")
-        if init not in ("filter", "first-frame", "chunked"):
-            raise ValueError(f"init must be 'filter', 'first-frame' or 'chunked', got {init!r}.")
+        if init not in _INITS:
+            raise ValueError(f"init must be one of {', '.join(map(repr, _INITS))}, got "
+                             f"{init!r}.")
         self.obs_noise = float(obs_noise)
         self.clutter = clutter if clutter == "auto" else float(clutter)
         self.temperature = float(temperature)
@@ -341,15 +354,37 @@ class GaussianDetections(ObservationModel):
     def initialize(self, data, params, n_sources, dynamics, rng):
         obs, valid, phi = data["obs"], data["valid"], params["phi"]
         T = obs.shape[1]
-        m0, _ = initial_means(obs, valid, n_sources)
+        m0, t0 = initial_means(obs, valid, n_sources)
+        if self.init == "tracklets" and obs.shape[-1] != 4:
+            raise ValueError("init='tracklets' links boxes by their overlap: it needs xyxy "
+                             f"boxes (D = 4), got D = {obs.shape[-1]}.")
         if self.init == "first-frame":
             means = np.repeat(m0[:, None], T, axis=1)
             covs = np.broadcast_to(_init_var(phi, valid), means.shape).copy()
-        elif self.init == "filter":
-            means, covs = self._filter_init(obs, valid, phi, m0, params["log_prior"],
-                                            data["log_clutter"])
-        else:
+        elif self.init == "chunked":
             means, covs = self._chunked_init(data, params, m0, dynamics, rng)
+        else:
+            # "auto": tracklets where some frame holds more boxes than sources (clutter); a
+            # box entirely outside the image is clutter for certain and counts for nothing
+            inside = valid & ~_outside_image(obs)
+            linked = np.zeros(len(obs), dtype=bool)
+            if obs.shape[-1] == 4 and self.init != "filter":
+                linked = (inside.sum(-1) > n_sources).any(1) | (self.init == "tracklets")
+            means = covs = None
+            if not linked.all():
+                means, covs = self._filter_init(obs, valid, phi, m0, params["log_prior"],
+                                                data["log_clutter"])
+            if linked.any():
+                from mixest.tracking._tracklets import tracklet_means
+
+                m = tracklet_means(obs[linked], inside[linked], m0[linked], t0[linked])
+                # each box's own observation noise: the sources start as sure as a detection
+                c = box_noise(m, self.obs_noise)
+                if means is None:
+                    means, covs = m, c
+                else:
+                    means[linked] = m
+                    covs[linked] = c if covs.ndim == 4 else full_covariances(c, 4)
         if covs.ndim == 4 and phi.ndim == 5:
             covs = full_covariances(covs, 4)
         return means, covs

@@ -66,8 +66,10 @@ class MixDVAETracker(VEMTracker):
         prior probability in every frame. 0: no clutter class.
     update_noise, update_weights : bool, default=False
         M-step for the observation noise scale / the assignment prior.
-    init : {"filter", "first-frame", "chunked"}, default="filter"
-        Initialisation of the tracks (see :class:`~mixest.tracking.GaussianDetections`).
+    init : {"auto", "filter", "tracklets", "first-frame", "chunked"}, default="auto"
+        Initialisation of the tracks (see :class:`~mixest.tracking.GaussianDetections`):
+        ``"auto"`` links the boxes into tracklets by overlap in sequences with more detections
+        than objects in some frame (clutter), and runs the online filter elsewhere.
     n_z_samples : int, default=0
         E-Z: 0 uses the mean of the encoder's :math:`q(z | m)`; ``R >= 1`` draws ``R`` samples
         per object and moment-matches the prior over them.
@@ -145,7 +147,7 @@ class MixDVAETracker(VEMTracker):
         clutter: float | str = "auto",
         update_noise: bool = False,
         update_weights: bool = False,
-        init: str = "filter",
+        init: str = "auto",
         n_z_samples: int = 0,
         finetune_steps: int = 0,
         box_format: str = "xywh",

@@ -145,9 +145,9 @@ def _hidden_pedestrian(T):
     return obs, target
 
 
-def _filter_means(obs, init_dynamics=None):
-    """The one-source ``"filter"`` initialisation's means ``(B, T, 4)``."""
-    model = GaussianDetections(init_dynamics=init_dynamics)
+def _filter_means(obs, init_dynamics=None, init="filter"):
+    """The one-source initialisation's means ``(B, T, 4)`` (the ``"filter"`` one)."""
+    model = GaussianDetections(init=init, init_dynamics=init_dynamics)
     data, params = model.prepare(obs, 1)
     return model.initialize(data, params, 1, None, None)[0][:, :, 0]
 

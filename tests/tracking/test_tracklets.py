@@ -1,0 +1,136 @@
+"""Tracklet initialisation: overlap links against scipy, chains, and the "auto" rule."""
+
+import numpy as np
+import pytest
+from scipy.optimize import linear_sum_assignment
+
+from mixest.tracking import GaussianDetections
+from mixest.tracking._boxes import box_iou
+from mixest.tracking._tracklets import link_tracklets, tracklet_means
+
+
+def _links_scipy(boxes, valid, min_iou):
+    """Oracle: per frame, scipy's assignment maximising the summed IoU over the links of IoU
+    >= min_iou (a weaker link loses to starting a tracklet), labels numbered by first box."""
+    T, K, _ = boxes.shape
+    label = np.full((T, K), -1)
+    count = 0
+    for t in range(T):
+        if t > 0:
+            a, b = np.flatnonzero(valid[t]), np.flatnonzero(valid[t - 1])
+            if len(a) and len(b):
+                gain = box_iou(boxes[t, a], boxes[t - 1, b]) - min_iou
+                rows, cols = linear_sum_assignment(-np.maximum(gain, 0.0))
+                for r, c in zip(rows, cols, strict=True):
+                    if gain[r, c] > 0:
+                        label[t, a[r]] = label[t - 1, b[c]]
+        for k in np.flatnonzero(valid[t] & (label[t] < 0)):
+            label[t, k] = count
+            count += 1
+    return label
+
+
+def _walkers(rng, T=40, K=6):
+    """Boxes of a few slow walkers, some crossing, with misses and shuffled rows."""
+    n = 4
+    start = rng.uniform(0.2, 0.8, (n, 2))
+    vel = rng.normal(0, 0.004, (n, 2))
+    size = rng.uniform(0.03, 0.08, (n, 1)) * np.array([1.0, 2.5])
+    centre = start[None] + vel[None] * np.arange(T)[:, None, None]
+    boxes = np.concatenate([centre - size / 2, centre + size / 2], -1)
+    boxes += rng.normal(0, 0.002, boxes.shape)
+    obs = np.full((T, K, 4), np.nan)
+    for t in range(T):
+        rows = rng.permutation(K)[:n]
+        keep = rng.random(n) > 0.15
+        obs[t, rows[keep]] = boxes[t, keep]
+    return obs
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_links_equal_scipy_assignment(seed):
+    obs = _walkers(np.random.default_rng(seed))
+    valid = ~np.isnan(obs[..., 0])
+    label = link_tracklets(obs[None], valid[None], 0.5)[0]
+    np.testing.assert_array_equal(label, _links_scipy(obs, valid, 0.5))
+
+
+def _hidden_pedestrian(T):
+    """A pedestrian undetected in frames 1-3, a neighbour's box half its height away (IoU
+    0.31: not linked to it) and a far clutter box."""
+    target = np.array([0.50, 0.40, 0.52, 0.48])
+    obs = np.full((T, 3, 4), np.nan)
+    obs[0, 0] = target
+    obs[1:, 1] = [0.501, 0.36, 0.521, 0.44]
+    obs[1:, 2] = [0.10, 0.60, 0.12, 0.70]
+    obs[4:, 0] = target
+    return obs, target
+
+
+def _init(obs, n_sources, **kwargs):
+    model = GaussianDetections(**kwargs)
+    data, params = model.prepare(obs, n_sources)
+    return model.initialize(data, params, n_sources, None, None)
+
+
+def test_auto_init_chains_the_pedestrian_past_its_neighbour():
+    """The neighbour's tracklet starts right after the target's ends, but the target's own
+    (back four frames later, at the same place) is the closer continuation: the chain takes
+    it, and the box holds still through the gap."""
+    obs, target = _hidden_pedestrian(12)
+    means, covs = _init(obs[None], 1)
+    np.testing.assert_allclose(means[0, :, 0], np.broadcast_to(target, (12, 4)), atol=1e-12)
+    # each source as sure as its box's own detection
+    w, h = target[2] - target[0], target[3] - target[1]
+    np.testing.assert_allclose(covs[0, 0, 0], (0.04 * np.array([w, h, w, h])) ** 2)
+
+
+def test_chains_take_the_nearest_continuation_after_a_gap():
+    """Two walkers with gaps; a far box's tracklet never joins a chain (over the gate)."""
+    T = 30
+    a0, b0 = np.array([0.2, 0.3, 0.25, 0.45]), np.array([0.6, 0.3, 0.65, 0.45])
+    step = np.array([0.003, 0.0, 0.003, 0.0])
+    obs = np.full((1, T, 4, 4), np.nan)
+    for t in range(T):
+        if not 8 <= t < 14:  # a hidden for 6 frames
+            obs[0, t, 1] = a0 + t * step
+        if not 15 <= t < 18:
+            obs[0, t, 0] = b0 - t * step
+        if t >= 10:
+            obs[0, t, 3] = [0.9, 0.8, 0.95, 0.95]  # clutter far from both
+    valid = ~np.isnan(obs[..., 0])
+    m0 = obs[:, 0, :2]  # frame 0's boxes in row order: b then a
+    means = tracklet_means(obs, valid, m0, np.zeros(1, dtype=int))
+    truth_b = b0 - np.arange(T)[:, None] * step
+    truth_a = a0 + np.arange(T)[:, None] * step
+    np.testing.assert_allclose(means[0, :, 0], truth_b, atol=1e-12)  # linear through the gap
+    np.testing.assert_allclose(means[0, :, 1], truth_a, atol=1e-12)
+
+
+def test_auto_is_the_filter_without_clutter_and_tracklets_with_it():
+    """In one batch, a sequence whose frames hold at most N boxes gets exactly the filter's
+    initialisation, one with an extra box in a frame the tracklets' (also with init=...)."""
+    from mixest.datasets import make_tracking_mixture
+
+    X, _ = make_tracking_mixture(2, 3, 30, jitter=0.04, miss_prob=0.1, random_state=0,
+                                 box_format="xyxy", image_size=None)
+    X = np.concatenate([X, np.full(X.shape[:2] + (1, 4), np.nan)], 2)
+    X[1, 12, -1] = [0.1, 0.1, 0.15, 0.2]  # sequence 1: one frame with clutter
+    auto = _init(X, 3)
+    filt = _init(X, 3, init="filter")
+    links = _init(X, 3, init="tracklets")
+    for a, f, tr in zip(auto, filt, links, strict=True):
+        np.testing.assert_array_equal(a[0], f[0])
+        np.testing.assert_array_equal(a[1], tr[1])
+    # a box entirely outside the image is certain clutter: it changes nothing
+    X[0, 5, -1] = [2.0, 2.0, 2.5, 2.5]
+    np.testing.assert_array_equal(_init(X, 3)[0][0], auto[0][0])
+
+
+def test_tracklets_need_boxes():
+    obs = np.random.default_rng(0).random((1, 5, 2, 2))
+    with pytest.raises(ValueError, match="init='tracklets'.*D = 2"):
+        _init(obs, 1, init="tracklets")
+    _init(obs, 1)  # "auto" runs the filter on points
+    with pytest.raises(ValueError, match="init must be one of"):
+        GaussianDetections(init="tracklet")
