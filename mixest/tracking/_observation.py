@@ -370,21 +370,28 @@ class GaussianDetections(ObservationModel):
             linked = np.zeros(len(obs), dtype=bool)
             if obs.shape[-1] == 4 and self.init != "filter":
                 linked = (inside.sum(-1) > n_sources).any(1) | (self.init == "tracklets")
-            means = covs = None
+            means = np.repeat(m0[:, None], T, axis=1)
+            covs = np.broadcast_to(_init_var(phi, valid), means.shape).copy()
             if not linked.all():
-                means, covs = self._filter_init(obs, valid, phi, m0, params["log_prior"],
-                                                data["log_clutter"])
+                u = ~linked
+                m, c = self._filter_init(obs[u], valid[u], phi[u], m0[u],
+                                         params["log_prior"][u], data["log_clutter"][u])
+                if c.ndim == 5:
+                    covs = full_covariances(covs, 4)
+                means[u], covs[u] = m, c
             if linked.any():
                 from mixest.tracking._tracklets import tracklet_means
 
-                m = tracklet_means(obs[linked], inside[linked], m0[linked], t0[linked])
-                # each box's own observation noise: the sources start as sure as a detection
-                c = box_noise(m, self.obs_noise)
-                if means is None:
-                    means, covs = m, c
-                else:
-                    means[linked] = m
-                    covs[linked] = c if covs.ndim == 4 else full_covariances(c, 4)
+                # each source starts as sure as its box's detection: the boxes' observation
+                # noise is carried along the chains with them
+                diag = phi if phi.ndim == 4 else np.diagonal(phi, axis1=-2, axis2=-1)
+                start = np.concatenate([m0, covs[:, 0] if covs.ndim == 4 else
+                                        np.diagonal(covs[:, 0], axis1=-2, axis2=-1)], -1)
+                both = tracklet_means(obs[linked], inside[linked], start[linked], t0[linked],
+                                      np.concatenate([obs, diag], -1)[linked])
+                means[linked] = both[..., :4]
+                covs[linked] = (both[..., 4:] if covs.ndim == 4
+                                else full_covariances(both[..., 4:], 4))
         if covs.ndim == 4 and phi.ndim == 5:
             covs = full_covariances(covs, 4)
         return means, covs

@@ -6,11 +6,11 @@ neighbour's box and follows the neighbour. Overlap is a safer first cue. Boxes o
 frames are linked one-to-one by IoU (a link needs IoU >= ``min_iou``), which yields tracklets
 that rarely mix two people; each source then starts on the tracklet of its first detection and
 is extended, again and again, by the unclaimed tracklet that starts within ``max_gap`` frames of
-its end, closest to its last box (centre distance in box sizes over the square root of the gap,
-a random walk, plus twice the log ratio of the heights), if that cost is below ``gate``. Between
-two pieces of a chain the box moves linearly; before the first and after the last it is held.
-:class:`~mixest.tracking.GaussianDetections` (``init="auto"``) uses it for the sequences whose
-frames hold more boxes than sources.
+its end, closest to where its last box would be by then at the velocity of its last frames
+(centre distance in box sizes over the square root of the gap, plus twice the log ratio of the
+heights), if that cost is below ``gate``. Between two pieces of a chain the box moves linearly;
+before the first and after the last it is held. :class:`~mixest.tracking.GaussianDetections`
+(``init="auto"``) uses it for the sequences whose frames hold more boxes than sources.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ __all__ = ["link_tracklets", "tracklet_means"]
 #: Link threshold, gap and gate of the chaining, chosen on the first halves of MOT17-02/05/09
 #: (``real + clutter`` windows; min_iou 0.3-0.7, gate 0.5-2, max_gap 15-60 tried).
 MIN_IOU, MAX_GAP, GATE = 0.5, 30, 1.0
+#: Frames before a tracklet's end whose boxes give its velocity (5, 10, 20, 30 tried there).
+VELOCITY_FRAMES = 10
 # the cost of a link that cannot be (a missing box), finite for the matching solver
 _NO_LINK = 1e9
 
@@ -80,6 +82,7 @@ def _chains(boxes: np.ndarray, label: np.ndarray, heads: list[int], max_gap: int
     is_first, is_last = t_idx == first[lab], t_idx == last[lab]
     start_box[lab[is_first]] = boxes[t_idx[is_first], k_idx[is_first]]
     end_box[lab[is_last]] = boxes[t_idx[is_last], k_idx[is_last]]
+    velocity = _end_velocity(boxes[t_idx, k_idx], t_idx, lab, last, n)
     claimed = np.zeros(n, dtype=bool)
     claimed[heads] = True
     chains = [[h] for h in heads]
@@ -95,8 +98,10 @@ def _chains(boxes: np.ndarray, label: np.ndarray, heads: list[int], max_gap: int
             if not ok.any():
                 continue
             c = start_box[ok]
-            dx = ((c[:, 0] + c[:, 2]) - (box[0] + box[2])) / (2 * w)
-            dy = ((c[:, 1] + c[:, 3]) - (box[1] + box[3])) / (2 * h)
+            # where the end box's centre would be at the candidate's start, at its velocity
+            ahead = velocity[end][None] * gap[ok][:, None]
+            dx = ((c[:, 0] + c[:, 2]) - (box[0] + box[2])) / (2 * w) - ahead[:, 0] / w
+            dy = ((c[:, 1] + c[:, 3]) - (box[1] + box[3])) / (2 * h) - ahead[:, 1] / h
             with np.errstate(divide="ignore", invalid="ignore"):  # degenerate boxes: no link
                 cost = (np.hypot(dx, dy) / np.sqrt(gap[ok])
                         + 2.0 * np.abs(np.log(np.abs(c[:, 3] - c[:, 1]) / h)))
@@ -118,32 +123,56 @@ def _chains(boxes: np.ndarray, label: np.ndarray, heads: list[int], max_gap: int
     return chains
 
 
-def tracklet_means(obs: np.ndarray, valid: np.ndarray, m0: np.ndarray, t0: np.ndarray,
-                   min_iou: float = MIN_IOU, max_gap: int = MAX_GAP,
-                   gate: float = GATE) -> np.ndarray:
-    """Sources' boxes ``(B, T, N, 4)`` from the chains of their tracklets.
+def _end_velocity(boxes: np.ndarray, t: np.ndarray, label: np.ndarray, last: np.ndarray,
+                  n: int) -> np.ndarray:
+    """Each tracklet's centre velocity ``(n, 2)`` per frame: the least-squares slope over its
+    boxes of the last ``VELOCITY_FRAMES`` frames before its end (0 with fewer than 3)."""
+    centre = 0.5 * (boxes[:, :2] + boxes[:, 2:])
+    recent = t >= last[label] - VELOCITY_FRAMES
+    lab, t, centre = label[recent], t[recent].astype(float), centre[recent]
+    count = np.bincount(lab, minlength=n)
+    mean_t = np.bincount(lab, t, n) / np.maximum(count, 1)
+    dt = t - mean_t[lab]
+    var = np.bincount(lab, dt * dt, n)
+    out = np.zeros((n, 2))
+    for d in range(2):
+        mean_c = np.bincount(lab, centre[:, d], n) / np.maximum(count, 1)
+        cov = np.bincount(lab, dt * (centre[:, d] - mean_c[lab]), n)
+        out[:, d] = np.where(count >= 3, cov / np.where(var > 0, var, 1.0), 0.0)
+    return out
+
+
+def tracklet_means(obs: np.ndarray, valid: np.ndarray, start: np.ndarray, t0: np.ndarray,
+                   values: np.ndarray | None = None, min_iou: float = MIN_IOU,
+                   max_gap: int = MAX_GAP, gate: float = GATE) -> np.ndarray:
+    """Sources' boxes ``(B, T, N, 4)`` (or other ``values``) along the chains of their tracklets.
 
     Parameters
     ----------
     obs : ndarray of shape (B, T, K, 4)
         ``xyxy`` boxes, NaN rows when missing.
     valid : ndarray of bool, shape (B, T, K)
-    m0, t0 : ndarray
+    start, t0 : ndarray
         :func:`~mixest.tracking.initial_means`: the sources start on the tracklets of frame
-        ``t0``'s first ``N`` valid boxes, in that order; a source without one stays at ``m0``.
+        ``t0``'s first ``N`` valid boxes, in that order; a source without one is held at its
+        row of ``start`` ``(B, N, F)`` in every frame.
+    values : ndarray of shape (B, T, K, F), optional
+        What to carry along the chains, per box (default: the boxes): the sources get each
+        frame's value of their box, linearly interpolated between two pieces of a chain.
     min_iou, max_gap, gate : float
         Link threshold and chaining (see the module docstring).
     """
     B, T, K, _ = obs.shape
-    N = m0.shape[1]
+    N = start.shape[1]
+    values = obs if values is None else values
     label = link_tracklets(obs, valid, min_iou)
-    means = np.repeat(m0[:, None], T, axis=1)
+    out = np.repeat(start[:, None], T, axis=1)
     frames = np.arange(T)
     for b in range(B):
         rows = np.flatnonzero(valid[b, t0[b]])[:N]
         heads = [int(label[b, t0[b], k]) for k in rows]
         for s, chain in enumerate(_chains(obs[b], label[b], heads, max_gap, gate)):
             t_idx, k_idx = np.nonzero(np.isin(label[b], chain))
-            for d in range(4):
-                means[b, :, s, d] = np.interp(frames, t_idx, obs[b, t_idx, k_idx, d])
-    return means
+            for f in range(values.shape[-1]):
+                out[b, :, s, f] = np.interp(frames, t_idx, values[b, t_idx, k_idx, f])
+    return out

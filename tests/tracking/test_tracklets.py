@@ -55,34 +55,10 @@ def test_links_equal_scipy_assignment(seed):
     np.testing.assert_array_equal(label, _links_scipy(obs, valid, 0.5))
 
 
-def _hidden_pedestrian(T):
-    """A pedestrian undetected in frames 1-3, a neighbour's box half its height away (IoU
-    0.31: not linked to it) and a far clutter box."""
-    target = np.array([0.50, 0.40, 0.52, 0.48])
-    obs = np.full((T, 3, 4), np.nan)
-    obs[0, 0] = target
-    obs[1:, 1] = [0.501, 0.36, 0.521, 0.44]
-    obs[1:, 2] = [0.10, 0.60, 0.12, 0.70]
-    obs[4:, 0] = target
-    return obs, target
-
-
 def _init(obs, n_sources, **kwargs):
     model = GaussianDetections(**kwargs)
     data, params = model.prepare(obs, n_sources)
     return model.initialize(data, params, n_sources, None, None)
-
-
-def test_auto_init_chains_the_pedestrian_past_its_neighbour():
-    """The neighbour's tracklet starts right after the target's ends, but the target's own
-    (back four frames later, at the same place) is the closer continuation: the chain takes
-    it, and the box holds still through the gap."""
-    obs, target = _hidden_pedestrian(12)
-    means, covs = _init(obs[None], 1)
-    np.testing.assert_allclose(means[0, :, 0], np.broadcast_to(target, (12, 4)), atol=1e-12)
-    # each source as sure as its box's own detection
-    w, h = target[2] - target[0], target[3] - target[1]
-    np.testing.assert_allclose(covs[0, 0, 0], (0.04 * np.array([w, h, w, h])) ** 2)
 
 
 def test_chains_take_the_nearest_continuation_after_a_gap():
@@ -134,3 +110,38 @@ def test_tracklets_need_boxes():
     _init(obs, 1)  # "auto" runs the filter on points
     with pytest.raises(ValueError, match="init must be one of"):
         GaussianDetections(init="tracklet")
+
+
+def test_a_hidden_walker_is_found_where_its_velocity_takes_it():
+    """A walker (0.2 widths a frame) hidden for 10 frames and a standing person's box that
+    appears where the walker was last seen: the chain follows the walker's velocity past the
+    standing person."""
+    T = 30
+    walker = np.array([0.20, 0.30, 0.25, 0.45])
+    step = np.array([0.01, 0.0, 0.01, 0.0])
+    obs = np.full((1, T, 2, 4), np.nan)
+    for t in range(T):
+        if not 10 <= t < 20:
+            obs[0, t, 0] = walker + t * step
+        if t >= 11:
+            obs[0, t, 1] = walker + 9 * step  # standing where the walker disappeared
+    means = tracklet_means(obs, ~np.isnan(obs[..., 0]), obs[:, 0, :1], np.zeros(1, dtype=int))
+    truth = walker + np.arange(T)[:, None] * step
+    np.testing.assert_allclose(means[0, :, 0], truth, atol=1e-12)
+
+
+def test_end_velocity_is_the_least_squares_slope_of_the_last_frames():
+    from mixest.tracking._tracklets import VELOCITY_FRAMES, _end_velocity
+
+    rng = np.random.default_rng(3)
+    lengths = [2, 3, 7, 25]
+    t = np.concatenate([np.sort(rng.choice(40, n, replace=False)) for n in lengths])
+    label = np.repeat(np.arange(len(lengths)), lengths)
+    boxes = rng.random((len(t), 4))
+    last = np.array([t[label == i].max() for i in range(len(lengths))])
+    out = _end_velocity(boxes, t, label, last, len(lengths))
+    for i in range(len(lengths)):
+        sel = (label == i) & (t >= last[i] - VELOCITY_FRAMES)
+        centre = 0.5 * (boxes[sel, :2] + boxes[sel, 2:])
+        want = np.polyfit(t[sel], centre, 1)[0] if sel.sum() >= 3 else np.zeros(2)
+        np.testing.assert_allclose(out[i], want, atol=1e-12)
