@@ -145,3 +145,19 @@ def test_end_velocity_is_the_least_squares_slope_of_the_last_frames():
         centre = 0.5 * (boxes[sel, :2] + boxes[sel, 2:])
         want = np.polyfit(t[sel], centre, 1)[0] if sel.sum() >= 3 else np.zeros(2)
         np.testing.assert_allclose(out[i], want, atol=1e-12)
+
+
+def test_tracklets_start_with_the_given_observation_noise():
+    """With explicit ``phi`` the sources' initial variances are their boxes' ``phi`` (carried
+    along the chains, interpolated through a gap), not ``obs_noise``'s."""
+    T = 8
+    box = np.array([0.2, 0.3, 0.25, 0.45])
+    obs = np.full((1, T, 2, 4), np.nan)
+    obs[0, :, 0] = box
+    obs[0, 3:5, 0] = np.nan  # a gap
+    obs[0, :, 1] = [0.7, 0.7, 0.75, 0.85]  # clutter in every frame: "auto" takes tracklets
+    phi = np.ones_like(obs)
+    phi[0, :, 0] = np.linspace(1, 8, T)[:, None] * 1e-5
+    means, covs = _init((obs, phi), 1)
+    np.testing.assert_allclose(means[0, :, 0], np.broadcast_to(box, (T, 4)), atol=1e-12)
+    np.testing.assert_allclose(covs[0, :, 0, 0], np.linspace(1, 8, T) * 1e-5, rtol=1e-12)
