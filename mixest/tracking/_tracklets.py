@@ -5,11 +5,16 @@ target whenever the detector misses it for a few frames: its prediction spreads 
 neighbour's box and follows the neighbour. Overlap is a safer first cue. Boxes of consecutive
 frames are linked one-to-one by IoU (a link needs IoU >= ``min_iou``), which yields tracklets
 that rarely mix two people; each source then starts on the tracklet of its first detection and
-is extended, again and again, by the unclaimed tracklet that starts within ``max_gap`` frames of
-its end, closest to where its last box would be by then at the velocity of its last frames
-(centre distance in box sizes over the square root of the gap, plus twice the log ratio of the
-heights), if that cost is below ``gate``. Between two pieces of a chain the box moves linearly;
-before the first and after the last it is held. :class:`~mixest.tracking.GaussianDetections`
+is extended, again and again, by the unclaimed tracklet that goes on past its end, joins within
+``max_gap`` frames of it and is closest to where its end would be by then at the velocity of
+its last frames (centre distance in box sizes over the square root of the gap, plus twice the
+log ratio of the heights), if that cost is below ``gate``. A tracklet that is already running
+at the end joins from the next frame on: a person's boxes often split into two tracklets that
+overlap in time (two boxes of one person, or a link lost to jitter). Ends and joins are the
+medians of the centres and sizes of ``END_BOXES`` boxes, placed at the mean of their frames:
+a single box there is often a bad one (a partly hidden person, or two people in one box, just
+before the detector loses one). Between two pieces of a chain the box moves linearly; before
+the first and after the last it is held. :class:`~mixest.tracking.GaussianDetections`
 (``init="auto"``) uses it for the sequences whose frames hold more boxes than sources.
 """
 
@@ -25,8 +30,11 @@ __all__ = ["link_tracklets", "tracklet_means"]
 #: Link threshold, gap and gate of the chaining, chosen on the first halves of MOT17-02/05/09
 #: (``real + clutter`` windows; min_iou 0.3-0.7, gate 0.5-2, max_gap 15-60 tried).
 MIN_IOU, MAX_GAP, GATE = 0.5, 30, 1.0
-#: Frames before a tracklet's end whose boxes give its velocity (5, 10, 20, 30 tried there).
-VELOCITY_FRAMES = 10
+#: Frames before a tracklet's end whose boxes give its velocity (5, 10, 20, 30 tried there),
+#: and the shrinkage of that velocity towards 0 (1, 2, 4, 9 tried there; see _end_velocity).
+VELOCITY_FRAMES, VELOCITY_SHRINK = 10, 2.0
+#: Boxes whose median is a tracklet's start or end (1, 3, 5, 7, 10 tried there).
+END_BOXES = 5
 # the cost of a link that cannot be (a missing box), finite for the matching solver
 _NO_LINK = 1e9
 
@@ -68,77 +76,105 @@ def link_tracklets(boxes: np.ndarray, valid: np.ndarray, min_iou: float = MIN_IO
 
 
 def _chains(boxes: np.ndarray, label: np.ndarray, heads: list[int], max_gap: int,
-            gate: float) -> list[list[int]]:
-    """Each head's chain of tracklets in one sequence (see the module docstring)."""
+            gate: float) -> list[list[tuple[int, int]]]:
+    """Each head's chain in one sequence (see the module docstring): its pieces as
+    ``(tracklet, first frame taken)``."""
     n = label.max() + 1
     t_idx, k_idx = np.nonzero(label >= 0)
     lab = label[t_idx, k_idx]
-    first = np.full(n, np.iinfo(np.int64).max)
-    last = np.full(n, -1)
-    np.minimum.at(first, lab, t_idx)
-    np.maximum.at(last, lab, t_idx)
-    start_box = np.empty((n, 4))
-    end_box = np.empty((n, 4))
-    is_first, is_last = t_idx == first[lab], t_idx == last[lab]
-    start_box[lab[is_first]] = boxes[t_idx[is_first], k_idx[is_first]]
-    end_box[lab[is_last]] = boxes[t_idx[is_last], k_idx[is_last]]
-    velocity = _end_velocity(boxes[t_idx, k_idx], t_idx, lab, last, n)
+    order = np.lexsort((t_idx, lab))  # each tracklet's boxes together, in frame order
+    t_idx, lab = t_idx[order], lab[order]
+    rows = boxes[t_idx, k_idx[order]]
+    offset = np.searchsorted(lab, np.arange(n))
+    first = t_idx[offset]
+    last = first + np.bincount(lab, minlength=n) - 1  # a tracklet has a box in every frame
+    end_box, end_frame = _median_box(rows, last[:, None] - np.arange(END_BOXES), offset,
+                                     first, last)
+    velocity = _end_velocity(rows, t_idx, lab, last, n)
     claimed = np.zeros(n, dtype=bool)
     claimed[heads] = True
-    chains = [[h] for h in heads]
+    chains = [[(h, 0)] for h in heads]
     active = list(range(len(heads)))
     while active:
         proposals = []
         for s in active:
-            end = chains[s][-1]
+            end = chains[s][-1][0]
             box = end_box[end]
             w, h = abs(box[2] - box[0]), abs(box[3] - box[1])
-            gap = first - last[end]
-            ok = ~claimed & (gap >= 1) & (gap <= max_gap)
-            if not ok.any():
+            join = np.maximum(first, last[end] + 1)  # a running tracklet joins after the end
+            gap = join - last[end]
+            cand = np.flatnonzero(~claimed & (last > last[end]) & (gap <= max_gap))
+            if not len(cand):
                 continue
-            c = start_box[ok]
-            # where the end box's centre would be at the candidate's start, at its velocity
-            ahead = velocity[end][None] * gap[ok][:, None]
+            c, frame = _median_box(rows, join[cand, None] + np.arange(END_BOXES), offset[cand],
+                                   first[cand], last[cand])
+            # where the end's centre would be by then, at its velocity
+            ahead = velocity[end][None] * (frame - end_frame[end])[:, None]
             dx = ((c[:, 0] + c[:, 2]) - (box[0] + box[2])) / (2 * w) - ahead[:, 0] / w
             dy = ((c[:, 1] + c[:, 3]) - (box[1] + box[3])) / (2 * h) - ahead[:, 1] / h
             with np.errstate(divide="ignore", invalid="ignore"):  # degenerate boxes: no link
-                cost = (np.hypot(dx, dy) / np.sqrt(gap[ok])
+                cost = (np.hypot(dx, dy) / np.sqrt(gap[cand])
                         + 2.0 * np.abs(np.log(np.abs(c[:, 3] - c[:, 1]) / h)))
             cost = np.where(np.isnan(cost), np.inf, cost)
             j = int(np.argmin(cost))
             if cost[j] < gate:
-                proposals.append((cost[j], s, int(np.flatnonzero(ok)[j])))
+                proposals.append((cost[j], s, int(cand[j]), int(join[cand[j]])))
         taken = set()
         waiting = []
-        for _, s, tracklet in sorted(proposals):  # the cheapest continuation first
+        for _, s, tracklet, start in sorted(proposals):  # the cheapest continuation first
             if tracklet in taken:
                 waiting.append(s)  # proposes again once the tracklet it wanted is gone
                 continue
             taken.add(tracklet)
             claimed[tracklet] = True
-            chains[s].append(tracklet)
+            chains[s].append((tracklet, start))
             waiting.append(s)
         active = waiting if taken else []
     return chains
 
 
+def _median_box(rows: np.ndarray, frames: np.ndarray, offset: np.ndarray, first: np.ndarray,
+                last: np.ndarray) -> np.ndarray:
+    """The ``xyxy`` box of median centre and median size of each tracklet's boxes in its row
+    of ``frames`` ``(m, n_frames)``, and the mean of those frames (where that box is), frames
+    outside the tracklet skipped (at least one must be inside). ``rows``: every box, each
+    tracklet's together in frame order from ``offset``; ``offset``, ``first``, ``last``:
+    ``(m,)``, per tracklet."""
+    inside = (frames >= first[:, None]) & (frames <= last[:, None])
+    b = rows[np.where(inside, offset[:, None] + frames - first[:, None], 0)]
+    values = np.concatenate([0.5 * (b[..., :2] + b[..., 2:]), b[..., 2:] - b[..., :2]], -1)
+    values = np.sort(np.where(inside[..., None], values, np.inf), axis=1)  # outside: last
+    count = inside.sum(1)
+    m = np.arange(len(count))
+    median = 0.5 * (values[m, (count - 1) // 2] + values[m, count // 2])  # np.nanmedian's
+    centre, size = median[:, :2], median[:, 2:]
+    frame = (frames * inside).sum(1) / count
+    return np.concatenate([centre - 0.5 * size, centre + 0.5 * size], -1), frame
+
+
 def _end_velocity(boxes: np.ndarray, t: np.ndarray, label: np.ndarray, last: np.ndarray,
                   n: int) -> np.ndarray:
     """Each tracklet's centre velocity ``(n, 2)`` per frame: the least-squares slope over its
-    boxes of the last ``VELOCITY_FRAMES`` frames before its end (0 with fewer than 3)."""
+    boxes of the last ``VELOCITY_FRAMES`` frames before its end (0 with fewer than 3), shrunk
+    towards 0 by :math:`\\max(0, 1 - c\\,\\mathrm{se}^2 / \\mathrm{slope}^2)`, ``c`` =
+    ``VELOCITY_SHRINK`` and se the slope's standard error (a positive-part James-Stein rule: a
+    standing person's jitter gives no velocity, a walker keeps nearly all of hers)."""
     centre = 0.5 * (boxes[:, :2] + boxes[:, 2:])
     recent = t >= last[label] - VELOCITY_FRAMES
     lab, t, centre = label[recent], t[recent].astype(float), centre[recent]
     count = np.bincount(lab, minlength=n)
     mean_t = np.bincount(lab, t, n) / np.maximum(count, 1)
     dt = t - mean_t[lab]
-    var = np.bincount(lab, dt * dt, n)
+    var = np.where(count >= 3, np.bincount(lab, dt * dt, n), 1.0)
     out = np.zeros((n, 2))
     for d in range(2):
         mean_c = np.bincount(lab, centre[:, d], n) / np.maximum(count, 1)
-        cov = np.bincount(lab, dt * (centre[:, d] - mean_c[lab]), n)
-        out[:, d] = np.where(count >= 3, cov / np.where(var > 0, var, 1.0), 0.0)
+        slope = np.bincount(lab, dt * (centre[:, d] - mean_c[lab]), n) / var
+        residual = centre[:, d] - mean_c[lab] - slope[lab] * dt
+        se2 = np.bincount(lab, residual**2, n) / np.maximum(count - 2, 1) / var
+        with np.errstate(divide="ignore", invalid="ignore"):  # 0 / 0: no slope, no velocity
+            keep = np.nan_to_num(np.clip(1.0 - VELOCITY_SHRINK * se2 / slope**2, 0.0, 1.0))
+        out[:, d] = np.where(count >= 3, slope * keep, 0.0)
     return out
 
 
@@ -172,7 +208,10 @@ def tracklet_means(obs: np.ndarray, valid: np.ndarray, start: np.ndarray, t0: np
         rows = np.flatnonzero(valid[b, t0[b]])[:N]
         heads = [int(label[b, t0[b], k]) for k in rows]
         for s, chain in enumerate(_chains(obs[b], label[b], heads, max_gap, gate)):
-            t_idx, k_idx = np.nonzero(np.isin(label[b], chain))
+            taken = np.zeros((T, K), dtype=bool)
+            for tracklet, start in chain:
+                taken[start:] |= label[b, start:] == tracklet
+            t_idx, k_idx = np.nonzero(taken)
             for f in range(values.shape[-1]):
                 out[b, :, s, f] = np.interp(frames, t_idx, values[b, t_idx, k_idx, f])
     return out

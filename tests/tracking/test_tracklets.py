@@ -130,21 +130,67 @@ def test_a_hidden_walker_is_found_where_its_velocity_takes_it():
     np.testing.assert_allclose(means[0, :, 0], truth, atol=1e-12)
 
 
-def test_end_velocity_is_the_least_squares_slope_of_the_last_frames():
-    from mixest.tracking._tracklets import VELOCITY_FRAMES, _end_velocity
+def test_a_bad_last_box_does_not_send_the_chain_to_a_neighbour():
+    """A standing person whose last box before a gap is a bad one (25% too tall, as when the
+    detector boxes two people just before losing one), and a taller neighbour's box that
+    appears during the gap: the chain compares the median of the last boxes, not the last box,
+    and goes on with the person's own boxes."""
+    T = 30
+    person = np.array([0.20, 0.30, 0.25, 0.45])
+    obs = np.full((1, T, 2, 4), np.nan)
+    obs[0, :10, 0] = person
+    obs[0, 9, 0, 3] = 0.4875  # the bad box
+    obs[0, 15:, 0] = person  # the person again, after 5 frames unseen
+    obs[0, 12:, 1] = [0.20, 0.33, 0.25, 0.5175]  # the neighbour, as tall as the bad box
+    means = tracklet_means(obs, ~np.isnan(obs[..., 0]), obs[:, 0, :1], np.zeros(1, dtype=int))
+    np.testing.assert_allclose(means[0, 15:, 0], np.broadcast_to(person, (T - 15, 4)))
+
+
+def test_a_chain_goes_on_along_a_tracklet_already_running():
+    """The person's boxes split into two tracklets that overlap in time (a second, shifted box
+    from frame 5 that outlives the first): the chain takes the second from the frame after the
+    first ends instead of holding the last box."""
+    T = 30
+    box = np.array([0.20, 0.30, 0.25, 0.45])
+    shifted = box + [0.005, 0.0, 0.005, 0.0]
+    obs = np.full((1, T, 2, 4), np.nan)
+    obs[0, :10, 0] = box
+    obs[0, 5:, 1] = shifted
+    means = tracklet_means(obs, ~np.isnan(obs[..., 0]), obs[:, 0, :1], np.zeros(1, dtype=int))
+    np.testing.assert_allclose(means[0, :10, 0], np.broadcast_to(box, (10, 4)))
+    np.testing.assert_allclose(means[0, 10:, 0], np.broadcast_to(shifted, (T - 10, 4)))
+
+
+def test_end_velocity_is_the_shrunk_least_squares_slope_of_the_last_frames():
+    """The slope of np.polyfit over the last frames, times max(0, 1 - c se^2 / slope^2) with
+    se^2 the slope's variance from the fit's residuals: jitter alone gives 0, a clear walk
+    keeps its slope."""
+    from mixest.tracking._tracklets import VELOCITY_FRAMES, VELOCITY_SHRINK, _end_velocity
 
     rng = np.random.default_rng(3)
-    lengths = [2, 3, 7, 25]
+    lengths = [2, 3, 7, 25, 12, 12]
     t = np.concatenate([np.sort(rng.choice(40, n, replace=False)) for n in lengths])
     label = np.repeat(np.arange(len(lengths)), lengths)
     boxes = rng.random((len(t), 4))
+    walk = label == 4  # a walker: 0.01 a frame, little jitter
+    boxes[walk] = 0.3 + 0.01 * t[walk, None] + 1e-4 * rng.standard_normal((walk.sum(), 4))
+    still = label == 5  # a standing person: jitter only
+    boxes[still] = 0.5 + 1e-3 * rng.standard_normal((still.sum(), 4))
     last = np.array([t[label == i].max() for i in range(len(lengths))])
     out = _end_velocity(boxes, t, label, last, len(lengths))
     for i in range(len(lengths)):
         sel = (label == i) & (t >= last[i] - VELOCITY_FRAMES)
         centre = 0.5 * (boxes[sel, :2] + boxes[sel, 2:])
-        want = np.polyfit(t[sel], centre, 1)[0] if sel.sum() >= 3 else np.zeros(2)
+        if sel.sum() < 3:
+            np.testing.assert_array_equal(out[i], 0.0)
+            continue
+        slope, intercept = np.polyfit(t[sel], centre, 1)
+        residual = centre - (np.outer(t[sel], slope) + intercept)
+        se2 = (residual**2).sum(0) / (sel.sum() - 2) / ((t[sel] - t[sel].mean()) ** 2).sum()
+        want = slope * np.clip(1 - VELOCITY_SHRINK * se2 / slope**2, 0, 1)
         np.testing.assert_allclose(out[i], want, atol=1e-12)
+    np.testing.assert_allclose(out[4], 0.01, rtol=1e-2)
+    assert np.all(np.abs(out[5]) < 1e-4)
 
 
 def test_tracklets_start_with_the_given_observation_noise():
