@@ -148,8 +148,9 @@ class VKFTracker(VEMTracker):
         ``r`` of ``Phi_tk = diag((r w_k)^2, (r h_k)^2, (r w_k)^2, (r h_k)^2)``.
     clutter : "auto" or float, default="auto"
         The clutter class, as in :class:`~mixest.MixDVAETracker`: "auto" gives a detection of
-        a frame with more detections than objects a clutter prior of their excess share (and
-        a box outside the image clutter); a number is a fixed prior; 0: none.
+        a frame with more detections than objects a clutter prior of their excess share (at
+        least the sequence's, in every frame of a sequence with clutter; a box outside the
+        image is clutter); a number is a fixed prior; 0: none.
     assignment_temperature : float, default=1.0
         Divides the quadratic term of E-W (the paper's code effectively uses 125).
     update_noise : bool, default=False

@@ -203,16 +203,23 @@ def _predictive_match(obs, valid, phi, mean, var, log_prior, log_clutter, temper
 def _auto_clutter_log_odds(obs: np.ndarray, valid: np.ndarray, n_sources: int) -> np.ndarray:
     """Log-odds of clutter per detection under the ``clutter="auto"`` rule, ``(B, T, K)``.
 
-    :math:`\\log(\\pi / (1 - \\pi))` with :math:`\\pi = (K_t - N)^+ / K_t`, clipped to
-    :math:`\\pm 1000` (0 and 1 in float64); +1000 for a box entirely outside the image
-    (normalised ``xyxy``: beyond ``[0, 1]^2``).
+    :math:`\\log(\\pi_t / (1 - \\pi_t))` with :math:`\\pi_t = \\max((K_t - N)^+ / K_t,
+    \\bar\\pi)` and :math:`\\bar\\pi = \\sum_t (K_t - N)^+ / \\sum_t K_t` over the sequence
+    (0 for a sequence without clutter), clipped to :math:`\\pm 1000` (0 and 1 in float64);
+    +1000 for a box entirely outside the image (normalised ``xyxy``: beyond ``[0, 1]^2``),
+    which :math:`K_t` does not count.
     """
-    count = valid.sum(-1, keepdims=True)  # K_t
+    outside = _outside_image(obs) & valid
+    count = (valid & ~outside).sum(-1, keepdims=True)  # K_t: an outside box is clutter anyway
     extra = np.maximum(count - n_sources, 0)
+    # a sequence with clutter can have it in any frame: a frame of at most N boxes may hold
+    # another person's box, which without this floor must go to some source
+    mean = extra.sum(1, keepdims=True) / np.maximum(count.sum(1, keepdims=True), 1)
+    share = np.maximum(extra / np.maximum(count, 1), mean)
     with np.errstate(divide="ignore"):
-        log_odds = np.log(extra) - np.log(np.maximum(count - extra, 1))
+        log_odds = np.log(share) - np.log1p(-share)
     log_odds = np.broadcast_to(np.clip(log_odds, -_CERTAIN, _CERTAIN), valid.shape).copy()
-    log_odds[_outside_image(obs) & valid] = _CERTAIN
+    log_odds[outside] = _CERTAIN
     return log_odds
 
 
@@ -251,10 +258,13 @@ class GaussianDetections(ObservationModel):
         The clutter class (uniform density over the image). ``"auto"``: a detection of frame
         ``t`` is clutter with prior probability :math:`(K_t - N)^+ / K_t`, where :math:`K_t`
         is the frame's number of detections (at most one detection per source, so at least
-        :math:`K_t - N` of them are clutter), and with probability 1 when it is a box that lies
-        entirely outside the image; frames with at most ``N`` detections have no clutter, so
-        clean detections are tracked exactly as without a clutter class. A number in (0, 1):
-        that fixed prior probability in every frame. 0: no clutter class.
+        :math:`K_t - N` of them are clutter), at least the sequence's share of extra
+        detections :math:`\\sum_t (K_t - N)^+ / \\sum_t K_t` (a sequence with clutter can
+        have it in a frame of at most ``N`` boxes too), and with probability 1 when it is a box
+        that lies entirely outside the image (which :math:`K_t` does not count); a sequence in
+        which no frame holds more than ``N`` detections has no clutter, so clean detections
+        are tracked exactly as without a clutter class. A number in (0, 1): that fixed prior
+        probability in every frame. 0: no clutter class.
     temperature : float, default=1.0
         Divides the distance term of the E-W step (1: the model).
     update_noise : bool, default=False

@@ -61,9 +61,11 @@ class MixDVAETracker(VEMTracker):
         The clutter class (uniform density over the image) that takes the detections no object
         explains. ``"auto"``: in a frame with :math:`K_t` detections, more than the ``N``
         objects, each is clutter with prior probability :math:`(K_t - N) / K_t`, and a box
-        entirely outside the image always is; frames with at most ``N`` detections have no
-        clutter, so clean detections are tracked as without the class. A number: that fixed
-        prior probability in every frame. 0: no clutter class.
+        entirely outside the image always is; in the other frames of such a sequence, with the
+        sequence's share of extra detections, :math:`\\sum_t (K_t - N)^+ / \\sum_t K_t`; a
+        sequence in which no frame holds more than ``N`` detections has no clutter, so clean
+        detections are tracked as without the class. A number: that fixed prior probability
+        in every frame. 0: no clutter class.
     update_noise, update_weights : bool, default=False
         M-step for the observation noise scale / the assignment prior.
     init : {"auto", "filter", "tracklets", "first-frame", "chunked"}, default="auto"

@@ -212,50 +212,57 @@ def test_tol_zero_runs_exactly_max_iter_iterations():
 
 
 def test_auto_clutter_prior_counts_the_extra_detections():
-    """``clutter="auto"``: a detection of a frame with K_t > N detections is clutter with prior
-    (K_t - N) / K_t, never in frames with K_t <= N, always when the box is outside the image;
-    the bound equals the one written with those priors."""
+    """``clutter="auto"``: in a sequence with some frame of K_t > N detections, a detection is
+    clutter with prior max((K_t - N)^+ / K_t, the sequence's share sum (K_t - N)^+ / sum K_t),
+    always when the box is outside the image (which K_t does not count); in a sequence without
+    such a frame, never. The bound equals the one written with those priors."""
     from mixest.tracking._observation import expected_log_likelihood_numpy
 
     rng = np.random.default_rng(0)
     N, T, K = 2, 4, 5
-    obs = np.tile([0.4, 0.4, 0.45, 0.5], (1, T, K, 1)) + rng.normal(0, 0.01, (1, T, K, 4))
-    counts = np.array([1, 2, 3, 5])  # detections per frame
-    obs[0, np.arange(K)[None, :] >= counts[:, None]] = np.nan
+    obs = np.tile([0.4, 0.4, 0.45, 0.5], (2, T, K, 1)) + rng.normal(0, 0.01, (2, T, K, 4))
+    counts = np.array([[1, 2, 3, 5], [1, 2, 2, 1]])  # detections per frame; the second: clean
+    obs[np.arange(K)[None, None, :] >= counts[..., None]] = np.nan
     obs[0, 3, 4] = [1.2, 0.1, 1.3, 0.3]  # entirely right of the image
     model = GaussianDetections()
     data, params = model.prepare(obs, N)
-    pi_c = np.where(counts > N, (counts - N) / counts, 0.0)[None, :, None]
+    inside = counts - [[0, 0, 0, 1], [0, 0, 0, 0]]  # K_t leaves the outside box out
+    extra = np.maximum(inside - N, 0)
+    share = extra.sum(1, keepdims=True) / inside.sum(1, keepdims=True)  # 3/10 and 0
+    pi_c = np.maximum(extra / inside, share)[..., None]
+    assert pi_c[0, 0, 0] == 3 / 10 and pi_c[0, 2, 0] == 1 / 3 and pi_c[0, 3, 0] == 1 / 2
     # the sources' log prior is log(1/N) and the clutter score holds logit(pi_c)
     lp = params["log_prior"]
-    np.testing.assert_allclose(lp[0, :N], -np.log(N))
-    assert lp[0, N] == 0.0
+    np.testing.assert_allclose(lp[:, :N], -np.log(N))
+    assert np.all(lp[:, N] == 0.0)
     score = data["log_clutter"]
-    expected = np.log(np.where(pi_c > 0, pi_c / (1 - pi_c), 1.0))
-    np.testing.assert_allclose(score[0, 2:, :3], np.broadcast_to(expected[0, 2:], (2, 3)))
-    assert (score[0, :2] <= -1000).all() and score[0, 3, 4] >= 1000
+    expected = np.log(pi_c[0] / (1 - pi_c[0]))
+    np.testing.assert_allclose(score[0, :3, :3], np.broadcast_to(expected[:3], (3, 3)))
+    np.testing.assert_allclose(score[0, 3, :4], expected[3, 0])
+    assert (score[1] <= -1000).all() and score[0, 3, 4] >= 1000
     # E-W: the prior as written, (1 - pi_c) / N per source and pi_c for clutter
-    means = np.array([0.4, 0.4, 0.45, 0.5]) + rng.normal(0, 0.003, (1, T, N, 4))
-    covs = np.full((1, T, N, 4), 1e-6)
+    means = np.array([0.4, 0.4, 0.45, 0.5]) + rng.normal(0, 0.003, (2, T, N, 4))
+    covs = np.full((2, T, N, 4), 1e-6)
     eta = model.e_w(data, params, means, covs)
     ref_prior = np.concatenate([np.repeat((1 - pi_c)[..., None] / N, N, -1),
                                 pi_c[..., None]], -1)
-    ref_prior = np.broadcast_to(ref_prior, (1, T, K, N + 1)).copy()
+    ref_prior = np.broadcast_to(ref_prior, (2, T, K, N + 1)).copy()
     ref_prior[0, 3, 4] = [0, 0, 1]
     valid = data["valid"]
-    assert eta[0, 3, 4, N] == 1.0 and np.all(eta[0, :2, :, N] == 0.0)
-    frame = 2  # pi_c = 1/3: clutter vs sources at the written prior odds
-    lik = model_likelihoods(obs, valid, params["phi"], means, covs)[0, frame, :3]
-    written = np.concatenate([lik * (1 - pi_c[0, frame]) / N,
-                              np.full((3, 1), pi_c[0, frame, 0])], -1)
-    np.testing.assert_allclose(eta[0, frame, :3], written / written.sum(-1, keepdims=True),
-                               rtol=1e-9)
+    assert eta[0, 3, 4, N] == 1.0 and np.all(eta[1, :, :, N] == 0.0)
+    lik = model_likelihoods(obs, valid, params["phi"], means, covs)
+    for frame in range(T):  # clutter vs sources at the written prior odds
+        k = inside[0, frame]  # the boxes inside the image come first
+        written = np.concatenate([lik[0, frame, :k] * (1 - pi_c[0, frame]) / N,
+                                  np.full((k, 1), pi_c[0, frame, 0])], -1)
+        np.testing.assert_allclose(eta[0, frame, :k], written / written.sum(-1, keepdims=True),
+                                   rtol=1e-9)
     # the bound: the observation term written with the true priors (finite)
     bound = model.expected_log_likelihood(data, params, means, covs, eta)
     prior = np.log(np.maximum(ref_prior, 1e-300))
     direct = expected_log_likelihood_numpy(obs, valid, params["phi"], means, covs, eta,
-                                           np.zeros((1, N + 1)), 0.0)
-    correction = (eta * np.where(eta > 0, prior, 0.0)).sum()
+                                           np.zeros((2, N + 1)), 0.0)
+    correction = (eta * np.where(eta > 0, prior, 0.0)).sum((1, 2, 3))
     np.testing.assert_allclose(bound, direct + correction, rtol=1e-10)
 
 
