@@ -33,7 +33,7 @@ MIN_IOU, MAX_GAP, GATE = 0.5, 30, 1.0
 #: Frames before a tracklet's end whose boxes give its velocity (5, 10, 20, 30 tried there),
 #: and the shrinkage of that velocity towards 0 (1, 2, 4, 9 tried there; see _end_velocity).
 VELOCITY_FRAMES, VELOCITY_SHRINK = 10, 2.0
-#: Boxes whose median is a tracklet's start or end (1, 3, 5, 7, 10 tried there).
+#: Boxes whose median is a chain's end or a tracklet's join (1, 3, 5, 7, 10 tried there).
 END_BOXES = 5
 # the cost of a link that cannot be (a missing box), finite for the matching solver
 _NO_LINK = 1e9
@@ -134,7 +134,7 @@ def _chains(boxes: np.ndarray, label: np.ndarray, heads: list[int], max_gap: int
 
 
 def _median_box(rows: np.ndarray, frames: np.ndarray, offset: np.ndarray, first: np.ndarray,
-                last: np.ndarray) -> np.ndarray:
+                last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The ``xyxy`` box of median centre and median size of each tracklet's boxes in its row
     of ``frames`` ``(m, n_frames)``, and the mean of those frames (where that box is), frames
     outside the tracklet skipped (at least one must be inside). ``rows``: every box, each
