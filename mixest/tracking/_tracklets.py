@@ -110,9 +110,9 @@ def _chains(boxes: np.ndarray, label: np.ndarray, heads: list[int], max_gap: int
                                    first[cand], last[cand])
             # where the end's centre would be by then, at its velocity
             ahead = velocity[end][None] * (frame - end_frame[end])[:, None]
-            dx = ((c[:, 0] + c[:, 2]) - (box[0] + box[2])) / (2 * w) - ahead[:, 0] / w
-            dy = ((c[:, 1] + c[:, 3]) - (box[1] + box[3])) / (2 * h) - ahead[:, 1] / h
             with np.errstate(divide="ignore", invalid="ignore"):  # degenerate boxes: no link
+                dx = ((c[:, 0] + c[:, 2]) - (box[0] + box[2])) / (2 * w) - ahead[:, 0] / w
+                dy = ((c[:, 1] + c[:, 3]) - (box[1] + box[3])) / (2 * h) - ahead[:, 1] / h
                 cost = (np.hypot(dx, dy) / np.sqrt(gap[cand])
                         + 2.0 * np.abs(np.log(np.abs(c[:, 3] - c[:, 1]) / h)))
             cost = np.where(np.isnan(cost), np.inf, cost)

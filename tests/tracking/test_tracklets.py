@@ -6,6 +6,7 @@ from scipy.optimize import linear_sum_assignment
 
 from mixest.tracking import GaussianDetections
 from mixest.tracking._boxes import box_iou
+from mixest.tracking._observation import initial_means
 from mixest.tracking._tracklets import link_tracklets, tracklet_means
 
 
@@ -207,3 +208,23 @@ def test_tracklets_start_with_the_given_observation_noise():
     means, covs = _init((obs, phi), 1)
     np.testing.assert_allclose(means[0, :, 0], np.broadcast_to(box, (T, 4)), atol=1e-12)
     np.testing.assert_allclose(covs[0, :, 0, 0], np.linspace(1, 8, T) * 1e-5, rtol=1e-12)
+
+
+def test_degenerate_and_sparse_boxes_give_finite_tracks_without_warnings():
+    """Zero-size boxes, single-frame tracklets and frames without boxes: finite means, no
+    RuntimeWarning (a division by a zero width is no link, not a NaN)."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        B, T, K, N = rng.integers(1, 4), rng.integers(1, 40), rng.integers(1, 8), rng.integers(1, 5)
+        corner = rng.random((B, T, K, 2)) * 0.9
+        size = rng.random((B, T, K, 2)) * 0.1 * (trial % 3 != 0)  # every third: zero-size boxes
+        obs = np.concatenate([corner, corner + size], -1)
+        obs[rng.random((B, T, K)) < 0.4] = np.nan
+        valid = ~np.isnan(obs).any(-1)
+        m0, t0 = initial_means(obs, valid, N)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            means = tracklet_means(obs, valid, m0, t0)
+        assert means.shape == (B, T, N, 4) and np.isfinite(means).all()
