@@ -1099,9 +1099,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"trackers: {', '.join(_TABLE2_METHODS)} (cv: MixDVAE's VEM with "
                     "constant-velocity dynamics; oracle: a reference in which each target "
                     "follows the detections overlapping its true box most)")
-    t2.add_argument("--half", choices=("second", "all"), default="second",
+    t2.add_argument("--half", choices=("second", "first", "all"), default="second",
                     help="frames the windows are cut from (the bundled MOT17 detector was "
-                    "trained on the first halves)")
+                    "trained on the first halves, where the trackers' settings were chosen)")
     t2.add_argument("--stride", type=int, metavar="N",
                     help="frames between window starts (default: 20; --quick: 60)")
     t2.add_argument("--prior", default="pretrained:mot",

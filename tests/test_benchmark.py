@@ -56,6 +56,18 @@ def test_table2_scores_exact_detections_perfectly(tmp_path, capsys):
     assert (out / "table2.png").stat().st_size > 0 and (out / "table2.md").is_file()
 
 
+@pytest.mark.parametrize("half, windows", [("first", 1), ("second", 1), ("all", 3)])
+def test_table2_halves(tmp_path, half, windows):
+    """Windows of 20 frames from the first 20 or the last 20 frames of the 40-frame sequence
+    (the 30-frame one's halves are too short), or from all frames of both."""
+    root, out = _mot_root(tmp_path), tmp_path / "results"
+    assert main(["benchmark", "table2", "--mot-root", str(root), "--lengths", "20", "--stride",
+                 "20", "--half", half, "--methods", "oracle", "--protocols", "real", "-o",
+                 str(out), "-q"]) == 0
+    (row,) = json.loads((out / "table2.json").read_text())["rows"]
+    assert row["windows"] == windows and row["MOTA"] == 1.0
+
+
 def test_table2_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["benchmark", "table2", "--mot-root", str(tmp_path / "nowhere")])

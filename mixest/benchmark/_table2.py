@@ -22,7 +22,7 @@ METHODS = ("MixDVAE", "VEM + constant velocity", "VKF", "Deep AR", "SORT", "gree
            "detection oracle")
 #: IoU with a target's true box above which the oracle takes a detection as the target's own.
 ORACLE_MIN_IOU = 0.2
-_HALVES = ("second", "all")
+_HALVES = ("second", "first", "all")
 _COLUMNS = ("MOTA", "MOTP", "IDF1", "IDs", "%IDs", "MT", "ML", "FP", "%FP", "FN", "%FN",
             "HOTA", "DetA", "AssA")
 
@@ -50,7 +50,8 @@ def windows(folders: list[Path], T: int, protocol: str, half: str, stride: int, 
     Xs, ys = [], []
     for seq in folders:
         length = int(read_seqinfo(seq)["seq_length"])
-        frames = (length // 2 + 1, length) if half == "second" else (1, length)
+        frames = {"second": (length // 2 + 1, length), "first": (1, length // 2),
+                  "all": (1, length)}[half]
         try:
             X, y, info = make_detection_windows(
                 seq, 3, T, stride=stride, groups_per_window=4, frame_range=frames,
@@ -159,9 +160,10 @@ def table2(mot_root: str | Path, *, lengths: tuple[int, ...] = (60, 120, 300),
         Keys of :data:`PROTOCOLS`.
     methods : tuple of str
         Entries of :data:`METHODS`.
-    half : {"second", "all"}
+    half : {"second", "first", "all"}
         Frames windows are cut from: the second half of each sequence (the default: the
-        detector of the bundled MOT17 detections was trained on the first halves), or all.
+        detector of the bundled MOT17 detections was trained on the first halves), the first
+        half (where the trackers' settings were chosen), or all.
     stride : int
         Frames between window starts.
     prior : str or DVAE
