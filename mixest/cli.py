@@ -186,6 +186,23 @@ def _load_prior(prior: str) -> object:
         _fail(f"--prior {prior}: {exc}", 1)
 
 
+def _parse_targets(texts: list[str] | None) -> np.ndarray | None:
+    """``--targets`` as an ``(N, 4)`` array of ``xywh`` boxes (finite, positive sizes)."""
+    if texts is None:
+        return None
+    boxes = []
+    for text in texts:
+        try:
+            box = [float(v) for v in text.split(",")]
+        except ValueError:
+            box = []
+        if len(box) != 4 or not np.all(np.isfinite(box)) or min(box[2:]) <= 0:
+            _fail(f"--targets: each box must look like X,Y,W,H (pixels, finite, W and H > 0), "
+                  f"got {text!r}")
+        boxes.append(box)
+    return np.array(boxes)
+
+
 def _parse_frames(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
@@ -295,6 +312,11 @@ def _track(args: argparse.Namespace) -> int:
     )
 
     # Everything the command line can get wrong is checked before the (possibly long) tracking.
+    targets = _parse_targets(args.targets)
+    if targets is not None and args.n_sources not in (None, len(targets)):
+        _fail(f"--targets gives {len(targets)} box{'es' * (len(targets) != 1)} but "
+              f"--n-sources is {args.n_sources}")
+    args.n_sources = len(targets) if targets is not None else args.n_sources or 3
     _resolve_options(args)
     frames = _parse_frames(args.frames)
     out = _check_output(args.output, "--output")
@@ -311,6 +333,11 @@ def _track(args: argparse.Namespace) -> int:
     image_size = _image_size(det, args)
     first, last = _frame_range(frames, table, det)
     X = detections_to_array(table, frames=np.arange(first, last + 1))[None]
+    if targets is not None:  # the first frame holds the objects to track, alone
+        K = max(X.shape[2], len(targets))
+        X = np.concatenate([X, np.full(X.shape[:2] + (K - X.shape[2], 4), np.nan)], 2)
+        X[0, 0] = np.nan
+        X[0, 0, :len(targets)] = targets
     tracker = make_tracker(args.method, args, image_size)
     training = getattr(args, "prior", None) == "train" and not args.quiet
     if training:  # the one long step, training a network before tracking: a progress bar
@@ -730,6 +757,8 @@ options per method (an option a method does not take is refused, never ignored):
   vkf      --max-iter (default 30), --seed (default 0)
   sort, greedy: deterministic, none of the three
 
+--targets names the objects to track by their boxes in the first frame of the range (which
+replace that frame's detections); without it, the first N boxes of the first frame with N.
 --frames is clipped to the first and last frames with detections in the file (with a note);
 a range with no detection at all is an error. Frames without detections inside the range are
 tracked. Errors exit with status 2 (command line) or 1 (unusable input file).
@@ -986,7 +1015,12 @@ def build_parser() -> argparse.ArgumentParser:
         "result file.", epilog=_TRACK_EPILOG, formatter_class=_HelpFormatter,
     )
     track.add_argument("detections", help="MOTChallenge detection file (det.txt)")
-    track.add_argument("-n", "--n-sources", type=int, default=3, help="objects to track")
+    track.add_argument("-n", "--n-sources", type=int,
+                       help="objects to track (default: 3, or the number of --targets)")
+    track.add_argument("--targets", nargs="+", metavar="X,Y,W,H",
+                       help="boxes (pixels, MOTChallenge left,top,width,height) of the objects "
+                       "to track in the first frame of the range: they replace that frame's "
+                       "detections, so the trackers follow these objects and no others")
     track.add_argument("--frames", metavar="FIRST:LAST",
                        help="frame range, 1-based inclusive (default: the file's first to last "
                        "frame with detections; clipped to them)")
@@ -1194,7 +1228,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[2:] if argv is None else argv[1:])  # what a benchmark records
-    if getattr(args, "n_sources", 1) < 1:
+    if getattr(args, "n_sources", None) is not None and args.n_sources < 1:
         _fail("--n-sources must be at least 1")
     return args.func(args)
 

@@ -219,6 +219,39 @@ def test_track_one_object_and_more_objects_than_detections(tmp_path, capsys):
     assert "tracked 5 objects" in capsys.readouterr().out
 
 
+def test_track_targets_choose_whom_to_track(tmp_path, capsys):
+    """Six walkers, the three to track listed last in every frame of det.txt: by default the
+    tracker follows the first three boxes of the first frame; ``--targets`` with the three
+    walkers' first boxes makes it follow them instead, over every frame."""
+    from mixest.tracking import mota_score
+
+    T = 40
+    _, y = make_tracking_mixture(1, 6, T, random_state=1, box_format="xyxy", image_size=None)
+    xyxy = y[0] * np.array([1920.0, 1080.0, 1920.0, 1080.0])
+    xywh = np.concatenate([xyxy[..., :2], xyxy[..., 2:] - xyxy[..., :2]], -1)
+    det, out = tmp_path / "det.txt", tmp_path / "r.txt"
+    write_mot(det, tracks_to_table(xywh[:, [3, 4, 5, 0, 1, 2]]))
+    argv = ["track", str(det), "-o", str(out), "--prior", "constant-velocity", "--max-iter",
+            "5"]
+
+    def tracks():
+        table = read_mot(out)
+        return np.stack([table[table["id"] == i][["bb_left", "bb_top", "bb_width",
+                                                  "bb_height"]].to_numpy() for i in (1, 2, 3)], 1)
+
+    targets = xywh[:, :3]
+    assert main(argv) == 0
+    assert mota_score(targets[None], tracks()[None]) < 0.1
+    assert main(argv + ["--targets", *(",".join(map(str, box)) for box in targets[0])]) == 0
+    assert "tracked 3 objects" in capsys.readouterr().out
+    assert mota_score(targets[None], tracks()[None]) > 0.95
+    # the number of boxes is the number of objects; a different -n is refused, as are bad boxes
+    assert "--targets gives 2 boxes but --n-sources is 3" in _fails(
+        argv + ["-n", "3", "--targets", "1,2,3,4", "5,6,7,8"], capsys)
+    for bad in ("1,2,3", "1,2,3,x", "1,2,0,4", "1,2,3,inf"):
+        assert "X,Y,W,H" in _fails(argv + ["--targets", bad], capsys)
+
+
 def test_track_frames_without_detections(tmp_path, capsys, monkeypatch):
     det = _write_sequence(tmp_path, T=30)
     out = tmp_path / "r.txt"
@@ -328,8 +361,9 @@ def test_help_and_version(capsys):
     assert "track" in main_help and "demo" in main_help
     track_help = _help(["track", "--help"], capsys)
     for words in ("pretrained:mot, constant-velocity", "pretrained:mot-ar, train",
-                  "(default: mixdvae)", "(default: 3)", "--max-iter", "--seed",
-                  "variational EM iterations", "random seed", "clipped"):
+                  "(default: mixdvae)", "(default: 3, or the number of --targets)",
+                  "--max-iter", "--seed", "variational EM iterations", "random seed", "clipped",
+                  "--targets names the objects"):
         assert words in track_help
     assert "default: None" not in track_help
 
