@@ -200,17 +200,16 @@ def _predictive_match(obs, valid, phi, mean, var, log_prior, log_clutter, temper
     return eta, np.bincount(b, weights=cost[b, k, col[b, k]], minlength=B)
 
 
-def _auto_clutter_log_odds(obs: np.ndarray, valid: np.ndarray, n_sources: int) -> np.ndarray:
+def _auto_clutter_log_odds(valid: np.ndarray, inside: np.ndarray, n_sources: int) -> np.ndarray:
     """Log-odds of clutter per detection under the ``clutter="auto"`` rule, ``(B, T, K)``.
 
     :math:`\\log(\\pi_t / (1 - \\pi_t))` with :math:`\\pi_t = \\max((K_t - N)^+ / K_t,
     \\bar\\pi)` and :math:`\\bar\\pi = \\sum_t (K_t - N)^+ / \\sum_t K_t` over the sequence
     (0 for a sequence without clutter), clipped to :math:`\\pm 1000` (0 and 1 in float64);
-    +1000 for a box entirely outside the image (normalised ``xyxy``: beyond ``[0, 1]^2``),
-    which :math:`K_t` does not count.
+    +1000 for a box entirely outside the image (``valid`` but not ``inside``), which
+    :math:`K_t` does not count.
     """
-    outside = _outside_image(obs) & valid
-    count = (valid & ~outside).sum(-1, keepdims=True)  # K_t: an outside box is clutter anyway
+    count = inside.sum(-1, keepdims=True)  # K_t: an outside box is clutter anyway
     extra = np.maximum(count - n_sources, 0)
     # a sequence with clutter can have it in any frame: a frame of at most N boxes may hold
     # another person's box, which without this floor must go to some source
@@ -219,7 +218,7 @@ def _auto_clutter_log_odds(obs: np.ndarray, valid: np.ndarray, n_sources: int) -
     with np.errstate(divide="ignore"):
         log_odds = np.log(share) - np.log1p(-share)
     log_odds = np.broadcast_to(np.clip(log_odds, -_CERTAIN, _CERTAIN), valid.shape).copy()
-    log_odds[outside] = _CERTAIN
+    log_odds[valid & ~inside] = _CERTAIN
     return log_odds
 
 
@@ -342,12 +341,15 @@ class GaussianDetections(ObservationModel):
             phi = box_noise(obs, self.obs_noise)
         B, N = obs.shape[0], n_sources
         valid = ~np.isnan(obs).any(-1)
+        # the boxes that count, for the clutter rule and the initialisation: one lying
+        # entirely outside the image is clutter for certain
+        inside = valid & ~_outside_image(obs)
         log_clutter = np.full(valid.shape, _LOG_CLUTTER)
         offset = np.zeros(B)
         if self.clutter == "auto":
             # per-detection log-odds of clutter, folded into the clutter score; the bound's
             # share of the sources' prior, sum log(1 - pi_c), is a constant of the sequence
-            log_odds = _auto_clutter_log_odds(obs, valid, N)
+            log_odds = _auto_clutter_log_odds(valid, inside, N)
             log_clutter += log_odds
             offset = -np.where(valid, np.logaddexp(0.0, log_odds), 0.0).sum((1, 2))
             log_prior = np.full((B, N + 1), -math.log(N))
@@ -357,8 +359,8 @@ class GaussianDetections(ObservationModel):
             log_prior[:, N] = math.log(self.clutter)
         else:
             log_prior = np.full((B, N), -math.log(N))
-        data = {"obs": obs, "valid": valid, "phi_base": phi, "log_clutter": log_clutter,
-                "bound_offset": offset}
+        data = {"obs": obs, "valid": valid, "inside": inside, "phi_base": phi,
+                "log_clutter": log_clutter, "bound_offset": offset}
         return data, {"phi": phi.copy(), "log_prior": log_prior}
 
     def initialize(self, data, params, n_sources, dynamics, rng):
@@ -374,9 +376,8 @@ class GaussianDetections(ObservationModel):
         elif self.init == "chunked":
             means, covs = self._chunked_init(data, params, m0, dynamics, rng)
         else:
-            # "auto": tracklets where some frame holds more boxes than sources (clutter); a
-            # box entirely outside the image is clutter for certain and counts for nothing
-            inside = valid & ~_outside_image(obs)
+            # "auto": tracklets where some frame holds more boxes than sources (clutter)
+            inside = data["inside"]
             linked = np.zeros(len(obs), dtype=bool)
             if obs.shape[-1] == 4 and self.init != "filter":
                 linked = (inside.sum(-1) > n_sources).any(1) | (self.init == "tracklets")
