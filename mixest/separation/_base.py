@@ -1,9 +1,10 @@
 """What every separator shares: waveforms in and out, the paper's STFT inside, batches.
 
 :class:`SpectralSeparator` validates waveforms, resamples them to the 16 kHz of the spectral
-models, takes the STFT (1024-sample sine window, hop 256), hands the spectrograms of the
-mixtures that are not silent to the subclass (:meth:`SpectralSeparator._separate_spectra`) in
-batches, possibly in parallel processes, and returns waveforms at the caller's rate.
+models, scales each mixture to peak 1 (the level the models learned at), takes the STFT
+(1024-sample sine window, hop 256), hands the spectrograms of the mixtures that are not silent
+to the subclass (:meth:`SpectralSeparator._separate_spectra`) in batches, possibly in parallel
+processes, and returns waveforms at the caller's rate and level.
 :class:`VEMSeparator` adds the variational EM of :func:`mixest.mixture.run_vem` with the audio
 observation model (:class:`~mixest.separation._vem_models.ComplexGaussianBins`): a subclass
 only says which source dynamics it runs.
@@ -25,7 +26,7 @@ from mixest.separation._audio_io import resample
 from mixest.separation._stft import istft, stft
 
 __all__ = ["SpectralSeparator", "VEMSeparator", "PRIOR_RATE", "N_FFT", "HOP",
-           "oracle_ratio_mask", "training_sequences"]
+           "oracle_ratio_mask", "peak_levels", "training_sequences"]
 
 #: the rate, window and hop every spectral model of mixest works at (the paper's STFT)
 PRIOR_RATE, N_FFT, HOP = 16000, 1024, 256
@@ -63,6 +64,20 @@ def oracle_ratio_mask(mixtures: np.ndarray, sources: np.ndarray) -> np.ndarray:
     return istft(mask * S[:, None], n_fft=N_FFT, hop_length=HOP, n_samples=mixtures.shape[-1])
 
 
+def peak_levels(X: np.ndarray) -> np.ndarray:
+    """Each signal's peak ``max |x|`` along the last axis (1 for a silent one): the level the
+    separators divide out.
+
+    Every spectral model of mixest, and the MixDVAE authors' priors, learned from recordings
+    scaled to max |x| = 1, and none of them is blind to level (a network reads log-power or
+    power, an AR(1) or a dictionary has the scale of its training audio). So each mixture is
+    separated at peak 1 and its sources scaled back, ``transform(c X) = c transform(X)``, and
+    each isolated source a separator learns from in ``fit`` is scaled to peak 1.
+    """
+    peak = np.abs(X).max(axis=-1)
+    return np.where(peak > 0, peak, 1.0)
+
+
 def check_waveforms(X: object, name: str = "X") -> np.ndarray:
     """Mixtures as a float array ``(n_mixtures, n_samples)`` (clear errors otherwise)."""
     return check_sequences(X, name=name, ndim=2, axis_names="(n_mixtures, n_samples)")
@@ -76,6 +91,9 @@ def check_sources(y: object, name: str = "y") -> np.ndarray:
 
 class SpectralSeparator(TransformerMixin, SequenceEstimator):
     """Base of the separators: waveforms at ``sample_rate`` in and out, STFTs at 16 kHz inside.
+
+    Every mixture is separated at peak 1 and its sources scaled back, and every isolated
+    source learned from in ``fit`` is scaled to peak 1 (:func:`peak_levels`).
 
     Subclasses store ``sample_rate``, ``batch_size``, ``n_jobs``, ``random_state`` and
     ``verbose``, set ``n_sources_`` in ``fit`` and implement :meth:`_separate_spectra`.
@@ -92,7 +110,8 @@ class SpectralSeparator(TransformerMixin, SequenceEstimator):
     def _check_training_sources(self, X: object, y: object, n_sources: int | None,
                                 required: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """Validated mixtures and, when given, sources resampled to 16 kHz (``n_sources``
-        of them when not None). ``required``: fit cannot do without ``y``."""
+        of them when not None), each scaled to peak 1 like the recordings the bundled models
+        learned from (:func:`peak_levels`). ``required``: fit cannot do without ``y``."""
         X = check_waveforms(X)
         if y is None:
             if required:
@@ -106,7 +125,8 @@ class SpectralSeparator(TransformerMixin, SequenceEstimator):
         if n_sources is not None and y.shape[1] != n_sources:
             raise ValueError(f"y has {y.shape[1]} sources, {type(self).__name__} models "
                              f"{n_sources}.")
-        return X, self._to_prior_rate(y)
+        y = self._to_prior_rate(y)
+        return X, y / peak_levels(y)[..., None]
 
     # ------------------------------------------------------------------ separation
     def _separate_spectra(self, S: np.ndarray, references: np.ndarray | None,
@@ -129,7 +149,8 @@ class SpectralSeparator(TransformerMixin, SequenceEstimator):
     def _transform(self, X: object, references: object = None) -> np.ndarray:
         check_is_fitted(self, "n_sources_")
         X = check_waveforms(X)
-        x = self._to_prior_rate(X)
+        peak = peak_levels(X)[:, None]
+        x = self._to_prior_rate(X) / peak
         S = stft(x, n_fft=N_FFT, hop_length=HOP)
         R = None
         if references is not None:
@@ -137,7 +158,8 @@ class SpectralSeparator(TransformerMixin, SequenceEstimator):
             if refs.shape[0] != X.shape[0] or refs.shape[1] != self.n_sources_:
                 raise ValueError(f"y must hold {self.n_sources_} sources for each of the "
                                  f"{X.shape[0]} mixtures, got shape {refs.shape}.")
-            R = stft(self._to_prior_rate(refs)[..., :x.shape[-1]], n_fft=N_FFT, hop_length=HOP)
+            R = stft(self._to_prior_rate(refs / peak[:, None])[..., :x.shape[-1]], n_fft=N_FFT,
+                     hop_length=HOP)
         seeds = check_random_state(self.random_state).randint(2**31 - 1, size=len(S))
         # a silent mixture has silent sources: nothing to separate
         sounding = np.flatnonzero(np.abs(x).max(axis=-1) > 0)
@@ -165,7 +187,7 @@ class SpectralSeparator(TransformerMixin, SequenceEstimator):
         for b, part in zip(batches, parts, strict=True):
             spectra[b] = part
         del parts
-        out = istft(spectra, n_fft=N_FFT, hop_length=HOP, n_samples=x.shape[-1])
+        out = istft(spectra, n_fft=N_FFT, hop_length=HOP, n_samples=x.shape[-1]) * peak[:, None]
         if self.sample_rate != PRIOR_RATE:
             out = _resample_rows(out, PRIOR_RATE, self.sample_rate)
             n = X.shape[-1]

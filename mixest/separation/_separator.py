@@ -79,7 +79,8 @@ class MixDVAESeparator(VEMSeparator):
     ``docs/separation.md``; the last iterate is returned.) The sources are read out as the
     Wiener filters of their posterior expected powers :math:`|\\mu_{nft}|^2 + \\nu_{nft}` (so
     they sum to the mixture), back to waveforms by the inverse STFT (16 kHz, 1024-sample sine
-    window, hop 256).
+    window, hop 256). Each mixture is separated at peak 1, the level the priors learned at,
+    and its sources scaled back: ``transform(c * X) == c * transform(X)``.
 
     Parameters
     ----------
@@ -93,10 +94,9 @@ class MixDVAESeparator(VEMSeparator):
         Rate of the waveforms given and returned; others than 16 kHz are resampled in and out.
     epsilon : float, default=0.003
         Observation variance relative to each bin's power. The MixDVAE paper uses 0.03; a tenth
-        of it, chosen on validation mixtures, separates better with the bundled priors (0.7 /
-        1.1 dB more SI-SDR, speech / flute, on average over the held-out table), while the
-        MixDVAE authors' priors do better with the paper's value (0.5 / 0.3 dB): pass
-        ``epsilon=0.03`` with them (``docs/separation.md``, "The observation noise").
+        of it, chosen on validation mixtures, separates better with the bundled priors, while
+        the MixDVAE authors' priors do better on the held-out table with the paper's value:
+        pass ``epsilon=0.03`` with them (``docs/separation.md``, "The observation noise").
     max_iter : int, default=70
         VEM iterations (the paper's 70); 0 returns the initialisation ("DVAE-init": each prior
         reconstructs the mixture's power and the sources are the Wiener filters of those
@@ -189,7 +189,8 @@ class MixDVAESeparator(VEMSeparator):
         X : array-like of shape (n_mixtures, n_samples)
             Mixtures (only checked: the priors never see them).
         y : array-like of shape (n_mixtures, n_sources, n_samples), optional
-            Isolated sources, needed only to train unfitted priors.
+            Isolated sources, needed only to train unfitted priors (on each source scaled to
+            peak 1).
 
         Returns
         -------

@@ -58,13 +58,15 @@ def _reference_spectrogram(S: np.ndarray, beta_loss: str) -> np.ndarray:
 
 @pytest.mark.parametrize("beta_loss", ["itakura-saito", "kullback-leibler"])
 def test_nmf_separator_equals_sklearn(beta_loss):
-    y = _disjoint_sources(2, 2, 0.5)
+    y = 0.3 * _disjoint_sources(2, 2, 0.5)  # not at peak 1: fit scales each source to it
     y[0, 1, :RATE // 4] = 0  # digitally silent frames, dropped from the training data
     params = dict(beta_loss=beta_loss, max_iter=60, tol=1e-4)
     sep = NMFSeparator(5, random_state=3, **params).fit(y.sum(1), y)
     seeds = np.random.RandomState(3).randint(2**31 - 1, size=2)
+    # every separator learns from sources scaled to peak 1 and separates mixtures at peak 1
+    peaks = np.abs(y).max(axis=2)
     for n in range(2):
-        S = stft(y[:, n], n_fft=1024, hop_length=256)  # (2, F, T)
+        S = stft(y[:, n] / peaks[:, n, None], n_fft=1024, hop_length=256)  # (2, F, T)
         frames = np.concatenate(list(S), axis=1)
         frames = frames[:, np.abs(frames).max(axis=0) > 0]
         if n == 1:
@@ -77,7 +79,8 @@ def test_nmf_separator_equals_sklearn(beta_loss):
                                    rtol=1e-12)
     # on a mixture: the stacked dictionaries fixed, only the activations learned
     x = _disjoint_sources(4, 1, 0.5).sum(1)
-    S = stft(x, n_fft=1024, hop_length=256)[0]
+    peak = np.abs(x).max()
+    S = stft(x / peak, n_fft=1024, hop_length=256)[0]
     H = sep.dictionaries_.reshape(10, -1)
     W, _, _ = non_negative_factorization(_reference_spectrogram(S, beta_loss), H=H,
                                          n_components=10, update_H=False, solver="mu", **params)
@@ -85,7 +88,8 @@ def test_nmf_separator_equals_sklearn(beta_loss):
     # and the sources are the Wiener masks of the modelled powers times the mixture
     model = np.stack([(W[:, 5 * n:5 * n + 5] @ H[5 * n:5 * n + 5]).T for n in range(2)])
     power = model if beta_loss == "itakura-saito" else model**2
-    want = istft(power / power.sum(0) * S, n_fft=1024, hop_length=256, n_samples=x.shape[1])
+    want = peak * istft(power / power.sum(0) * S, n_fft=1024, hop_length=256,
+                        n_samples=x.shape[1])
     np.testing.assert_allclose(sep.transform(x)[0], want, rtol=1e-9, atol=1e-12)
 
 

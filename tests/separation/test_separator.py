@@ -568,6 +568,19 @@ def test_separator_is_reproducible_and_handles_other_rates(disjoint):
     assert np.isfinite(out).all()
 
 
+def test_separation_follows_the_mixtures_level(disjoint):
+    """Each mixture is separated at peak 1 and its sources scaled back: a gain in is the same
+    gain out (exactly for powers of two, whose products round nothing)."""
+    sep, X, y = disjoint
+    est = sep.transform(X)
+    for gain in (2.0**-12, 2.0**6):
+        np.testing.assert_array_equal(sep.transform(gain * X), gain * est)
+    # any gain, each mixture its own: equal to the rounding of the division by the peak
+    gains = np.geomspace(1e-4, 37.0, len(X))
+    np.testing.assert_allclose(sep.transform(gains[:, None] * X), gains[:, None, None] * est,
+                               rtol=1e-4, atol=1e-4 * gains.max() * np.abs(est).max())
+
+
 # ---------------------------------------------------------------------- contract and errors
 def test_fit_errors():
     gaussian = DVAE(network=Network(z_dim=2, rnn_dim=4, dense_dims=(4,)), recipe="plain",
