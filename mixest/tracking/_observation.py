@@ -231,9 +231,14 @@ def _outside_image(obs: np.ndarray) -> np.ndarray:
         return (obs[..., 2] < 0) | (obs[..., 0] > 1) | (obs[..., 3] < 0) | (obs[..., 1] > 1)
 
 
+def _noise_diagonal(phi):
+    """The detections' per-coordinate noise ``(B, T, K, D)``, from diagonal or full ``phi``."""
+    return phi if phi.ndim == 4 else np.diagonal(phi, axis1=-2, axis2=-1)
+
+
 def _init_var(phi, valid):
     """A broad first guess of Sigma: the mean observation noise of each sequence, per source."""
-    diag = phi if phi.ndim == 4 else np.diagonal(phi, axis1=-2, axis2=-1)
+    diag = _noise_diagonal(phi)
     w = valid[..., None]
     mean = (np.where(w, diag, 0.0).sum((1, 2)) / np.maximum(w.sum((1, 2)), 1))  # (B, D)
     mean = np.where(mean > 0, mean, 1e-3)
@@ -382,7 +387,8 @@ class GaussianDetections(ObservationModel):
             if obs.shape[-1] == 4 and self.init != "filter":
                 linked = (inside.sum(-1) > n_sources).any(1) | (self.init == "tracklets")
             means = np.repeat(m0[:, None], T, axis=1)
-            covs = np.broadcast_to(_init_var(phi, valid), means.shape).copy()
+            var0 = _init_var(phi, valid)
+            covs = np.broadcast_to(var0, means.shape).copy()
             if not linked.all():
                 u = ~linked
                 m, c = self._filter_init(obs[u], valid[u], phi[u], m0[u],
@@ -395,11 +401,10 @@ class GaussianDetections(ObservationModel):
 
                 # each source starts as sure as its box's detection: the boxes' observation
                 # noise is carried along the chains with them
-                diag = phi if phi.ndim == 4 else np.diagonal(phi, axis1=-2, axis2=-1)
-                start = np.concatenate([m0, covs[:, 0] if covs.ndim == 4 else
-                                        np.diagonal(covs[:, 0], axis1=-2, axis2=-1)], -1)
+                # a source without a tracklet is held at its first guess
+                start = np.concatenate([m0, np.broadcast_to(var0[:, 0], m0.shape)], -1)
                 both = tracklet_means(obs[linked], inside[linked], start[linked], t0[linked],
-                                      np.concatenate([obs, diag], -1)[linked])
+                                      np.concatenate([obs, _noise_diagonal(phi)], -1)[linked])
                 means[linked] = both[..., :4]
                 covs[linked] = (both[..., 4:] if covs.ndim == 4
                                 else full_covariances(both[..., 4:], 4))
