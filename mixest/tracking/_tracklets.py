@@ -209,8 +209,8 @@ def tracklet_means(obs: np.ndarray, valid: np.ndarray, start: np.ndarray, t0: np
         heads = [int(label[b, t0[b], k]) for k in rows]
         for s, chain in enumerate(_chains(obs[b], label[b], heads, max_gap, gate)):
             taken = np.zeros((T, K), dtype=bool)
-            for tracklet, start in chain:
-                taken[start:] |= label[b, start:] == tracklet
+            for tracklet, first in chain:
+                taken[first:] |= label[b, first:] == tracklet
             t_idx, k_idx = np.nonzero(taken)
             for f in range(values.shape[-1]):
                 out[b, :, s, f] = np.interp(frames, t_idx, values[b, t_idx, k_idx, f])
