@@ -20,6 +20,8 @@ JSON with the command and the mixest version.
     python benchmarks/table_separation.py --methods MixDVAE --feed sample   # sampled feed
     python benchmarks/table_separation.py --methods "MixDVAE (authors" --epsilon 0.03 \
         --authors-dir ../shared/data/pretrained/mixdvae_authors   # the paper's noise ratio
+    python benchmarks/table_separation.py --methods "MixDVAE (authors" --epsilon 0.03 \
+        --observation additive --authors-dir ../shared/data/pretrained/mixdvae_authors
 """
 
 from __future__ import annotations
@@ -108,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epsilon", type=float, default=None,
                         help="the MixDVAE rows' observation noise ratio (MixDVAESeparator("
                         "epsilon=...); default: the separator's, e.g. 0.03 for the paper's)")
+    parser.add_argument("--observation", choices=("assignment", "additive"), default=None,
+                        help="the MixDVAE rows' observation model (MixDVAESeparator("
+                        "observation=...); default: the separator's, the paper's assignments)")
     args = parser.parse_args(argv)
 
     from mixest.benchmark._table3 import TRAINED, authors_priors, header, selected, table3
@@ -129,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                      methods=methods, n_jobs=args.n_jobs,
                      seed=args.seed, verbose=False,
                      mixdvae={key: value for key, value in (("feed", args.feed),
-                                                            ("epsilon", args.epsilon))
+                                                            ("epsilon", args.epsilon),
+                                                            ("observation", args.observation))
                               if value is not None})
     print(header(SOURCES))
     print("\n".join(r["markdown"] for r in records))

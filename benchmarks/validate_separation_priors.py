@@ -18,10 +18,13 @@ observation noise ratios (``MixDVAESeparator(epsilon=...)``; default: the separa
 ``--separator vkf`` or ``deep-ar`` scores that baseline instead, at its defaults but for
 ``--epsilon`` (the VKF starts from the priors' DVAE-init and fits its AR(1) on the priors' own
 training audio, ``table_separation.py --train-minutes 10``); ``--feed sample`` and ``--seed``
-set the MixDVAE separator's ``feed`` and ``random_state``::
+set the MixDVAE separator's ``feed`` and ``random_state``, ``--observation`` its observation
+model::
 
     python benchmarks/validate_separation_priors.py --epsilon 0.03 0.01 0.003 0.001
     python benchmarks/validate_separation_priors.py --separator vkf --epsilon 0.03 0.003
+    python benchmarks/validate_separation_priors.py --observation additive --epsilon 0.03 \
+        --authors-dir ../shared/data/pretrained/mixdvae_authors
 """
 
 from __future__ import annotations
@@ -70,13 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--feed", choices=("expected", "sample"), default="expected",
                         help="MixDVAESeparator(feed=...)")
     parser.add_argument("--seed", type=int, default=0, help="the separator's random_state")
+    parser.add_argument("--observation", choices=("assignment", "additive"),
+                        default="assignment", help="MixDVAESeparator(observation=...)")
     args = parser.parse_args(argv)
     if args.separator == "deep-ar" and (args.authors_dir is not None
                                         or args.priors != parser.get_default("priors")):
         parser.error("--separator deep-ar runs its own bundled networks: --priors and "
                      "--authors-dir do not apply")
-    if args.separator != "mixdvae" and args.feed != "expected":
-        parser.error("--feed applies to --separator mixdvae only")
+    if args.separator != "mixdvae" and (args.feed != "expected"
+                                        or args.observation != "assignment"):
+        parser.error("--feed and --observation apply to --separator mixdvae only")
 
     from mixest.baselines import DeepARSeparator, VKFSeparator
     from mixest.separation import MixDVAESeparator, si_sdr
@@ -100,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         eps = {} if epsilon is None else {"epsilon": epsilon}
         if args.separator == "mixdvae":
             est = MixDVAESeparator(priors=priors, feed=args.feed, random_state=args.seed,
-                                   **eps).fit(fit_X)
+                                   observation=args.observation, **eps).fit(fit_X)
             iterations = ITERATIONS  # the number of iterations is read at transform
         elif args.separator == "vkf":
             est = VKFSeparator(priors=priors, random_state=args.seed, **eps).fit(fit_X, fit_y)

@@ -26,7 +26,7 @@ from mixest.separation._audio_io import resample
 from mixest.separation._stft import istft, stft
 
 __all__ = ["SpectralSeparator", "VEMSeparator", "PRIOR_RATE", "N_FFT", "HOP",
-           "oracle_ratio_mask", "peak_levels", "training_sequences"]
+           "oracle_ratio_mask", "peak_levels", "training_sequences", "wiener_read_out"]
 
 #: the rate, window and hop every spectral model of mixest works at (the paper's STFT)
 PRIOR_RATE, N_FFT, HOP = 16000, 1024, 256
@@ -287,8 +287,15 @@ class VEMSeparator(SpectralSeparator):
             result = run_vem(obs, model, dynamics, n_sources=self.n_sources_,
                              max_iter=self.max_iter, tol=0, keep="last", bound=False,
                              random_state=np.random.default_rng(seed))
-            # read-out: the Wiener filter of the posterior expected powers (the sources then
-            # sum to the mixture exactly; the means alone are shrunk bin by bin)
-            power = np.abs(result.means).astype(float) ** 2 + result.covs
-            sources = power / power.sum(axis=2, keepdims=True) * obs[:, :, None]
+            return wiener_read_out(obs, result.means, result.covs)
         return np.ascontiguousarray(sources.transpose(0, 2, 3, 1))
+
+
+def wiener_read_out(obs: np.ndarray, means: np.ndarray, covs: np.ndarray) -> np.ndarray:
+    """The sources' STFTs ``(B, N, F, T)`` as the Wiener filters of their posterior expected
+    powers :math:`|\\mu|^2 + \\nu` (``means``, ``covs``: ``(B, T, N, F)``) applied to the
+    mixtures ``obs`` ``(B, T, F)``: they sum to the mixture exactly, where the assignment
+    model's posterior means alone are shrunk bin by bin."""
+    power = np.abs(means).astype(float) ** 2 + covs
+    sources = power / power.sum(axis=2, keepdims=True) * obs[:, :, None]
+    return np.ascontiguousarray(sources.transpose(0, 2, 3, 1))

@@ -285,12 +285,20 @@ class SpectralDVAEDynamics(RecurrentSpectralDynamics):
         # when E-Z reads the same powers, those are its teacher-forced states
         self._teacher: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
-    @torch.no_grad()
     def reconstruct(self, power: np.ndarray) -> np.ndarray:
         """Each prior's reconstruction (decoder variance at the posterior means) of ``power``
         ``(B, T, F)``, as ``(B, T, N, F)`` (the DVAE-init of the sources' variances)."""
-        P = self._tensor(power)
-        v = [m.run(P, sample=False)["x_var"].double().cpu().numpy() for m in self.modules]
+        return self._reconstruct([power] * self.n_sources)
+
+    def reconstruct_each(self, powers: np.ndarray) -> np.ndarray:
+        """Prior ``n``'s reconstruction of ``powers[:, :, n]`` for every ``n``: ``(B, T, N, F)``
+        in, ``(B, T, N, F)`` out (the additive model's E-Z and E-S)."""
+        return self._reconstruct([powers[:, :, n] for n in range(self.n_sources)])
+
+    @torch.no_grad()
+    def _reconstruct(self, powers: list[np.ndarray]) -> np.ndarray:
+        v = [m.run(self._tensor(p), sample=False)["x_var"].double().cpu().numpy()
+             for m, p in zip(self.modules, powers, strict=True)]
         return np.stack(v, axis=2)
 
     def start_batch(self, n_sequences, n_sources, rng):

@@ -22,6 +22,7 @@ from mixest._kernels._spectral import (
 from mixest.dvae import DVAE, Network
 from mixest.mixture import run_vem
 from mixest.separation import MixDVAESeparator, si_sdr, stft
+from mixest.separation._additive import additive_em, joint_posterior
 from mixest.separation._vem_models import (
     ComplexGaussianBins,
     SpectralDVAEDynamics,
@@ -532,6 +533,10 @@ def test_sampled_feed_separates_and_is_reproducible(disjoint):
     assert not np.array_equal(est, other)
     with pytest.raises(ValueError, match="feed"):
         MixDVAESeparator(feed="mean").fit(X)
+    with pytest.raises(ValueError, match="feed='sample' needs observation='assignment'"):
+        MixDVAESeparator(priors=sep.priors_, feed="sample", observation="additive").fit(X)
+    with pytest.raises(ValueError, match="observation"):
+        MixDVAESeparator(observation="sum").fit(X)
 
 
 def test_dvae_init_is_a_separation_too(disjoint):
@@ -579,6 +584,51 @@ def test_separation_follows_the_mixtures_level(disjoint):
     gains = np.geomspace(1e-4, 37.0, len(X))
     np.testing.assert_allclose(sep.transform(gains[:, None] * X), gains[:, None, None] * est,
                                rtol=1e-4, atol=1e-4 * gains.max() * np.abs(est).max())
+
+
+# ---------------------------------------------------------------------- the additive model
+def test_joint_posterior_is_the_gaussian_posterior_of_the_sum():
+    """x = s_1 + ... + s_N + e with independent N_c(0, v_n) sources and N_c(0, v_x) noise:
+    the linear-Gaussian posterior, by matrices, bin by bin."""
+    rng = np.random.default_rng(3)
+    B, T, N, F = 2, 3, 3, 4
+    x = _complex(rng, (B, T, F))
+    var = rng.uniform(0.1, 3.0, (B, T, N, F))
+    v_x = rng.uniform(0.01, 0.5, (B, T, F))
+    means, covs = joint_posterior(x, var, v_x)
+    H = np.ones((1, N))
+    for b, t, f in np.ndindex(B, T, F):
+        prior = np.diag(var[b, t, :, f])
+        gain = prior @ H.T @ np.linalg.inv(H @ prior @ H.T + v_x[b, t, f])
+        np.testing.assert_allclose(means[b, t, :, f], (gain * x[b, t, f]).ravel(), rtol=1e-12)
+        np.testing.assert_allclose(covs[b, t, :, f], np.diag(prior - gain @ H @ prior),
+                                   rtol=1e-12)
+
+
+def test_additive_model_separates_disjoint_sources(disjoint):
+    sep, X, y = disjoint
+    additive = MixDVAESeparator(priors=sep.priors_, max_iter=10, observation="additive").fit(X)
+    est = additive.transform(X)
+    assert si_sdr(y, est).min() > 20
+    assert si_sdr(X, est.sum(1)).min() > 20
+    # it starts where the assignment model starts: DVAE-init
+    init = MixDVAESeparator(priors=sep.priors_, max_iter=0).fit(X).transform(X)
+    np.testing.assert_array_equal(additive.set_params(max_iter=0).transform(X), init)
+
+
+def test_additive_iterations_reconstruct_the_posterior_powers(disjoint):
+    """One iteration by hand: each prior reconstructs its source's expected power under the
+    joint posterior of DVAE-init's variances, and the sources are that posterior again."""
+    sep, X, _ = disjoint
+    S = np.moveaxis(stft(X), -1, -2)
+    dynamics = SpectralDVAEDynamics([p.module_ for p in sep.priors_])
+    data, _ = ComplexGaussianBins(0.01).prepare(S, 2)
+    means, covs = joint_posterior(data["x"], dynamics.reconstruct(data["power"]), data["v_x"])
+    powers = np.abs(means) ** 2 + covs
+    var = np.stack([dynamics.reconstruct(powers[:, :, n])[:, :, n] for n in range(2)], axis=2)
+    expected = joint_posterior(data["x"], var, data["v_x"])
+    for a, b in zip(additive_em(S, dynamics, 0.01, 1), expected, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * np.abs(b).max())
 
 
 # ---------------------------------------------------------------------- contract and errors
