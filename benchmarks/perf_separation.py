@@ -11,6 +11,7 @@ the seconds per VEM step (E-W, E-Z, E-S, bound) of one batch.
     python benchmarks/perf_separation.py --backends processes threads   # force either kind
     python benchmarks/perf_separation.py --lengths 50 300 --n-mixtures 24 --n-jobs 1 2
     python benchmarks/perf_separation.py --priors /tmp/speech.pt /tmp/flute.pt
+    python benchmarks/perf_separation.py --n-jobs 2 --observations assignment additive
 """
 
 from __future__ import annotations
@@ -33,25 +34,30 @@ def main(argv: list[str] | None = None) -> int:
                         choices=["auto", "processes", "threads"],
                         help="what the n_jobs workers are (auto: the separator's choice, "
                         "threads for SRNN priors; threads: one process)")
+    parser.add_argument("--observations", nargs="+", default=["assignment"],
+                        choices=["assignment", "additive"],
+                        help="MixDVAESeparator(observation=...) of each run")
     parser.add_argument("--priors", nargs="+", default=["speech", "flute"],
                         help="bundled names, DVAE files, or model.pt:config.ini checkpoints")
     args = parser.parse_args(argv)
     from mixest.benchmark._perf import run_isolated
 
-    print("| T | mixtures | n_jobs | workers | seconds | audio s | RTF | "
+    print("| T | observation | mixtures | n_jobs | workers | seconds | audio s | RTF | "
           "peak RSS MB (after load) | s per iteration: E-W / E-Z / E-S / bound |\n"
-          "|---|---|---|---|---|---|---|---|---|")
-    runs = [(T, n_jobs, backend) for T in args.lengths for n_jobs in args.n_jobs
-            for backend in args.backends if n_jobs > 1 or backend == args.backends[0]]
-    for T, n_jobs, backend in runs:
+          "|---|---|---|---|---|---|---|---|---|---|")
+    runs = [(T, n_jobs, backend, observation) for T in args.lengths for n_jobs in args.n_jobs
+            for backend in args.backends if n_jobs > 1 or backend == args.backends[0]
+            for observation in args.observations]
+    for T, n_jobs, backend, observation in runs:
         r = run_isolated("separation", T=T, n=args.n_mixtures, max_iter=args.max_iter,
                          priors=list(args.priors), n_jobs=n_jobs,
-                         backend=None if backend == "auto" else backend)
+                         backend=None if backend == "auto" else backend,
+                         observation=observation)
         st = r["steps"]
         steps = (" / ".join(f"{st[k]:.3f}" for k in ("e_w", "e_z", "e_s", "bound"))
                  if st else "")
         workers = r["backend"] if n_jobs > 1 else "-"
-        print(f"| {T} | {r['n']} | {n_jobs} | {workers} | {r['seconds']:.1f} | "
+        print(f"| {T} | {observation} | {r['n']} | {n_jobs} | {workers} | {r['seconds']:.1f} | "
               f"{r['audio_seconds']:.1f} | {r['rtf']:.3f} | {r['peak_rss_mib']:.0f} "
               f"({r['rss_before_mib']:.0f}) | {steps} |", flush=True)
     print(f"\n{args.max_iter} VEM iterations; torch {_torch_version()}, one torch thread per "

@@ -126,12 +126,14 @@ def tracking_run(T: int, n: int, max_iter: int, prior: str = "pretrained:mot",
 
 
 def separation_run(T: int, n: int, max_iter: int, priors: tuple[str, ...] = ("speech", "flute"),
-                   n_jobs: int = 1, device: str = "cpu", backend: str | None = None) -> dict:
+                   n_jobs: int = 1, device: str = "cpu", backend: str | None = None,
+                   observation: str = "assignment") -> dict:
     """Separate ``n`` mixtures of ``T`` STFT frames with ``max_iter`` VEM iterations: the
-    real-time factor, peak memory and (one process) the seconds per VEM step. ``priors``:
-    bundled names, DVAE files or the authors' ``model.pt:config.ini`` checkpoints;
-    ``backend``: the ``n_jobs`` workers are the separator's own choice (None: threads for
-    SRNN priors, else processes), or "processes" or "threads" whatever the priors."""
+    real-time factor, peak memory and (one process, the assignment model) the seconds per VEM
+    step. ``priors``: bundled names, DVAE files or the authors' ``model.pt:config.ini``
+    checkpoints; ``backend``: the ``n_jobs`` workers are the separator's own choice (None:
+    threads for SRNN priors, else processes), or "processes" or "threads" whatever the priors;
+    ``observation``: the separator's observation model."""
     import joblib
     import torch
 
@@ -145,7 +147,8 @@ def separation_run(T: int, n: int, max_iter: int, priors: tuple[str, ...] = ("sp
     X = rng.standard_normal((n, T * 256)) * 0.1  # the cost does not depend on the signal
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     sep = MixDVAESeparator(priors=models, max_iter=max_iter, batch_size=-(-n // n_jobs),
-                           n_jobs=n_jobs, device=device, random_state=0).fit(X)
+                           n_jobs=n_jobs, device=device, observation=observation,
+                           random_state=0).fit(X)
     if backend is None:
         backend = sep._workers()
     with joblib.parallel_config(backend="threading" if backend == "threads" else "loky"):
@@ -158,7 +161,8 @@ def separation_run(T: int, n: int, max_iter: int, priors: tuple[str, ...] = ("sp
             seconds = time.perf_counter() - tic
     peak = 1024 * memory.peak_mib
     steps = {}
-    if n_jobs == 1 and device == "cpu":  # per-step seconds of one batch, through the engine
+    if n_jobs == 1 and device == "cpu" and observation == "assignment":
+        # per-step seconds of one batch, through the engine
         from mixest.mixture import run_vem
         from mixest.separation import stft
         from mixest.separation._vem_models import ComplexGaussianBins, SpectralDVAEDynamics
@@ -169,7 +173,7 @@ def separation_run(T: int, n: int, max_iter: int, priors: tuple[str, ...] = ("sp
         steps = {k: v / 5 for k, v in res.timings.items() if k != "init"}
     audio = n * T * 256 / 16000
     return {"T": T, "n": n, "n_jobs": n_jobs, "device": device, "backend": backend,
-            "seconds": seconds,
+            "observation": observation, "seconds": seconds,
             "audio_seconds": audio, "rtf": seconds / audio, "peak_rss_mib": peak / 1024,
             "rss_before_mib": base_rss / 1024, "steps": steps}
 
