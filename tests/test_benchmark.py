@@ -183,6 +183,16 @@ def test_perf_runs_every_configuration_in_its_own_process(tmp_path):
     assert kernel["numba"] > 0 and kernel["numpy"] > 0
 
 
+def test_perf_separation_times_the_observation_model_asked_for():
+    from mixest.benchmark._perf import run_isolated
+
+    runs = {obs: run_isolated("separation", T=10, n=2, max_iter=2, observation=obs)
+            for obs in ("assignment", "additive")}
+    for obs, r in runs.items():
+        assert r["observation"] == obs and r["rtf"] > 0
+    assert runs["assignment"]["steps"] and not runs["additive"]["steps"]  # E-W etc. only there
+
+
 def test_perf_runs_a_baseline_version_beside_this_one(tmp_path, capsys):
     """``--baseline DIR`` runs another version's benchmark (here: this one's own folder) in a
     fresh process before each configuration and reports both figures and their ratio."""
