@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from mixest._kernels._spectral import expected_power
-from mixest.separation._vem_models import _MIN_NU, ComplexGaussianBins
+from mixest.separation._vem_models import ComplexGaussianBins, variance_floor
 
 __all__ = ["additive_em", "joint_posterior"]
 
@@ -80,7 +80,7 @@ def additive_em(observations: np.ndarray, dynamics, epsilon: float,
     """
     # the observation variance and its floor are the assignment model's
     data, _ = ComplexGaussianBins(epsilon).prepare(observations, dynamics.n_sources)
-    floor = _MIN_NU * data["scale"][:, None, None, None]
+    floor = variance_floor(data)
     var = np.maximum(dynamics.reconstruct(data["power"]), floor)
     for _ in range(max_iter):
         means, covs = joint_posterior(data["x"], var, data["v_x"])

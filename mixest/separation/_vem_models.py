@@ -39,7 +39,7 @@ from mixest.mixture._observation import ObservationModel
 from mixest.separation._stacked_srnn import StackedSRNNPass, next_feed, sampled_power
 
 __all__ = ["ComplexGaussianBins", "RecurrentSpectralDynamics", "SpectralDVAEDynamics",
-           "sampled_power"]
+           "sampled_power", "variance_floor"]
 
 #: the observation variance's floor, relative to the mixture's mean bin power: keeps v_x > 0 in
 #: digitally silent bins without changing any audible one
@@ -107,11 +107,12 @@ class ComplexGaussianBins(ObservationModel):
             v = dynamics.reconstruct(data["power"])  # (B, T, N, F)
         elif v.shape != data["x"].shape[:2] + (n_sources,) + data["x"].shape[2:]:
             raise ValueError(f"initial_variances must have shape (B, T, N, F), got {v.shape}.")
-        v = np.maximum(v, _MIN_NU * data["scale"][:, None, None, None])
+        floor = variance_floor(data)
+        v = np.maximum(v, floor)
         total = v.sum(axis=2, keepdims=True)
         mask = v / total
         means = (mask * data["x"][:, :, None]).astype(self.dtype, copy=False)
-        covs = np.maximum(v * (1.0 - mask), _MIN_NU * data["scale"][:, None, None, None])
+        covs = np.maximum(v * (1.0 - mask), floor)
         return means, covs.astype(means.real.dtype, copy=False)
 
     def e_w(self, data, params, means, covs):
@@ -125,6 +126,13 @@ class ComplexGaussianBins(ObservationModel):
 
     def m_step(self, data, params, means, covs, eta):
         return params
+
+
+def variance_floor(data: dict) -> np.ndarray:
+    """The smallest variance a source keeps, ``(B, 1, 1, 1)``: ``_MIN_NU`` of each mixture's
+    mean bin power (``data`` from :meth:`ComplexGaussianBins.prepare`), so that log(nu) and the
+    Wiener ratios stay finite in digitally silent bins."""
+    return _MIN_NU * data["scale"][:, None, None, None]
 
 
 def _device_of(module) -> torch.device:
