@@ -17,7 +17,9 @@ oracle) share this contract; :func:`spectral_data_bound` and :func:`spectral_pri
 two parts of the lower bound. :func:`spectral_evidence` (the E-S step's evidence),
 :func:`expected_power` (what E-Z reads), :func:`feed_terms` and :func:`source_posteriors` (before
 and after the spectral priors' loop over frames) are the other per-bin passes, each with its
-NumPy twin.
+NumPy twin. :func:`additive_powers` is the additive model's pass
+(:mod:`mixest.separation._additive`): the sources' posterior expected powers given their
+prior variances when every bin is the sum of the sources.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ import numpy as np
 
 from mixest._kernels._estep_w import normalise_scores
 
-__all__ = ["expected_power", "expected_power_numpy", "feed_terms", "feed_terms_numpy",
+__all__ = ["additive_powers", "additive_powers_numpy", "expected_power",
+           "expected_power_numpy", "feed_terms", "feed_terms_numpy",
            "source_posteriors", "source_posteriors_numpy", "spectral_data_bound",
            "spectral_e_w", "spectral_e_w_numpy", "spectral_evidence", "spectral_evidence_numpy",
            "spectral_prior_bound"]
@@ -288,3 +291,52 @@ def source_posteriors(var: np.ndarray, info_vec: np.ndarray,
                        np.ascontiguousarray(_real(info_prec)).ravel(),
                        mu.ravel(), nu.ravel())
     return mu, nu
+
+
+def additive_powers_numpy(power: np.ndarray, var: np.ndarray, v_x: np.ndarray) -> np.ndarray:
+    """:func:`additive_powers` in plain NumPy: ``|mu|^2 + nu`` of the Wiener posterior
+    :math:`\\mu_n = g_n x`, :math:`\\nu_n = v_n (1 - g_n)`, :math:`g_n = v_n / (\\sum_m v_m +
+    v_x)`, with ``|x|^2`` given as ``power``."""
+    gain = var / (var.sum(axis=2, keepdims=True) + v_x[:, :, None])
+    return (gain**2 * power[:, :, None] + var * (1.0 - gain)).astype(np.float32)
+
+
+@numba.njit(cache=True, nogil=True)
+def _additive_powers(power, var, v_x, out):
+    B, T, N, F = var.shape
+    total = np.empty(F)
+    for b in range(B):
+        for t in range(T):
+            total[:] = v_x[b, t]
+            for n in range(N):
+                total += var[b, t, n]
+            for n in range(N):
+                for f in range(F):
+                    v = var[b, t, n, f]
+                    g = v / total[f]
+                    out[b, t, n, f] = g * g * power[b, t, f] + v * (1.0 - g)
+
+
+def additive_powers(power: np.ndarray, var: np.ndarray, v_x: np.ndarray) -> np.ndarray:
+    """The sources' posterior expected powers when each bin is the sum of the sources.
+
+    Parameters
+    ----------
+    power : ndarray of shape (B, T, F)
+        The mixtures' bin powers :math:`|x|^2`.
+    var : ndarray of shape (B, T, N, F)
+        The sources' prior variances.
+    v_x : ndarray of shape (B, T, F)
+        The observation variance.
+
+    Returns
+    -------
+    ndarray of shape (B, T, N, F), float32
+        :math:`|\\mu_n|^2 + \\nu_n = g_n^2 |x|^2 + v_n (1 - g_n)` with
+        :math:`g_n = v_n / (\\sum_m v_m + v_x)`, computed in float64 in one pass (Numba).
+    """
+    out = np.empty(np.shape(var), dtype=np.float32)
+    _additive_powers(np.ascontiguousarray(power, dtype=np.float64),
+                     np.ascontiguousarray(var, dtype=np.float64),
+                     np.ascontiguousarray(v_x, dtype=np.float64), out)
+    return out

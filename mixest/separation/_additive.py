@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mixest._kernels._spectral import expected_power
+from mixest._kernels._spectral import additive_powers
 from mixest.separation._vem_models import ComplexGaussianBins, variance_floor
 
 __all__ = ["additive_em", "joint_posterior"]
@@ -82,7 +82,7 @@ def additive_em(observations: np.ndarray, dynamics, epsilon: float,
     data, _ = ComplexGaussianBins(epsilon).prepare(observations, dynamics.n_sources)
     floor = variance_floor(data)
     var = np.maximum(dynamics.reconstruct(data["power"]), floor)
-    for _ in range(max_iter):
-        means, covs = joint_posterior(data["x"], var, data["v_x"])
-        var = np.maximum(dynamics.reconstruct_each(expected_power(means, covs)), floor)
+    for _ in range(max_iter):  # only the posterior's expected powers are read in between
+        powers = additive_powers(data["power"], var, data["v_x"])
+        var = np.maximum(dynamics.reconstruct_each(powers), floor)
     return joint_posterior(data["x"], var, data["v_x"])

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from mixest._kernels._spectral import (
+    additive_powers,
+    additive_powers_numpy,
     expected_power,
     expected_power_numpy,
     feed_terms,
@@ -603,6 +605,20 @@ def test_joint_posterior_is_the_gaussian_posterior_of_the_sum():
         np.testing.assert_allclose(means[b, t, :, f], (gain * x[b, t, f]).ravel(), rtol=1e-12)
         np.testing.assert_allclose(covs[b, t, :, f], np.diag(prior - gain @ H @ prior),
                                    rtol=1e-12)
+
+
+def test_additive_powers_kernel_equals_its_twin_and_the_posterior_powers():
+    rng = np.random.default_rng(4)
+    B, T, N, F = 2, 5, 3, 7
+    x = _complex(rng, (B, T, F))
+    var = rng.uniform(1e-3, 3.0, (B, T, N, F))
+    v_x = rng.uniform(1e-4, 0.5, (B, T, F))
+    power = np.abs(x) ** 2
+    fast = additive_powers(power, var, v_x)
+    assert fast.dtype == np.float32
+    np.testing.assert_allclose(fast, additive_powers_numpy(power, var, v_x), rtol=1e-6)
+    means, covs = joint_posterior(x, var, v_x)
+    np.testing.assert_allclose(fast, np.abs(means) ** 2 + covs, rtol=1e-6)
 
 
 def test_additive_model_separates_disjoint_sources(disjoint):
