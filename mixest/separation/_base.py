@@ -234,9 +234,10 @@ class VEMSeparator(SpectralSeparator):
     :math:`p(x_{ft} | w_{ft} = n, s) = N_c(x_{ft}; s_{nft}, \\epsilon |x_{ft}|^2)`; a subclass
     gives the sources' dynamics (:meth:`_dynamics`) and, optionally, the variances the sources
     start from (:meth:`_initial_variances`; by default each source's dynamics reconstructs
-    the mixture). After ``max_iter`` iterations the sources are read out as the Wiener filters
-    of their posterior expected powers :math:`|\\mu_{nft}|^2 + \\nu_{nft}` (so they sum to
-    the mixture).
+    the mixture) and the iterations that reach the posterior (:meth:`_posterior`; by default
+    the assignment VEM). After ``max_iter`` iterations the sources are read out as the Wiener
+    filters of their posterior expected powers :math:`|\\mu_{nft}|^2 + \\nu_{nft}` (so they
+    sum to the mixture).
     """
 
     #: precision of the sources' posteriors (ComplexGaussianBins): single for float32 priors
@@ -271,7 +272,6 @@ class VEMSeparator(SpectralSeparator):
         return None
 
     def _separate_spectra(self, S, references, seed):
-        from mixest.mixture import run_vem
         from mixest.separation._vem_models import ComplexGaussianBins
 
         obs = np.ascontiguousarray(np.moveaxis(S, -1, -2))  # time-major (B, T, F)
@@ -283,12 +283,20 @@ class VEMSeparator(SpectralSeparator):
             data, params = model.prepare(obs, self.n_sources_)
             sources, _ = model.initialize(data, params, self.n_sources_, dynamics, None)
         else:
-            # the last iterate after max_iter iterations: nothing reads the bound
-            result = run_vem(obs, model, dynamics, n_sources=self.n_sources_,
-                             max_iter=self.max_iter, tol=0, keep="last", bound=False,
-                             random_state=np.random.default_rng(seed))
-            return wiener_read_out(obs, result.means, result.covs)
+            return wiener_read_out(obs, *self._posterior(obs, model, dynamics, seed))
         return np.ascontiguousarray(sources.transpose(0, 2, 3, 1))
+
+    def _posterior(self, obs, model, dynamics, seed) -> tuple[np.ndarray, np.ndarray]:
+        """The sources' posterior means and variances ``(B, T, N, F)`` after ``max_iter``
+        iterations from the mixtures ``obs`` (time-major ``(B, T, F)``): by default the last
+        iterate of the assignment VEM (:func:`mixest.mixture.run_vem` with ``model``)."""
+        from mixest.mixture import run_vem
+
+        # nothing reads the bound
+        result = run_vem(obs, model, dynamics, n_sources=self.n_sources_,
+                         max_iter=self.max_iter, tol=0, keep="last", bound=False,
+                         random_state=np.random.default_rng(seed))
+        return result.means, result.covs
 
 
 def wiener_read_out(obs: np.ndarray, means: np.ndarray, covs: np.ndarray) -> np.ndarray:

@@ -12,12 +12,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
 
 from mixest.dvae import DVAE, Network
-from mixest.separation._base import (
-    N_FFT,
-    VEMSeparator,
-    training_sequences,
-    wiener_read_out,
-)
+from mixest.separation._base import N_FFT, VEMSeparator, training_sequences
 
 __all__ = ["MixDVAESeparator", "load_spectral_prior", "load_spectral_priors"]
 
@@ -238,11 +233,9 @@ class MixDVAESeparator(VEMSeparator):
         return SpectralDVAEDynamics([p.module_ for p in self.priors_], feed=self.feed,
                                     device=self.device_)
 
-    def _separate_spectra(self, S, references, seed):
-        if self.observation == "assignment" or self.max_iter == 0:
-            return super()._separate_spectra(S, references, seed)
+    def _posterior(self, obs, model, dynamics, seed):
+        if self.observation == "assignment":
+            return super()._posterior(obs, model, dynamics, seed)
         from mixest.separation._additive import additive_em
 
-        obs = np.ascontiguousarray(np.moveaxis(S, -1, -2))  # time-major (B, T, F)
-        means, covs = additive_em(obs, self._dynamics(len(S)), self.epsilon, self.max_iter)
-        return wiener_read_out(obs, means, covs)
+        return additive_em(obs, dynamics, self.epsilon, self.max_iter)

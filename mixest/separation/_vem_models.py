@@ -296,16 +296,16 @@ class SpectralDVAEDynamics(RecurrentSpectralDynamics):
     def reconstruct(self, power: np.ndarray) -> np.ndarray:
         """Each prior's reconstruction (decoder variance at the posterior means) of ``power``
         ``(B, T, F)``, as ``(B, T, N, F)`` (the DVAE-init of the sources' variances)."""
-        return self._reconstruct([power] * self.n_sources)
+        return self._reconstruct([self._tensor(power)] * self.n_sources)
 
     def reconstruct_each(self, powers: np.ndarray) -> np.ndarray:
         """Prior ``n``'s reconstruction of ``powers[:, :, n]`` for every ``n``: ``(B, T, N, F)``
         in, ``(B, T, N, F)`` out (the additive model's E-Z and E-S)."""
-        return self._reconstruct([powers[:, :, n] for n in range(self.n_sources)])
+        return self._reconstruct([self._tensor(powers[:, :, n]) for n in range(self.n_sources)])
 
     @torch.no_grad()
-    def _reconstruct(self, powers: list[np.ndarray]) -> np.ndarray:
-        v = [m.run(self._tensor(p), sample=False)["x_var"].double().cpu().numpy()
+    def _reconstruct(self, powers: list[torch.Tensor]) -> np.ndarray:
+        v = [m.run(p, sample=False)["x_var"].double().cpu().numpy()
              for m, p in zip(self.modules, powers, strict=True)]
         return np.stack(v, axis=2)
 
