@@ -508,19 +508,22 @@ SEPARATE_METHODS: dict[str, str] = {
 #: separator's own default). ``train`` is True where ``--train`` is required, False where it is
 #: optional. An option a method does not take is refused when given, never ignored.
 SEPARATE_OPTIONS: dict[str, dict[str, object]] = {
-    "mixdvae": {"priors": SEPARATE_PRIORS, "max_iter": 70, "device": "cpu", "seed": 0},
+    "mixdvae": {"priors": SEPARATE_PRIORS, "max_iter": 70, "device": "cpu", "seed": 0,
+                "epsilon": None, "observation": "assignment"},
     "vkf": {"priors": SEPARATE_PRIORS, "train": True, "max_iter": 70, "device": "cpu",
-            "seed": 0},
+            "seed": 0, "epsilon": None},
     "deep-ar": {"priors": "speech-ar,flute-ar", "train": False, "max_iter": 70,
-                "device": "cpu", "seed": 0},
+                "device": "cpu", "seed": 0, "epsilon": None},
     "nmf": {"train": True, "max_iter": None, "seed": 0},
     "tnmf": {"train": True, "max_iter": None, "seed": 0},
 }
 _SEPARATE_FLAGS = {"priors": "--priors", "train": "--train", "max_iter": "--max-iter",
-                   "device": "--device"}
+                   "device": "--device", "epsilon": "--epsilon", "observation": "--observation"}
 _SEPARATE_WHY_NOT = {
     "priors": "it learns its source models from --train",
     "device": "it runs on the CPU only (NumPy)",
+    "epsilon": "it has no observation noise",
+    "observation": "the additive model is MixDVAE's",
 }
 #: isolated audio read per source from ``--train`` folders (beyond it, files are left out)
 TRAIN_MINUTES = 10.0
@@ -581,8 +584,9 @@ def _make_separator(method: str, options: dict, specs: list[str] | None, n_sourc
     params = {"sample_rate": rate, "random_state": options["seed"], "verbose": not quiet}
     if "device" in options:
         params["device"] = options["device"]
-    if options.get("max_iter") is not None:
-        params["max_iter"] = options["max_iter"]
+    for name in ("max_iter", "epsilon", "observation"):
+        if options.get(name) is not None:
+            params[name] = options[name]
     if method == "deep-ar" and specs is None:
         specs = ["train"] * n_sources
     if specs is not None:
@@ -607,6 +611,8 @@ def _separate(args: argparse.Namespace) -> int:
     least = 1 if args.method in ("nmf", "tnmf") else 0  # NMF has no initialisation-only run
     if args.max_iter is not None and args.max_iter < least:
         _fail(f"--max-iter must be at least {least}, got {args.max_iter}")
+    if args.epsilon is not None and not (np.isfinite(args.epsilon) and args.epsilon > 0):
+        _fail(f"--epsilon must be a positive number, got {args.epsilon}")
     mixture = Path(args.mixture)
     x, rate = _read_mixture(args.mixture)
     outputs = _check_out_dir(args.out_dir, mixture.stem, labels)
@@ -1073,6 +1079,14 @@ def build_parser() -> argparse.ArgumentParser:
                           help="variational EM iterations (0: the initialisation) (default: 70); "
                           "nmf, tnmf: multiplicative-update iterations (default: the "
                           "separator's)")
+    separate.add_argument("--epsilon", type=float, metavar="EPS",
+                          help="observation noise relative to each bin's power (default: 0.003; "
+                          "vkf: 0.03; the MixDVAE authors' priors want 0.03; not taken by nmf, "
+                          "tnmf)")
+    separate.add_argument("--observation", choices=("assignment", "additive"),
+                          help="mixdvae only: each bin assigned to one source (the paper's "
+                          "model) or the sum of all of them (better with the MixDVAE authors' "
+                          "priors) (default: assignment)")
     separate.add_argument("--device", choices=("cpu", "cuda", "auto"),
                           help="where the priors run (auto: CUDA when available) (default: cpu; "
                           "not taken by nmf, tnmf)")

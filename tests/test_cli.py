@@ -598,6 +598,28 @@ def test_separate_passes_options_to_the_separator(tmp_path, capsys, monkeypatch,
     assert seen["priors"] == ["pretrained:mot", str(audio["noise"])]
     assert seen["sample_rate"] == 44100 and seen["max_iter"] == 5
     assert seen["device"] == "cpu" and seen["verbose"] is False
+    assert seen["epsilon"] == 0.003 and seen["observation"] == "assignment"  # the defaults
+    with pytest.raises(Stop):
+        main(["separate", str(audio["mix"][44100]), "-o", str(tmp_path), "--priors",
+              f"mot,{audio['noise']}", "--epsilon", "0.03", "--observation", "additive", "-q"])
+    assert seen["epsilon"] == 0.03 and seen["observation"] == "additive"
+
+
+def test_separate_additive_model_and_epsilon_give_the_separators_sources(tmp_path, audio):
+    from mixest.separation import MixDVAESeparator, read_audio
+
+    mix = audio["mix"][16000]
+    argv = ["separate", str(mix), "-o", str(tmp_path), "--priors", _priors(audio, "tone", "noise"),
+            "--max-iter", "2", "--epsilon", "0.03", "--observation", "additive", "-q"]
+    assert main(argv) == 0
+    x, rate = read_audio(mix)
+    separator = MixDVAESeparator(priors=[str(audio["tone"]), str(audio["noise"])], max_iter=2,
+                                 epsilon=0.03, observation="additive").fit(x[None])
+    expected = separator.transform(x[None])[0]
+    paper = separator.set_params(observation="assignment").transform(x[None])[0]
+    got = [read_audio(tmp_path / f"{mix.stem}_{name}.wav")[0] for name in ("tone", "noise")]
+    np.testing.assert_allclose(got, expected, atol=1e-6)  # float32 WAV files
+    assert np.abs(paper - expected).max() > 1e-3  # the option changed the separation
 
 
 @pytest.mark.parametrize("method", ["vkf", "deep-ar", "nmf", "tnmf"])
@@ -640,6 +662,13 @@ def test_separate_methods_refuse_options_they_do_not_take(tmp_path, capsys, monk
     assert "--train" in _fails([*base, "--method", "vkf"], capsys)
     err = _fails([*base, "--train", train], capsys)
     assert "--train does not apply to --method mixdvae" in err
+    err = _fails([*base, "--method", "nmf", "--train", train, "--epsilon", "0.03"], capsys)
+    assert "--epsilon does not apply to --method nmf" in err
+    err = _fails([*base, "--method", "vkf", "--train", train, "--observation", "additive"],
+                 capsys)
+    assert "--observation does not apply to --method vkf" in err
+    for bad in ("0", "-0.1", "nan", "inf"):
+        assert "--epsilon must be a positive number" in _fails([*base, "--epsilon", bad], capsys)
     err = _fails([*base, "--method", "nmf", "--train", train, "--max-iter", "0"], capsys)
     assert "--max-iter must be at least 1, got 0" in err
     err = _fails([*base, "--method", "deep-ar", "--train", train, "--priors",
@@ -660,7 +689,7 @@ def test_separate_help(capsys):
     text = _help(["separate", "--help"], capsys)
     for words in ("--out-dir", "(default: speech,flute;", "(default: 70)", "(default: cpu;",
                   "--plot", "--quiet", "DVAE.save", "--method", "--train", "--seed",
-                  "(default: mixdvae)"):
+                  "(default: mixdvae)", "--epsilon", "--observation", "(default: assignment)"):
         assert words in text
     assert "default: None" not in text and "``" not in text
 
