@@ -102,10 +102,9 @@ class NumpySRNN:
         def buf(name):
             return getattr(module, name).detach().double().cpu().numpy().copy()
 
-        if module.likelihood != "gaussian" or module.encoder_input != "x":
-            raise ValueError("the NumPy SRNN twin runs Gaussian trajectory priors with "
-                             "encoder_input='x'; this module has likelihood="
-                             f"{module.likelihood!r}, encoder_input={module.encoder_input!r}.")
+        if module.encoder_input != "x":
+            raise ValueError("the NumPy SRNN twin runs trajectory priors with encoder_input='x'; "
+                             f"this module has encoder_input={module.encoder_input!r}.")
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}.")
@@ -117,6 +116,8 @@ class NumpySRNN:
         self.velocity_input = bool(module.velocity_input)
         self.gated = bool(getattr(module, "gated_extrapolation", False))
         self.acc_unit = buf("acc_unit") if self.gated else None
+        # what the compiled feature passes divide by (they compute the gated features always)
+        self._acc_divisor = self.acc_unit if self.gated else np.ones(self.x_dim)
         # noise_level_input: the module's noise_level buffer, a constant last feature
         self.level = float(module.noise_level) if getattr(module, "noise_level_input",
                                                           False) else None
@@ -235,9 +236,8 @@ class NumpySRNN:
         out = np.empty((T, M, self.n_features), self.dtype)
         n_acc = 2 if self.gated else 0
         acc = np.empty((n_acc, T, M, D))
-        acc_unit = np.ones(D) if self.acc_unit is None else self.acc_unit
         level = np.nan if self.level is None else self.level
-        _linear_features(x, self.loc, self.scale, self.dx_scale, acc_unit,
+        _linear_features(x, self.loc, self.scale, self.dx_scale, self._acc_divisor,
                          self.velocity_input, level, out, acc)
         if n_acc:
             np.arcsinh(acc, out=acc)
@@ -471,7 +471,6 @@ class NumpySRNN:
         # before their arcsinh
         feat = np.zeros((M, 2 * D), dt)
         kin = np.zeros((M, 2 * D) if w_acc is not None else (0, 0))
-        acc_unit = np.ones(D) if self.acc_unit is None else self.acc_unit
         kin_in = np.zeros((M, 2 * D), dt) if w_acc is not None else None
         covs = np.empty((T, M, D))
         pm = np.empty((T, M, D))
@@ -510,7 +509,8 @@ class NumpySRNN:
             # the rest of the frame in one compiled call (about 20 tiny ufuncs otherwise)
             _emit_and_update(out, t, R, order, self.gated, propagate_uncertainty, self.loc,
                              self.scale, self.dx_scale, self.ddx_scale, self.min_var, info_vec,
-                             info_prec, means, covs, pm, pv, coef, share, feat, kin, acc_unit)
+                             info_prec, means, covs, pm, pv, coef, share, feat, kin,
+                             self._acc_divisor)
         out = tuple(a.transpose(1, 0, 2) for a in (means, covs, pm, pv))
         if return_hidden:
             out += (hs,)
