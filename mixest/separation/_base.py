@@ -4,7 +4,9 @@
 models, scales each mixture to peak 1 (the level the models learned at), takes the STFT
 (1024-sample sine window, hop 256), hands the spectrograms of the mixtures that are not silent
 to the subclass (:meth:`SpectralSeparator._separate_spectra`) in batches, possibly in parallel
-processes, and returns waveforms at the caller's rate and level.
+processes, and returns waveforms at the caller's rate and level. A subclass may have long
+mixtures cut into overlapping segments, separated as mixtures of their own and cross-faded back
+(:func:`segment_bounds`, :func:`fade_weights`; the VEM separators do).
 :class:`VEMSeparator` adds the variational EM of :func:`mixest.mixture.run_vem` with the audio
 observation model (:class:`~mixest.separation._vem_models.ComplexGaussianBins`): a subclass
 only says which source dynamics it runs.
@@ -26,7 +28,8 @@ from mixest.separation._audio_io import resample
 from mixest.separation._stft import istft, stft
 
 __all__ = ["SpectralSeparator", "VEMSeparator", "PRIOR_RATE", "N_FFT", "HOP",
-           "oracle_ratio_mask", "peak_levels", "training_sequences", "wiener_read_out"]
+           "fade_weights", "oracle_ratio_mask", "peak_levels", "segment_bounds",
+           "training_sequences", "wiener_read_out"]
 
 #: the rate, window and hop every spectral model of mixest works at (the paper's STFT)
 PRIOR_RATE, N_FFT, HOP = 16000, 1024, 256
@@ -38,6 +41,11 @@ def _resample_rows(x: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
     out = np.stack([resample(row, orig_rate, new_rate) for row in flat])
     return out.reshape(x.shape[:-1] + out.shape[-1:])
 
+
+#: STFT frames of the segments the VEM separators cut a long mixture into (4.8 s), and the
+#: frames two segments share at least (0.5 s), cross-faded (``docs/separation.md``, "Long
+#: recordings")
+SEGMENT_FRAMES, SEGMENT_OVERLAP = 300, 32
 
 #: frames per training sequence when a prior is trained from isolated sources
 TRAIN_FRAMES = 50
@@ -100,6 +108,8 @@ class SpectralSeparator(TransformerMixin, SequenceEstimator):
     """
 
     _input_kind: ClassVar[str] = "waveforms"
+    #: (frames, overlap) of the segments a long mixture is separated in, or None: one pass
+    _segments: ClassVar[tuple[int, int] | None] = None
 
     # ------------------------------------------------------------------ input
     def _to_prior_rate(self, x: np.ndarray) -> np.ndarray:
@@ -160,15 +170,29 @@ class SpectralSeparator(TransformerMixin, SequenceEstimator):
                                  f"{X.shape[0]} mixtures, got shape {refs.shape}.")
             R = stft(self._to_prior_rate(refs / peak[:, None])[..., :x.shape[-1]], n_fft=N_FFT,
                      hop_length=HOP)
-        seeds = check_random_state(self.random_state).randint(2**31 - 1, size=len(S))
-        # a silent mixture has silent sources: nothing to separate
-        sounding = np.flatnonzero(np.abs(x).max(axis=-1) > 0)
+        n_mixtures, n_frames = S.shape[0], S.shape[-1]
+        bounds = segment_bounds(n_frames, *self._segments) if self._segments else [(0, n_frames)]
+        weights = fade_weights(bounds, n_frames)
+        # item i is segment k = i % K of mixture m = i // K, separated as a mixture of its own
+        # (one segment: the mixture itself); a batch's items are cut out when it is sent
+        K = len(bounds)
+        seeds = check_random_state(self.random_state).randint(2**31 - 1, size=n_mixtures * K)
+        # a silent mixture (or segment) has silent sources: nothing to separate
+        sounding = [i for i in range(n_mixtures * K)
+                    if np.any(S[i // K, :, slice(*bounds[i % K])] != 0)]
         size = self._batch_size()
         batches = [sounding[i:i + size] for i in range(0, len(sounding), size)]
         from joblib import Parallel, delayed
         from tqdm.auto import tqdm
 
-        jobs = (delayed(_run_batch)(self, S[b], None if R is None else R[b], int(seeds[b[0]]))
+        def cut(A, batch):
+            """The batch's items (one segment: its mixtures)."""
+            if K == 1:
+                return A[batch]
+            return np.stack([A[i // K, ..., slice(*bounds[i % K])] for i in batch])
+
+        jobs = (delayed(_run_batch)(self, cut(S, b), None if R is None else cut(R, b),
+                                    int(seeds[b[0]]))
                 for b in batches)
         if self.verbose:
             jobs = tqdm(jobs, total=len(batches), desc="separating", unit="batch")
@@ -179,14 +203,19 @@ class SpectralSeparator(TransformerMixin, SequenceEstimator):
         # Pinned here for the whole call, so that threads never restore it under one another.
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
+        spectra = np.zeros((n_mixtures, self.n_sources_) + S.shape[1:], dtype=S.dtype)
         try:
-            parts = Parallel(n_jobs=self.n_jobs, prefer=self._workers())(jobs)
+            parts = Parallel(n_jobs=self.n_jobs, prefer=self._workers(),
+                             return_as="generator")(jobs)
+            for batch, part in zip(batches, parts, strict=True):
+                if K == 1:
+                    spectra[batch] = part
+                    continue
+                for i, sources in zip(batch, part, strict=True):
+                    a, b = bounds[i % K]  # cross-faded into the mixture's frames
+                    spectra[i // K, ..., a:b] += sources * weights[i % K, a:b]
         finally:
             torch.set_num_threads(threads)
-        spectra = np.zeros((len(S), self.n_sources_) + S.shape[1:], dtype=S.dtype)
-        for b, part in zip(batches, parts, strict=True):
-            spectra[b] = part
-        del parts
         out = istft(spectra, n_fft=N_FFT, hop_length=HOP, n_samples=x.shape[-1]) * peak[:, None]
         if self.sample_rate != PRIOR_RATE:
             out = _resample_rows(out, PRIOR_RATE, self.sample_rate)
@@ -218,6 +247,32 @@ class SpectralSeparator(TransformerMixin, SequenceEstimator):
         return float(np.mean(si_sdr(y, self.transform(X))))
 
 
+def segment_bounds(n_frames: int, length: int, overlap: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` frames of the segments of ``length`` frames that cover ``n_frames``,
+    each overlapping the next by at least ``overlap`` (one segment when it is short enough)."""
+    if n_frames <= length:
+        return [(0, n_frames)]
+    starts = list(range(0, n_frames - length, length - overlap)) + [n_frames - length]
+    return [(a, a + length) for a in starts]
+
+
+def fade_weights(bounds: list[tuple[int, int]], n_frames: int) -> np.ndarray:
+    """Each segment's weight ``(n_segments, n_frames)`` in the frames it covers: in a frame two
+    segments share, each weighs by how far the frame lies from its cut edge (linear ramps over
+    the overlap), and the weights of every frame sum to 1, so sources that sum to each
+    segment's mixture sum to the whole mixture."""
+    weights = np.zeros((len(bounds), n_frames))
+    for k, (a, b) in enumerate(bounds):
+        frames = np.arange(b - a) + 0.5
+        w = np.ones(b - a)
+        if k > 0:  # fade in over the frames shared with the segment before
+            w = np.minimum(w, frames / (bounds[k - 1][1] - a))
+        if k < len(bounds) - 1:  # fade out over those shared with the next
+            w = np.minimum(w, frames[::-1] / (b - bounds[k + 1][0]))
+        weights[k, a:b] = w
+    return weights / weights.sum(axis=0)
+
+
 def _run_batch(separator: SpectralSeparator, S: np.ndarray, R: np.ndarray | None,
                seed: int) -> np.ndarray:
     """One batch with one torch thread (module level: joblib ships it to workers)."""
@@ -242,6 +297,9 @@ class VEMSeparator(SpectralSeparator):
 
     #: precision of the sources' posteriors (ComplexGaussianBins): single for float32 priors
     _sources_dtype: ClassVar[type] = np.complex64
+    #: a long mixture is separated in overlapping segments, batched like mixtures: the VEM's
+    #: frame-by-frame passes cost per frame, whatever the batch, and memory grows with length
+    _segments = (SEGMENT_FRAMES, SEGMENT_OVERLAP)
 
     _vem_constraints: ClassVar[dict] = {
         "sample_rate": [Interval(Integral, 1, None, closed="left")],

@@ -114,6 +114,16 @@ def test_vkf_separates_disjoint_sources(disjoint_audio, disjoint_priors):
     assert start.score(X, y) > 20
 
 
+
+def test_vkf_oracle_start_follows_long_mixtures_segments(disjoint_audio, monkeypatch):
+    """The true sources are cut into the same segments as the mixture they start from."""
+    train, X, y = disjoint_audio
+    long_x, long_y = X.reshape(1, -1), y.transpose(1, 0, 2).reshape(1, 2, -1)  # 150 frames
+    monkeypatch.setattr(VKFSeparator, "_segments", (64, 16))
+    start = VKFSeparator(init="oracle", max_iter=0).fit(train.sum(0)[None], train[None])
+    assert start.score(long_x, long_y) > 20
+
+
 def test_vkf_oracle_mode_is_explicit(disjoint_audio, disjoint_priors):
     train, X, y = disjoint_audio
     with pytest.raises(ValueError, match="oracle"):

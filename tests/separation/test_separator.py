@@ -647,6 +647,52 @@ def test_additive_iterations_reconstruct_the_posterior_powers(disjoint):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * np.abs(b).max())
 
 
+@pytest.mark.parametrize("n_frames", [1, 64, 65, 150, 1000])
+def test_segments_cover_the_mixture_and_cross_fade_to_one(n_frames):
+    from mixest.separation._base import fade_weights, segment_bounds
+
+    bounds = segment_bounds(n_frames, 64, 16)
+    if n_frames <= 64:
+        assert bounds == [(0, n_frames)]
+    else:
+        assert all(b - a == 64 for a, b in bounds)
+        assert bounds[0][0] == 0 and bounds[-1][1] == n_frames
+        assert all(b1 - a2 >= 16
+                   for (_, b1), (a2, _) in zip(bounds[:-1], bounds[1:], strict=True))
+    weights = fade_weights(bounds, n_frames)
+    np.testing.assert_allclose(weights.sum(0), 1.0, rtol=1e-12)
+    for k, (a, b) in enumerate(bounds):
+        assert (weights[k, a:b] > 0).all() and (weights[k, :a] == 0).all()
+        assert (weights[k, b:] == 0).all()
+    # a frame only one segment holds is that segment's; a shared one fades linearly
+    if len(bounds) > 1:
+        assert (weights[0, :bounds[1][0]] == 1).all()
+        shared = weights[0, bounds[1][0]:bounds[0][1]]
+        assert (np.diff(shared) < 0).all() and np.ptp(np.diff(shared)) < 1e-12
+
+
+def test_long_mixtures_are_separated_in_bounded_segments(disjoint, monkeypatch):
+    """A mixture longer than a segment is cut into overlapping segments, separated as a batch
+    of mixtures and cross-faded back: the known answer holds, every VEM batch stays within the
+    segment's frames, and a mixture no longer than a segment is separated as before."""
+    sep, X, y = disjoint
+    short = sep.transform(X)
+    long_x, long_y = X.reshape(1, -1), y.transpose(1, 0, 2).reshape(1, 2, -1)  # 150 frames
+    monkeypatch.setattr(type(sep), "_segments", (64, 16))
+    seen = []
+    separate = type(sep)._separate_spectra
+    monkeypatch.setattr(type(sep), "_separate_spectra", lambda self, S, *a: (
+        seen.append(S.shape) or separate(self, S, *a)))
+    est = sep.transform(long_x)
+    assert [shape[-1] for shape in seen] == [64] and seen[0][0] == 3  # three segments, one batch
+    assert si_sdr(long_y, est).min() > 20
+    assert si_sdr(long_x, est.sum(1)).min() > 20
+    np.testing.assert_array_equal(est, sep.transform(long_x))  # the same seed, the same sources
+    seen.clear()
+    np.testing.assert_array_equal(sep.transform(X), short)  # 50 frames: one segment, as before
+    assert [shape[-1] for shape in seen] == [50]
+
+
 # ---------------------------------------------------------------------- contract and errors
 def test_fit_errors():
     gaussian = DVAE(network=Network(z_dim=2, rnn_dim=4, dense_dims=(4,)), recipe="plain",
