@@ -298,7 +298,7 @@ class VEMSeparator(SpectralSeparator):
     #: precision of the sources' posteriors (ComplexGaussianBins): single for float32 priors
     _sources_dtype: ClassVar[type] = np.complex64
     #: a long mixture is separated in overlapping segments, batched like mixtures: the VEM's
-    #: frame-by-frame passes cost per frame, whatever the batch, and memory grows with length
+    #: passes run frame by frame at about the same cost per frame for one sequence as for a batch
     _segments = (SEGMENT_FRAMES, SEGMENT_OVERLAP)
 
     _vem_constraints: ClassVar[dict] = {
