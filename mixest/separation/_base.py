@@ -248,12 +248,14 @@ class SpectralSeparator(TransformerMixin, SequenceEstimator):
 
 
 def segment_bounds(n_frames: int, length: int, overlap: int) -> list[tuple[int, int]]:
-    """``(start, stop)`` frames of the segments of ``length`` frames that cover ``n_frames``,
-    each overlapping the next by at least ``overlap`` (one segment when it is short enough)."""
+    """``(start, stop)`` frames of the fewest segments of ``length`` frames that cover
+    ``n_frames``, evenly spaced, each overlapping the next by at least ``overlap`` (one segment
+    when it is short enough)."""
     if n_frames <= length:
         return [(0, n_frames)]
-    starts = list(range(0, n_frames - length, length - overlap)) + [n_frames - length]
-    return [(a, a + length) for a in starts]
+    n = -(-(n_frames - overlap) // (length - overlap))
+    starts = np.rint(np.linspace(0, n_frames - length, n)).astype(int)
+    return [(int(a), int(a) + length) for a in starts]
 
 
 def fade_weights(bounds: list[tuple[int, int]], n_frames: int) -> np.ndarray:

@@ -229,6 +229,12 @@ class MixDVAESeparator(VEMSeparator):
         supported = all(StackedSRNNPass.supports(p.module_) for p in self.priors_)
         return "threads" if supported else "processes"
 
+    @property
+    def _segments(self) -> tuple[int, int] | None:
+        # the additive model's passes run over whole sequences: one pass costs little more
+        # than segments and keeps the context it separates better with ("Long recordings")
+        return None if self.observation == "additive" else VEMSeparator._segments
+
     def _dynamics(self, n_mixtures: int):
         from mixest.separation._vem_models import SpectralDVAEDynamics
 

@@ -624,6 +624,7 @@ def test_additive_powers_kernel_equals_its_twin_and_the_posterior_powers():
 def test_additive_model_separates_disjoint_sources(disjoint):
     sep, X, y = disjoint
     additive = MixDVAESeparator(priors=sep.priors_, max_iter=10, observation="additive").fit(X)
+    assert additive._segments is None and sep._segments == (300, 32)  # long mixtures: one pass
     est = additive.transform(X)
     assert si_sdr(y, est).min() > 20
     assert si_sdr(X, est.sum(1)).min() > 20
@@ -656,6 +657,7 @@ def test_segments_cover_the_mixture_and_cross_fade_to_one(n_frames):
         assert bounds == [(0, n_frames)]
     else:
         assert all(b - a == 64 for a, b in bounds)
+        assert len(bounds) == -(-(n_frames - 16) // 48)  # the fewest that overlap enough
         assert bounds[0][0] == 0 and bounds[-1][1] == n_frames
         assert all(b1 - a2 >= 16
                    for (_, b1), (a2, _) in zip(bounds[:-1], bounds[1:], strict=True))
