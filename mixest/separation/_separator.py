@@ -118,9 +118,10 @@ class MixDVAESeparator(VEMSeparator):
         whose reconstructions keep part of the other source, it ends below it
         (``docs/separation.md``, "The additive model").
     batch_size : int, default=16
-        Mixtures per VEM batch, memory growing with it. A mixture longer than 300 STFT frames
-        (4.8 s) is separated in overlapping segments of 300 frames, cross-faded back, and
-        ``batch_size`` counts those segments (``docs/separation.md``, "Long recordings").
+        Mixtures per VEM batch, memory growing with it. With the assignment model a mixture
+        longer than 300 STFT frames (4.8 s) is separated in overlapping segments of 300 frames,
+        cross-faded back, and ``batch_size`` counts those segments; the additive model runs a
+        long mixture in one pass (``docs/separation.md``, "Long recordings").
     n_jobs : int or None, default=None
         Batches run in parallel (joblib; -1: all cores): in threads of this process when every
         prior is an SRNN (its E-S pass is compiled and releases the interpreter lock; as fast
