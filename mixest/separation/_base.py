@@ -6,7 +6,10 @@ models, scales each mixture to peak 1 (the level the models learned at), takes t
 to the subclass (:meth:`SpectralSeparator._separate_spectra`) in batches, possibly in parallel
 processes, and returns waveforms at the caller's rate and level. A subclass may have long
 mixtures cut into overlapping segments, separated as mixtures of their own and cross-faded back
-(:func:`segment_bounds`, :func:`fade_weights`; the VEM separators do).
+(:func:`segment_bounds`, :func:`fade_weights`; the VEM separators do); a segment's STFT is
+then taken, and its sources inverted, only while its batch is in flight
+(:class:`~mixest.separation._stft.SegmentedSTFT`), so that beyond the waveforms the memory
+does not grow with the recording's length.
 :class:`VEMSeparator` adds the variational EM of :func:`mixest.mixture.run_vem` with the audio
 observation model (:class:`~mixest.separation._vem_models.ComplexGaussianBins`): a subclass
 only says which source dynamics it runs.
@@ -25,7 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from mixest.base import SequenceEstimator, check_sequences
 from mixest.separation._audio_io import resample
-from mixest.separation._stft import istft, stft
+from mixest.separation._stft import SegmentedSTFT, istft, n_frames_for, stft
 
 __all__ = ["SpectralSeparator", "VEMSeparator", "PRIOR_RATE", "N_FFT", "HOP",
            "fade_weights", "oracle_ratio_mask", "peak_levels", "segment_bounds",
@@ -161,38 +164,45 @@ class SpectralSeparator(TransformerMixin, SequenceEstimator):
         X = check_waveforms(X)
         peak = peak_levels(X)[:, None]
         x = self._to_prior_rate(X) / peak
-        S = stft(x, n_fft=N_FFT, hop_length=HOP)
-        R = None
+        refs = None
         if references is not None:
             refs = check_sources(references)
             if refs.shape[0] != X.shape[0] or refs.shape[1] != self.n_sources_:
                 raise ValueError(f"y must hold {self.n_sources_} sources for each of the "
                                  f"{X.shape[0]} mixtures, got shape {refs.shape}.")
-            R = stft(self._to_prior_rate(refs / peak[:, None])[..., :x.shape[-1]], n_fft=N_FFT,
-                     hop_length=HOP)
-        n_mixtures, n_frames = S.shape[0], S.shape[-1]
+            refs = self._to_prior_rate(refs / peak[:, None])[..., :x.shape[-1]]
+        n_mixtures, n_frames = x.shape[0], n_frames_for(x.shape[-1], HOP)
         bounds = segment_bounds(n_frames, *self._segments) if self._segments else [(0, n_frames)]
-        weights = fade_weights(bounds, n_frames)
-        # item i is segment k = i % K of mixture m = i // K, separated as a mixture of its own
-        # (one segment: the mixture itself); a batch's items are cut out when it is sent
         K = len(bounds)
+        if K == 1:  # whole mixtures
+            S = stft(x, n_fft=N_FFT, hop_length=HOP)
+            R = None if refs is None else stft(refs, n_fft=N_FFT, hop_length=HOP)
+
+            def item(A, i):
+                return A[i]
+        else:
+            # item i is segment k = i % K of mixture m = i // K, separated as a mixture of its
+            # own; only the signals, the output and the segments of the batches in flight are
+            # held (a long recording's whole STFT would cost 3 MB a second)
+            S, R = SegmentedSTFT(x, n_fft=N_FFT, hop_length=HOP), None
+            if refs is not None:
+                R = SegmentedSTFT(refs, n_fft=N_FFT, hop_length=HOP)
+
+            def item(A, i):
+                return A.frames(*bounds[i % K], i // K)
         seeds = check_random_state(self.random_state).randint(2**31 - 1, size=n_mixtures * K)
         # a silent mixture (or segment) has silent sources: nothing to separate
-        sounding = [i for i in range(n_mixtures * K)
-                    if np.any(S[i // K, :, slice(*bounds[i % K])] != 0)]
+        sounding = [i for i in range(n_mixtures * K) if np.any(item(S, i) != 0)]
         size = self._batch_size()
         batches = [sounding[i:i + size] for i in range(0, len(sounding), size)]
         from joblib import Parallel, delayed
         from tqdm.auto import tqdm
 
         def cut(A, batch):
-            """The batch's items (one segment: its mixtures)."""
-            if K == 1:
-                return A[batch]
-            return np.stack([A[i // K, ..., slice(*bounds[i % K])] for i in batch])
+            """The batch's items, cut out when it is sent."""
+            return None if A is None else np.stack([item(A, i) for i in batch])
 
-        jobs = (delayed(_run_batch)(self, cut(S, b), None if R is None else cut(R, b),
-                                    int(seeds[b[0]]))
+        jobs = (delayed(_run_batch)(self, cut(S, b), cut(R, b), int(seeds[b[0]]))
                 for b in batches)
         if self.verbose:
             jobs = tqdm(jobs, total=len(batches), desc="separating", unit="batch")
@@ -203,7 +213,11 @@ class SpectralSeparator(TransformerMixin, SequenceEstimator):
         # Pinned here for the whole call, so that threads never restore it under one another.
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
-        spectra = np.zeros((n_mixtures, self.n_sources_) + S.shape[1:], dtype=S.dtype)
+        if K == 1:
+            spectra = np.zeros((n_mixtures, self.n_sources_) + S.shape[1:], dtype=S.dtype)
+        else:
+            out = np.zeros((n_mixtures, self.n_sources_, x.shape[-1]))
+            weights = fade_weights(bounds, n_frames)
         try:
             parts = Parallel(n_jobs=self.n_jobs, prefer=self._workers(),
                              return_as="generator")(jobs)
@@ -213,10 +227,14 @@ class SpectralSeparator(TransformerMixin, SequenceEstimator):
                     continue
                 for i, sources in zip(batch, part, strict=True):
                     a, b = bounds[i % K]  # cross-faded into the mixture's frames
-                    spectra[i // K, ..., a:b] += sources * weights[i % K, a:b]
+                    S.add(out[i // K], sources * weights[i % K, a:b], a)
         finally:
             torch.set_num_threads(threads)
-        out = istft(spectra, n_fft=N_FFT, hop_length=HOP, n_samples=x.shape[-1]) * peak[:, None]
+        if K == 1:
+            out = istft(spectra, n_fft=N_FFT, hop_length=HOP, n_samples=x.shape[-1])
+        else:
+            S.finish(out)
+        out *= peak[:, None]
         if self.sample_rate != PRIOR_RATE:
             out = _resample_rows(out, PRIOR_RATE, self.sample_rate)
             n = X.shape[-1]

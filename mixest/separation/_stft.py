@@ -223,13 +223,7 @@ def istft(
             f"{n_frames_for(n_samples, hop_length)} frames, but S has {n_frames}; use "
             f"n_samples in [{(n_frames - 1) * hop_length + 1}, {n_frames * hop_length}]."
         )
-    # ShortTimeFFT.istft expects the slices p_min .. p_max(n) (every frame touching the
-    # signal): the left-out ones are zero-filled and compensated by `_overlap_energy`.
-    n_out = max(n_samples, sft.m_num - sft.m_num_mid)  # istft's minimum length
-    p_end = sft.p_max(n_out)
-    pad = [(0, 0)] * (S.ndim - 1) + [(-sft.p_min, max(p_end - n_frames, 0))]
-    full = np.pad(S, pad)
-    x = sft.istft(full, k1=n_out)[..., :n_samples]
+    x = _dual_overlap_add(sft, S, n_samples)
     energy = _overlap_energy(sft, n_frames, n_samples)
     if not np.all(energy > 1e-10):
         raise ValueError(
@@ -238,6 +232,67 @@ def istft(
             "n_fft // 2."
         )
     return x / energy
+
+
+def _dual_overlap_add(sft, S: np.ndarray, n_samples: int) -> np.ndarray:
+    """``sum_t dual[n - t h] irfft(S_t)[n - t h]`` for ``n < n_samples``, frame ``t`` of ``S``
+    centred on sample ``t h``: :func:`istft` before its division by the window energy."""
+    # ShortTimeFFT.istft expects the slices p_min .. p_max(n) (every frame touching the
+    # signal): the left-out ones are zero-filled and compensated by `_overlap_energy`.
+    n_out = max(n_samples, sft.m_num - sft.m_num_mid)  # istft's minimum length
+    p_end = sft.p_max(n_out)
+    pad = [(0, 0)] * (S.ndim - 1) + [(-sft.p_min, max(p_end - S.shape[-1], 0))]
+    return sft.istft(np.pad(S, pad), k1=n_out)[..., :n_samples]
+
+
+class SegmentedSTFT:
+    """The paper's STFT of long signals, a range of frames at a time, with bounded memory.
+
+    :meth:`frames` gives frames ``first .. stop - 1`` of the signals' :func:`stft` (the same
+    values); :meth:`add` overlap-adds a range of (modified) frames into an output buffer, and
+    :meth:`finish` divides that buffer by the window energy of all the signal's frames, so that
+    adding every frame once, in any ranges, gives :func:`istft` of the whole (to rounding).
+    Only the signals, the output and one range of frames are held at a time.
+
+    Parameters
+    ----------
+    x : ndarray of shape (..., n_samples)
+        Real signals (already validated).
+    n_fft, hop_length, window
+        As in :func:`stft`.
+    """
+
+    def __init__(self, x: np.ndarray, *, n_fft: int = 1024, hop_length: int = 256,
+                 window: str | np.ndarray = "sine"):
+        self.sft = _get_sft(window, n_fft, hop_length)
+        if x.shape[-1] < -(-self.sft.m_num // 2):
+            raise ValueError(f"SegmentedSTFT needs at least {-(-self.sft.m_num // 2)} "
+                             f"samples, got {x.shape[-1]}; use stft.")
+        self.x = x
+        self.n_samples = x.shape[-1]
+        self.n_frames = n_frames_for(self.n_samples, hop_length)
+
+    def frames(self, first: int, stop: int, rows: object = ...) -> np.ndarray:
+        """Frames ``first .. stop - 1`` of the STFT of ``x[rows]``, shape ``(..., F, stop -
+        first)``."""
+        return self.sft.stft(self.x[rows], p0=first, p1=stop)
+
+    def add(self, out: np.ndarray, S: np.ndarray, first: int) -> None:
+        """Overlap-add frames ``S`` ``(..., F, k)``, the first of them frame ``first`` of the
+        signal, into ``out`` ``(..., n_samples)`` (before :meth:`finish`)."""
+        sft = self.sft
+        hop = sft.hop
+        # zero frames before the range, so that its windows' first samples are kept
+        lead = min(first, -(-sft.m_num_mid // hop))
+        start = (first - lead) * hop
+        stop = min(self.n_samples, (first + S.shape[-1] - 1) * hop + sft.m_num - sft.m_num_mid)
+        S = np.pad(S, [(0, 0)] * (S.ndim - 1) + [(lead, 0)])
+        out[..., start:stop] += _dual_overlap_add(sft, S, stop - start)
+
+    def finish(self, out: np.ndarray) -> np.ndarray:
+        """``out`` divided by the window energy of the signal's frames, in place."""
+        out /= _overlap_energy(self.sft, self.n_frames, self.n_samples)
+        return out
 
 
 class STFTTransformer(TransformerMixin, BaseEstimator):

@@ -23,8 +23,9 @@ from mixest._kernels._spectral import (
 )
 from mixest.dvae import DVAE, Network
 from mixest.mixture import run_vem
-from mixest.separation import MixDVAESeparator, si_sdr, stft
+from mixest.separation import MixDVAESeparator, istft, si_sdr, stft
 from mixest.separation._additive import additive_em, joint_posterior
+from mixest.separation._base import fade_weights, peak_levels, segment_bounds
 from mixest.separation._vem_models import (
     ComplexGaussianBins,
     SpectralDVAEDynamics,
@@ -650,8 +651,6 @@ def test_additive_iterations_reconstruct_the_posterior_powers(disjoint):
 
 @pytest.mark.parametrize("n_frames", [1, 64, 65, 150, 1000])
 def test_segments_cover_the_mixture_and_cross_fade_to_one(n_frames):
-    from mixest.separation._base import fade_weights, segment_bounds
-
     bounds = segment_bounds(n_frames, 64, 16)
     if n_frames <= 64:
         assert bounds == [(0, n_frames)]
@@ -681,14 +680,23 @@ def test_long_mixtures_are_separated_in_bounded_segments(disjoint, monkeypatch):
     short = sep.transform(X)
     long_x, long_y = X.reshape(1, -1), y.transpose(1, 0, 2).reshape(1, 2, -1)  # 150 frames
     monkeypatch.setattr(type(sep), "_segments", (64, 16))
-    seen = []
+    seen, parts = [], []
     separate = type(sep)._separate_spectra
     monkeypatch.setattr(type(sep), "_separate_spectra", lambda self, S, *a: (
-        seen.append(S.shape) or separate(self, S, *a)))
+        seen.append(S.shape) or parts.append(separate(self, S, *a)) or parts[-1]))
     est = sep.transform(long_x)
     assert [shape[-1] for shape in seen] == [64] and seen[0][0] == 3  # three segments, one batch
     assert si_sdr(long_y, est).min() > 20
     assert si_sdr(long_x, est.sum(1)).min() > 20
+    # the segments' sources, cross-faded in the whole STFT and inverted at once (what the
+    # separator holds a segment at a time)
+    bounds = segment_bounds(150, 64, 16)
+    weights = fade_weights(bounds, 150)
+    whole = np.zeros((2, 513, 150), dtype=complex)
+    for k, (a, b) in enumerate(bounds):
+        whole[..., a:b] += parts[0][k] * weights[k, a:b]
+    expected = istft(whole, n_samples=long_x.shape[-1]) * peak_levels(long_x)[0]
+    np.testing.assert_allclose(est[0], expected, rtol=0, atol=1e-12 * np.abs(expected).max())
     np.testing.assert_array_equal(est, sep.transform(long_x))  # the same seed, the same sources
     seen.clear()
     np.testing.assert_array_equal(sep.transform(X), short)  # 50 frames: one segment, as before

@@ -134,3 +134,28 @@ def test_all_zero_window_is_refused(waveforms):
         STFTTransformer(window=np.zeros(1024)).fit()
     with pytest.raises(ValueError, match="window is all zeros"):
         make_window(np.zeros(8), 8)
+
+
+@pytest.mark.parametrize("n_samples", [16000 * 7, 16000 * 7 + 37])
+def test_segmented_stft_adds_up_to_the_whole_inverse(n_samples):
+    # Frames taken a range at a time are the whole STFT's frames, and overlap-adding modified
+    # frames range by range, in overlapping and cross-faded ranges, gives istft of the whole.
+    from mixest.separation._base import fade_weights, segment_bounds
+    from mixest.separation._stft import SegmentedSTFT
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, n_samples))
+    S = stft(x)
+    modified = S * (rng.standard_normal(S.shape) + 1j * rng.standard_normal(S.shape))
+    bounds = segment_bounds(S.shape[-1], 64, 8)
+    weights = fade_weights(bounds, S.shape[-1])
+    segmented = SegmentedSTFT(x)
+    out = np.zeros_like(x)
+    for k, (a, b) in enumerate(bounds):
+        np.testing.assert_array_equal(segmented.frames(a, b), S[..., a:b])
+        np.testing.assert_array_equal(segmented.frames(a, b, 1), S[1, :, a:b])
+        segmented.add(out, modified[..., a:b] * weights[k, a:b], a)
+    expected = istft(modified, n_samples=n_samples)
+    np.testing.assert_allclose(segmented.finish(out), expected, rtol=0,
+                               atol=1e-12 * np.abs(expected).max())
+    np.testing.assert_allclose(istft(S, n_samples=n_samples), x, atol=1e-10)
