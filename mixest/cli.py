@@ -509,13 +509,13 @@ SEPARATE_METHODS: dict[str, str] = {
 #: optional. An option a method does not take is refused when given, never ignored.
 SEPARATE_OPTIONS: dict[str, dict[str, object]] = {
     "mixdvae": {"priors": SEPARATE_PRIORS, "max_iter": 70, "device": "cpu", "seed": 0,
-                "epsilon": None, "observation": "assignment"},
+                "epsilon": None, "observation": "assignment", "n_jobs": None},
     "vkf": {"priors": SEPARATE_PRIORS, "train": True, "max_iter": 70, "device": "cpu",
-            "seed": 0, "epsilon": None},
+            "seed": 0, "epsilon": None, "n_jobs": None},
     "deep-ar": {"priors": "speech-ar,flute-ar", "train": False, "max_iter": 70,
-                "device": "cpu", "seed": 0, "epsilon": None},
-    "nmf": {"train": True, "max_iter": None, "seed": 0},
-    "tnmf": {"train": True, "max_iter": None, "seed": 0},
+                "device": "cpu", "seed": 0, "epsilon": None, "n_jobs": None},
+    "nmf": {"train": True, "max_iter": None, "seed": 0, "n_jobs": None},
+    "tnmf": {"train": True, "max_iter": None, "seed": 0, "n_jobs": None},
 }
 _SEPARATE_FLAGS = {"priors": "--priors", "train": "--train", "max_iter": "--max-iter",
                    "device": "--device", "epsilon": "--epsilon", "observation": "--observation"}
@@ -584,7 +584,7 @@ def _make_separator(method: str, options: dict, specs: list[str] | None, n_sourc
     params = {"sample_rate": rate, "random_state": options["seed"], "verbose": not quiet}
     if "device" in options:
         params["device"] = options["device"]
-    for name in ("max_iter", "epsilon", "observation"):
+    for name in ("max_iter", "epsilon", "observation", "n_jobs"):
         if options.get(name) is not None:
             params[name] = options[name]
     if method == "deep-ar" and specs is None:
@@ -613,6 +613,9 @@ def _separate(args: argparse.Namespace) -> int:
         _fail(f"--max-iter must be at least {least}, got {args.max_iter}")
     if args.epsilon is not None and not (np.isfinite(args.epsilon) and args.epsilon > 0):
         _fail(f"--epsilon must be a positive number, got {args.epsilon}")
+    if args.n_jobs == 0:
+        _fail("--n-jobs must be a positive number of workers or negative (-1: all cores), "
+              "got 0")
     mixture = Path(args.mixture)
     x, rate = _read_mixture(args.mixture)
     outputs = _check_out_dir(args.out_dir, mixture.stem, labels)
@@ -1090,6 +1093,10 @@ def build_parser() -> argparse.ArgumentParser:
     separate.add_argument("--device", choices=("cpu", "cuda", "auto"),
                           help="where the priors run (auto: CUDA when available) (default: cpu; "
                           "not taken by nmf, tnmf)")
+    separate.add_argument("--n-jobs", type=int, metavar="J",
+                          help="workers separating batches side by side (a recording longer "
+                          "than 4.8 s is separated in segments, batched); -1: all cores "
+                          "(default: 1)")
     separate.add_argument("--seed", type=int, default=0, help="random seed of the separator")
     separate.add_argument("--plot", metavar="FILE", help="also draw the spectrograms and masks "
                           "into FILE (.png, .pdf, .svg, ...)")

@@ -603,6 +603,11 @@ def test_separate_passes_options_to_the_separator(tmp_path, capsys, monkeypatch,
         main(["separate", str(audio["mix"][44100]), "-o", str(tmp_path), "--priors",
               f"mot,{audio['noise']}", "--epsilon", "0.03", "--observation", "additive", "-q"])
     assert seen["epsilon"] == 0.03 and seen["observation"] == "additive"
+    assert seen["n_jobs"] is None  # the separator's default: one worker
+    with pytest.raises(Stop):
+        main(["separate", str(audio["mix"][44100]), "-o", str(tmp_path), "--priors",
+              f"mot,{audio['noise']}", "--n-jobs", "2", "-q"])
+    assert seen["n_jobs"] == 2
 
 
 def test_separate_additive_model_and_epsilon_give_the_separators_sources(tmp_path, audio):
@@ -669,6 +674,7 @@ def test_separate_methods_refuse_options_they_do_not_take(tmp_path, capsys, monk
     assert "--observation does not apply to --method vkf" in err
     for bad in ("0", "-0.1", "nan", "inf"):
         assert "--epsilon must be a positive number" in _fails([*base, "--epsilon", bad], capsys)
+    assert "--n-jobs must be a positive number" in _fails([*base, "--n-jobs", "0"], capsys)
     err = _fails([*base, "--method", "nmf", "--train", train, "--max-iter", "0"], capsys)
     assert "--max-iter must be at least 1, got 0" in err
     err = _fails([*base, "--method", "deep-ar", "--train", train, "--priors",
@@ -689,7 +695,8 @@ def test_separate_help(capsys):
     text = _help(["separate", "--help"], capsys)
     for words in ("--out-dir", "(default: speech,flute;", "(default: 70)", "(default: cpu;",
                   "--plot", "--quiet", "DVAE.save", "--method", "--train", "--seed",
-                  "(default: mixdvae)", "--epsilon", "--observation", "(default: assignment)"):
+                  "(default: mixdvae)", "--epsilon", "--observation", "(default: assignment)",
+                  "--n-jobs", "-1: all cores"):
         assert words in text
     assert "default: None" not in text and "``" not in text
 
