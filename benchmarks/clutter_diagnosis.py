@@ -16,7 +16,8 @@ frame). Two measurements per window length:
 3. **What identity is worth**: the initialisation alone (the chains of tracklets of
    ``init="tracklets"``, no VEM), where its wrong target-frames are (on another person's
    box, on the target's own poor box, interpolated across a gap, held after the chain's
-   end), and the detection oracle restricted to the target's good boxes (IoU >= 0.5, linearly
+   end), how many of its joins land on another person's tracklet after a short or a long
+   gap, and the detection oracle restricted to the target's good boxes (IoU >= 0.5, linearly
    interpolated between them): about what a tracker that never confused two people would
    reach with these detections.
 
@@ -60,10 +61,14 @@ def frame_categories(X: np.ndarray, y: np.ndarray, tracks: np.ndarray,
     return Counter(keys)
 
 
-def initialisation_categories(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, Counter]:
-    """The tracklet initialisation's boxes ``(B, T, N, 4)`` and its wrong target-frames (after
+def initialisation_categories(X: np.ndarray,
+                              y: np.ndarray) -> tuple[np.ndarray, Counter, Counter]:
+    """The tracklet initialisation's boxes ``(B, T, N, 4)``, its wrong target-frames (after
     the first) by where the source was: on a piece of its chain (whose box is the target's
-    good or poor detection, or another person's), between two pieces, or after the last."""
+    good or poor detection, or another person's), between two pieces, or after the last; and
+    the joins onto another person's tracklet (a piece after the first whose boxes overlap the
+    target's true box at IoU >= 0.2 in fewer than a fifth of its frames) by the gap they
+    span."""
     from mixest.tracking._boxes import box_iou
     from mixest.tracking._observation import _outside_image, initial_means
     from mixest.tracking._tracklets import GATE, MAX_GAP, _chains, link_tracklets, tracklet_means
@@ -76,14 +81,21 @@ def initialisation_categories(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray,
     iou_det = np.nan_to_num(box_iou(X, y))  # (B, T, K, N)
     label = link_tracklets(X, inside)
     counts: Counter = Counter()
+    joins: Counter = Counter()
     B, T, N = right.shape
     for b in range(B):
         heads = [int(label[b, t0[b], k]) for k in np.flatnonzero(inside[b, t0[b]])[:N]]
         for n, chain in enumerate(_chains(X[b], label[b], heads, MAX_GAP, GATE)):
             piece = np.full(T, -1)
-            for tracklet, first in chain:
-                frames = np.flatnonzero((label[b] == tracklet).any(1))
-                piece[frames[frames >= first]] = tracklet
+            last = 0
+            for j, (tracklet, first) in enumerate(chain):
+                t_idx, k_idx = np.nonzero(label[b] == tracklet)
+                keep = t_idx >= first
+                piece[t_idx[keep]] = tracklet
+                own = (iou_det[b, t_idx[keep], k_idx[keep], n] >= 0.2).mean()
+                if j > 0 and own < 0.2:
+                    joins["gap of 1-4 frames" if first - last <= 4 else "gap of 5-30 frames"] += 1
+                last = t_idx[keep].max()
             for t in np.flatnonzero(~right[b, 1:, n]) + 1:
                 if piece[t] >= 0:
                     k = np.flatnonzero(label[b, t] == piece[t])[0]
@@ -97,7 +109,7 @@ def initialisation_categories(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray,
                     if iou_det[b, t, :, n].max() >= 0.5:
                         where += " (a good box was there)"
                 counts[where] += 1
-    return tracks, counts
+    return tracks, counts, joins
 
 
 def from_truth(est, X: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -153,12 +165,15 @@ def main(argv: list[str] | None = None) -> int:
             value=scores(y, detection_oracle(X, y))["MOTA"])
         add(T=T, measure="MOTA", detail="detection oracle, the target's good boxes only "
             "(IoU >= 0.5), interpolated", value=scores(y, detection_oracle(X, y, 0.5))["MOTA"])
-        init_tracks, wrong = initialisation_categories(X, y)
+        init_tracks, wrong, joins = initialisation_categories(X, y)
         add(T=T, measure="MOTA", detail="tracklet initialisation alone (no VEM)",
             value=scores(y, init_tracks)["MOTA"])
         for where, n in wrong.most_common():
             add(T=T, measure="wrong target-frames (initialisation)", detail=where,
                 value=n / total)
+        for gap in ("gap of 1-4 frames", "gap of 5-30 frames"):
+            add(T=T, measure="joins onto another person (initialisation)", detail=gap,
+                value=joins[gap])
         for name, prior in PRIORS.items():
             for max_iter in (1, 70):
                 est = MixDVAETracker(3, prior=prior, box_format="xyxy", image_size=(1, 1),

@@ -131,6 +131,24 @@ def test_a_hidden_walker_is_found_where_its_velocity_takes_it():
     np.testing.assert_allclose(means[0, :, 0], truth, atol=1e-12)
 
 
+def test_a_long_gap_does_not_reach_a_neighbour_three_boxes_away():
+    """A standing person unseen for 31 frames and a neighbour, three box widths away, whose
+    boxes appear 17 frames into the gap: the join's reach grows with the fourth root of the gap
+    (3 / 17 ** 0.25 = 1.5 > GATE), so the chain holds the person's box instead of following
+    the neighbour (with the square root, 0.73, it would)."""
+    from mixest.tracking._tracklets import GAP_POWER, GATE
+
+    T = 50
+    person = np.array([0.20, 0.30, 0.25, 0.45])
+    obs = np.full((1, T, 2, 4), np.nan)
+    obs[0, :10, 0] = person
+    obs[0, 41:, 0] = person  # back after the longest join
+    obs[0, 26:, 1] = person + [0.15, 0.0, 0.15, 0.0]
+    assert 3 / 17**GAP_POWER > GATE > 3 / 17**0.5
+    means = tracklet_means(obs, ~np.isnan(obs[..., 0]), obs[:, 0, :1], np.zeros(1, dtype=int))
+    np.testing.assert_allclose(means[0, :, 0], np.broadcast_to(person, (T, 4)))
+
+
 def test_a_bad_last_box_does_not_send_the_chain_to_a_neighbour():
     """A standing person whose last box before a gap is a bad one (25% too tall, as when the
     detector boxes two people just before losing one), and a taller neighbour's box that
