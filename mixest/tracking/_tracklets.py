@@ -14,11 +14,11 @@ a neighbour's tracklet is more often within reach than the target's own. A track
 already running at the end joins from the next frame on: a person's boxes often split into
 two tracklets that overlap in time (two boxes of one person, or a link lost to jitter). Ends
 and joins are the medians of the centres and sizes of ``END_BOXES`` boxes, placed at the mean
-of their frames:
-a single box there is often a bad one (a partly hidden person, or two people in one box, just
-before the detector loses one). Between two pieces of a chain the box moves linearly; before
-the first and after the last it is held. :class:`~mixest.tracking.GaussianDetections`
-(``init="auto"``) uses it for the sequences whose frames hold more boxes than sources.
+of their frames: a single box there is often a bad one (a partly hidden person, or two people
+in one box, just before the detector loses one). Between two pieces of a chain the box moves
+linearly; before the first and after the last it is held.
+:class:`~mixest.tracking.GaussianDetections` (``init="auto"``) uses it for the sequences
+whose frames hold more boxes than sources.
 """
 
 from __future__ import annotations
