@@ -1095,8 +1095,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "not taken by nmf, tnmf)")
     separate.add_argument("--n-jobs", type=int, metavar="J",
                           help="workers separating batches side by side (a recording longer "
-                          "than 4.8 s is separated in segments, batched); -1: all cores "
-                          "(default: 1)")
+                          "than 4.8 s is separated in segments, 16 to a batch: two workers "
+                          "help from about 70 s on); -1: all cores (default: 1)")
     separate.add_argument("--seed", type=int, default=0, help="random seed of the separator")
     separate.add_argument("--plot", metavar="FILE", help="also draw the spectrograms and masks "
                           "into FILE (.png, .pdf, .svg, ...)")
