@@ -514,16 +514,18 @@ SEPARATE_OPTIONS: dict[str, dict[str, object]] = {
             "seed": 0, "epsilon": None, "n_jobs": None},
     "deep-ar": {"priors": "speech-ar,flute-ar", "train": False, "max_iter": 70,
                 "device": "cpu", "seed": 0, "epsilon": None, "n_jobs": None},
-    "nmf": {"train": True, "max_iter": None, "seed": 0, "n_jobs": None},
-    "tnmf": {"train": True, "max_iter": None, "seed": 0, "n_jobs": None},
+    "nmf": {"train": True, "max_iter": None, "seed": 0},
+    "tnmf": {"train": True, "max_iter": None, "seed": 0},
 }
 _SEPARATE_FLAGS = {"priors": "--priors", "train": "--train", "max_iter": "--max-iter",
-                   "device": "--device", "epsilon": "--epsilon", "observation": "--observation"}
+                   "device": "--device", "epsilon": "--epsilon", "observation": "--observation",
+                   "n_jobs": "--n-jobs"}
 _SEPARATE_WHY_NOT = {
     "priors": "it learns its source models from --train",
     "device": "it runs on the CPU only (NumPy)",
     "epsilon": "it has no observation noise",
     "observation": "the additive model is MixDVAE's",
+    "n_jobs": "it separates a recording in one batch, on one worker",
 }
 #: isolated audio read per source from ``--train`` folders (beyond it, files are left out)
 TRAIN_MINUTES = 10.0
@@ -1096,7 +1098,8 @@ def build_parser() -> argparse.ArgumentParser:
     separate.add_argument("--n-jobs", type=int, metavar="J",
                           help="workers separating batches side by side (a recording longer "
                           "than 4.8 s is separated in segments, 16 to a batch: two workers "
-                          "help from about 70 s on); -1: all cores (default: 1)")
+                          "help from about 70 s on); -1: all cores (default: 1; not taken by "
+                          "nmf, tnmf)")
     separate.add_argument("--seed", type=int, default=0, help="random seed of the separator")
     separate.add_argument("--plot", metavar="FILE", help="also draw the spectrograms and masks "
                           "into FILE (.png, .pdf, .svg, ...)")

@@ -675,6 +675,8 @@ def test_separate_methods_refuse_options_they_do_not_take(tmp_path, capsys, monk
     for bad in ("0", "-0.1", "nan", "inf"):
         assert "--epsilon must be a positive number" in _fails([*base, "--epsilon", bad], capsys)
     assert "--n-jobs must be a positive number" in _fails([*base, "--n-jobs", "0"], capsys)
+    err = _fails([*base, "--method", "tnmf", "--train", train, "--n-jobs", "2"], capsys)
+    assert "--n-jobs does not apply to --method tnmf" in err and "one batch" in err
     err = _fails([*base, "--method", "nmf", "--train", train, "--max-iter", "0"], capsys)
     assert "--max-iter must be at least 1, got 0" in err
     err = _fails([*base, "--method", "deep-ar", "--train", train, "--priors",
