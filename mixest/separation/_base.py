@@ -191,8 +191,10 @@ class SpectralSeparator(TransformerMixin, SequenceEstimator):
             def item(A, i):
                 return A.frames(*bounds[i % K], i // K)
         seeds = check_random_state(self.random_state).randint(2**31 - 1, size=n_mixtures * K)
-        # a silent mixture (or segment) has silent sources: nothing to separate
-        sounding = [i for i in range(n_mixtures * K) if np.any(item(S, i) != 0)]
+        # a silent mixture (or segment) has silent sources: nothing to separate. Read from the
+        # waveform: the sine window has no zero, so a frame is zero exactly when its samples are
+        sounding = [i for i in range(n_mixtures * K) if np.any(
+            x[i // K, slice(None) if K == 1 else S.samples(*bounds[i % K])] != 0)]
         size = self._batch_size()
         batches = [sounding[i:i + size] for i in range(0, len(sounding), size)]
         from joblib import Parallel, delayed

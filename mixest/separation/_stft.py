@@ -277,6 +277,12 @@ class SegmentedSTFT:
         first)``."""
         return self.sft.stft(self.x[rows], p0=first, p1=stop)
 
+    def samples(self, first: int, stop: int) -> slice:
+        """The signal's samples under the windows of frames ``first .. stop - 1``."""
+        sft = self.sft
+        return slice(max(0, first * sft.hop - sft.m_num_mid),
+                     min(self.n_samples, (stop - 1) * sft.hop + sft.m_num - sft.m_num_mid))
+
     def add(self, out: np.ndarray, S: np.ndarray, first: int) -> None:
         """Overlap-add frames ``S`` ``(..., F, k)``, the first of them frame ``first`` of the
         signal, into ``out`` ``(..., n_samples)`` (before :meth:`finish`)."""
@@ -285,7 +291,7 @@ class SegmentedSTFT:
         # zero frames before the range, so that its windows' first samples are kept
         lead = min(first, -(-sft.m_num_mid // hop))
         start = (first - lead) * hop
-        stop = min(self.n_samples, (first + S.shape[-1] - 1) * hop + sft.m_num - sft.m_num_mid)
+        stop = self.samples(first, first + S.shape[-1]).stop
         S = np.pad(S, [(0, 0)] * (S.ndim - 1) + [(lead, 0)])
         out[..., start:stop] += _dual_overlap_add(sft, S, stop - start)
 

@@ -154,6 +154,16 @@ def test_segmented_stft_adds_up_to_the_whole_inverse(n_samples):
     for k, (a, b) in enumerate(bounds):
         np.testing.assert_array_equal(segmented.frames(a, b), S[..., a:b])
         np.testing.assert_array_equal(segmented.frames(a, b, 1), S[1, :, a:b])
+        # the frames see exactly these samples: zeroing the others changes none of them, and
+        # the first and the last of them each change some frame
+        span = segmented.samples(a, b)
+        outside = np.ones(n_samples, dtype=bool)
+        outside[span] = False
+        np.testing.assert_array_equal(stft(np.where(outside, 0.0, x))[..., a:b], S[..., a:b])
+        for n in (span.start, span.stop - 1):
+            impulse = np.zeros(n_samples)
+            impulse[n] = 1.0
+            assert np.any(stft(impulse)[:, a:b] != 0)
         segmented.add(out, modified[..., a:b] * weights[k, a:b], a)
     expected = istft(modified, n_samples=n_samples)
     np.testing.assert_allclose(segmented.finish(out), expected, rtol=0,
