@@ -42,6 +42,15 @@ sys.path.insert(0, str(REPO))
 PRIORS = {"MixDVAE": "pretrained:mot", "VEM + constant velocity": "constant-velocity"}
 
 
+def _long_gap() -> str:
+    from mixest.tracking._tracklets import DEFAULT
+
+    return f"gap of 5-{DEFAULT.max_gap} frames"
+
+
+LONG_GAP = _long_gap()
+
+
 def frame_categories(X: np.ndarray, y: np.ndarray, tracks: np.ndarray,
                      eta: np.ndarray) -> Counter:
     """Count target-frames (after the first) by (best detection, what the track took, right?)."""
@@ -71,7 +80,7 @@ def initialisation_categories(X: np.ndarray,
     span."""
     from mixest.tracking._boxes import box_iou
     from mixest.tracking._observation import _outside_image, initial_means
-    from mixest.tracking._tracklets import GATE, MAX_GAP, _chains, link_tracklets, tracklet_means
+    from mixest.tracking._tracklets import _chains, link_tracklets, tracklet_means
 
     valid = ~np.isnan(X).any(-1)
     inside = valid & ~_outside_image(X)
@@ -85,7 +94,7 @@ def initialisation_categories(X: np.ndarray,
     B, T, N = right.shape
     for b in range(B):
         heads = [int(label[b, t0[b], k]) for k in np.flatnonzero(inside[b, t0[b]])[:N]]
-        for n, chain in enumerate(_chains(X[b], label[b], heads, MAX_GAP, GATE)):
+        for n, chain in enumerate(_chains(X[b], label[b], heads)):
             piece = np.full(T, -1)
             last = 0
             for j, (tracklet, first) in enumerate(chain):
@@ -94,7 +103,7 @@ def initialisation_categories(X: np.ndarray,
                 piece[t_idx[keep]] = tracklet
                 own = (iou_det[b, t_idx[keep], k_idx[keep], n] >= 0.2).mean()
                 if j > 0 and own < 0.2:
-                    joins["gap of 1-4 frames" if first - last <= 4 else "gap of 5-30 frames"] += 1
+                    joins["gap of 1-4 frames" if first - last <= 4 else LONG_GAP] += 1
                 last = t_idx[keep].max()
             for t in np.flatnonzero(~right[b, 1:, n]) + 1:
                 if piece[t] >= 0:
@@ -171,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         for where, n in wrong.most_common():
             add(T=T, measure="wrong target-frames (initialisation)", detail=where,
                 value=n / total)
-        for gap in ("gap of 1-4 frames", "gap of 5-30 frames"):
+        for gap in ("gap of 1-4 frames", LONG_GAP):
             add(T=T, measure="joins onto another person (initialisation)", detail=gap,
                 value=joins[gap])
         for name, prior in PRIORS.items():

@@ -13,7 +13,7 @@ that slowly with the gap because a crowd's other people are many and near: over 
 a neighbour's tracklet is more often within reach than the target's own. A tracklet that is
 already running at the end joins from the next frame on: a person's boxes often split into
 two tracklets that overlap in time (two boxes of one person, or a link lost to jitter). Ends
-and joins are the medians of the centres and sizes of ``END_BOXES`` boxes, placed at the mean
+and joins are the medians of the centres and sizes of ``end_boxes`` boxes, placed at the mean
 of their frames: a single box there is often a bad one (a partly hidden person, or two people
 in one box, just before the detector loses one). Between two pieces of a chain the box moves
 linearly; before the first and after the last it is held.
@@ -23,31 +23,54 @@ whose frames hold more boxes than sources.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from mixest._kernels._assignment import min_cost_matching
 from mixest.tracking._boxes import box_iou
 
-__all__ = ["link_tracklets", "tracklet_means"]
+__all__ = ["ChainSettings", "link_tracklets", "tracklet_means"]
 
-#: Link threshold, gap and gate of the chaining, chosen on the first halves of MOT17-02/05/09
-#: (``real + clutter`` windows; min_iou 0.3-0.7, gate 0.5-2, max_gap 15-60 tried).
-MIN_IOU, MAX_GAP, GATE = 0.5, 30, 1.0
-#: Power of the gap that divides a join's distance. Chosen leave-one-sequence-out on the second
-#: halves of MOT17-02/05/09 (0, 1/8, 1/4, 3/8, 1/2 tried; each sequence's choice made on the
-#: other two is 1/4): the first halves are the bundled detector's training frames, whose
-#: near-perfect boxes favour long joins (1/2, a random walk's spread, was chosen there).
-GAP_POWER = 0.25
-#: Frames before a tracklet's end whose boxes give its velocity (5, 10, 20, 30 tried there),
-#: and the shrinkage of that velocity towards 0 (1, 2, 4, 9 tried there; see _end_velocity).
-VELOCITY_FRAMES, VELOCITY_SHRINK = 10, 2.0
-#: Boxes whose median is a chain's end or a tracklet's join (1, 3, 5, 7, 10 tried there).
-END_BOXES = 5
+
+class ChainSettings(NamedTuple):
+    """How boxes are linked into tracklets and tracklets chained (see the module docstring).
+
+    The defaults are the tracker's. ``min_iou``, ``gate``, ``velocity_frames``,
+    ``velocity_shrink`` and ``end_boxes`` were chosen on the first halves of MOT17-02/05/09
+    (``real + clutter`` windows; min_iou 0.3-0.7, gate 0.5-2, velocity over 5-30 frames,
+    shrinkage 1-9, medians of 1-10 boxes tried). Those are the bundled detector's training
+    frames, whose near-perfect boxes favour long joins, so ``gap_power`` and then ``max_gap``
+    were chosen again leave-one-sequence-out on the second halves, which it never saw: each
+    sequence's choice made on the other two is 1/4 (of 0-1/2) and 45 frames (of 15-90; 30
+    before). ``benchmarks/tracklet_settings.py`` makes that choice for six of them.
+    """
+
+    #: smallest IoU of a link between boxes of consecutive frames
+    min_iou: float = 0.5
+    #: most frames a join may span
+    max_gap: int = 45
+    #: largest cost of a join
+    gate: float = 1.0
+    #: power of the gap that divides a join's centre distance
+    gap_power: float = 0.25
+    #: frames before a tracklet's end whose boxes give its velocity
+    velocity_frames: int = 10
+    #: shrinkage of that velocity towards 0 (see _end_velocity)
+    velocity_shrink: float = 2.0
+    #: boxes whose median is a chain's end or a tracklet's join
+    end_boxes: int = 5
+
+
+#: The tracker's settings.
+DEFAULT = ChainSettings()
+
 # the cost of a link that cannot be (a missing box), finite for the matching solver
 _NO_LINK = 1e9
 
 
-def link_tracklets(boxes: np.ndarray, valid: np.ndarray, min_iou: float = MIN_IOU) -> np.ndarray:
+def link_tracklets(boxes: np.ndarray, valid: np.ndarray,
+                   min_iou: float = DEFAULT.min_iou) -> np.ndarray:
     """Tracklet label of every box: consecutive frames' boxes linked one-to-one by IoU.
 
     Parameters
@@ -83,8 +106,8 @@ def link_tracklets(boxes: np.ndarray, valid: np.ndarray, min_iou: float = MIN_IO
     return label
 
 
-def _chains(boxes: np.ndarray, label: np.ndarray, heads: list[int], max_gap: int,
-            gate: float) -> list[list[tuple[int, int]]]:
+def _chains(boxes: np.ndarray, label: np.ndarray, heads: list[int],
+            settings: ChainSettings = DEFAULT) -> list[list[tuple[int, int]]]:
     """Each head's chain in one sequence (see the module docstring): its pieces as
     ``(tracklet, first frame taken)``."""
     n = label.max() + 1
@@ -96,9 +119,11 @@ def _chains(boxes: np.ndarray, label: np.ndarray, heads: list[int], max_gap: int
     offset = np.searchsorted(lab, np.arange(n))
     first = t_idx[offset]
     last = first + np.bincount(lab, minlength=n) - 1  # a tracklet has a box in every frame
-    end_box, end_frame = _median_box(rows, last[:, None] - np.arange(END_BOXES), offset,
-                                     first, last)
-    velocity = _end_velocity(rows, t_idx, lab, last, n)
+    max_gap, gate, n_end = settings.max_gap, settings.gate, settings.end_boxes
+    end_box, end_frame = _median_box(rows, last[:, None] - np.arange(n_end), offset, first,
+                                     last)
+    velocity = _end_velocity(rows, t_idx, lab, last, n, settings.velocity_frames,
+                             settings.velocity_shrink)
     claimed = np.zeros(n, dtype=bool)
     claimed[heads] = True
     chains = [[(h, 0)] for h in heads]
@@ -114,14 +139,14 @@ def _chains(boxes: np.ndarray, label: np.ndarray, heads: list[int], max_gap: int
             cand = np.flatnonzero(~claimed & (last > last[end]) & (gap <= max_gap))
             if not len(cand):
                 continue
-            c, frame = _median_box(rows, join[cand, None] + np.arange(END_BOXES), offset[cand],
+            c, frame = _median_box(rows, join[cand, None] + np.arange(n_end), offset[cand],
                                    first[cand], last[cand])
             # where the end's centre would be by then, at its velocity
             ahead = velocity[end][None] * (frame - end_frame[end])[:, None]
             with np.errstate(divide="ignore", invalid="ignore"):  # degenerate boxes: no link
                 dx = ((c[:, 0] + c[:, 2]) - (box[0] + box[2])) / (2 * w) - ahead[:, 0] / w
                 dy = ((c[:, 1] + c[:, 3]) - (box[1] + box[3])) / (2 * h) - ahead[:, 1] / h
-                cost = (np.hypot(dx, dy) / gap[cand] ** GAP_POWER
+                cost = (np.hypot(dx, dy) / gap[cand] ** settings.gap_power
                         + 2.0 * np.abs(np.log(np.abs(c[:, 3] - c[:, 1]) / h)))
             cost = np.where(np.isnan(cost), np.inf, cost)
             j = int(np.argmin(cost))
@@ -161,14 +186,15 @@ def _median_box(rows: np.ndarray, frames: np.ndarray, offset: np.ndarray, first:
 
 
 def _end_velocity(boxes: np.ndarray, t: np.ndarray, label: np.ndarray, last: np.ndarray,
-                  n: int) -> np.ndarray:
+                  n: int, frames: int = DEFAULT.velocity_frames,
+                  shrink: float = DEFAULT.velocity_shrink) -> np.ndarray:
     """Each tracklet's centre velocity ``(n, 2)`` per frame: the least-squares slope over its
-    boxes of the last ``VELOCITY_FRAMES`` frames before its end (0 with fewer than 3), shrunk
+    boxes of the last ``frames`` frames before its end (0 with fewer than 3), shrunk
     towards 0 by :math:`\\max(0, 1 - c\\,\\mathrm{se}^2 / \\mathrm{slope}^2)`, ``c`` =
-    ``VELOCITY_SHRINK`` and se the slope's standard error (a positive-part James-Stein rule: a
+    ``shrink`` and se the slope's standard error (a positive-part James-Stein rule: a
     standing person's jitter gives no velocity, a walker keeps nearly all of hers)."""
     centre = 0.5 * (boxes[:, :2] + boxes[:, 2:])
-    recent = t >= last[label] - VELOCITY_FRAMES
+    recent = t >= last[label] - frames
     lab, t, centre = label[recent], t[recent].astype(float), centre[recent]
     count = np.bincount(lab, minlength=n)
     mean_t = np.bincount(lab, t, n) / np.maximum(count, 1)
@@ -181,14 +207,14 @@ def _end_velocity(boxes: np.ndarray, t: np.ndarray, label: np.ndarray, last: np.
         residual = centre[:, d] - mean_c[lab] - slope[lab] * dt
         se2 = np.bincount(lab, residual**2, n) / np.maximum(count - 2, 1) / var
         with np.errstate(divide="ignore", invalid="ignore"):  # 0 / 0: no slope, no velocity
-            keep = np.nan_to_num(np.clip(1.0 - VELOCITY_SHRINK * se2 / slope**2, 0.0, 1.0))
+            keep = np.nan_to_num(np.clip(1.0 - shrink * se2 / slope**2, 0.0, 1.0))
         out[:, d] = np.where(count >= 3, slope * keep, 0.0)
     return out
 
 
 def tracklet_means(obs: np.ndarray, valid: np.ndarray, start: np.ndarray, t0: np.ndarray,
-                   values: np.ndarray | None = None, min_iou: float = MIN_IOU,
-                   max_gap: int = MAX_GAP, gate: float = GATE) -> np.ndarray:
+                   values: np.ndarray | None = None,
+                   settings: ChainSettings = DEFAULT) -> np.ndarray:
     """Sources' boxes ``(B, T, N, 4)`` (or other ``values``) along the chains of their tracklets.
 
     Parameters
@@ -203,19 +229,19 @@ def tracklet_means(obs: np.ndarray, valid: np.ndarray, start: np.ndarray, t0: np
     values : ndarray of shape (B, T, K, F), optional
         What to carry along the chains, per box (default: the boxes): the sources get each
         frame's value of their box, linearly interpolated between two pieces of a chain.
-    min_iou, max_gap, gate : float
-        Link threshold and chaining (see the module docstring).
+    settings : ChainSettings, default=DEFAULT
+        How the tracklets are linked and chained.
     """
     B, T, K, _ = obs.shape
     N = start.shape[1]
     values = obs if values is None else values
-    label = link_tracklets(obs, valid, min_iou)
+    label = link_tracklets(obs, valid, settings.min_iou)
     out = np.repeat(start[:, None], T, axis=1)
     frames = np.arange(T)
     for b in range(B):
         rows = np.flatnonzero(valid[b, t0[b]])[:N]
         heads = [int(label[b, t0[b], k]) for k in rows]
-        for s, chain in enumerate(_chains(obs[b], label[b], heads, max_gap, gate)):
+        for s, chain in enumerate(_chains(obs[b], label[b], heads, settings)):
             taken = np.zeros((T, K), dtype=bool)
             for tracklet, first in chain:
                 taken[first:] |= label[b, first:] == tracklet

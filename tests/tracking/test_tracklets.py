@@ -136,17 +136,41 @@ def test_a_long_gap_does_not_reach_a_neighbour_three_boxes_away():
     boxes appear 17 frames into the gap: the join's reach grows with the fourth root of the gap
     (3 / 17 ** 0.25 = 1.5 > GATE), so the chain holds the person's box instead of following
     the neighbour (with the square root, 0.73, it would)."""
-    from mixest.tracking._tracklets import GAP_POWER, GATE
+    from mixest.tracking._tracklets import DEFAULT
 
     T = 50
     person = np.array([0.20, 0.30, 0.25, 0.45])
     obs = np.full((1, T, 2, 4), np.nan)
     obs[0, :10, 0] = person
-    obs[0, 41:, 0] = person  # back after the longest join
+    obs[0, 41:, 0] = person  # back after 31 frames unseen
     obs[0, 26:, 1] = person + [0.15, 0.0, 0.15, 0.0]
-    assert 3 / 17**GAP_POWER > GATE > 3 / 17**0.5
+    assert 3 / 17**DEFAULT.gap_power > DEFAULT.gate > 3 / 17**0.5
     means = tracklet_means(obs, ~np.isnan(obs[..., 0]), obs[:, 0, :1], np.zeros(1, dtype=int))
     np.testing.assert_allclose(means[0, :, 0], np.broadcast_to(person, (T, 4)))
+
+
+def test_a_chain_bridges_the_longest_join_and_no_longer():
+    """A walker (0.1 widths a frame) whose boxes stop at frame 9 and resume ``max_gap`` frames
+    later, or one frame later still: the chain joins the walker's boxes across the first gap
+    (linearly, the truth) and holds the last box across the second."""
+    from mixest.tracking._tracklets import DEFAULT
+
+    gap = DEFAULT.max_gap
+    walker = np.array([0.20, 0.30, 0.25, 0.45])
+    step = np.array([0.005, 0.0, 0.005, 0.0])
+    for extra, joined in ((0, True), (1, False)):
+        T = 10 + gap + extra + 5
+        obs = np.full((1, T, 1, 4), np.nan)
+        seen = np.r_[0:10, 9 + gap + extra:T]  # last seen at 9, back gap (+ extra) frames on
+        obs[0, seen, 0] = walker + seen[:, None] * step
+        means = tracklet_means(obs, ~np.isnan(obs[..., 0]), obs[:, 0, :1],
+                               np.zeros(1, dtype=int))
+        truth = walker + np.arange(T)[:, None] * step
+        if joined:
+            np.testing.assert_allclose(means[0, :, 0], truth, atol=1e-12)
+        else:
+            np.testing.assert_allclose(means[0, 10:, 0], np.broadcast_to(truth[9], (T - 10, 4)),
+                                       atol=1e-12)
 
 
 def test_a_bad_last_box_does_not_send_the_chain_to_a_neighbour():
@@ -184,7 +208,7 @@ def test_end_velocity_is_the_shrunk_least_squares_slope_of_the_last_frames():
     """The slope of np.polyfit over the last frames, times max(0, 1 - c se^2 / slope^2) with
     se^2 the slope's variance from the fit's residuals: jitter alone gives 0, a clear walk
     keeps its slope."""
-    from mixest.tracking._tracklets import VELOCITY_FRAMES, VELOCITY_SHRINK, _end_velocity
+    from mixest.tracking._tracklets import DEFAULT, _end_velocity
 
     rng = np.random.default_rng(3)
     lengths = [2, 3, 7, 25, 12, 12]
@@ -198,7 +222,7 @@ def test_end_velocity_is_the_shrunk_least_squares_slope_of_the_last_frames():
     last = np.array([t[label == i].max() for i in range(len(lengths))])
     out = _end_velocity(boxes, t, label, last, len(lengths))
     for i in range(len(lengths)):
-        sel = (label == i) & (t >= last[i] - VELOCITY_FRAMES)
+        sel = (label == i) & (t >= last[i] - DEFAULT.velocity_frames)
         centre = 0.5 * (boxes[sel, :2] + boxes[sel, 2:])
         if sel.sum() < 3:
             np.testing.assert_array_equal(out[i], 0.0)
@@ -206,7 +230,7 @@ def test_end_velocity_is_the_shrunk_least_squares_slope_of_the_last_frames():
         slope, intercept = np.polyfit(t[sel], centre, 1)
         residual = centre - (np.outer(t[sel], slope) + intercept)
         se2 = (residual**2).sum(0) / (sel.sum() - 2) / ((t[sel] - t[sel].mean()) ** 2).sum()
-        want = slope * np.clip(1 - VELOCITY_SHRINK * se2 / slope**2, 0, 1)
+        want = slope * np.clip(1 - DEFAULT.velocity_shrink * se2 / slope**2, 0, 1)
         np.testing.assert_allclose(out[i], want, atol=1e-12)
     np.testing.assert_allclose(out[4], 0.01, rtol=1e-2)
     assert np.all(np.abs(out[5]) < 1e-4)
