@@ -43,7 +43,8 @@ class ChainSettings(NamedTuple):
     frames, whose near-perfect boxes favour long joins, so ``gap_power`` and then ``max_gap``
     were chosen again leave-one-sequence-out on the second halves, which it never saw: each
     sequence's choice made on the other two is 1/4 (of 0-1/2) and 45 frames (of 15-90; 30
-    before). ``benchmarks/tracklet_settings.py`` makes that choice for six of them.
+    before). ``benchmarks/tracklet_settings.py`` makes that choice for six of them, one at a
+    time; the others keep their values there.
     """
 
     #: smallest IoU of a link between boxes of consecutive frames
