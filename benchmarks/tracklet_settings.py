@@ -11,13 +11,13 @@ three sequences, are an honest estimate of what the choice is worth; the best ca
 three together is an optimistic one.
 
 The candidates are the defaults with one setting changed (``GRID``: about 20), or with
-``--joint`` every combination of the grid (about 1,500: the choice then fits the noise of the
+``--joint`` every combination of the grid (1,620: the choice then fits the noise of the
 other two sequences and its held-out figures are mixed). A default is changed when every fold
 chooses the same candidate and the change holds on the sequences left out. Velocity over the
 last 10 frames is kept (5-30 made little difference on the first halves).
 
     python benchmarks/tracklet_settings.py --n-jobs 2 --out docs/results   # ~2 min on 2 cores
-    python benchmarks/tracklet_settings.py --joint --n-jobs 2              # ~25 min
+    python benchmarks/tracklet_settings.py --joint --n-jobs 2              # ~30 min
 """
 
 from __future__ import annotations
