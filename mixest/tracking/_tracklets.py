@@ -36,15 +36,14 @@ __all__ = ["ChainSettings", "link_tracklets", "tracklet_means"]
 class ChainSettings(NamedTuple):
     """How boxes are linked into tracklets and tracklets chained (see the module docstring).
 
-    The defaults are the tracker's. ``min_iou``, ``gate``, ``velocity_frames``,
-    ``velocity_shrink`` and ``end_boxes`` were chosen on the first halves of MOT17-02/05/09
-    (``real + clutter`` windows; min_iou 0.3-0.7, gate 0.5-2, velocity over 5-30 frames,
-    shrinkage 1-9, medians of 1-10 boxes tried). Those are the bundled detector's training
-    frames, whose near-perfect boxes favour long joins, so ``gap_power`` and then ``max_gap``
-    were chosen again leave-one-sequence-out on the second halves, which it never saw: each
-    sequence's choice made on the other two is 1/4 (of 0-1/2) and 45 frames (of 15-90; 30
-    before). ``benchmarks/tracklet_settings.py`` makes that choice for six of them, one at a
-    time; the others keep their values there.
+    The defaults are the tracker's. They were first chosen on the first halves of
+    MOT17-02/05/09 (``real + clutter`` windows; min_iou 0.3-0.7, gate 0.5-2, max_gap 15-60,
+    velocity over 5-30 frames, shrinkage 1-9, medians of 1-10 boxes tried). Those are the
+    bundled detector's training frames, whose near-perfect boxes favour long joins, so they
+    were chosen again leave-one-sequence-out on the second halves, which it never saw, one at
+    a time (``benchmarks/tracklet_settings.py``): there every sequence's choice made on the
+    other two is ``gap_power`` 1/4 (of 0-1/2; 1/2 before) and ``max_gap`` 45 (of 15-90; 30
+    before), and the others keep their values.
     """
 
     #: smallest IoU of a link between boxes of consecutive frames
