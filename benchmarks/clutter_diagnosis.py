@@ -80,7 +80,7 @@ def initialisation_categories(X: np.ndarray,
     span."""
     from mixest.tracking._boxes import box_iou
     from mixest.tracking._observation import _outside_image, initial_means
-    from mixest.tracking._tracklets import _chains, link_tracklets, tracklet_means
+    from mixest.tracking._tracklets import source_chains, tracklet_means
 
     valid = ~np.isnan(X).any(-1)
     inside = valid & ~_outside_image(X)
@@ -88,13 +88,12 @@ def initialisation_categories(X: np.ndarray,
     tracks = tracklet_means(X, inside, m0, t0)
     right = np.diagonal(np.nan_to_num(box_iou(tracks, y)), axis1=-2, axis2=-1) >= 0.5
     iou_det = np.nan_to_num(box_iou(X, y))  # (B, T, K, N)
-    label = link_tracklets(X, inside)
+    label, chains = source_chains(X, inside, t0, y.shape[2])  # the ones tracklet_means follows
     counts: Counter = Counter()
     joins: Counter = Counter()
     B, T, N = right.shape
     for b in range(B):
-        heads = [int(label[b, t0[b], k]) for k in np.flatnonzero(inside[b, t0[b]])[:N]]
-        for n, chain in enumerate(_chains(X[b], label[b], heads)):
+        for n, chain in enumerate(chains[b]):
             piece = np.full(T, -1)
             last = 0
             for j, (tracklet, first) in enumerate(chain):

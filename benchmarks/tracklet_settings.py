@@ -42,18 +42,25 @@ ALONE = {"velocity_frames": [5, 10, 20, 30]}
 LENGTHS = (60, 120)
 
 
+def prepare(X: np.ndarray, y: np.ndarray) -> tuple:
+    """What the chains read of a set of windows, whatever the settings: the boxes, which of
+    them are inside the image, the sources' first boxes and frames, and the true tracks."""
+    from mixest.tracking._observation import _outside_image, initial_means
+
+    valid = ~np.isnan(X).any(-1)
+    m0, t0 = initial_means(X, valid, y.shape[2])
+    return X, valid & ~_outside_image(X), m0, t0, y
+
+
 def initialisation_mota(windows: dict, settings) -> dict:
     """MOTA of the chains alone with ``settings`` on each ``(T, sequence)`` of ``windows``
-    (``(X, y)`` each), and the number of windows."""
+    (:func:`prepare`'s tuples), and the number of windows."""
     from mixest.tracking._metrics import mota_score
-    from mixest.tracking._observation import _outside_image, initial_means
     from mixest.tracking._tracklets import tracklet_means
 
     out = {}
-    for key, (X, y) in windows.items():
-        valid = ~np.isnan(X).any(-1)
-        m0, t0 = initial_means(X, valid, y.shape[2])
-        tracks = tracklet_means(X, valid & ~_outside_image(X), m0, t0, settings=settings)
+    for key, (X, inside, m0, t0, y) in windows.items():
+        tracks = tracklet_means(X, inside, m0, t0, settings=settings)
         out[key] = (mota_score(y, tracks, box_format="xyxy"), len(X))
     return out
 
@@ -92,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--start takes SETTING=VALUE with SETTING one of {DEFAULT._fields}, "
                     f"got {item!r}")
         start = start._replace(**{key: type(getattr(DEFAULT, key))(value)})
+    base = "defaults" if start == DEFAULT else "start"
     warnings.simplefilter("ignore")
     folders = sequences(root, ("real + clutter",))
     names = [f.name for f in folders]
@@ -100,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         for folder in folders:
             X, y = make_windows([folder], T, "real + clutter", "second", 20, 0)
             if X is not None:
-                windows[T, folder.name] = (X, y)
+                windows[T, folder.name] = prepare(X, y)
     if args.joint:
         grid = [start._replace(**dict(zip(GRID, values, strict=True)))
                 for values in itertools.product(*GRID.values())]
@@ -117,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     def describe(s) -> str:
         changed = [f"{k} {getattr(s, k):g}" for k in start._fields
                    if getattr(s, k) != getattr(start, k)]
-        return ", ".join(changed) or ("the defaults" if start == DEFAULT else "the start")
+        return ", ".join(changed) or f"the {base}"
 
     def add(**row):
         row["markdown"] = "| " + " | ".join(
@@ -125,14 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(row["markdown"], flush=True)
 
-    held = {T: [0.0, 0] for T in LENGTHS}
+    held = {}  # each sequence's scores with its fold's choice
     for name in names:
         others = [n for n in names if n != name]
         chosen = max(grid, key=lambda s: pooled(by_setting[s], others))
-        for T in LENGTHS:
-            score, n = by_setting[chosen][T, name]
-            held[T][0] += score * n
-            held[T][1] += n
+        held.update({(T, name): by_setting[chosen][T, name] for T in LENGTHS})
         add(held_out=name, settings=describe(chosen),
             other_two_chosen=pooled(by_setting[chosen], others),
             other_two_default=pooled(default, others),
@@ -140,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             held_out_default=" / ".join(f"{default[T, name][0]:.3f}" for T in LENGTHS))
     add(held_out="all three, each with its fold's choice", settings="",
         other_two_chosen="", other_two_default="",
-        held_out_chosen=" / ".join(f"{held[T][0] / held[T][1]:.3f}" for T in LENGTHS),
+        held_out_chosen=" / ".join(f"{pooled(held, names, T):.3f}" for T in LENGTHS),
         held_out_default=" / ".join(f"{pooled(default, names, T):.3f}" for T in LENGTHS))
     best = max(grid, key=lambda s: pooled(by_setting[s], names))
     add(held_out="none (the best on all three: optimistic)", settings=describe(best),
@@ -148,14 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         held_out_chosen=" / ".join(f"{pooled(by_setting[best], names, T):.3f}"
                                    for T in LENGTHS),
         held_out_default=" / ".join(f"{pooled(default, names, T):.3f}" for T in LENGTHS))
-    base = "defaults" if start == DEFAULT else "start"
     header = ("| sequence left out | settings chosen on the other two | MOTA there, chosen | "
               f"MOTA there, {base} | MOTA left out, chosen (T = 60 / 120) | "
               f"MOTA left out, {base} |\n|---|---|---|---|---|---|")
     footer = (f"The chains alone (no VEM) on the real + clutter windows of the second halves "
               f"(a window every 20 frames, seed 0); {len(grid)} candidates, "
-              + ("every combination of " if args.joint else
-                 ("the defaults" if start == DEFAULT else "the start") + " with one of ")
+              + ("every combination of " if args.joint else f"the {base} with one of ")
               + "; ".join(f"{k} {', '.join(f'{v:g}' for v in vals)}"
                           for k, vals in (GRID if args.joint else {**GRID, **ALONE}).items())
               + (". Defaults: " if start == DEFAULT else ". Started from: ")

@@ -30,7 +30,7 @@ import numpy as np
 from mixest._kernels._assignment import min_cost_matching
 from mixest.tracking._boxes import box_iou
 
-__all__ = ["ChainSettings", "link_tracklets", "tracklet_means"]
+__all__ = ["ChainSettings", "link_tracklets", "source_chains", "tracklet_means"]
 
 
 class ChainSettings(NamedTuple):
@@ -212,6 +212,24 @@ def _end_velocity(boxes: np.ndarray, t: np.ndarray, label: np.ndarray, last: np.
     return out
 
 
+def source_chains(obs: np.ndarray, valid: np.ndarray, t0: np.ndarray, n_sources: int,
+                  settings: ChainSettings = DEFAULT) -> tuple[np.ndarray, list]:
+    """The tracklets and each source's chain of them.
+
+    Source ``n`` of sequence ``b`` starts on the tracklet of the ``n``-th valid box of frame
+    ``t0[b]`` (fewer boxes there: fewer chains). Returns the tracklet labels of
+    :func:`link_tracklets` ``(B, T, K)`` and, per sequence, the sources' chains as lists of
+    ``(tracklet, first frame taken)``.
+    """
+    label = link_tracklets(obs, valid, settings.min_iou)
+    chains = []
+    for b in range(obs.shape[0]):
+        rows = np.flatnonzero(valid[b, t0[b]])[:n_sources]
+        heads = [int(label[b, t0[b], k]) for k in rows]
+        chains.append(_chains(obs[b], label[b], heads, settings))
+    return label, chains
+
+
 def tracklet_means(obs: np.ndarray, valid: np.ndarray, start: np.ndarray, t0: np.ndarray,
                    values: np.ndarray | None = None,
                    settings: ChainSettings = DEFAULT) -> np.ndarray:
@@ -233,15 +251,12 @@ def tracklet_means(obs: np.ndarray, valid: np.ndarray, start: np.ndarray, t0: np
         How the tracklets are linked and chained.
     """
     B, T, K, _ = obs.shape
-    N = start.shape[1]
     values = obs if values is None else values
-    label = link_tracklets(obs, valid, settings.min_iou)
+    label, chains = source_chains(obs, valid, t0, start.shape[1], settings)
     out = np.repeat(start[:, None], T, axis=1)
     frames = np.arange(T)
     for b in range(B):
-        rows = np.flatnonzero(valid[b, t0[b]])[:N]
-        heads = [int(label[b, t0[b], k]) for k in rows]
-        for s, chain in enumerate(_chains(obs[b], label[b], heads, settings)):
+        for s, chain in enumerate(chains[b]):
             taken = np.zeros((T, K), dtype=bool)
             for tracklet, first in chain:
                 taken[first:] |= label[b, first:] == tracklet
