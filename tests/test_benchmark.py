@@ -221,23 +221,20 @@ def test_perf_runs_a_baseline_version_beside_this_one(tmp_path, capsys):
 
 
 def test_isolated_runs_import_the_version_they_are_given(tmp_path, monkeypatch):
-    """A baseline's run imports the baseline's mixest even when started from inside another
-    checkout (``python -m`` puts the working directory first on the path)."""
+    """A baseline's run imports the baseline's mixest, timed by this version's harness, even
+    when started from inside another checkout (the working directory may come first on the
+    path)."""
     from mixest.benchmark._perf import run_isolated
 
-    stand_in = tmp_path / "older" / "mixest" / "benchmark"
+    stand_in = tmp_path / "older" / "mixest"
     stand_in.mkdir(parents=True)
-    (stand_in.parent / "__init__.py").write_text("")
-    (stand_in / "__init__.py").write_text("")
-    (stand_in / "_perf.py").write_text(
-        "import json, sys\n"
-        "print(json.dumps({'who': __file__, 'kind': sys.argv[1], **json.loads(sys.argv[2])}))\n")
+    (stand_in / "__init__.py").write_text("__version__ = 'older'\n")
     import mixest
 
     monkeypatch.chdir(Path(mixest.__file__).resolve().parents[1])
-    got = run_isolated("tracking", tmp_path / "older", T=3)
-    assert got["who"] == str(stand_in / "_perf.py") and got["kind"] == "tracking"
-    assert got["T"] == 3
+    got = run_isolated("version", tmp_path / "older")
+    assert got == {"file": str(stand_in / "__init__.py"), "version": "older"}
+    assert run_isolated("version")["file"] == mixest.__file__
 
 
 def test_detection_oracle_follows_the_targets_own_boxes():

@@ -1,8 +1,8 @@
 """Speed and memory: tracking seconds per sequence, separation real-time factor, kernels.
 
-Every configuration runs in a fresh process (``python -m mixest.benchmark._perf``), so its peak
-resident memory is its own; with ``n_jobs`` > 1 it is the peak of its and its worker processes'
-memory together (sampled).
+Every configuration runs in a fresh process (this file run as a script, also for a baseline
+version: both are timed by the same code), so its peak resident memory is its own; with
+``n_jobs`` > 1 it is the peak of its and its worker processes' memory together (sampled).
 """
 
 from __future__ import annotations
@@ -91,9 +91,11 @@ def _spectral_prior(spec: str):
 
 def tracking_run(T: int, n: int, max_iter: int, prior: str = "pretrained:mot",
                  finetune_steps: int = 0, n_jobs: int = 1, device: str = "cpu",
-                 seed: int = 0) -> dict:
+                 seed: int = 0, repeat: int = 3) -> dict:
     """Track ``n`` synthetic hard-protocol sequences of ``T`` frames with ``max_iter`` forced
-    iterations (``tol=0``), then with the default stopping rule; timings and peak memory."""
+    iterations (``tol=0``), then with the default stopping rule; timings (the median of
+    ``repeat`` runs each) and peak memory (one more run: the thread that samples it takes time
+    from the workers on a small machine)."""
     import torch
 
     torch.set_num_threads(2)
@@ -106,17 +108,23 @@ def tracking_run(T: int, n: int, max_iter: int, prior: str = "pretrained:mot",
                          finetune_steps=finetune_steps, box_format="xyxy", image_size=(1, 1),
                          n_jobs=n_jobs, device=device, random_state=seed).fit(X)
     est.predict(X[:2 * n_jobs])  # warm-up: Numba cache, torch kernels, worker processes
+
+    def median_seconds():
+        times = []
+        for _ in range(repeat):
+            tic = time.perf_counter()
+            est.predict(X)
+            times.append(time.perf_counter() - tic)
+        return float(np.median(times))
+
+    total = median_seconds()
+    steps = dict(est.timings_)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with _TreePeak() as memory:
-        tic = time.perf_counter()
         est.predict(X)
-        total = time.perf_counter() - tic
     rss = 1024 * memory.peak_mib
-    steps = dict(est.timings_)
     est.set_params(tol=1e-4)  # the default stopping rule (converged sequences frozen)
-    tic = time.perf_counter()
-    est.predict(X)
-    default = time.perf_counter() - tic
+    default = median_seconds()
     return {"T": T, "n": n, "n_jobs": n_jobs, "device": device,
             "iterations": max_iter, "ms_per_sequence": 1e3 * total / n,
             "steps": {k: steps.get(k, 0.0) for k in _STEPS},
@@ -200,13 +208,20 @@ def ew_ratio(n: int = 128, T: int = 60, K: int = 3, N: int = 3, D: int = 4,
     return {"shape": [n, T, K, N], **times}
 
 
-_RUNS = {"tracking": tracking_run, "separation": separation_run}
+def version_run() -> dict:
+    """Which mixest a run imports (the one first on its path)."""
+    import mixest
+
+    return {"file": mixest.__file__, "version": getattr(mixest, "__version__", None)}
+
+
+_RUNS = {"tracking": tracking_run, "separation": separation_run, "version": version_run}
 
 
 def run_isolated(kind: str, source: str | None = None, **params) -> dict:
     """``tracking_run`` or ``separation_run`` in a fresh Python process (its own peak memory,
     two BLAS/Numba threads); ``source``: the folder of another mixest version to run instead
-    (its ``mixest`` package comes first on the path)."""
+    (its ``mixest`` package comes first on the path; this file's runs time it)."""
     import mixest
 
     # the version's folder first on the path and as the working directory: ``python -m`` puts
@@ -216,7 +231,8 @@ def run_isolated(kind: str, source: str | None = None, **params) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2", NUMBA_NUM_THREADS="2",
                PYTHONPATH=os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")]
                                                     if p]))
-    out = subprocess.run([sys.executable, "-m", "mixest.benchmark._perf", kind,
+    # this file as the script, whichever version runs: both are timed the same way
+    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), kind,
                           json.dumps(params)], env=env, cwd=root, capture_output=True, text=True)
     if out.returncode != 0:
         who = "" if source is None else f" of the baseline {source}"
@@ -312,5 +328,5 @@ def markdown(records: list[dict]) -> tuple[str, list[str]]:
     return header, rows
 
 
-if __name__ == "__main__":  # one isolated run: python -m mixest.benchmark._perf KIND JSON
+if __name__ == "__main__":  # one isolated run: python .../mixest/benchmark/_perf.py KIND JSON
     print(json.dumps(_RUNS[sys.argv[1]](**json.loads(sys.argv[2]))))

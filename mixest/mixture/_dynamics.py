@@ -274,14 +274,15 @@ class DVAEDynamics(Dynamics):
     device : str, default="cpu"
     backend : {"auto", "numpy", "torch"}, default="auto"
         ``"numpy"`` runs E-Z and E-S through a verified NumPy twin of the module
-        (:mod:`mixest.mixture._numpy_srnn`: the recurrences batched frame by frame, the whole
-        E-S forward pass in one call for diagonal evidence), much faster than torch's per-call
-        overhead for tiny priors on CPU; ``"auto"`` uses it when the module is supported and on
-        the CPU.
+        (:mod:`mixest.mixture._numpy_srnn`: each pass one compiled call over the whole batch,
+        :mod:`mixest._kernels._srnn`), much faster than torch's per-call overhead for tiny
+        priors on CPU; ``"auto"`` uses it when the module is supported and on the CPU.
     precision : {"float32", "float64"}, default="float32"
-        Precision of the network inside the NumPy twin. float32 is the module's own precision
-        and about halves the cost of the tanh-bound recurrences; the trajectories, variances and
-        Gaussian products stay in float64. float64 reproduces the module run in float64.
+        Precision of the network inside the NumPy twin. float32 is the module's own precision;
+        its tanh, exp and arcsinh are vectorised approximations accurate to float32 rounding
+        (a few units in the last place). The trajectories, variances and Gaussian products
+        stay in float64. float64 reproduces the module run in float64 (to 1e-10), with the C
+        library's functions, one call per value: E-Z and E-S about ten times slower.
     propagate_uncertainty : bool, default=True
         The decoder is fed the posterior *means* :math:`m_{t-1}, m_{t-2}`; a residual decoder
         (``residual_order`` 1 or 2: :math:`\\mu_t = m_{t-1} + \\dots` or

@@ -2,16 +2,19 @@
 
 The tracking prior is tiny (about 1.5k parameters) and the VEM calls it one frame at a time on a
 batch of ``n_sequences * n_sources`` rows, so torch's per-operation overhead dominates its run
-time. This module copies the weights into float64 NumPy arrays and re-implements the two calls the
-engine needs, ``decode_step`` (E-S) and ``encode`` (E-Z). :func:`numpy_twin` checks the twin
+time. This module copies the weights into NumPy arrays and re-implements the two calls the engine
+needs: step by step in float64 (``decode_step`` for E-S, ``encode`` for E-Z: the test oracles),
+and over the whole batch in one compiled call each (:meth:`NumpySRNN.forward_pass`,
+:meth:`NumpySRNN.encode_fast`; :mod:`mixest._kernels._srnn`). :func:`numpy_twin` checks the twin
 against the torch module on random inputs and returns None when they disagree (an architecture or
 option it does not know), so callers fall back to torch.
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from mixest._kernels._srnn import srnn_encode, srnn_features, srnn_forward
 
 __all__ = ["NumpySRNN", "numpy_twin"]
 
@@ -90,9 +93,10 @@ class NumpySRNN:
     module : mixest.dvae.SRNN
     dtype : {numpy.float64, numpy.float32}, default=numpy.float64
         Precision of the network inside the fast paths (:meth:`encode_fast`,
-        :meth:`forward_pass`). ``float32`` is the module's own precision and runs the tanh-bound
-        recurrences about twice as fast; the trajectories, variances and Gaussian products around
-        the network stay in float64 either way. The step-by-step reference paths are float64.
+        :meth:`forward_pass`). ``float32`` is the module's own precision, with vectorised tanh,
+        exp and arcsinh accurate to float32 rounding; ``float64`` uses the C library's. The
+        trajectories, variances and Gaussian products around the network stay in float64 either
+        way. The step-by-step reference paths are float64.
     """
 
     def __init__(self, module, dtype=np.float64):
@@ -225,23 +229,14 @@ class NumpySRNN:
         return np.concatenate(parts, -1) if len(parts) > 1 else xs
 
     def _time_major_features(self, x: np.ndarray) -> np.ndarray:
-        """:meth:`_sequence_features` as a ``(T, M, F)`` array in the network's precision.
-
-        The same arithmetic in two compiled passes around NumPy's arcsinh: broadcasting
-        ``(x_dim,)`` vectors over ``(M, T, x_dim)`` arrays runs one inner loop of ``x_dim``
-        values per frame, and took longer than the LSTMs it feeds.
-        """
+        """:meth:`_sequence_features` as a ``(T, M, F)`` array in the network's precision, in
+        one compiled pass (:func:`mixest._kernels._srnn.srnn_features`)."""
         M, T, D = x.shape
-        x = np.ascontiguousarray(x, dtype=np.float64)
         out = np.empty((T, M, self.n_features), self.dtype)
-        n_acc = 2 if self.gated else 0
-        acc = np.empty((n_acc, T, M, D))
-        level = np.nan if self.level is None else self.level
-        _linear_features(x, self.loc, self.scale, self.dx_scale, self._acc_divisor,
-                         self.velocity_input, level, out, acc)
-        if n_acc:
-            np.arcsinh(acc, out=acc)
-            _place_columns(acc, D * (1 + self.velocity_input), out)
+        level = np.array([] if self.level is None else [self.level])
+        srnn_features(np.ascontiguousarray(x, dtype=np.float64), self.loc, self.scale,
+                      self.dx_scale, self._acc_divisor, self.velocity_input, self.gated, level,
+                      out)
         return out
 
     def encode(self, x: np.ndarray, rng: np.random.Generator | None = None):
@@ -283,30 +278,31 @@ class NumpySRNN:
         return z, zm, zlv
 
     # -------------------------------------------------------------- fast batched paths
-    # Both passes below step all rows together frame by frame with a handful of NumPy calls per
-    # frame (SIMD tanh/exp over the whole batch beat per-row compiled loops, whose scalar libm
-    # calls dominate for a model this small). Algebra is rearranged, never approximated:
-    # sigmoid(x) = (1 + tanh(x / 2)) / 2 with the 1/2 folded into the weights, gates reordered
-    # (i, f, o, g) so that one tanh covers them all, standardisation folded into first layers.
+    # Both passes run as one compiled call each (mixest._kernels._srnn): BLAS products over
+    # all rows, fused element-wise loops, a vectorised tanh. Algebra is rearranged, never
+    # approximated beyond float32 rounding: sigmoid(x) = (1 + tanh(x / 2)) / 2 with the 1/2
+    # folded into the weights, gates reordered (i, f, o, g) so that one tanh covers them all,
+    # standardisation folded into first layers.
 
     def _compile(self) -> None:
-        """Rearranged weights of the fast paths (once)."""
+        """The kernels' weights, rearranged (once)."""
         if getattr(self, "_fast", None) is not None:
             return
         D, Z, H = self.x_dim, self.z_dim, self.rnn_dim
+        dt = self.dtype
         w0, b0, act0 = self.encoder_net.layers[0]
         k = w0.shape[0] - Z  # encoder inputs [h_t, a_t, z_{t-1}]
-        lstms = [self.rnn_enc, self.rnn] if self.encoder_rnn else [self.rnn]
+        lstm_in = (_gates(self.rnn.w_ih, H), _gates(self.rnn.b, H), False)
         # E-S input path: feature MLP then the LSTM's input layer (already in the gate layout);
         # its first layer reads [x_{t-2}, x_{t-1}] in data units (standardisation folded in)
-        layers = list(self.feature_x.layers) + [(_gates(self.rnn.w_ih, H),
-                                                 _gates(self.rnn.b, H), False)]
+        layers = list(self.feature_x.layers) + [lstm_in]
         w1, b1, a1 = layers[0]
         w_x = w1[:D] / self.scale[:, None]
         b_x = b1 - (self.loc / self.scale) @ w1[:D]
         if self.level is not None:  # the constant noise-level feature (after frame 0)
             b_x = b_x + self.level * w1[self.n_kinematic]
-        w_2 = w_acc = None
+        empty = np.zeros((0, 0))
+        w_2 = w_acc = empty
         if self.velocity_input:
             w_v = w1[D:2 * D] / self.dx_scale[:, None]
             w_2 = np.concatenate([-w_v, w_x + w_v])
@@ -315,30 +311,38 @@ class NumpySRNN:
         g0 = b1[None].copy()  # t = 0: zero features (x_0 = 0 in standardised units)
         if a1:
             np.tanh(g0, out=g0)
+        g0 = _run_layers(g0, layers[1:])[0]
+        enc_layers = list(self.feature_enc.layers)
+        w_hh_e = empty
+        if self.encoder_rnn:
+            enc_layers.append((_gates(self.rnn_enc.w_ih, H), _gates(self.rnn_enc.b, H), False))
+            w_hh_e = _gates(self.rnn_enc.w_hh, H)
         d0, db0, dact0 = self.decoder_net.layers[0]
-        self._fast = _cast({
-            "enc0": (w0[:k], b0, w0[k:], act0),
-            "enc_rest": self.encoder_net.layers[1:],
-            "w_in": _block_gates([m.w_ih for m in lstms]),
-            "b_in": _block_gates([m.b[None] for m in lstms]).sum(0),
-            "w_hh": _block_gates([m.w_hh for m in lstms]),
-            "w_hh_rnn": _gates(self.rnn.w_hh, H),
-            "enc_only": None if not self.encoder_rnn else (
-                _gates(self.rnn_enc.w_ih, H), _gates(self.rnn_enc.b, H),
-                _gates(self.rnn_enc.w_hh, H)),
-            "feature_x": self.feature_x.layers,
-            "feature_enc": self.feature_enc.layers,
-            "feat": (w_2, w_x, b_x, a1, layers[1:], _run_layers(g0, layers[1:]), w_acc),
-            "dec0": (d0[:H], d0[H:], db0, dact0),
-            "dec_rest": self.decoder_net.layers[1:],
-        }, self.dtype)
+
+        def mlp(layers, width):  # (weights, biases, flags); an identity layer for none
+            if not layers:
+                layers = [(np.eye(width), np.zeros(width), False)]
+            return (tuple(_as(w, dt) for w, _, _ in layers),
+                    tuple(_as(np.ravel(b), dt) for _, b, _ in layers),
+                    tuple(bool(a) for _, _, a in layers))
+
+        self._fast = {
+            "encode": (*mlp(list(self.feature_x.layers) + [lstm_in], 0),
+                       _as(_gates(self.rnn.w_hh, H), dt),
+                       *mlp(enc_layers, self.n_features), _as(w_hh_e, dt),
+                       _as(w0[:H], dt), _as(w0[H:k], dt), _as(b0, dt), bool(act0),
+                       _as(w0[k:], dt), *mlp(self.encoder_net.layers[1:], w0.shape[1])),
+            "forward": (_as(g0, dt), _as(w_2, dt), _as(w_x, dt), _as(b_x, dt), bool(a1),
+                        _as(w_acc, dt), *mlp(layers[1:], len(b_x)),
+                        _as(_gates(self.rnn.w_hh, H), dt), _as(d0[:H], dt), _as(d0[H:], dt),
+                        _as(db0, dt), bool(dact0),
+                        *mlp(self.decoder_net.layers[1:], d0.shape[1])),
+        }
 
     def encode_fast(self, x: np.ndarray, n_samples: int = 1, eps: np.ndarray | None = None,
                     hidden: np.ndarray | None = None):
-        """:meth:`encode` batched frame by frame (the same results to rounding).
-
-        The backward encoder LSTM and the forward LSTM run side by side as one LSTM with
-        block-diagonal weights (time-major arrays throughout, one slice per frame).
+        """:meth:`encode` in one compiled call (:func:`mixest._kernels._srnn.srnn_encode`;
+        the same results to rounding).
 
         Parameters
         ----------
@@ -356,70 +360,25 @@ class NumpySRNN:
         z, z_mean, z_logvar : ndarray of shape (M R, T, z_dim)
         """
         self._compile()
-        fast = self._fast
         dt = self.dtype
         M, T, _ = x.shape
-        Z, H = self.z_dim, self.rnn_dim
+        R, Z = int(n_samples), self.z_dim
         f = self._time_major_features(x)  # (T, M, F), contiguous
-        if hidden is None:
-            f_prev = np.concatenate([np.zeros_like(f[:1]), f[:-1]], 0)
-            g = _run_layers(f_prev, fast["feature_x"])
-            a = _run_layers(f, fast["feature_enc"])
-            if self.encoder_rnn:  # backward LSTM on a and forward LSTM on g as one block LSTM
-                g = np.concatenate([a[::-1], g], -1)
-            w_in, b_in, w_hh = fast["w_in"], fast["b_in"], fast["w_hh"]
-        elif self.encoder_rnn:
-            g = None  # the encoder features are computed frame by frame below
-            w_in, b_in, w_hh = fast["enc_only"]
-        else:
-            a = _run_layers(f, fast["feature_enc"])
-        if hidden is None or self.encoder_rnn:
-            # frame by frame: (M, 64) blocks stay in cache, (T, M, 64) arrays do not
-            n = w_hh.shape[0]
-            h = np.zeros((M, n), dt)
-            c = np.zeros((M, n), dt)
-            out = np.empty((T, M, n), dt)
-            for t in range(T):
-                g_t = _run_layers(f[T - 1 - t], fast["feature_enc"]) if g is None else g[t]
-                pre = g_t @ w_in
-                pre += b_in
-                h, c = _lstm_step(pre, h, c, w_hh)
-                out[t] = h
-        if self.encoder_rnn:
-            a = out[::-1, :, :H]
-        if hidden is not None:
-            out = hidden.astype(dt, copy=False)
-        w_ha, b0, w_z, act0 = fast["enc0"]
-        k = a.shape[-1]
-        w_h, w_a = w_ha[:-k], w_ha[-k:]
-        rest = fast["enc_rest"]
-        R = n_samples
-        MR = M * R
         # time-major: each frame's rows are one block (returned as (M R, T, Z) views)
-        zm = np.empty((T, MR, Z), dt)
-        zlv = np.empty((T, MR, Z), dt)
-        z = zm if eps is None else np.empty((T, MR, Z), dt)
-        z_prev = np.zeros((MR, Z), dt)
-        for t in range(T):
-            p0 = out[t, :, -H:] @ w_h
-            p0 += a[t] @ w_a
-            p0 += b0
-            if R > 1:
-                p0 = np.repeat(p0, R, axis=0)
-            p0 += z_prev @ w_z
-            if act0:
-                np.tanh(p0, out=p0)
-            _split_latent_moments(_run_layers(p0, rest), zm[t], zlv[t])
-            if eps is not None:
-                np.multiply(np.exp(0.5 * zlv[t]), eps[:, t], out=z[t])
-                z[t] += zm[t]
-            z_prev = z[t]
+        zm = np.empty((T, M * R, Z), dt)
+        zlv = np.empty((T, M * R, Z), dt)
+        z = zm if eps is None else np.empty((T, M * R, Z), dt)
+        hidden = (np.zeros((0, 0, 0), dt) if hidden is None
+                  else np.ascontiguousarray(hidden, dtype=dt))
+        eps = np.zeros((M * R, 0, Z)) if eps is None else np.asarray(eps, dtype=np.float64)
+        srnn_encode(f, *self._fast["encode"], hidden, eps, R, z, zm, zlv)
         return tuple(a.transpose(1, 0, 2) for a in (z, zm, zlv))
 
     def forward_pass(self, info_vec: np.ndarray, info_prec: np.ndarray, z: np.ndarray,
                      n_samples: int = 1, propagate_uncertainty: bool = True,
                      return_hidden: bool = False, return_coefficients: bool = False):
-        """E-S forward pass of the decoder fed with its own posterior means.
+        """E-S forward pass of the decoder fed with its own posterior means, in one compiled
+        call (:func:`mixest._kernels._srnn.srnn_forward`).
 
         Same results (to rounding) as stepping :meth:`decode_step`, moment-matching over the
         ``n_samples`` latent rows of each source, adding the propagated input uncertainty and
@@ -432,7 +391,9 @@ class NumpySRNN:
             Diagonal evidence in information form.
         z : ndarray of shape (M R, T, z_dim)
             Latents, ``R = n_samples`` rows per source.
-
+        n_samples : int, default=1
+        propagate_uncertainty : bool, default=True
+            See :class:`mixest.mixture.DVAEDynamics`.
         return_hidden : bool, default=False
             Also return the LSTM states ``(T, M, rnn_dim)``: those of the teacher-forced pass on
             the returned means, which :meth:`encode_fast` can reuse.
@@ -452,65 +413,24 @@ class NumpySRNN:
             with ``return_coefficients``
         """
         self._compile()
-        fast = self._fast
         dt = self.dtype
         M, T, D = info_vec.shape
         R = int(n_samples)
-        w_h, w_z, b0, act0 = fast["dec0"]
-        rest = fast["dec_rest"]
-        w_hh = fast["w_hh_rnn"]
-        w_2, w_x, b_x, act1, feat_rest, g0, w_acc = fast["feat"]
-        z = z.astype(dt, copy=False)
-        order = self.residual_order
-        # time-major, so that a frame's rows are contiguous for the compiled emission
-        info_vec = np.ascontiguousarray(info_vec.transpose(1, 0, 2))
-        info_prec = np.ascontiguousarray(info_prec.transpose(1, 0, 2))
-        means = np.empty((T, M, D))
-        # the next frame's network inputs, written by the compiled emission: x_{t-2}, x_{t-1}
-        # in the network's precision and (gated) x_{t-1}'s acceleration and jerk in float64,
-        # before their arcsinh
-        feat = np.zeros((M, 2 * D), dt)
-        kin = np.zeros((M, 2 * D) if w_acc is not None else (0, 0))
-        kin_in = np.zeros((M, 2 * D), dt) if w_acc is not None else None
-        covs = np.empty((T, M, D))
-        pm = np.empty((T, M, D))
-        pv = np.empty((T, M, D))
-        coef = np.zeros((3, T, M, D))  # the smoother reads it in this layout
-        share = np.ones((T, M, D))
-        h = np.zeros((M * R, self.rnn_dim), dt)
-        c = np.zeros((M * R, self.rnn_dim), dt)
-        hs = np.empty((T, M, self.rnn_dim), dt) if return_hidden else None
-        for t in range(T):
-            if t == 0:
-                g = g0
-            else:
-                if t >= 2 and w_2 is not None:
-                    g = feat @ w_2
-                else:  # zero velocity at t = 1
-                    g = feat[:, D:] @ w_x
-                g += b_x
-                if w_acc is not None and t >= 3:  # acceleration and jerk of x_{t-1}
-                    np.arcsinh(kin, out=kin_in, casting="same_kind")
-                    g += kin_in @ w_acc
-                if act1:
-                    np.tanh(g, out=g)
-                g = _run_layers(g, feat_rest)
-            if R > 1 and t > 0:
-                g = np.repeat(g, R, axis=0)
-            h, c = _lstm_step(g, h, c, w_hh)
-            if hs is not None:
-                hs[t] = h[::R]  # the R rows of a source share their input, hence their state
-            out = h @ w_h
-            out += z[:, t] @ w_z
-            out += b0
-            if act0:
-                np.tanh(out, out=out)
-            out = _run_layers(out, rest)
-            # the rest of the frame in one compiled call (about 20 tiny ufuncs otherwise)
-            _emit_and_update(out, t, R, order, self.gated, propagate_uncertainty, self.loc,
-                             self.scale, self.dx_scale, self.ddx_scale, self.min_var, info_vec,
-                             info_prec, means, covs, pm, pv, coef, share, feat, kin,
-                             self._acc_divisor)
+        if z.shape[0] != M * R:
+            raise ValueError(f"z has {z.shape[0]} rows; expected {M * R} (M * n_samples).")
+
+        def time_major(a, dtype=np.float64):  # free for the transposed views encode_fast returns
+            return np.ascontiguousarray(np.transpose(a, (1, 0, 2)), dtype=dtype)
+
+        means, covs, pm, pv = (np.empty((T, M, D)) for _ in range(4))
+        coef = np.empty((3, T, M, D))  # the smoother reads it in this layout
+        share = np.empty((T, M, D))
+        hs = np.empty((T, M, self.rnn_dim) if return_hidden else (0, 0, 0), dt)
+        srnn_forward(time_major(info_vec), time_major(info_prec), time_major(z, dt),
+                     *self._fast["forward"], self.residual_order, self.gated,
+                     bool(propagate_uncertainty), self.loc, self.scale, self.dx_scale,
+                     self.ddx_scale, self.min_var, self._acc_divisor, MAX_PRIOR_VAR,
+                     means, covs, pm, pv, coef, share, hs)
         out = tuple(a.transpose(1, 0, 2) for a in (means, covs, pm, pv))
         if return_hidden:
             out += (hs,)
@@ -519,251 +439,14 @@ class NumpySRNN:
         return out
 
 
-@numba.njit(cache=True, inline="always")
-def _average(total, R):
-    """``total / R``, without the division for a single latent row (the same value)."""
-    return total if R == 1 else total / R
-
-
-@numba.njit(cache=True)
-def _emit_and_update(out, t, R, order, gated, propagate, loc, scale, dx_scale, ddx_scale,
-                     min_var, info_vec, info_prec, means, covs, pm, pv, coef, share, feat, kin,
-                     acc_unit):
-    """Frame ``t`` of :meth:`NumpySRNN.forward_pass` after the decoder network.
-
-    Turns the decoder output ``out`` (M R, 2 D; 4 D with the ``gated`` extrapolation), ``R``
-    latent rows per source, into the prior :math:`N(\\mu_t, v_t)` (residual base, gated
-    velocity and acceleration, clipped log-variance, variance floor, moment matching over the
-    ``R`` rows, propagated input uncertainty) and takes its element-wise Gaussian product with
-    the evidence, writing row ``t`` of every output (``coef``: the transition coefficients
-    :math:`\\partial \\mu_t / \\partial m_{t-k}`, k = 1, 2, 3; ``share``: the network's own
-    share of the prediction's variance). Then the inputs of frame ``t + 1``: ``feat`` gets
-    ``(x_{t-1}, x_t)`` in the network's precision, and ``kin`` (unless it has no rows) the
-    acceleration and jerk of ``x_t`` over ``acc_unit``, zero where the frames before are
-    missing.
-    """
-    _, M, D = means.shape
-    o = min(order, t)
-    for m in range(M):
-        for d in range(D):
-            vel = 0.0
-            acc = 0.0
-            if gated and t >= 2:
-                vel = means[t - 1, m, d] - means[t - 2, m, d]
-                if t >= 3:
-                    acc = vel - means[t - 2, m, d] + means[t - 3, m, d]
-            c1_sum = 0.0  # delta-method coefficients of m_{t-1}, m_{t-2}, m_{t-3}
-            c2_sum = 0.0
-            c3_sum = 0.0
-            c1_sq = 0.0
-            c2_sq = 0.0
-            c3_sq = 0.0
-            if o == 2:
-                base = 2.0 * means[t - 1, m, d] - means[t - 2, m, d]
-                sc = ddx_scale[d]
-            elif o == 1:
-                base = means[t - 1, m, d]
-                sc = dx_scale[d]
-            else:
-                base = loc[d]
-                sc = scale[d]
-            # moment matching: mean variance plus the spread of the row means (0 for R = 1)
-            mu_sum = 0.0
-            mu_sq = 0.0
-            var_sum = 0.0
-            for r in range(R):
-                row = m * R + r
-                lv = min(max(np.float64(out[row, D + d]), _LOGVAR_MIN), _LOGVAR_MAX)
-                mu_r = sc * np.float64(out[row, d])
-                if gated and t >= 2:
-                    g_v = 1.0 / (1.0 + np.exp(-np.float64(out[row, 2 * D + d])))
-                    g_a = 0.0
-                    if t >= 3:
-                        g_a = 1.0 / (1.0 + np.exp(-np.float64(out[row, 3 * D + d])))
-                    mu_r += g_v * vel + g_a * acc
-                    c1 = 1.0 + g_v + g_a
-                    c1_sum += c1
-                    c2_sum += g_v + 2.0 * g_a
-                    c3_sum += g_a
-                    c1_sq += c1 * c1
-                    c2_sq += (g_v + 2.0 * g_a) ** 2
-                    c3_sq += g_a * g_a
-                mu_sum += mu_r
-                mu_sq += mu_r * mu_r
-                var_sum += np.exp(lv) * sc * sc + min_var[d]
-            mu_bar = _average(mu_sum, R)
-            var = _average(var_sum, R) + (_average(mu_sq, R) - mu_bar * mu_bar)
-            mu = base + mu_bar
-            if gated and t >= 2:
-                coef[0, t, m, d] = _average(c1_sum, R)
-                coef[1, t, m, d] = -_average(c2_sum, R)
-                coef[2, t, m, d] = _average(c3_sum, R)
-            elif o == 2:
-                coef[0, t, m, d] = 2.0
-                coef[1, t, m, d] = -1.0
-            elif o == 1:
-                coef[0, t, m, d] = 1.0
-            own = var
-            if propagate and order >= 1 and t >= 1:
-                if gated and t >= 2:
-                    var += (_average(c1_sq, R) * covs[t - 1, m, d]
-                            + _average(c2_sq, R) * covs[t - 2, m, d])
-                    if t >= 3:
-                        var += _average(c3_sq, R) * covs[t - 3, m, d]
-                elif order == 2 and t >= 2:
-                    var += 4.0 * covs[t - 1, m, d] + covs[t - 2, m, d]
-                else:
-                    var += covs[t - 1, m, d]
-                var = min(var, MAX_PRIOR_VAR)
-            pm[t, m, d] = mu
-            pv[t, m, d] = var
-            share[t, m, d] = min(own / var, 1.0)
-            sigma = var / (var * info_prec[t, m, d] + 1.0)
-            covs[t, m, d] = sigma
-            means[t, m, d] = sigma * (mu / var + info_vec[t, m, d])
-    for m in range(M):  # the next frame's inputs
-        for d in range(D):
-            feat[m, d] = means[max(t - 1, 0), m, d]
-            feat[m, D + d] = means[t, m, d]
-            if kin.shape[0] > 0:
-                acc = 0.0
-                jerk = 0.0
-                if t >= 2:
-                    acc = means[t, m, d] - 2.0 * means[t - 1, m, d] + means[t - 2, m, d]
-                if t >= 3:
-                    jerk = acc - (means[t - 1, m, d] - 2.0 * means[t - 2, m, d]
-                                  + means[t - 3, m, d])
-                kin[m, d] = acc / acc_unit[d]
-                kin[m, D + d] = jerk / acc_unit[d]
-
-
-@numba.njit(cache=True)
-def _linear_features(x, loc, scale, dx_scale, acc_unit, velocity, level, out, acc):
-    """The features of :meth:`NumpySRNN._sequence_features` that need no arcsinh.
-
-    Writes ``out[t, m]``: the standardised position, the velocity (if ``velocity``) and the
-    constant ``level`` (unless NaN) in their columns, and ``acc[0 / 1, t, m]`` the scaled
-    acceleration and jerk (zero where the frames before are missing), whose arcsinh the caller
-    takes. Expressions as in the NumPy version, so the values are the same.
-    """
-    M, T, D = x.shape
-    F = out.shape[2]
-    n_acc = acc.shape[0]
-    for m in range(M):
-        for t in range(T):
-            for d in range(D):
-                out[t, m, d] = (x[m, t, d] - loc[d]) / scale[d]
-                if velocity:
-                    v = 0.0
-                    if t >= 1:
-                        v = (x[m, t, d] - x[m, t - 1, d]) / dx_scale[d]
-                    out[t, m, D + d] = v
-                if n_acc:
-                    a = 0.0
-                    j = 0.0
-                    if t >= 2:
-                        dd = x[m, t, d] - 2.0 * x[m, t - 1, d] + x[m, t - 2, d]
-                        a = dd / acc_unit[d]
-                        if t >= 3:
-                            dd1 = x[m, t - 1, d] - 2.0 * x[m, t - 2, d] + x[m, t - 3, d]
-                            j = (dd - dd1) / acc_unit[d]
-                    acc[0, t, m, d] = a
-                    acc[1, t, m, d] = j
-            if not np.isnan(level):
-                out[t, m, F - 1] = level
-
-
-@numba.njit(cache=True)
-def _place_columns(acc, first, out):
-    """``out[t, m, first + k D + d] = acc[k, t, m, d]`` (cast to ``out``'s precision)."""
-    K, T, M, D = acc.shape
-    for t in range(T):
-        for m in range(M):
-            for k in range(K):
-                for d in range(D):
-                    out[t, m, first + k * D + d] = acc[k, t, m, d]
-
-
-@numba.njit(cache=True)
-def _split_latent_moments(o, mean, logvar):
-    """The encoder's output ``o = [mean, log-variance]`` into ``mean`` and the clipped
-    ``logvar`` (one pass; NumPy would copy and clip four values per row at a time)."""
-    M, Z = mean.shape
-    for m in range(M):
-        for k in range(Z):
-            mean[m, k] = o[m, k]
-            v = o[m, Z + k]
-            if v < _LOGVAR_MIN:
-                v = _LOGVAR_MIN
-            elif v > _LOGVAR_MAX:
-                v = _LOGVAR_MAX
-            logvar[m, k] = v
-
-
-@numba.njit(cache=True)
-def _lstm_cell(g, c, c_out, o_out):
-    """The element-wise part of :func:`_lstm_step` after its tanh (fast gate layout).
-
-    ``g = tanh`` of the gate inputs, sigmoid gates halved beforehand, so ``sigmoid = g / 2 +
-    1 / 2``; writes the new cell state and the output gate. One pass over the rows: NumPy on
-    the gate columns of ``g`` would run one inner loop per row and gate.
-    """
-    M, n4 = g.shape
-    n = n4 // 4
-    half = g.dtype.type(0.5)
-    for m in range(M):
-        for j in range(n):
-            i = g[m, j] * half + half
-            f = g[m, n + j] * half + half
-            cc = c[m, j] * f
-            cc += i * g[m, 3 * n + j]
-            c_out[m, j] = cc
-            o_out[m, j] = g[m, 2 * n + j] * half + half
-
-
-def _cast(tree, dtype):
-    """Nested tuples, lists and dicts with their float arrays cast to ``dtype``."""
-    if isinstance(tree, dict):
-        return {k: _cast(v, dtype) for k, v in tree.items()}
-    if isinstance(tree, (tuple, list)):
-        return type(tree)(_cast(v, dtype) for v in tree)
-    if isinstance(tree, np.ndarray) and tree.dtype.kind == "f":
-        return np.ascontiguousarray(tree, dtype=dtype)
-    return tree
-
-
 def _gates(a: np.ndarray, H: int) -> np.ndarray:
     """Torch gate columns (i, f, g, o) -> fast layout (i, f, o, g), sigmoid inputs halved."""
     i, f, g, o = (a[..., j * H:(j + 1) * H] for j in range(4))
     return np.concatenate([0.5 * i, 0.5 * f, 0.5 * o, g], -1)
 
 
-def _block_gates(ws: list[np.ndarray]) -> np.ndarray:
-    """Block-diagonal weights ``(sum of inputs, 4 J H)`` of ``J`` LSTMs run side by side.
-
-    Columns are gate-major in the fast layout, the LSTMs' units side by side inside each gate;
-    the rows of LSTM ``j`` read its own inputs only.
-    """
-    J = len(ws)
-    H = ws[0].shape[1] // 4
-    rows = np.cumsum([0] + [w.shape[0] for w in ws])
-    out = np.zeros((rows[-1], 4, J, H))
-    for j, w in enumerate(ws):
-        out[rows[j]:rows[j + 1], :, j] = _gates(w, H).reshape(w.shape[0], 4, H)
-    return out.reshape(rows[-1], 4 * J * H)
-
-
-def _lstm_step(pre, h, c, w_hh):
-    """One step of LSTMs in the fast layout: ``pre`` is ``x W_ih + b`` of this frame."""
-    g = h @ w_hh
-    g += pre
-    np.tanh(g, out=g)  # SIMD over the whole batch; the compiled cell needs no libm call
-    c_new = np.empty_like(c)
-    o = np.empty_like(c)
-    _lstm_cell(g, c, c_new, o)
-    h = np.tanh(c_new)
-    h *= o
-    return h, c_new
+def _as(a: np.ndarray, dtype) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=dtype)
 
 
 def _run_layers(x: np.ndarray, layers) -> np.ndarray:

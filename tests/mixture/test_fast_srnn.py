@@ -63,15 +63,51 @@ def test_encode_fast_equals_torch(config):
 @pytest.mark.parametrize("config", CONFIGS)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_time_major_features_equal_the_numpy_features(config, dtype):
-    # the compiled features of the fast paths against the whole-array NumPy version, value for
-    # value (the same expressions), with large accelerations so that the arcsinh is nonlinear
+    # the compiled features of the fast paths against the whole-array NumPy version, with large
+    # accelerations so that the arcsinh is nonlinear: to rounding in float64; in float32
+    # within a rounding of the float32 value (the arcsinh is computed from its own logarithm)
     twin = NumpySRNN(_module(config), dtype)
     x = _trajectories(np.random.default_rng(2), M=5, T=7)
     x[2, 3] += 0.3
-    ref = twin._sequence_features(x).transpose(1, 0, 2).astype(dtype)
+    ref = twin._sequence_features(x).transpose(1, 0, 2)
     out = twin._time_major_features(x)
     assert out.dtype == dtype and out.shape == ref.shape
-    np.testing.assert_array_equal(out, ref)
+    if dtype == np.float64:
+        np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-13)
+    else:
+        ulp = np.spacing(np.abs(ref).astype(np.float32)).astype(float)
+        assert np.all(np.abs(out - ref) <= 2 * ulp + 2.5e-7)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_vectorised_tanh_exp_and_arcsinh_against_numpy(dtype):
+    """The kernels' float32 tanh, exp and arcsinh (rational fit, range reduction, logarithm from
+    the float's bits) within a few float32 roundings of NumPy's float64; float64 exact."""
+    import numba
+
+    from mixest._kernels._srnn import _arcsinh_into, _exp_into, _tanh
+
+    @numba.njit
+    def tanh_all(v, out):
+        for i in range(v.shape[0]):
+            out[i] = _tanh(v[i])
+
+    v = np.concatenate([np.linspace(-12.0, 12.0, 200_001), [0.0, -1e-30, 1e-8, 30.0, -1e4]])
+    tol = 4 * np.finfo(np.float32).eps if dtype == np.float32 else 1e-15  # 4.8e-7
+    out = np.empty(v.shape, dtype)
+    tanh_all(v.astype(dtype), out)
+    ref = np.tanh(v.astype(dtype).astype(float))
+    assert np.max(np.abs(out - ref)) <= tol  # |tanh| <= 1: absolute error
+    lv = np.linspace(-18.0, 12.0, 100_001)  # the clipped log-variances
+    _exp_into(lv.astype(dtype), out[: lv.size])
+    ref = np.exp(lv.astype(dtype).astype(float))
+    assert np.max(np.abs(out[: lv.size] / ref - 1.0)) <= tol
+    a = np.concatenate([v, -np.logspace(-12, 12, 1001), np.logspace(-12, 12, 1001)])
+    out = np.empty(a.shape, dtype)
+    _arcsinh_into(a, out)
+    ref = np.arcsinh(a)
+    err = np.abs(out - ref)
+    assert np.all(err <= tol * np.maximum(np.abs(ref), 1.0)), err.max()
 
 
 class _Fixed:
