@@ -135,3 +135,25 @@ def test_reference_box_is_validated(mot_module):
     for bad in ([0.5, 0.5, 0.4, 0.6], [0.1, 0.2, np.nan, 0.3], [0.1, 0.2, 0.3]):
         with pytest.raises(ValueError, match="reference_box"):
             SizeFrame(DVAEDynamics(mot_module), bad)
+
+
+def test_compiled_maps_of_whole_passes_equal_the_broadcast_maps(mot_module):
+    """The maps in and out of the prior's frame on (M, T, D) arrays, one compiled loop each,
+    against the broadcasting expressions they replace, to the last bit and in the layout of
+    their input (the forward pass's moments are time-major views)."""
+    rng = np.random.default_rng(3)
+    frame = SizeFrame(DVAEDynamics(mot_module), REF)
+    x = rng.random((6, 9, 4))
+    frame._frame = frame._fit_frame(0.5 + 4.0 * (x - 0.5))
+    a, b = frame._frame[0][:, None], frame._frame[1][:, None]
+    np.testing.assert_array_equal(frame._in(x), a * x + b)
+    iv, ip = rng.standard_normal(x.shape), rng.uniform(0, 1e4, x.shape)
+    got = frame._evidence_in(iv, ip)
+    np.testing.assert_array_equal(got[0], iv / a + ip * b / a**2)
+    np.testing.assert_array_equal(got[1], ip / a**2)
+    mean = rng.random((9, 6, 4)).transpose(1, 0, 2)  # time-major storage
+    var = rng.random((9, 6, 4)).transpose(1, 0, 2)
+    m_out, v_out = frame._out(mean, var)
+    np.testing.assert_array_equal(m_out, (mean - b) / a)
+    np.testing.assert_array_equal(v_out, var / a**2)
+    assert m_out.strides == mean.strides and v_out.strides == var.strides
