@@ -96,6 +96,8 @@ def tracking_run(T: int, n: int, max_iter: int, prior: str = "pretrained:mot",
     iterations (``tol=0``), then with the default stopping rule; timings (the median of
     ``repeat`` runs each) and peak memory (one more run: the thread that samples it takes time
     from the workers on a small machine)."""
+    if int(repeat) < 1:
+        raise ValueError(f"repeat must be at least 1, got {repeat!r}.")
     import torch
 
     torch.set_num_threads(2)
