@@ -72,6 +72,11 @@ def pooled(scores: dict, names, T: int | None = None) -> float:
             / sum(scores[k][1] for k in keys))
 
 
+def per_length(scores: dict, names) -> str:
+    """:func:`pooled` at each of the ``LENGTHS``, as "0.123 / 0.456"."""
+    return " / ".join(f"{pooled(scores, names, T):.3f}" for T in LENGTHS)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mot17", default=str(REPO.parent / "shared" / "data" / "mot17"))
@@ -145,14 +150,12 @@ def main(argv: list[str] | None = None) -> int:
             held_out_default=" / ".join(f"{default[T, name][0]:.3f}" for T in LENGTHS))
     add(held_out="all three, each with its fold's choice", settings="",
         other_two_chosen="", other_two_default="",
-        held_out_chosen=" / ".join(f"{pooled(held, names, T):.3f}" for T in LENGTHS),
-        held_out_default=" / ".join(f"{pooled(default, names, T):.3f}" for T in LENGTHS))
+        held_out_chosen=per_length(held, names), held_out_default=per_length(default, names))
     best = max(grid, key=lambda s: pooled(by_setting[s], names))
     add(held_out="none (the best on all three: optimistic)", settings=describe(best),
         other_two_chosen="", other_two_default="",
-        held_out_chosen=" / ".join(f"{pooled(by_setting[best], names, T):.3f}"
-                                   for T in LENGTHS),
-        held_out_default=" / ".join(f"{pooled(default, names, T):.3f}" for T in LENGTHS))
+        held_out_chosen=per_length(by_setting[best], names),
+        held_out_default=per_length(default, names))
     header = ("| sequence left out | settings chosen on the other two | MOTA there, chosen | "
               f"MOTA there, {base} | MOTA left out, chosen (T = 60 / 120) | "
               f"MOTA left out, {base} |\n|---|---|---|---|---|---|")
@@ -170,8 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             row = {"candidate": describe(setting)}
             for name in [*names, None]:
                 keep = names if name is None else [name]
-                row[name or "all three"] = " / ".join(
-                    f"{pooled(by_setting[setting], keep, T):.3f}" for T in LENGTHS)
+                row[name or "all three"] = per_length(by_setting[setting], keep)
             row["markdown"] = "| " + " | ".join(row.values()) + " |"
             candidates.append(row)
             print(row["markdown"], flush=True)

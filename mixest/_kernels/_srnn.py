@@ -40,6 +40,7 @@ from numba.extending import overload
 
 __all__ = ["srnn_encode", "srnn_features", "srnn_forward"]
 
+#: The clip of the networks' log-variances (the torch module's own, mixest.dvae._modules)
 _LOGVAR_MIN, _LOGVAR_MAX = -18.0, 12.0
 
 #: tanh(x) = x P(x^2) / Q(x^2) on [-9, 9] (clamped outside, where tanh rounds to +-1 in
@@ -100,12 +101,7 @@ def _arcsinh_into_overload(values, out):
     vectorise (a C library call per value took a fifth of the E-S pass). Error below 3e-8
     where ``|arcsinh| <= 1`` and 6e-8 relative beyond: float32 rounding."""
     if out.dtype != types.float32:
-        def exact(values, out):
-            v = values.ravel()
-            o = out.ravel()
-            for i in range(v.shape[0]):
-                o[i] = np.arcsinh(v[i])
-        return exact
+        return lambda values, out: np.arcsinh(values, out)
 
     def approximate(values, out):
         v = values.ravel()
@@ -151,12 +147,7 @@ def _exp_into_overload(values, out):
     ``e^r`` its Taylor polynomial of degree 7 (relative error below 2e-7), ``2^k`` written
     into a float's exponent bits, so that the loops vectorise."""
     if out.dtype != types.float32:
-        def exact(values, out):
-            v = values.ravel()
-            o = out.ravel()
-            for i in range(v.shape[0]):
-                o[i] = np.exp(v[i])
-        return exact
+        return lambda values, out: np.exp(values, out)
 
     def approximate(values, out):
         v = values.ravel()
@@ -522,6 +513,7 @@ def srnn_forward(info_vec, info_prec, z, g0, w_2, w_x, b_x, act1, w_acc, ws_f, b
     net_var = np.empty((M * R, D), dt)
     gate_v = np.zeros((M * R, D), dt)
     gate_a = np.zeros((M * R, D), dt)
+    half = dt.type(0.5)
     for t in range(T):
         if t == 0:  # the LSTM's input: features of m_{t-1} (x_0 = 0 at t = 0)
             for i in range(M):
@@ -563,7 +555,6 @@ def srnn_forward(info_vec, info_prec, z, g0, w_2, w_x, b_x, act1, w_acc, ws_f, b
                 pr[j] = _tanh(v) if dact0 else v
         dec = _mlp(p, ws_d, bs_d, acts_d)
         # the decoder's transcendental read-outs in whole-frame loops, which vectorise
-        half = dt.type(0.5)
         for row in range(M * R):
             for d in range(D):
                 log_var[row, d] = min(max(dec[row, D + d], dt.type(_LOGVAR_MIN)),
