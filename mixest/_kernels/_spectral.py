@@ -29,7 +29,7 @@ import math
 import numba
 import numpy as np
 
-from mixest._kernels._estep_w import normalise_scores
+from mixest._kernels._float32 import JIT, exp_into
 
 __all__ = ["additive_powers", "additive_powers_numpy", "expected_power",
            "expected_power_numpy", "feed_terms", "feed_terms_numpy",
@@ -69,25 +69,47 @@ def spectral_e_w_numpy(x: np.ndarray, v_x: np.ndarray, means: np.ndarray, covs: 
     return eta / eta.sum(axis=2, keepdims=True)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**JIT)
 def _e_w(x, v_x, means, covs, log_prior, out):
     B, T, N, F = means.shape
-    score = np.empty(N)
+    inv = np.empty(F)
+    best = np.empty(F)
+    score = np.empty((N, F))
+    # the scores relative to their maximum, and their exponentials, in eta's precision: float32
+    # for single-precision sources, whose exponential then vectorises (exp_into)
+    rel = np.empty((N, F), out.dtype)
+    weight = np.empty((N, F), out.dtype)
+    total = np.empty(F)
     for b in range(B):
         for t in range(T):
+            xt = x[b, t]
             for f in range(F):
-                xr, xi, inv = x[b, t, f].real, x[b, t, f].imag, 1.0 / v_x[b, t, f]
-                best = -np.inf
-                for n in range(N):
-                    m = means[b, t, n, f]
-                    dr, di = xr - m.real, xi - m.imag
-                    s = log_prior[b, n] - (dr * dr + di * di + covs[b, t, n, f]) * inv
-                    score[n] = s
-                    if s > best:
-                        best = s
-                normalise_scores(score, best, N)
-                for n in range(N):
-                    out[b, t, n, f] = score[n]
+                inv[f] = 1.0 / v_x[b, t, f]
+            # source by source along the bins: each source's row of the means is contiguous
+            for n in range(N):
+                m, c, s, lp = means[b, t, n], covs[b, t, n], score[n], log_prior[b, n]
+                for f in range(F):
+                    dr = xt[f].real - m[f].real
+                    di = xt[f].imag - m[f].imag
+                    s[f] = lp - (dr * dr + di * di + c[f]) * inv[f]
+            best[:] = score[0]
+            for n in range(1, N):
+                for f in range(F):
+                    best[f] = max(best[f], score[n, f])
+            for n in range(N):
+                for f in range(F):
+                    rel[n, f] = score[n, f] - best[f]
+            exp_into(rel, weight)
+            total[:] = 0.0
+            for n in range(N):
+                for f in range(F):
+                    total[f] += weight[n, f]
+            for f in range(F):
+                inv[f] = 1.0 / total[f]
+            for n in range(N):
+                o = out[b, t, n]
+                for f in range(F):
+                    o[f] = weight[n, f] * inv[f]
 
 
 def spectral_e_w(x: np.ndarray, v_x: np.ndarray, means: np.ndarray, covs: np.ndarray,
@@ -97,7 +119,9 @@ def spectral_e_w(x: np.ndarray, v_x: np.ndarray, means: np.ndarray, covs: np.nda
     ``eta`` is a ``(B, T, N, F)`` view of sequence-major memory, like the evidence
     (:func:`spectral_evidence`); the inputs may have any memory layout. The scores are
     computed in float64; ``eta`` is float32 when the means are complex64 (single-precision
-    sources), else float64.
+    sources), else float64. In float32 the softmax's exponentials are the vectorised ones of
+    :mod:`mixest._kernels._float32` (within a few float32 roundings; in float64 the C
+    library's).
     """
     means = _complex(means)
     out = _sequence_major(means.shape, means.real.dtype)

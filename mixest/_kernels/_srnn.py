@@ -12,7 +12,7 @@ were slower: their temporaries leave the cache). Everything element-wise between
 the LSTM cells, the encoder's read-out, the prior's Gaussian product) is a fused loop. The
 network's tanh (every sigmoid gate is one, see :func:`mixest.mixture._numpy_srnn._gates`), the
 exponential of its log-variances and the arcsinh of its acceleration features are float32
-approximations that vectorise (:func:`_tanh32`, :func:`_exp_into`, :func:`_arcsinh_into`),
+approximations that vectorise (:mod:`mixest._kernels._float32`),
 accurate to a few float32 roundings: a call to the C library per value cannot be vectorised,
 and cost more than the products. ``error_model="numpy"`` lets their divisions vectorise (there
 is no division by zero to check). Float64 networks (the twin's ``dtype``) take the C library's
@@ -35,146 +35,15 @@ import numpy as np
 # the BLAS that Numba's np.dot calls, loaded with this module so that the thread limits the
 # engine sets before a VEM run (one thread per process) apply to it as well
 import scipy.linalg.cython_blas  # noqa: F401
-from numba import types
-from numba.extending import overload
+
+from mixest._kernels._float32 import JIT, arcsinh_into, exp_into, tanh
 
 __all__ = ["srnn_encode", "srnn_features", "srnn_forward"]
 
 #: The clip of the networks' log-variances (the torch module's own, mixest.dvae._modules)
 _LOGVAR_MIN, _LOGVAR_MAX = -18.0, 12.0
 
-#: tanh(x) = x P(x^2) / Q(x^2) on [-9, 9] (clamped outside, where tanh rounds to +-1 in
-#: float32), the result clipped to [-1, 1]: a least-squares fit of the relative error with
-#: weights 1 / Q, iterated (Loeb's method). Largest error 3.9e-7 (3.3 float32 epsilons, most
-#: of it the rounding of its own float32 arithmetic); Q >= 1, so the division is safe.
-_P = (0.9999999593187304, 0.12926956666106693, 2.9290265205146665e-03, 9.341829785592754e-06,
-      -1.299862276937187e-08, 1.8797688217819718e-11)
-_Q = (1.0, 0.46260249295445127, 2.3797122809243607e-02, 2.2923614960006062e-04)
-_CLAMP = 9.0
-
-_JIT = dict(cache=True, nogil=True, fastmath=True, error_model="numpy")
-
-
-@numba.njit(inline="always", **_JIT)
-def _tanh32(v):
-    """Float32 tanh of one value by the rational fit above (vectorisable, no libm call)."""
-    v = v if v < np.float32(_CLAMP) else np.float32(_CLAMP)
-    v = v if v > np.float32(-_CLAMP) else np.float32(-_CLAMP)
-    u = v * v
-    p = np.float32(_P[5])
-    p = p * u + np.float32(_P[4])
-    p = p * u + np.float32(_P[3])
-    p = p * u + np.float32(_P[2])
-    p = p * u + np.float32(_P[1])
-    p = p * u + np.float32(_P[0])
-    q = np.float32(_Q[3])
-    q = q * u + np.float32(_Q[2])
-    q = q * u + np.float32(_Q[1])
-    q = q * u + np.float32(1.0)
-    r = v * p / q
-    r = r if r < np.float32(1.0) else np.float32(1.0)
-    return r if r > np.float32(-1.0) else np.float32(-1.0)
-
-
-def _tanh(v):
-    """tanh in the network's precision: :func:`_tanh32` for float32, the C library's for
-    float64 (chosen when compiled, so that no loop holds a call it does not need)."""
-    return np.tanh(v)
-
-
-@overload(_tanh, jit_options=_JIT)
-def _tanh_overload(v):
-    if isinstance(v, types.Float) and v.bitwidth == 32:
-        return lambda v: _tanh32(v)
-    return lambda v: np.tanh(v)
-
-
-def _arcsinh_into(values, out):
-    """``out[...] = arcsinh(values)`` (same shape, contiguous); see the overload."""
-    out[...] = np.arcsinh(values)
-
-
-@overload(_arcsinh_into, jit_options=_JIT)
-def _arcsinh_into_overload(values, out):
-    """Float64 outputs: the C library. Float32 outputs (network inputs): ``log(a + sqrt(a^2 +
-    1))`` with the logarithm computed from the float's exponent and mantissa, so that the loops
-    vectorise (a C library call per value took a fifth of the E-S pass). Error below 3e-8
-    where ``|arcsinh| <= 1`` and 6e-8 relative beyond: float32 rounding."""
-    if out.dtype != types.float32:
-        return lambda values, out: np.arcsinh(values, out)
-
-    def approximate(values, out):
-        v = values.ravel()
-        o = out.ravel()
-        bits = o.view(np.int32)
-        n = v.shape[0]
-        for i in range(n):  # w = |v| + sqrt(v^2 + 1) >= 1, stored to read its bits
-            a = abs(v[i])
-            w = a + np.sqrt(a * a + 1.0) if a < 1e4 else 2.0 * a
-            o[i] = np.float32(w)
-        exponent = np.empty(n, np.float32)
-        for i in range(n):  # w = 2^e m with m in [1, 2)
-            b = bits[i]
-            exponent[i] = np.float32((b >> 23) - 127)
-            bits[i] = (b & 0x007FFFFF) | 0x3F800000
-        for i in range(n):  # log m = 2 atanh(s), s = (m - 1) / (m + 1), |s| < 1/3
-            m = o[i]
-            e = exponent[i]
-            if m > np.float32(1.4142135):  # m in [sqrt(1/2), sqrt(2)): |s| < 0.172
-                m *= np.float32(0.5)
-                e += np.float32(1.0)
-            s = (m - np.float32(1.0)) / (m + np.float32(1.0))
-            s2 = s * s
-            series = np.float32(1.0 / 9.0)
-            series = series * s2 + np.float32(1.0 / 7.0)
-            series = series * s2 + np.float32(1.0 / 5.0)
-            series = series * s2 + np.float32(1.0 / 3.0)
-            series = series * s2 + np.float32(1.0)
-            r = e * np.float32(0.6931471805599453) + np.float32(2.0) * s * series
-            o[i] = r if v[i] >= 0 else -r
-    return approximate
-
-
-def _exp_into(values, out):
-    """``out[...] = exp(values)`` (same shape, contiguous); see the overload."""
-    out[...] = np.exp(values)
-
-
-@overload(_exp_into, jit_options=_JIT)
-def _exp_into_overload(values, out):
-    """Float64: the C library. Float32 (the network's clipped log-variances, within [-18, 12]):
-    ``2^k e^r`` with ``k`` the nearest integer to ``x / log 2``, ``|r| <= log(2) / 2`` and
-    ``e^r`` its Taylor polynomial of degree 7 (relative error below 2e-7), ``2^k`` written
-    into a float's exponent bits, so that the loops vectorise."""
-    if out.dtype != types.float32:
-        return lambda values, out: np.exp(values, out)
-
-    def approximate(values, out):
-        v = values.ravel()
-        o = out.ravel()
-        n = v.shape[0]
-        power = np.empty(n, np.int32)
-        for i in range(n):
-            x = min(max(v[i], np.float32(-80.0)), np.float32(80.0))
-            k = np.floor(x * np.float32(1.4426950408889634) + np.float32(0.5))
-            r = x - k * np.float32(0.693359375)  # log 2 in two parts (Cody and Waite)
-            r = r + k * np.float32(2.12194440e-4)
-            p = np.float32(1.0 / 5040.0)
-            p = p * r + np.float32(1.0 / 720.0)
-            p = p * r + np.float32(1.0 / 120.0)
-            p = p * r + np.float32(1.0 / 24.0)
-            p = p * r + np.float32(1.0 / 6.0)
-            p = p * r + np.float32(0.5)
-            p = p * r + np.float32(1.0)
-            o[i] = p * r + np.float32(1.0)
-            power[i] = (np.int32(k) + 127) << 23
-        scale = power.view(np.float32)
-        for i in range(n):
-            o[i] *= scale[i]
-    return approximate
-
-
-@numba.njit(inline="always", **_JIT)
+@numba.njit(inline="always", **JIT)
 def _bias_act(y, b, act):
     """``y = act(y + b)`` in place, row by row."""
     N = b.shape[0]
@@ -182,13 +51,13 @@ def _bias_act(y, b, act):
         row = y[i]
         if act:
             for j in range(N):
-                row[j] = _tanh(row[j] + b[j])
+                row[j] = tanh(row[j] + b[j])
         else:
             for j in range(N):
                 row[j] += b[j]
 
 
-@numba.njit(**_JIT)
+@numba.njit(**JIT)
 def _mlp(x, ws, bs, acts):
     """The layers ``(ws[l], bs[l], acts[l])`` on the rows of ``x`` (new arrays, BLAS)."""
     y = np.dot(x, ws[0])
@@ -199,7 +68,7 @@ def _mlp(x, ws, bs, acts):
     return y
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(inline="always", **JIT)
 def _lstm_cells(gates, pre, h, c):
     """One LSTM step of every row, after ``gates = h @ W_hh`` (fast layout): adds the input
     part ``pre``, applies the gates and updates ``h`` and ``c`` (rows, H) in place."""
@@ -209,22 +78,22 @@ def _lstm_cells(gates, pre, h, c):
         g = gates[i]
         p = pre[i]
         for j in range(4 * H):
-            g[j] = _tanh(g[j] + p[j])
+            g[j] = tanh(g[j] + p[j])
         hi = h[i]
         ci = c[i]
         for j in range(H):
             cj = (g[H + j] * half + half) * ci[j] + (g[j] * half + half) * g[3 * H + j]
             ci[j] = cj
-            hi[j] = (g[2 * H + j] * half + half) * _tanh(cj)
+            hi[j] = (g[2 * H + j] * half + half) * tanh(cj)
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(inline="always", **JIT)
 def _average(total, R):
     """``total / R``, without the division for a single latent row (the same value)."""
     return total if R == 1 else total / R
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(inline="always", **JIT)
 def _emit(out, net_var, gate_v, gate_a, m, t, R, order, gated, propagate, loc, scale, dx_scale,
           ddx_scale, min_var, max_var, info_vec, info_prec, means, covs, pm, pv, coef, share):
     """Row ``m`` at frame ``t`` after the decoder: the prior from its latent rows ``m R ..
@@ -314,7 +183,7 @@ def _emit(out, net_var, gate_v, gate_a, m, t, R, order, gated, propagate, loc, s
         means[t, m, d] = sigma * (mu / var + info_vec[t, m, d])
 
 
-@numba.njit(**_JIT)
+@numba.njit(**JIT)
 def srnn_features(x, loc, scale, dx_scale, acc_unit, velocity, gated, level, out):
     """The network's input features of trajectories ``x`` (M, T, D), time-major.
 
@@ -348,13 +217,13 @@ def srnn_features(x, loc, scale, dx_scale, acc_unit, velocity, gated, level, out
             if level.shape[0]:
                 out[t, m, F - 1] = level[0]
         if gated:
-            _arcsinh_into(kin, kin_out)
+            arcsinh_into(kin, kin_out)
             for m in range(M):
                 for k in range(2 * D):
                     out[t, m, first + k] = kin_out[m, k]
 
 
-@numba.njit(**_JIT)
+@numba.njit(**JIT)
 def srnn_encode(f, ws_x, bs_x, acts_x, w_hh, ws_a, bs_a, acts_a, w_hh_e, w_h, w_a, b0, act0,
                 w_z, ws_rest, bs_rest, acts_rest, hidden, eps, R, z, zm, zlv):
     """E-Z: the posterior ``q(z | x)`` of every row.
@@ -433,7 +302,7 @@ def srnn_encode(f, ws_x, bs_x, acts_x, w_hh, ws_a, bs_a, acts_a, w_hh_e, w_h, w_
             base_a = p0_a[row // R]
             for j in range(n0):
                 v = pr[j] + base[j] + base_a[j] + b0[j]
-                pr[j] = _tanh(v) if act0 else v
+                pr[j] = tanh(v) if act0 else v
         out = _mlp(p, ws_rest, bs_rest, acts_rest)
         for row in range(M * R):
             for k in range(Z):
@@ -447,7 +316,7 @@ def srnn_encode(f, ws_x, bs_x, acts_x, w_hh, ws_a, bs_a, acts_a, w_hh_e, w_h, w_
                 z_prev[row, k] = value
 
 
-@numba.njit(**_JIT)
+@numba.njit(**JIT)
 def srnn_forward(info_vec, info_prec, z, g0, w_2, w_x, b_x, act1, w_acc, ws_f, bs_f, acts_f,
                  w_hh, w_dh, w_dz, db0, dact0, ws_d, bs_d, acts_d, order, gated, propagate,
                  loc, scale, dx_scale, ddx_scale, min_var, acc_unit, max_var,
@@ -537,7 +406,7 @@ def srnn_forward(info_vec, info_prec, z, g0, w_2, w_x, b_x, act1, w_acc, ws_f, b
                                           + means[t - 4, i, d])
                         kin_raw[i, d] = acc / acc_unit[d]
                         kin_raw[i, D + d] = jerk / acc_unit[d]
-                _arcsinh_into(kin_raw, kin)
+                arcsinh_into(kin_raw, kin)
                 x1 += np.dot(kin, w_acc)
             _bias_act(x1, b_x, act1)
             pre[:] = _mlp(x1, ws_f, bs_f, acts_f)
@@ -552,7 +421,7 @@ def srnn_forward(info_vec, info_prec, z, g0, w_2, w_x, b_x, act1, w_acc, ws_f, b
             base = d0[row // R]
             for j in range(db0.shape[0]):
                 v = pr[j] + base[j] + db0[j]
-                pr[j] = _tanh(v) if dact0 else v
+                pr[j] = tanh(v) if dact0 else v
         dec = _mlp(p, ws_d, bs_d, acts_d)
         # the decoder's transcendental read-outs in whole-frame loops, which vectorise
         for row in range(M * R):
@@ -560,9 +429,9 @@ def srnn_forward(info_vec, info_prec, z, g0, w_2, w_x, b_x, act1, w_acc, ws_f, b
                 log_var[row, d] = min(max(dec[row, D + d], dt.type(_LOGVAR_MIN)),
                                       dt.type(_LOGVAR_MAX))
                 if gated:
-                    gate_v[row, d] = half + half * _tanh(half * dec[row, 2 * D + d])
-                    gate_a[row, d] = half + half * _tanh(half * dec[row, 3 * D + d])
-        _exp_into(log_var, net_var)
+                    gate_v[row, d] = half + half * tanh(half * dec[row, 2 * D + d])
+                    gate_a[row, d] = half + half * tanh(half * dec[row, 3 * D + d])
+        exp_into(log_var, net_var)
         for m in range(M):
             _emit(dec, net_var, gate_v, gate_a, m, t, R, order, gated, propagate, loc, scale,
                   dx_scale, ddx_scale, min_var, max_var, info_vec, info_prec, means, covs, pm,

@@ -149,26 +149,27 @@ def latent_chain(pre: Tensor, w_z: Tensor, tanh0: bool, weights: list[Tensor],
                  biases: list[Tensor], tanh: list[bool], sample: bool,
                  generator: torch.Generator | None,
                  logvar_range: tuple[float, float]) -> tuple[Tensor, Tensor, Tensor]:
-    """The posterior's recursion over the frames when only ``z_{t-1}`` changes per frame.
+    """The posterior's recursion over the frames when only ``z_{t-1}`` changes per frame, for
+    ``k`` stacked networks of one shape at once (``k = 1`` for a module alone).
 
-    ``pre`` ``(B, T, D)`` is the encoder's first layer on what is known for every frame (bias
-    included), ``w_z`` ``(z_dim, D)`` its ``z_{t-1}`` rows; ``weights``, ``biases``, ``tanh``
-    the block's later layers (:func:`transposed_layers`), whose output is the posterior's mean
-    and log-variance (clamped to ``logvar_range``). ``z_t`` is the mean, or with ``sample``
-    one reparameterised draw. Returns ``z``, ``z_mean``, ``z_logvar``, each
-    ``(B, T, z_dim)``. Plain Python under autograd; compiled by TorchScript for inference
-    (:func:`mixest._torchscript.scripted`).
+    ``pre`` ``(k, B, T, D)`` is the encoder's first layer on what is known for every frame (bias
+    included), ``w_z`` ``(k, z_dim, D)`` its ``z_{t-1}`` rows; ``weights``, ``biases``,
+    ``tanh`` the block's later layers (:func:`transposed_layers`, stacked: ``(k, in, out)``
+    and ``(k, 1, out)``), whose output is the posterior's mean and log-variance (clamped to
+    ``logvar_range``). ``z_t`` is the mean, or with ``sample`` one reparameterised draw.
+    Returns ``z``, ``z_mean``, ``z_logvar``, each ``(k, B, T, z_dim)``. Plain Python under
+    autograd; compiled by TorchScript for inference (:func:`mixest._torchscript.scripted`).
     """
-    z = pre.new_zeros(pre.shape[0], w_z.shape[0])
+    z = pre.new_zeros(pre.shape[0], pre.shape[1], w_z.shape[1])
     zs: list[Tensor] = []
     means: list[Tensor] = []
     logvars: list[Tensor] = []
-    for t in range(pre.shape[1]):
-        out = torch.addmm(pre[:, t], z, w_z)
+    for t in range(pre.shape[2]):
+        out = torch.baddbmm(pre[:, :, t], z, w_z)
         if tanh0:
             out = torch.tanh(out)
         for i in range(len(weights)):
-            out = torch.addmm(biases[i], out, weights[i])
+            out = torch.baddbmm(biases[i], out, weights[i])
             if tanh[i]:
                 out = torch.tanh(out)
         qm, qlv = out.chunk(2, -1)
@@ -181,7 +182,7 @@ def latent_chain(pre: Tensor, w_z: Tensor, tanh0: bool, weights: list[Tensor],
         zs.append(z)
         means.append(qm)
         logvars.append(qlv)
-    return torch.stack(zs, 1), torch.stack(means, 1), torch.stack(logvars, 1)
+    return torch.stack(zs, 2), torch.stack(means, 2), torch.stack(logvars, 2)
 
 
 class DVAEModule(nn.Module):
@@ -684,10 +685,10 @@ class DVAEModule(nn.Module):
             pre = nn.functional.linear(known, lin0.weight[:, :k], lin0.bias)
             (w0, _, tanh0), *rest = transposed_layers(self.encoder_net)
             chain = latent_chain if torch.is_grad_enabled() else scripted(latent_chain)
-            Z, qm, qlv = chain(pre, w0[k:], tanh0,
-                               [w for w, _, _ in rest], [b for _, b, _ in rest],
-                               [t for _, _, t in rest], sample, generator,
-                               (_LOGVAR_MIN, _LOGVAR_MAX))
+            Z, qm, qlv = (r[0] for r in chain(
+                pre[None], w0[None, k:], tanh0, [w[None] for w, _, _ in rest],
+                [b[None, None] for _, b, _ in rest], [t for _, _, t in rest], sample,
+                generator, (_LOGVAR_MIN, _LOGVAR_MAX)))
             H = hs
         else:
             state = self.initial_state(B, level)

@@ -7,7 +7,8 @@ rows. :class:`StackedSRNNPass` holds the weights of several priors of one shape 
 that one operation serves all of them, and :func:`srnn_pass` runs the loop over the frames,
 compiled by TorchScript (:func:`mixest._torchscript.scripted`): a pass is one call that
 releases the interpreter lock once (two threads separating two batches then run in parallel)
-instead of some six thousand calls.
+instead of some six thousand calls. :meth:`StackedSRNNPass.encode` is the E-Z step of the same
+priors, stacked the same way, from the LSTM states the last E-S pass computed.
 
 :func:`next_feed` is the recursion's update per frame, shared with the plain Python loop that
 steps any other prior (``RecurrentSpectralDynamics.forward_pass``).
@@ -15,6 +16,7 @@ steps any other prior (``RecurrentSpectralDynamics.forward_pass``).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -22,7 +24,14 @@ import torch
 from torch import Tensor
 
 from mixest._torchscript import scripted
-from mixest.dvae._modules import LOG_EPS, POWER_LOGVAR_BOUND, transposed_layers
+from mixest.dvae._modules import (
+    _LOGVAR_MAX,
+    _LOGVAR_MIN,
+    LOG_EPS,
+    POWER_LOGVAR_BOUND,
+    latent_chain,
+    transposed_layers,
+)
 
 __all__ = ["StackedSRNNPass", "next_feed", "sampled_power", "srnn_pass"]
 
@@ -57,20 +66,21 @@ def next_feed(v: Tensor, prec: Tensor, power: Tensor, iv_re: Tensor | None,
 
 
 class SRNNWeights(NamedTuple):
-    """Weights of ``k`` stacked SRNN priors (each ``(k, in, out)``, biases ``(k, 1, out)``)."""
+    """Weights of ``k`` stacked SRNN priors (each ``(k, in, out)``, biases ``(k, 1, out)``),
+    their multilayer perceptrons in the sigmoid form of :func:`_sigmoid_form`."""
 
     feature_w: list[Tensor]
     feature_b: list[Tensor]
-    feature_tanh: list[bool]
+    feature_sigmoid: list[bool]
     first_gates: Tensor  # the gates' input share at frame 0 (zero features), bias included
     bias: Tensor
     w_ih: Tensor
     w_hh: Tensor
     dec_h: Tensor  # the h rows of the decoder's first layer (its z rows are precomputed)
-    dec_tanh: bool
+    dec_sigmoid: bool
     decoder_w: list[Tensor]  # the decoder's later layers
     decoder_b: list[Tensor]
-    decoder_tanh: list[bool]
+    decoder_sigmoid: list[bool]
     min_var: Tensor
     log_input: bool
     # the module's constants (TorchScript reads no global numbers)
@@ -78,11 +88,12 @@ class SRNNWeights(NamedTuple):
     logvar_bound: float = POWER_LOGVAR_BOUND
 
 
-def _mlp(x: Tensor, ws: list[Tensor], bs: list[Tensor], tanh: list[bool]) -> Tensor:
+def _mlp(x: Tensor, ws: list[Tensor], bs: list[Tensor], sigmoid: list[bool]) -> Tensor:
+    """Stacked layers in the sigmoid form of :func:`_sigmoid_form`."""
     for i in range(len(ws)):
         x = torch.baddbmm(bs[i], x, ws[i])
-        if tanh[i]:
-            x = x.tanh_()
+        if sigmoid[i]:
+            x = x.sigmoid_()
     return x
 
 
@@ -97,7 +108,7 @@ def srnn_step(fed: Tensor | None, z_part: Tensor, h: Tensor, c: Tensor,
     else:
         # the fed powers are non-negative (|mu|^2 + nu): the module's clamp is the identity
         x = (fed + w.log_eps).log_() if w.log_input else fed
-        x = _mlp(x, w.feature_w, w.feature_b, w.feature_tanh)
+        x = _mlp(x, w.feature_w, w.feature_b, w.feature_sigmoid)
         gates = torch.baddbmm(w.bias, x, w.w_ih).baddbmm_(h, w.w_hh)
     # (narrow and select: one view operation each, where [:, :, a:b] is three)
     sig = gates.narrow(2, 0, 3 * H).sigmoid_()
@@ -105,9 +116,9 @@ def srnn_step(fed: Tensor | None, z_part: Tensor, h: Tensor, c: Tensor,
                       gates.narrow(2, 3 * H, H).tanh_())
     h = sig.narrow(2, 2 * H, H) * c.tanh()
     out = torch.baddbmm(z_part, h, w.dec_h)
-    if w.dec_tanh:
-        out = out.tanh_()
-    out = _mlp(out, w.decoder_w, w.decoder_b, w.decoder_tanh)
+    if w.dec_sigmoid:
+        out = out.sigmoid_()
+    out = _mlp(out, w.decoder_w, w.decoder_b, w.decoder_sigmoid)
     out = out.clamp_(-w.logvar_bound, w.logvar_bound)
     return out.exp_().add_(w.min_var), h, c
 
@@ -138,6 +149,42 @@ def srnn_pass(prec: Tensor, power: Tensor, z_part: Tensor, w: SRNNWeights, var: 
             teacher_fed.select(2, t).copy_(fed)
 
 
+def _sigmoid_form(layers: list, reader: tuple[Tensor, Tensor] | None = None) -> tuple:
+    """An MLP's layers ``(w, b, tanh)`` rewritten to use the sigmoid, which torch computes
+    several times faster than the tanh on the CPU (0.5-0.7 against 3 ns a value).
+
+    ``tanh(u) = 2 sigmoid(2 u) - 1``: a layer that a tanh follows gets its weights and bias
+    doubled and a sigmoid ``s`` after it (its flag then means "sigmoid"), and the layer that
+    reads its output absorbs the affine map, ``(2 s - 1) @ w + b = s @ (2 w) + (b - 1 @ w)``.
+    ``reader``: the ``(w, b)`` that reads the last layer's output, if that is not a layer of
+    the block (the LSTM's input weights). A last layer with a tanh and no reader is refused.
+    Returns the layers and the reader, rewritten (computed in float64).
+    """
+    f64 = torch.float64
+    out, pending = [], None  # pending: the previous layer ended in a sigmoid
+    for w, b, tanh in [*layers, (*reader, False)] if reader is not None else layers:
+        w, b = w.to(f64), b.to(f64)
+        if pending:
+            w, b = 2.0 * w, b - w.sum(0)
+        if tanh:
+            w, b = 2.0 * w, 2.0 * b
+        out.append((w.float(), b.float(), tanh))
+        pending = tanh
+    if pending:
+        raise ValueError("a last layer with a tanh needs the layer that reads it.")
+    if reader is None:
+        return out, None
+    return out[:-1], out[-1][:2]
+
+
+def _standardisation_folded(module, w: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """A first layer ``(w, b)`` (``w`` ``(x_dim, out)``) that reads the standardised input,
+    as the layer that reads the input itself: ``(x - loc) / scale @ w + b = x @ (w / scale) +
+    (b - loc / scale @ w)``, computed in float64."""
+    scale, loc, w64 = (a.to(torch.float64) for a in (module.x_scale, module.x_loc, w))
+    return (w64 / scale[:, None]).float(), (b - (loc / scale) @ w64).float()
+
+
 class StackedSRNNPass:
     """The E-S pass of ``k`` spectral SRNN priors of one shape at once.
 
@@ -156,49 +203,86 @@ class StackedSRNNPass:
     @torch.no_grad()
     def __init__(self, modules: Sequence):
         modules = list(modules)
-        f64 = torch.float64
         H = modules[0].rnn_dim
         feature, decoder, w_ih, w_hh, bias, first = [], [], [], [], [], []
         for m in modules:
             device = m.x_loc.device
-            layers = transposed_layers(m.feature_x)
-            # frame 0 reads zero features (not standardised zeros): the block's output there
-            first.append(m.feature_x(torch.zeros(1, m.x_dim, device=device)))
-            (w, b, tanh), rest = layers[0], layers[1:]
-            scale, loc = m.x_scale.to(f64), m.x_loc.to(f64)
-            w64 = w.to(f64)  # (x - loc) / scale @ w + b = x @ (w / scale) + (b - loc / scale @ w)
-            layers = [((w64 / scale[:, None]).float(), (b - (loc / scale) @ w64).float(), tanh),
-                      *rest]
-            feature.append(layers)
-            *head, (w, b, tanh) = transposed_layers(m.decoder_net)
-            # log-variance = loc + scale * out: folded into the last layer
-            decoder.append([*head, (w * m.x_scale, m.x_loc + m.x_scale * b, tanh)])
             rnn = m.rnn
             order = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H),
                                torch.arange(2 * H, 3 * H)]).to(device)  # (i,f,g,o) -> (i,f,o,g)
-            w_ih.append(rnn.weight_ih_l0[order].t())
-            w_hh.append(rnn.weight_hh_l0[order].t())
-            bias.append((rnn.bias_ih_l0 + rnn.bias_hh_l0)[order])
+            w_in, w_hh_m = rnn.weight_ih_l0[order].t(), rnn.weight_hh_l0[order].t()
+            b = (rnn.bias_ih_l0 + rnn.bias_hh_l0)[order]
+            # frame 0 reads zero features (not standardised zeros): the gates' input share
+            first.append(b + m.feature_x(torch.zeros(1, m.x_dim, device=device)) @ w_in)
+            (w, b0, tanh), *rest = transposed_layers(m.feature_x)
+            layers, (w_in, b) = _sigmoid_form(
+                [(*_standardisation_folded(m, w, b0), tanh), *rest], (w_in, b))
+            feature.append(layers)
+            w_ih.append(w_in)
+            w_hh.append(w_hh_m)
+            bias.append(b)
+            *head, (w, b, tanh) = transposed_layers(m.decoder_net)
+            # log-variance = loc + scale * out: folded into the last layer
+            decoder.append(_sigmoid_form(
+                [*head, (w * m.x_scale, m.x_loc + m.x_scale * b, tanh)])[0])
         feature, decoder = self._stack(feature), self._stack(decoder)
         w_ih, w_hh = torch.stack(w_ih).contiguous(), torch.stack(w_hh).contiguous()
         bias = torch.stack(bias)[:, None]
-        (dec_w, dec_b, dec_tanh), *later = decoder  # reads [h_t, z_t]: h steps, z does not
+        (dec_w, dec_b, dec_sigmoid), *later = decoder  # reads [h_t, z_t]: h steps, z does not
         self.dec_z, self.dec_b = dec_w[:, H:].contiguous(), dec_b
         self.weights = SRNNWeights(
             [w for w, _, _ in feature], [b for _, b, _ in feature],
             [t for _, _, t in feature],
-            torch.baddbmm(bias, torch.stack(first), w_ih),  # (k, 1, 4H)
-            bias, w_ih, w_hh, dec_w[:, :H].contiguous(), dec_tanh,
+            torch.stack(first),  # (k, 1, 4H)
+            bias, w_ih, w_hh, dec_w[:, :H].contiguous(), dec_sigmoid,
             [w for w, _, _ in later], [b for _, b, _ in later], [t for _, _, t in later],
             torch.stack([m.min_var for m in modules])[:, None],
             modules[0].log_input)
         self.rnn_dim = H
+        # E-Z stacked needs the backward LSTM (the SRNN's default); groups share the input
+        self._encoder = (self._encoder_weights(modules) if modules[0].encoder_rnn else None)
 
     @staticmethod
     def supports(module) -> bool:
         """An SRNN whose frame features are the standardised power alone."""
         return (module.architecture == "srnn" and module.likelihood == "itakura_saito"
                 and module.n_features == module.x_dim)
+
+    def _encoder_weights(self, modules: list) -> dict:
+        """The encoder's layers stacked: the first layer of its frame features, which reads
+        ``[h_t, x_t]`` (``encoder_input="hx"``) or ``x_t``, split into its ``h`` rows and its
+        ``x`` rows (with the standardisation folded in), its later layers, and the posterior
+        network's first layer split into the rows of ``h_t`` (``"x"`` only), of the backward
+        summary ``a_t`` and of ``z_{t-1}``. The features are in the sigmoid form
+        (:func:`_sigmoid_form`), read by copies of the backward LSTMs."""
+        H = self.rnn_dim
+        reads_h = modules[0].encoder_input == "hx"
+        rows = H if reads_h else 0
+        first, rest, posterior, self._encoders = [], [], [], []
+        for m in modules:
+            (w, b, tanh), *later = transposed_layers(m.feature_enc)
+            rnn = copy.deepcopy(m.rnn_enc)  # its input weights absorb the sigmoid form's map
+            # (the split of the first layer into its h and x rows commutes with the form)
+            x_w, x_b = _standardisation_folded(m, w[rows:], b)
+            layers, (w_in, b_in) = _sigmoid_form(
+                [(torch.cat([w[:rows], x_w]), x_b, tanh), *later],
+                (rnn.weight_ih_l0.t(), rnn.bias_ih_l0))
+            rnn.weight_ih_l0.copy_(w_in.t())
+            rnn.bias_ih_l0.copy_(b_in)
+            self._encoders.append(rnn)
+            first.append(layers[0])
+            rest.append(layers[1:])
+            posterior.append(transposed_layers(m.encoder_net))
+        (w0, b0, tanh0), *later = self._stack(posterior)
+        n_a = modules[0].rnn_enc.hidden_size
+        return {"h": torch.stack([w[:rows] for w, _, _ in first]).contiguous(),
+                "x": torch.stack([w[rows:] for w, _, _ in first]).contiguous(),
+                "b": torch.stack([b for _, b, _ in first])[:, None],
+                "sigmoid": first[0][2], "later": self._stack(rest),
+                "post_h": None if reads_h else w0[:, :H].contiguous(),
+                "post_a": w0[:, H - rows:H - rows + n_a].contiguous(),
+                "post_z": w0[:, H - rows + n_a:].contiguous(), "b0": b0, "tanh0": tanh0,
+                "posterior": later}
 
     @classmethod
     def groups(cls, modules: Sequence) -> list[tuple[int, int]]:
@@ -228,6 +312,44 @@ class StackedSRNNPass:
         z = torch.stack(z)  # (k, B, T, Z)
         k, B, T, Z = z.shape
         return torch.baddbmm(self.dec_b, z.reshape(k, B * T, Z), self.dec_z).reshape(k, B, T, -1)
+
+    @property
+    def encodes(self) -> bool:
+        """Whether :meth:`encode` serves these priors (an encoder with its backward LSTM)."""
+        return self._encoder is not None
+
+    def encode(self, power: Tensor, hidden: Tensor, sample: bool = False,
+               generator: torch.Generator | None = None) -> Tensor:
+        """E-Z of the stacked priors: their latents ``(k, B, T, z_dim)`` (the posterior means,
+        or with ``sample`` one draw each) for the powers ``power`` ``(k, B, T, F)``, prior
+        ``i`` reading ``power[i]``, given their LSTM states ``hidden`` ``(k, B, T, H)``
+        teacher-forced on those powers. The modules' own ``encode`` to float32 rounding."""
+        e = self._encoder
+        if e is None:
+            raise ValueError("encode needs priors whose encoder has its backward LSTM "
+                             "(encoder_rnn=True).")
+        k, B, T, F = power.shape
+        # expected powers are non-negative: the module's clamp is the identity
+        x = (power + LOG_EPS).log_() if self.weights.log_input else power
+        hidden = hidden.reshape(k, B * T, -1)
+        f = torch.baddbmm(e["b"], x.reshape(k, B * T, F), e["x"])
+        if e["post_h"] is None:  # "hx": the features read h_t as well
+            f = f.baddbmm_(hidden, e["h"])
+        if e["sigmoid"]:
+            f = f.sigmoid_()
+        later = e["later"]
+        f = _mlp(f, [w for w, _, _ in later], [b for _, b, _ in later],
+                 [t for _, _, t in later]).reshape(k, B, T, -1)
+        # a_t summarises [h, x] of frames t..T: the backward LSTM of each prior (its own call)
+        a = torch.stack([rnn(f[i].flip(1))[0] for i, rnn in enumerate(self._encoders)]).flip(2)
+        pre = torch.baddbmm(e["b0"], a.reshape(k, B * T, -1), e["post_a"])
+        if e["post_h"] is not None:  # "x": the posterior network reads h_t
+            pre = pre.baddbmm_(hidden, e["post_h"])
+        post = e["posterior"]
+        return scripted(latent_chain)(
+            pre.reshape(k, B, T, -1), e["post_z"], e["tanh0"], [w for w, _, _ in post],
+            [b for _, b, _ in post], [t for _, _, t in post], sample, generator,
+            (_LOGVAR_MIN, _LOGVAR_MAX))[0]
 
     def run(self, z: list[Tensor], prec: Tensor, power: Tensor, var: Tensor,
             teacher: tuple | None = None, iv: tuple[Tensor, Tensor] | None = None,

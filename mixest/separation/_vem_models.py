@@ -321,10 +321,19 @@ class SpectralDVAEDynamics(RecurrentSpectralDynamics):
             raise ValueError("spectral priors read the expected power |mu|^2 + nu: pass covs.")
         power = self._per_source(expected_power(means, covs))  # (B, N, T, F)
         self._z = []
-        for n, m in enumerate(self.modules):
-            x = self._tensor(power[:, n])
-            self._z.append(m.encode(x, sample=self.sample, generator=self._generator,
-                                    hidden=self._teacher_forced(n, x))[0])
+        for a, b in self._group_list:
+            stacked = self._stacked.get((a, b))
+            x = self._tensor(np.moveaxis(power[:, a:b], 1, 0))  # (b - a, B, T, F)
+            hidden = [self._teacher_forced(n, x[n - a]) for n in range(a, b)]
+            if stacked is not None and stacked.encodes and all(h is not None for h in hidden):
+                # the group's E-Z at once, from the states the E-S pass left
+                self._z += stacked.encode(x, self._teacher[a, b][1], self.sample,
+                                          self._generator).unbind(0)
+                continue
+            for n, h in zip(range(a, b), hidden, strict=True):
+                self._z.append(self.modules[n].encode(x[n - a], sample=self.sample,
+                                                      generator=self._generator,
+                                                      hidden=h)[0])
         self._teacher = {}
 
     def _teacher_forced(self, n: int, power: torch.Tensor) -> torch.Tensor | None:

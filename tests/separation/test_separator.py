@@ -452,6 +452,60 @@ def test_e_z_reuses_the_e_s_states_only_when_it_reads_what_e_s_fed(disjoint_prio
                 torch.testing.assert_close(z_new, z_old, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize(("log_input", "encoder_input"),
+                         [(True, "hx"), (False, "hx"), (True, "x")])
+def test_stacked_encode_equals_each_module_encode(log_input, encoder_input):
+    """E-Z of SRNN priors stacked (standardisation folded, the feature layer's tanh as a
+    sigmoid whose affine map the backward LSTM's copy absorbs) gives each module's own
+    latents: the posterior means, and with one prior the same draws from the same generator."""
+    import torch
+
+    from mixest.separation._stacked_srnn import StackedSRNNPass
+
+    modules = [_spectral_module("srnn", log_input, seed, encoder_input=encoder_input)
+               for seed in (0, 1)]
+    power = torch.rand(2, 3, 7, 9) * 2.0
+    with torch.no_grad():
+        hidden = torch.stack([m._hidden_teacher_forced(p)
+                              for m, p in zip(modules, power, strict=True)])
+        z = StackedSRNNPass(modules).encode(power, hidden)
+        for n, module in enumerate(modules):
+            torch.testing.assert_close(z[n], module.encode(power[n])[0], rtol=1e-5, atol=1e-6)
+        drawn = StackedSRNNPass(modules[:1]).encode(
+            power[:1], hidden[:1], sample=True, generator=torch.Generator().manual_seed(4))
+        own = modules[0].encode(power[0], sample=True,
+                                generator=torch.Generator().manual_seed(4))[0]
+        torch.testing.assert_close(drawn[0], own, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(drawn[0], z[0])  # the draws are not the means
+
+
+def test_sigmoid_form_of_a_tanh_network_computes_the_same_function():
+    """tanh(u) = 2 sigmoid(2u) - 1, the affine map absorbed by the next layer or the reader."""
+    import torch
+
+    from mixest.separation._stacked_srnn import _sigmoid_form
+
+    g = torch.Generator().manual_seed(0)
+    layers = [(torch.randn(5, 4, generator=g), torch.randn(4, generator=g), True),
+              (torch.randn(4, 6, generator=g), torch.randn(6, generator=g), True),
+              (torch.randn(6, 3, generator=g), torch.randn(3, generator=g), False)]
+    x = torch.randn(8, 5, generator=g)
+
+    def run(layers, act, x):
+        for w, b, flag in layers:
+            x = x @ w + b
+            x = act(x) if flag else x
+        return x
+
+    want = run(layers, torch.tanh, x)
+    form, _ = _sigmoid_form(layers)
+    torch.testing.assert_close(run(form, torch.sigmoid, x), want, rtol=1e-5, atol=1e-5)
+    form, (w, b) = _sigmoid_form(layers[:2], (layers[2][0], layers[2][1]))
+    torch.testing.assert_close(run(form, torch.sigmoid, x) @ w + b, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="reads it"):
+        _sigmoid_form(layers[:2])
+
+
 def test_encode_with_known_states_equals_encode():
     import torch
 
