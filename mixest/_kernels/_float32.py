@@ -6,6 +6,10 @@ The float32 versions here are written from range reduction and small polynomials
 few float32 roundings of the exact value (tested against NumPy in float64). Each is chosen by
 the dtype when a kernel is compiled (``numba.extending.overload``): float64 arrays get the C
 library's functions, so that a double-precision twin keeps its accuracy.
+
+Numba caches each kernel by the file it is defined in (``cache=True``), and these functions are
+compiled into kernels of other files (``_srnn.py``, ``_spectral.py``): after editing this
+module, delete ``mixest/_kernels/__pycache__`` so that those kernels are compiled again.
 """
 
 from __future__ import annotations
