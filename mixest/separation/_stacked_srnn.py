@@ -205,22 +205,27 @@ class StackedSRNNPass:
         modules = list(modules)
         H = modules[0].rnn_dim
         feature, decoder, w_ih, w_hh, bias, first = [], [], [], [], [], []
+        self._rnns = []  # the LSTMs, their input weights in the sigmoid form's terms
         for m in modules:
             device = m.x_loc.device
-            rnn = m.rnn
             order = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H),
                                torch.arange(2 * H, 3 * H)]).to(device)  # (i,f,g,o) -> (i,f,o,g)
-            w_in, w_hh_m = rnn.weight_ih_l0[order].t(), rnn.weight_hh_l0[order].t()
-            b = (rnn.bias_ih_l0 + rnn.bias_hh_l0)[order]
+            rnn = copy.deepcopy(m.rnn)
             # frame 0 reads zero features (not standardised zeros): the gates' input share
-            first.append(b + m.feature_x(torch.zeros(1, m.x_dim, device=device)) @ w_in)
+            b = rnn.bias_ih_l0 + rnn.bias_hh_l0
+            first.append((b + m.feature_x(torch.zeros(1, m.x_dim, device=device))
+                          @ rnn.weight_ih_l0.t())[:, order])
             (w, b0, tanh), *rest = transposed_layers(m.feature_x)
-            layers, (w_in, b) = _sigmoid_form(
-                [(*_standardisation_folded(m, w, b0), tanh), *rest], (w_in, b))
+            layers, (w_in, b_in) = _sigmoid_form(
+                [(*_standardisation_folded(m, w, b0), tanh), *rest],
+                (rnn.weight_ih_l0.t(), rnn.bias_ih_l0))
+            rnn.weight_ih_l0.copy_(w_in.t())
+            rnn.bias_ih_l0.copy_(b_in)
+            self._rnns.append(rnn)
             feature.append(layers)
-            w_ih.append(w_in)
-            w_hh.append(w_hh_m)
-            bias.append(b)
+            w_ih.append(w_in[:, order])
+            w_hh.append(rnn.weight_hh_l0[order].t())
+            bias.append((b_in + rnn.bias_hh_l0)[order])
             *head, (w, b, tanh) = transposed_layers(m.decoder_net)
             # log-variance = loc + scale * out: folded into the last layer
             decoder.append(_sigmoid_form(
@@ -239,6 +244,10 @@ class StackedSRNNPass:
             torch.stack([m.min_var for m in modules])[:, None],
             modules[0].log_input)
         self.rnn_dim = H
+        # the features at frame 0, which reads zero features: the standardised zero is the
+        # input x_loc (the feature block in the sigmoid form's terms)
+        self._first_features = _mlp(torch.stack([m.x_loc for m in modules])[:, None],
+                                    *self._feature_block)
         # E-Z stacked needs the backward LSTM (the SRNN's default); groups share the input
         self._encoder = (self._encoder_weights(modules) if modules[0].encoder_rnn else None)
 
@@ -306,10 +315,16 @@ class StackedSRNNPass:
                  torch.stack([layers[i][1] for layers in per_module])[:, None],
                  per_module[0][i][2]) for i in range(len(per_module[0]))]
 
-    def z_part(self, z: list[Tensor]) -> Tensor:
+    @property
+    def _feature_block(self) -> tuple[list[Tensor], list[Tensor], list[bool]]:
+        w = self.weights
+        return w.feature_w, w.feature_b, w.feature_sigmoid
+
+    def z_part(self, z: list[Tensor] | Tensor) -> Tensor:
         """The latents' share ``(k, B, T, D)`` of the decoder's first layer, which reads
-        ``[h_t, z_t]``, for all frames at once from ``z`` (one ``(B, T, Z)`` per prior)."""
-        z = torch.stack(z)  # (k, B, T, Z)
+        ``[h_t, z_t]``, for all frames at once from ``z`` (one ``(B, T, Z)`` per prior, or
+        their stack)."""
+        z = torch.stack(z) if isinstance(z, list | tuple) else z  # (k, B, T, Z)
         k, B, T, Z = z.shape
         return torch.baddbmm(self.dec_b, z.reshape(k, B * T, Z), self.dec_z).reshape(k, B, T, -1)
 
@@ -328,9 +343,17 @@ class StackedSRNNPass:
         if e is None:
             raise ValueError("encode needs priors whose encoder has its backward LSTM "
                              "(encoder_rnn=True).")
-        k, B, T, F = power.shape
-        # expected powers are non-negative: the module's clamp is the identity
-        x = (power + LOG_EPS).log_() if self.weights.log_input else power
+        return self._encode(self._input(power), hidden, sample, generator)
+
+    def _input(self, power: Tensor) -> Tensor:
+        """What the networks read of powers ``(k, B, T, F)``: their logarithm, or themselves
+        (expected powers are non-negative: the module's clamp is the identity)."""
+        return (power + LOG_EPS).log_() if self.weights.log_input else power
+
+    def _encode(self, x: Tensor, hidden: Tensor, sample: bool,
+                generator: torch.Generator | None) -> Tensor:
+        e = self._encoder
+        k, B, T, F = x.shape
         hidden = hidden.reshape(k, B * T, -1)
         f = torch.baddbmm(e["b"], x.reshape(k, B * T, F), e["x"])
         if e["post_h"] is None:  # "hx": the features read h_t as well
@@ -350,6 +373,32 @@ class StackedSRNNPass:
             pre.reshape(k, B, T, -1), e["post_z"], e["tanh0"], [w for w, _, _ in post],
             [b for _, b, _ in post], [t for _, _, t in post], sample, generator,
             (_LOGVAR_MIN, _LOGVAR_MAX))[0]
+
+    def reconstruct(self, power: Tensor) -> Tensor:
+        """Each stacked prior's reconstruction of its powers ``(k, B, T, F)``, prior ``i``
+        reading ``power[i]``: the decoder's variances at the posterior means, the modules'
+        ``run(x, sample=False)["x_var"]`` to float32 rounding. Teacher-forced, every layer
+        runs over whole sequences at once (DVAE-init; the additive model's iterations)."""
+        if self._encoder is None:
+            raise ValueError("reconstruct needs priors whose encoder has its backward LSTM "
+                             "(encoder_rnn=True).")
+        k, B, T, F = power.shape
+        x = self._input(power)
+        # h_t reads x_{t-1}, and frame 0 zero features: the features shifted by one frame
+        feat = _mlp(x[:, :, :-1].reshape(k, B * (T - 1), F), *self._feature_block)
+        first = self._first_features[:, None]
+        feat = torch.cat([first.expand(k, B, 1, -1),
+                          feat.reshape(k, B, T - 1, first.shape[-1])], 2)
+        hidden = torch.stack([rnn(feat[i])[0] for i, rnn in enumerate(self._rnns)])
+        z = self._encode(x, hidden, False, None)
+        w = self.weights
+        out = torch.baddbmm(self.z_part(z).reshape(k, B * T, -1), hidden.reshape(k, B * T, -1),
+                            w.dec_h)
+        if w.dec_sigmoid:
+            out = out.sigmoid_()
+        out = _mlp(out, w.decoder_w, w.decoder_b, w.decoder_sigmoid)
+        out = out.clamp_(-w.logvar_bound, w.logvar_bound).exp_().add_(w.min_var)
+        return out.reshape(k, B, T, F)
 
     def run(self, z: list[Tensor], prec: Tensor, power: Tensor, var: Tensor,
             teacher: tuple | None = None, iv: tuple[Tensor, Tensor] | None = None,

@@ -305,9 +305,14 @@ class SpectralDVAEDynamics(RecurrentSpectralDynamics):
 
     @torch.no_grad()
     def _reconstruct(self, powers: list[torch.Tensor]) -> np.ndarray:
-        v = [m.run(p, sample=False)["x_var"].double().cpu().numpy()
-             for m, p in zip(self.modules, powers, strict=True)]
-        return np.stack(v, axis=2)
+        v = []
+        for a, b in self._group_list:
+            stacked = self._stacked.get((a, b))
+            if stacked is not None and stacked.encodes:  # the group at once
+                v += stacked.reconstruct(torch.stack(powers[a:b])).unbind(0)
+            else:
+                v += [self.modules[n].run(powers[n], sample=False)["x_var"] for n in range(a, b)]
+        return torch.stack(v, 2).double().cpu().numpy()
 
     def start_batch(self, n_sequences, n_sources, rng):
         super().start_batch(n_sequences, n_sources, rng)
