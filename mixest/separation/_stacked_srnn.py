@@ -186,7 +186,8 @@ def _standardisation_folded(module, w: Tensor, b: Tensor) -> tuple[Tensor, Tenso
 
 
 class StackedSRNNPass:
-    """The E-S pass of ``k`` spectral SRNN priors of one shape at once.
+    """The E-S pass, the E-Z step and the reconstructions of ``k`` spectral SRNN priors of one
+    shape at once.
 
     A per-frame step (:func:`srnn_step`) multiplies a few rows (the batch's mixtures) by each
     weight matrix and makes some twenty element-wise calls on them. So the priors' weights are
@@ -194,10 +195,12 @@ class StackedSRNNPass:
     through ``nn.Linear``) and stacked, ``(k, in, out)``: one batched product or element-wise
     call serves every prior (two priors: 0.47 ms a step of 12 mixtures against 2 x 0.37 ms).
     The standardisation of the input and the affine map of the decoder's output to a log-variance
-    are folded into the first and last layers, the LSTM's gates reordered so that one sigmoid
-    covers three of them, and the latents' share of the decoder's first layer is computed for
-    all frames at once. The arithmetic is the module's to float32 rounding: tested against
-    ``decode_step``. :meth:`run` makes one pass.
+    are folded into the first and last layers, every tanh layer takes the sigmoid form
+    (:func:`_sigmoid_form`), the LSTM's gates are reordered so that one sigmoid covers three of
+    them, and the latents' share of the decoder's first layer is computed for all frames at
+    once. :meth:`run` makes one E-S pass; :meth:`encode` (E-Z) and :meth:`reconstruct`
+    (DVAE-init, the additive model) run over whole sequences. The arithmetic is the modules'
+    to float32 rounding: tested against ``decode_step``, ``encode`` and ``run``.
     """
 
     @torch.no_grad()
@@ -211,7 +214,8 @@ class StackedSRNNPass:
             order = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H),
                                torch.arange(2 * H, 3 * H)]).to(device)  # (i,f,g,o) -> (i,f,o,g)
             rnn = copy.deepcopy(m.rnn)
-            # frame 0 reads zero features (not standardised zeros): the gates' input share
+            # frame 0 reads zero features (the standardised zero): the gates' input share there,
+            # bias included, a constant, computed once from the module's own weights
             b = rnn.bias_ih_l0 + rnn.bias_hh_l0
             first.append((b + m.feature_x(torch.zeros(1, m.x_dim, device=device))
                           @ rnn.weight_ih_l0.t())[:, order])
@@ -235,19 +239,19 @@ class StackedSRNNPass:
         bias = torch.stack(bias)[:, None]
         (dec_w, dec_b, dec_sigmoid), *later = decoder  # reads [h_t, z_t]: h steps, z does not
         self.dec_z, self.dec_b = dec_w[:, H:].contiguous(), dec_b
+        feature_block = ([w for w, _, _ in feature], [b for _, b, _ in feature],
+                         [t for _, _, t in feature])
+        # the features of frame 0 (k, 1, D) for the teacher-forced LSTMs: the input of the
+        # standardised zero is x_loc
+        self._first_features = _mlp(torch.stack([m.x_loc for m in modules])[:, None],
+                                    *feature_block)
         self.weights = SRNNWeights(
-            [w for w, _, _ in feature], [b for _, b, _ in feature],
-            [t for _, _, t in feature],
-            torch.stack(first),  # (k, 1, 4H)
-            bias, w_ih, w_hh, dec_w[:, :H].contiguous(), dec_sigmoid,
+            *feature_block, torch.stack(first), bias, w_ih, w_hh, dec_w[:, :H].contiguous(),
+            dec_sigmoid,
             [w for w, _, _ in later], [b for _, b, _ in later], [t for _, _, t in later],
             torch.stack([m.min_var for m in modules])[:, None],
             modules[0].log_input)
         self.rnn_dim = H
-        # the features at frame 0, which reads zero features: the standardised zero is the
-        # input x_loc (the feature block in the sigmoid form's terms)
-        self._first_features = _mlp(torch.stack([m.x_loc for m in modules])[:, None],
-                                    *self._feature_block)
         # E-Z stacked needs the backward LSTM (the SRNN's default); groups share the input
         self._encoder = (self._encoder_weights(modules) if modules[0].encoder_rnn else None)
 
@@ -315,11 +319,6 @@ class StackedSRNNPass:
                  torch.stack([layers[i][1] for layers in per_module])[:, None],
                  per_module[0][i][2]) for i in range(len(per_module[0]))]
 
-    @property
-    def _feature_block(self) -> tuple[list[Tensor], list[Tensor], list[bool]]:
-        w = self.weights
-        return w.feature_w, w.feature_b, w.feature_sigmoid
-
     def z_part(self, z: list[Tensor] | Tensor) -> Tensor:
         """The latents' share ``(k, B, T, D)`` of the decoder's first layer, which reads
         ``[h_t, z_t]``, for all frames at once from ``z`` (one ``(B, T, Z)`` per prior, or
@@ -385,13 +384,14 @@ class StackedSRNNPass:
         k, B, T, F = power.shape
         x = self._input(power)
         # h_t reads x_{t-1}, and frame 0 zero features: the features shifted by one frame
-        feat = _mlp(x[:, :, :-1].reshape(k, B * (T - 1), F), *self._feature_block)
+        w = self.weights
+        feat = _mlp(x[:, :, :-1].reshape(k, B * (T - 1), F), w.feature_w, w.feature_b,
+                    w.feature_sigmoid)
         first = self._first_features[:, None]
         feat = torch.cat([first.expand(k, B, 1, -1),
                           feat.reshape(k, B, T - 1, first.shape[-1])], 2)
         hidden = torch.stack([rnn(feat[i])[0] for i, rnn in enumerate(self._rnns)])
         z = self._encode(x, hidden, False, None)
-        w = self.weights
         out = torch.baddbmm(self.z_part(z).reshape(k, B * T, -1), hidden.reshape(k, B * T, -1),
                             w.dec_h)
         if w.dec_sigmoid:
