@@ -500,6 +500,29 @@ def test_stacked_reconstruction_equals_each_module_run(log_input, encoder_input)
                 torch.testing.assert_close(got[n], want, rtol=1e-4, atol=0)
 
 
+def test_priors_without_the_backward_encoder_lstm_keep_their_own_e_z_and_reconstruction():
+    """Stacked priors whose encoder has no backward LSTM run E-S stacked, and E-Z and the
+    reconstructions through each module (the stacked ones refuse them)."""
+    import torch
+
+    from mixest.separation._stacked_srnn import StackedSRNNPass
+
+    modules = [_spectral_module("srnn", True, seed, encoder_rnn=False) for seed in (0, 1)]
+    dyn = SpectralDVAEDynamics(modules)
+    stacked = dyn._stacked[0, 2]
+    assert isinstance(stacked, StackedSRNNPass) and not stacked.encodes
+    power = torch.rand(2, 3, 5, 9) * 2.0
+    for method in (stacked.reconstruct, lambda p: stacked.encode(p, torch.zeros(2, 3, 5, 5))):
+        with pytest.raises(ValueError, match="backward LSTM"):
+            method(power)
+    powers = power.permute(1, 2, 0, 3).numpy()  # (B, T, N, F)
+    got = dyn.reconstruct_each(powers)
+    with torch.no_grad():
+        for n, module in enumerate(modules):
+            want = module.run(power[n], sample=False)["x_var"].double().numpy()
+            np.testing.assert_allclose(got[:, :, n], want, rtol=1e-12)
+
+
 def test_sigmoid_form_of_a_tanh_network_computes_the_same_function():
     """tanh(u) = 2 sigmoid(2u) - 1, the affine map absorbed by the next layer or the reader."""
     import torch
