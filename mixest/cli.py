@@ -991,6 +991,7 @@ def _benchmark_perf(args: argparse.Namespace) -> int:
     records = perf(tracking_lengths=tracking, n_sequences=n_sequences,
                    separation_lengths=separation, n_mixtures=n_mixtures, max_iter=max_iter,
                    n_jobs=tuple(args.n_jobs), devices=devices,
+                   observations=tuple(dict.fromkeys(args.observations)),
                    baseline=None if baseline is None else str(baseline),
                    verbose=not args.quiet)
     header, rows = markdown(records)
@@ -1227,6 +1228,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="forced VEM iterations (default: 70; --quick: 10)")
     pf.add_argument("--n-jobs", type=int, nargs="+", default=[1, 2], metavar="J",
                     help="processes sharing a batch (CPU runs)")
+    pf.add_argument("--observations", nargs="+", default=["assignment"],
+                    choices=["assignment", "additive"],
+                    help="the separator's observation models to time (default: the paper's "
+                    "assignment model)")
     pf.add_argument("--quick", action="store_true", help="small runs (about a minute)")
     pf.add_argument("--baseline", metavar="DIR",
                     help="another mixest version's folder (e.g. `git worktree add DIR v0.1`), "

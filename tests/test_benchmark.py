@@ -183,14 +183,26 @@ def test_perf_runs_every_configuration_in_its_own_process(tmp_path):
     assert kernel["numba"] > 0 and kernel["numpy"] > 0
 
 
-def test_perf_separation_times_the_observation_model_asked_for():
-    from mixest.benchmark._perf import run_isolated
+def test_perf_separation_times_the_observation_model_asked_for(tmp_path):
+    from mixest.benchmark._perf import perf, run_isolated
 
     runs = {obs: run_isolated("separation", T=10, n=2, max_iter=2, observation=obs)
             for obs in ("assignment", "additive")}
     for obs, r in runs.items():
         assert r["observation"] == obs and r["rtf"] > 0
     assert runs["assignment"]["steps"] and not runs["additive"]["steps"]  # E-W etc. only there
+    out = tmp_path / "perf"
+    argv = ["benchmark", "perf", "--tracking-lengths", "10", "--n-sequences", "4",
+            "--separation-lengths", "10", "--n-mixtures", "2", "--max-iter", "2", "--n-jobs",
+            "1", "--observations", "assignment", "additive", "-o", str(out), "-q"]
+    assert main(argv) == 0
+    rows = json.loads((out / "perf.json").read_text())["rows"]
+    assert [r.get("observation") for r in rows if r["kind"] == "separation"] == [
+        "assignment", "additive"]
+    table = (out / "perf.md").read_text()
+    assert "| separation (additive) | 10 |" in table and "| separation | 10 |" in table
+    with pytest.raises(ValueError, match="observations"):
+        perf(observations=("additve",), verbose=False)
 
 
 def test_perf_runs_a_baseline_version_beside_this_one(tmp_path, capsys):

@@ -246,22 +246,32 @@ def perf(*, tracking_lengths: tuple[int, ...] = (60, 120, 300),
          n_sequences: tuple[int, ...] = (128,), separation_lengths: tuple[int, ...] = (300,),
          n_mixtures: tuple[int, ...] = (24,), max_iter: int = 70,
          n_jobs: tuple[int, ...] = (1, 2), devices: tuple[str, ...] = ("cpu",),
-         baseline: str | None = None, verbose: bool = True) -> list[dict]:
+         observations: tuple[str, ...] = ("assignment",), baseline: str | None = None,
+         verbose: bool = True) -> list[dict]:
     """Every configuration (length x batch x device x processes; one process on CUDA), one
     fresh process each: records of tracking and separation runs and of the E-W kernel pair.
+
+    ``observations``: the separator's observation models to time (``"assignment"``, the
+    paper's, and ``"additive"``), each in every separation configuration.
 
     ``baseline``: the folder of another mixest version (a checkout of an earlier release or
     commit), run just before this one in every configuration, so that both figures come from
     the same stretch of the machine's time; its record is the ``"baseline"`` entry of each.
     """
 
-    def grid(kind, lengths, batches):
-        return [(kind, {"T": T, "n": n, "max_iter": max_iter, "n_jobs": j, "device": d})
+    unknown = set(observations) - {"assignment", "additive"}
+    if unknown or not observations:
+        raise ValueError("observations must be a non-empty selection of 'assignment' and "
+                         f"'additive', got {observations!r}.")
+
+    def grid(kind, lengths, batches, extra=({},)):
+        return [(kind, {"T": T, "n": n, "max_iter": max_iter, "n_jobs": j, "device": d, **e})
                 for T in lengths for n in batches for d in devices
-                for j in (n_jobs if d == "cpu" else (1,))]
+                for j in (n_jobs if d == "cpu" else (1,)) for e in extra]
 
     configs = (grid("tracking", tracking_lengths, n_sequences)
-               + grid("separation", separation_lengths, n_mixtures))
+               + grid("separation", separation_lengths, n_mixtures,
+                      [{"observation": o} for o in observations]))
     bar = None
     if verbose:
         from tqdm.auto import tqdm
@@ -271,7 +281,7 @@ def perf(*, tracking_lengths: tuple[int, ...] = (60, 120, 300),
     for kind, params in configs:
         if bar is not None:
             bar.set_postfix_str(f"{kind} T={params['T']} n_jobs={params['n_jobs']} "
-                                f"{params['device']}")
+                                f"{params['device']} {params.get('observation', '')}")
         before = None if baseline is None else run_isolated(kind, baseline, **params)
         records.append({"kind": kind, **run_isolated(kind, **params)})
         if before is not None:
@@ -325,7 +335,10 @@ def markdown(records: list[dict]) -> tuple[str, list[str]]:
         memory = f"{r['peak_rss_mib']:.0f}"
         if base is not None:
             memory += f" (baseline {base['peak_rss_mib']:.0f})"
-        rows.append(f"| {r['kind']} | {r['T']} | {r['n']} | {r['n_jobs']} | {r['device']} | "
+        run = r["kind"]
+        if r.get("observation", "assignment") != "assignment":
+            run += f" ({r['observation']})"
+        rows.append(f"| {run} | {r['T']} | {r['n']} | {r['n_jobs']} | {r['device']} | "
                     f"{figure} | {share} | {memory} |")
     return header, rows
 
