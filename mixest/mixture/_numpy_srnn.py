@@ -327,15 +327,15 @@ class NumpySRNN:
                     tuple(_as(np.ravel(b), dt) for _, b, _ in layers),
                     tuple(bool(a) for _, _, a in layers))
 
+        w_hh = _as(_gates(self.rnn.w_hh, H), dt)  # the forward LSTM's, read by both passes
         self._fast = {
-            "encode": (*mlp(list(self.feature_x.layers) + [lstm_in], 0),
-                       _as(_gates(self.rnn.w_hh, H), dt),
+            "encode": (*mlp(layers, 0), w_hh,
                        *mlp(enc_layers, self.n_features), _as(w_hh_e, dt),
                        _as(w0[:H], dt), _as(w0[H:k], dt), _as(b0, dt), bool(act0),
                        _as(w0[k:], dt), *mlp(self.encoder_net.layers[1:], w0.shape[1])),
             "forward": (_as(g0, dt), _as(w_2, dt), _as(w_x, dt), _as(b_x, dt), bool(a1),
                         _as(w_acc, dt), *mlp(layers[1:], len(b_x)),
-                        _as(_gates(self.rnn.w_hh, H), dt), _as(d0[:H], dt), _as(d0[H:], dt),
+                        w_hh, _as(d0[:H], dt), _as(d0[H:], dt),
                         _as(db0, dt), bool(dact0),
                         *mlp(self.decoder_net.layers[1:], d0.shape[1])),
         }
