@@ -177,6 +177,16 @@ def _sigmoid_form(layers: list, reader: tuple[Tensor, Tensor] | None = None) -> 
     return out[:-1], out[-1][:2]
 
 
+def _lstm_reading(layers: list, lstm: torch.nn.LSTM) -> tuple[list, torch.nn.LSTM]:
+    """A block's layers in the sigmoid form and a copy of the LSTM that reads its output,
+    whose input weights absorb the form's affine map (:func:`_sigmoid_form`)."""
+    lstm = copy.deepcopy(lstm)
+    layers, (w_in, b_in) = _sigmoid_form(layers, (lstm.weight_ih_l0.t(), lstm.bias_ih_l0))
+    lstm.weight_ih_l0.copy_(w_in.t())
+    lstm.bias_ih_l0.copy_(b_in)
+    return layers, lstm
+
+
 def _standardisation_folded(module, w: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     """A first layer ``(w, b)`` (``w`` ``(x_dim, out)``) that reads the standardised input,
     as the layer that reads the input itself: ``(x - loc) / scale @ w + b = x @ (w / scale) +
@@ -213,23 +223,19 @@ class StackedSRNNPass:
             device = m.x_loc.device
             order = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H),
                                torch.arange(2 * H, 3 * H)]).to(device)  # (i,f,g,o) -> (i,f,o,g)
-            rnn = copy.deepcopy(m.rnn)
             # frame 0 reads zero features (the standardised zero): the gates' input share there,
             # bias included, a constant, computed once from the module's own weights
-            b = rnn.bias_ih_l0 + rnn.bias_hh_l0
+            b = m.rnn.bias_ih_l0 + m.rnn.bias_hh_l0
             first.append((b + m.feature_x(torch.zeros(1, m.x_dim, device=device))
-                          @ rnn.weight_ih_l0.t())[:, order])
+                          @ m.rnn.weight_ih_l0.t())[:, order])
             (w, b0, tanh), *rest = transposed_layers(m.feature_x)
-            layers, (w_in, b_in) = _sigmoid_form(
-                [(*_standardisation_folded(m, w, b0), tanh), *rest],
-                (rnn.weight_ih_l0.t(), rnn.bias_ih_l0))
-            rnn.weight_ih_l0.copy_(w_in.t())
-            rnn.bias_ih_l0.copy_(b_in)
+            layers, rnn = _lstm_reading([(*_standardisation_folded(m, w, b0), tanh), *rest],
+                                        m.rnn)
             self._rnns.append(rnn)
             feature.append(layers)
-            w_ih.append(w_in[:, order])
+            w_ih.append(rnn.weight_ih_l0[order].t())
             w_hh.append(rnn.weight_hh_l0[order].t())
-            bias.append((b_in + rnn.bias_hh_l0)[order])
+            bias.append((rnn.bias_ih_l0 + rnn.bias_hh_l0)[order])
             *head, (w, b, tanh) = transposed_layers(m.decoder_net)
             # log-variance = loc + scale * out: folded into the last layer
             decoder.append(_sigmoid_form(
@@ -274,14 +280,10 @@ class StackedSRNNPass:
         first, rest, posterior, self._encoders = [], [], [], []
         for m in modules:
             (w, b, tanh), *later = transposed_layers(m.feature_enc)
-            rnn = copy.deepcopy(m.rnn_enc)  # its input weights absorb the sigmoid form's map
             # (the split of the first layer into its h and x rows commutes with the form)
             x_w, x_b = _standardisation_folded(m, w[rows:], b)
-            layers, (w_in, b_in) = _sigmoid_form(
-                [(torch.cat([w[:rows], x_w]), x_b, tanh), *later],
-                (rnn.weight_ih_l0.t(), rnn.bias_ih_l0))
-            rnn.weight_ih_l0.copy_(w_in.t())
-            rnn.bias_ih_l0.copy_(b_in)
+            layers, rnn = _lstm_reading([(torch.cat([w[:rows], x_w]), x_b, tanh), *later],
+                                        m.rnn_enc)
             self._encoders.append(rnn)
             first.append(layers[0])
             rest.append(layers[1:])
