@@ -105,11 +105,11 @@ def _e_w(x, v_x, means, covs, log_prior, out):
                 for f in range(F):
                     total[f] += weight[n, f]
             for f in range(F):
-                inv[f] = 1.0 / total[f]
+                total[f] = 1.0 / total[f]
             for n in range(N):
                 o = out[b, t, n]
                 for f in range(F):
-                    o[f] = weight[n, f] * inv[f]
+                    o[f] = weight[n, f] * total[f]
 
 
 def spectral_e_w(x: np.ndarray, v_x: np.ndarray, means: np.ndarray, covs: np.ndarray,
