@@ -24,7 +24,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -55,10 +54,10 @@ def scored_windows(root: Path, T: int, protocol: str, half: str):
         # A window's boxes are the file's values: look each one up by frame and box.
         score = {(f, *box): s for f, box, s in zip(
             table["frame"].to_numpy(), map(tuple, table[columns].to_numpy()),
-            table["conf"].to_numpy())}
+            table["conf"].to_numpy(), strict=True)}
         S = np.full(X.shape[:3], np.nan)
         for w, first in enumerate(info["first_frame"].to_numpy()):
-            for t, k in zip(*np.nonzero(~np.isnan(X[w]).any(-1))):
+            for t, k in zip(*np.nonzero(~np.isnan(X[w]).any(-1)), strict=True):
                 S[w, t, k] = score.get((first + t, *X[w, t, k]), 1.0)
         size = (info["im_width"].iloc[0], info["im_height"].iloc[0])
         Xs.append(normalize_boxes(X, size))
