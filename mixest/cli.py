@@ -1,10 +1,10 @@
 """The ``mixest`` command line: ``mixest track``, ``mixest separate`` and ``mixest demo``.
 
-``mixest track det.txt --n-sources 3 --frames 1:60 --output result.txt [--plot tracks.png]``
+``mixest track det.txt --n-sources 3 --frames 1:60 --output result.txt [--plot [tracks.png]]``
 reads a MOTChallenge detection file (and the ``seqinfo.ini`` next to it or its parent folder for
 the image size), tracks ``N`` objects over the frame range and writes a MOTChallenge result file.
 
-``mixest separate mix.wav --out-dir sources --priors speech,flute [--plot spectrograms.png]``
+``mixest separate mix.wav --out-dir sources --priors speech,flute [--plot [spectrograms.png]]``
 separates a single-channel recording with :class:`~mixest.separation.MixDVAESeparator`, one
 spectral DVAE prior per source, and writes one WAV file per source at the recording's rate.
 
@@ -320,7 +320,7 @@ def _track(args: argparse.Namespace) -> int:
     _resolve_options(args)
     frames = _parse_frames(args.frames)
     out = _check_output(args.output, "--output")
-    plot = _check_plot(args.plot) if args.plot else None
+    plot = None if args.plot is None else _check_plot(args.plot or str(out.with_suffix(".png")))
     det = Path(args.detections)
     if not det.is_file():
         _fail(f"detection file not found: {det}", 1)
@@ -621,7 +621,8 @@ def _separate(args: argparse.Namespace) -> int:
     mixture = Path(args.mixture)
     x, rate = _read_mixture(args.mixture)
     outputs = _check_out_dir(args.out_dir, mixture.stem, labels)
-    plot = _check_plot(args.plot) if args.plot else None
+    default_plot = str(Path(args.out_dir) / f"{mixture.stem}.png")
+    plot = None if args.plot is None else _check_plot(args.plot or default_plot)
     if "device" in options:
         _check_device(options["device"])
     separator = _make_separator(args.method, options, specs, len(labels), rate, args.quiet)
@@ -1052,8 +1053,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default 0): the same seed gives the same result file")
     track.add_argument("-q", "--quiet", action="store_true",
                        help="print nothing but errors (no summary, no progress bar)")
-    track.add_argument("--plot", metavar="FILE",
-                       help="also draw the tracks into FILE (.png, .pdf, .svg, ...)")
+    track.add_argument("--plot", metavar="FILE", nargs="?", const="",
+                       help="also draw the tracks into FILE (.png, .pdf, .svg, ...; without "
+                       "FILE: the --output path with .png)")
     track.set_defaults(func=_track)
 
     separate = sub.add_parser(
@@ -1102,8 +1104,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "help from about 70 s on); -1: all cores (default: 1; not taken by "
                           "nmf, tnmf)")
     separate.add_argument("--seed", type=int, default=0, help="random seed of the separator")
-    separate.add_argument("--plot", metavar="FILE", help="also draw the spectrograms and masks "
-                          "into FILE (.png, .pdf, .svg, ...)")
+    separate.add_argument("--plot", metavar="FILE", nargs="?", const="",
+                          help="also draw the spectrograms and masks into FILE (.png, .pdf, "
+                          ".svg, ...; without FILE: DIR/MIXTURE-STEM.png)")
     separate.add_argument("-q", "--quiet", action="store_true",
                           help="print nothing but errors (no progress bar, no summary)")
     separate.set_defaults(func=_separate)

@@ -504,6 +504,22 @@ def test_separate_quiet_duplicate_labels_and_plot(tmp_path, capsys, audio):
     assert png.is_file() and matplotlib.image.imread(png).ndim == 3
 
 
+def test_plot_without_a_file_name_goes_next_to_the_output(tmp_path, capsys, audio):
+    det = _write_sequence(tmp_path)
+    out = tmp_path / "results" / "res.txt"
+    assert main(["track", str(det), "-n", "3", "--frames", "2:15", "-o", str(out), "--method",
+                 "greedy", "--plot", "--quiet"]) == 0
+    assert out.is_file() and (tmp_path / "results" / "res.png").stat().st_size > 0
+    # a bare --plot before the positional argument would take it as the file: refused
+    err = _fails(["track", "--plot", str(det), "-o", str(out)], capsys)
+    assert "detections" in err
+    out_dir = tmp_path / "sources"
+    assert main(["separate", str(audio["mix"][16000]), "-o", str(out_dir), "--priors",
+                 _priors(audio, "tone", "noise"), "--max-iter", "0", "--plot", "-q"]) == 0
+    assert (out_dir / "mix16000.png").stat().st_size > 0
+    assert (out_dir / "mix16000_tone.wav").is_file()
+
+
 def test_separate_checks_before_separating(tmp_path, capsys, monkeypatch, audio):
     _separation_must_not_run(monkeypatch)
     mix, priors = str(audio["mix"][16000]), _priors(audio, "tone", "noise")
