@@ -29,18 +29,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def scored_windows(root: Path, T: int, protocol: str, half: str):
-    """The ``table2`` windows of one protocol with each detection's score.
+def scored_windows(folders: list[Path], T: int, protocol: str, half: str):
+    """The ``table2`` windows of one protocol in ``folders`` with each detection's score.
 
     Returns image-normalised ``xyxy`` detections ``(n, T, K, 4)``, tracks ``(n, T, 3, 4)`` and
     scores ``(n, T, K)`` (NaN for missing rows, 1 for a first frame's true boxes).
     """
-    from mixest.benchmark._table2 import PROTOCOLS, sequences
+    from mixest.benchmark._table2 import PROTOCOLS
     from mixest.tracking import make_detection_windows, normalize_boxes, read_mot, read_seqinfo
     from mixest.tracking._windows import _NoWindowError
 
     Xs, ys, Ss = [], [], []
-    for seq in sequences(root, (protocol,)):
+    for seq in folders:
         length = int(read_seqinfo(seq)["seq_length"])
         frames = {"second": (length // 2 + 1, length), "first": (1, length // 2)}[half]
         try:
@@ -82,11 +82,13 @@ def main(argv: list[str] | None = None) -> int:
                    default=[0.5, 0.6, 0.65, 0.7, 0.75])
     p.add_argument("--lengths", type=int, nargs="+", default=[60, 120])
     args = p.parse_args(argv)
-    root = Path(args.mot17)
-    if not root.is_dir():
-        print(f"MOT17 data not found at {root}", file=sys.stderr)
+    from mixest.benchmark._table2 import make_tracker, scores, sequences
+
+    try:  # the sequence folders with ground truth and detections
+        folders = sequences(Path(args.mot17), ("real",))
+    except FileNotFoundError as exc:
+        print(f"MOT17 data not usable: {exc}", file=sys.stderr)
         return 1
-    from mixest.benchmark._table2 import make_tracker, scores
 
     warnings.simplefilter("ignore")
     print("protocol | half | T | windows | method | " + " | ".join(
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     for protocol in ("real + clutter", "real"):
         for half in ("first", "second"):
             for T in args.lengths:
-                X, y, S = scored_windows(root, T, protocol, half)
+                X, y, S = scored_windows(folders, T, protocol, half)
                 for method in args.methods:
                     cells = []
                     for threshold in args.thresholds:
