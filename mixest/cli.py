@@ -321,6 +321,8 @@ def _track(args: argparse.Namespace) -> int:
     frames = _parse_frames(args.frames)
     out = _check_output(args.output, "--output")
     plot = None if args.plot is None else _check_plot(args.plot or str(out.with_suffix(".png")))
+    if plot is not None and plot.resolve() == out.resolve():
+        _fail(f"--plot {plot} is the --output file; give the plot another name")
     det = Path(args.detections)
     if not det.is_file():
         _fail(f"detection file not found: {det}", 1)

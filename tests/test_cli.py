@@ -510,6 +510,8 @@ def test_plot_without_a_file_name_goes_next_to_the_output(tmp_path, capsys, audi
     assert main(["track", str(det), "-n", "3", "--frames", "2:15", "-o", str(out), "--method",
                  "greedy", "--plot", "--quiet"]) == 0
     assert out.is_file() and (tmp_path / "results" / "res.png").stat().st_size > 0
+    err = _fails(["track", str(det), "-o", str(tmp_path / "res.png"), "--plot"], capsys)
+    assert "--plot" in err and "--output" in err
     # a bare --plot before the positional argument would take it as the file: refused
     err = _fails(["track", "--plot", str(det), "-o", str(out)], capsys)
     assert "detections" in err
