@@ -97,6 +97,17 @@ def _mlp(x: Tensor, ws: list[Tensor], bs: list[Tensor], sigmoid: list[bool]) -> 
     return x
 
 
+def _variances(z_part: Tensor, h: Tensor, w: SRNNWeights) -> Tensor:
+    """The decoder's variances from the LSTM states ``h`` and the latents' share ``z_part``
+    of its first layer (rows of any batch shape ``(k, rows, .)``)."""
+    out = torch.baddbmm(z_part, h, w.dec_h)
+    if w.dec_sigmoid:
+        out = out.sigmoid_()
+    out = _mlp(out, w.decoder_w, w.decoder_b, w.decoder_sigmoid)
+    out = out.clamp_(-w.logvar_bound, w.logvar_bound)
+    return out.exp_().add_(w.min_var)
+
+
 def srnn_step(fed: Tensor | None, z_part: Tensor, h: Tensor, c: Tensor,
               w: SRNNWeights) -> tuple[Tensor, Tensor, Tensor]:
     """Variances ``(k, B, F)`` of a frame given the powers ``fed`` ``(k, B, F)`` of the frame
@@ -115,12 +126,7 @@ def srnn_step(fed: Tensor | None, z_part: Tensor, h: Tensor, c: Tensor,
     c = torch.addcmul(sig.narrow(2, H, H) * c, sig.narrow(2, 0, H),
                       gates.narrow(2, 3 * H, H).tanh_())
     h = sig.narrow(2, 2 * H, H) * c.tanh()
-    out = torch.baddbmm(z_part, h, w.dec_h)
-    if w.dec_sigmoid:
-        out = out.sigmoid_()
-    out = _mlp(out, w.decoder_w, w.decoder_b, w.decoder_sigmoid)
-    out = out.clamp_(-w.logvar_bound, w.logvar_bound)
-    return out.exp_().add_(w.min_var), h, c
+    return _variances(z_part, h, w), h, c
 
 
 def srnn_pass(prec: Tensor, power: Tensor, z_part: Tensor, w: SRNNWeights, var: Tensor,
@@ -245,16 +251,14 @@ class StackedSRNNPass:
         bias = torch.stack(bias)[:, None]
         (dec_w, dec_b, dec_sigmoid), *later = decoder  # reads [h_t, z_t]: h steps, z does not
         self.dec_z, self.dec_b = dec_w[:, H:].contiguous(), dec_b
-        feature_block = ([w for w, _, _ in feature], [b for _, b, _ in feature],
-                         [t for _, _, t in feature])
+        feature_block = self._columns(feature)
         # the features of frame 0 (k, 1, D) for the teacher-forced LSTMs: the input of the
         # standardised zero is x_loc
         self._first_features = _mlp(torch.stack([m.x_loc for m in modules])[:, None],
                                     *feature_block)
         self.weights = SRNNWeights(
             *feature_block, torch.stack(first), bias, w_ih, w_hh, dec_w[:, :H].contiguous(),
-            dec_sigmoid,
-            [w for w, _, _ in later], [b for _, b, _ in later], [t for _, _, t in later],
+            dec_sigmoid, *self._columns(later),
             torch.stack([m.min_var for m in modules])[:, None],
             modules[0].log_input)
         self.rnn_dim = H
@@ -293,11 +297,11 @@ class StackedSRNNPass:
         return {"h": torch.stack([w[:rows] for w, _, _ in first]).contiguous(),
                 "x": torch.stack([w[rows:] for w, _, _ in first]).contiguous(),
                 "b": torch.stack([b for _, b, _ in first])[:, None],
-                "sigmoid": first[0][2], "later": self._stack(rest),
+                "sigmoid": first[0][2], "later": self._columns(self._stack(rest)),
                 "post_h": None if reads_h else w0[:, :H].contiguous(),
                 "post_a": w0[:, H - rows:H - rows + n_a].contiguous(),
                 "post_z": w0[:, H - rows + n_a:].contiguous(), "b0": b0, "tanh0": tanh0,
-                "posterior": later}
+                "posterior": self._columns(later)}
 
     @classmethod
     def groups(cls, modules: Sequence) -> list[tuple[int, int]]:
@@ -314,6 +318,11 @@ class StackedSRNNPass:
             else:
                 out.append((n, n + 1))
         return out
+
+    @staticmethod
+    def _columns(layers: list) -> tuple[list[Tensor], list[Tensor], list[bool]]:
+        """Layers ``(w, b, flag)`` as the three lists :func:`_mlp` and ``latent_chain`` read."""
+        return [w for w, _, _ in layers], [b for _, b, _ in layers], [t for _, _, t in layers]
 
     @staticmethod
     def _stack(per_module: list) -> list[tuple[Tensor, Tensor, bool]]:
@@ -361,19 +370,15 @@ class StackedSRNNPass:
             f = f.baddbmm_(hidden, e["h"])
         if e["sigmoid"]:
             f = f.sigmoid_()
-        later = e["later"]
-        f = _mlp(f, [w for w, _, _ in later], [b for _, b, _ in later],
-                 [t for _, _, t in later]).reshape(k, B, T, -1)
+        f = _mlp(f, *e["later"]).reshape(k, B, T, -1)
         # a_t summarises [h, x] of frames t..T: the backward LSTM of each prior (its own call)
         a = torch.stack([rnn(f[i].flip(1))[0] for i, rnn in enumerate(self._encoders)]).flip(2)
         pre = torch.baddbmm(e["b0"], a.reshape(k, B * T, -1), e["post_a"])
         if e["post_h"] is not None:  # "x": the posterior network reads h_t
             pre = pre.baddbmm_(hidden, e["post_h"])
-        post = e["posterior"]
         return scripted(latent_chain)(
-            pre.reshape(k, B, T, -1), e["post_z"], e["tanh0"], [w for w, _, _ in post],
-            [b for _, b, _ in post], [t for _, _, t in post], sample, generator,
-            (_LOGVAR_MIN, _LOGVAR_MAX))[0]
+            pre.reshape(k, B, T, -1), e["post_z"], e["tanh0"], *e["posterior"], sample,
+            generator, (_LOGVAR_MIN, _LOGVAR_MAX))[0]
 
     def reconstruct(self, power: Tensor) -> Tensor:
         """Each stacked prior's reconstruction of its powers ``(k, B, T, F)``, prior ``i``
@@ -394,13 +399,8 @@ class StackedSRNNPass:
                           feat.reshape(k, B, T - 1, first.shape[-1])], 2)
         hidden = torch.stack([rnn(feat[i])[0] for i, rnn in enumerate(self._rnns)])
         z = self._encode(x, hidden, False, None)
-        out = torch.baddbmm(self.z_part(z).reshape(k, B * T, -1), hidden.reshape(k, B * T, -1),
-                            w.dec_h)
-        if w.dec_sigmoid:
-            out = out.sigmoid_()
-        out = _mlp(out, w.decoder_w, w.decoder_b, w.decoder_sigmoid)
-        out = out.clamp_(-w.logvar_bound, w.logvar_bound).exp_().add_(w.min_var)
-        return out.reshape(k, B, T, F)
+        return _variances(self.z_part(z).reshape(k, B * T, -1), hidden.reshape(k, B * T, -1),
+                          w).reshape(k, B, T, F)
 
     def run(self, z: list[Tensor], prec: Tensor, power: Tensor, var: Tensor,
             teacher: tuple | None = None, iv: tuple[Tensor, Tensor] | None = None,
