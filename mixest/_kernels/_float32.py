@@ -35,7 +35,6 @@ _Q = (1.0, 0.46260249295445127, 2.3797122809243607e-02, 2.2923614960006062e-04)
 _CLAMP = 9.0
 
 
-
 @numba.njit(inline="always", **JIT)
 def _tanh32(v):
     """Float32 tanh of one value by the rational fit above (vectorisable, no libm call)."""

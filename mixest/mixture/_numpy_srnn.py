@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from mixest._kernels import _srnn
-from mixest._kernels._srnn import srnn_encode, srnn_features, srnn_forward
+from mixest._kernels._srnn import (
+    _LOGVAR_MAX,
+    _LOGVAR_MIN,
+    srnn_encode,
+    srnn_features,
+    srnn_forward,
+)
 
 __all__ = ["NumpySRNN", "numpy_twin"]
 
-_LOGVAR_MIN, _LOGVAR_MAX = _srnn._LOGVAR_MIN, _srnn._LOGVAR_MAX
 #: Largest prior variance of a propagated prediction, in the network's (image-normalised) units:
 #: a standard deviation of one image, i.e. nothing known. The delta method treats m_{t-1} and
 #: m_{t-2} as independent, so through a run of frames without evidence a gated extrapolation
